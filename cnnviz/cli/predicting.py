@@ -1,0 +1,5 @@
+"""CLI commands: (to be written)."""
+
+
+def register(sub) -> None:  # noqa: ARG001
+    pass

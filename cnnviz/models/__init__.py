@@ -1,0 +1,24 @@
+"""The CNN zoo: one module per family, each registering its architectures (see ``registry.py``)."""
+
+from cnnviz.models.registry import (
+    InputSizeError,
+    ModelCard,
+    PaperFigures,
+    create_model,
+    get_card,
+    list_models,
+    register_model,
+)
+
+# Importing a family registers it. Order = order of list_models() (roughly the history of the field).
+from cnnviz.models import lenet, alexnet, zfnet, nin, vgg, googlenet, resnet  # noqa: E402,F401,I001
+
+__all__ = [
+    "InputSizeError",
+    "ModelCard",
+    "PaperFigures",
+    "create_model",
+    "get_card",
+    "list_models",
+    "register_model",
+]

@@ -1,0 +1,138 @@
+"""The model registry: one factory and one model card per architecture.
+
+Every model family lives in its own module (``lenet.py``, ``alexnet.py`` ...) and registers each of its
+architectures with :func:`register_model`. Models are built with :func:`create_model`::
+
+    model = create_model("vgg16", num_classes=200, input_size=64)
+
+A factory takes ``num_classes`` and ``input_size`` (the square side of the input in pixels) plus the
+architecture's own variant keyword arguments (listed on its card as ``variants``). It raises
+:class:`InputSizeError` with a readable message when the architecture cannot take that input size.
+
+Conventions every registered model follows (tests in ``tests/test_models.py`` check them all):
+
+* ``model.features``: the convolutional body (an ``nn.Module``);
+* ``model.forward_features(x)``: the last feature map before the classifier head;
+* ``model.forward_head(feats)``: logits from that feature map;
+* ``model(x) == model.forward_head(model.forward_features(x))`` in eval mode;
+* in training mode a model with auxiliary classifiers (GoogLeNet) returns a tuple
+  ``(logits, aux1, aux2, ...)`` and exposes ``model.aux_loss_weight`` (0.3 in the paper); in eval mode every
+  model returns the logits tensor alone;
+* every ReLU is its own non-in-place ``nn.ReLU`` module (hooks and captum must see each use).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch.nn as nn
+
+
+class InputSizeError(ValueError):
+    """Raised when an architecture cannot take the requested input size (the message says why)."""
+
+
+@dataclass(frozen=True)
+class PaperFigures:
+    """Figures the paper itself reports (None where it reports none)."""
+
+    params: int | None = None  # parameters, as reported
+    top1_error: float | None = None  # percent
+    top5_error: float | None = None  # percent
+    gmacs: float | None = None  # multiply-accumulates (billions) per image, as reported
+    note: str = ""  # which setting the figures are for (single model, crops, which test set)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a user should know about an architecture: its paper, ideas and every deviation of our code."""
+
+    name: str  # registry key, e.g. "vgg16_bn"
+    display_name: str  # e.g. "VGG-16 (batch norm)"
+    family: str  # e.g. "VGG"
+    title: str  # paper title
+    authors: str
+    venue: str
+    year: int
+    url: str
+    key_ideas: tuple[str, ...]
+    paper_input: tuple[int, int, int]  # (C, H, W) the paper used
+    paper_classes: int
+    figures: PaperFigures
+    deviations: tuple[str, ...] = ()  # every way our code differs from the paper, at the paper's input
+    adaptations_64: tuple[str, ...] = ()  # what changes at 64x64 (Tiny ImageNet) and why
+    min_input: int = 32  # smallest square input the model accepts with its default variant
+    variants: dict[str, str] = field(default_factory=dict)  # keyword -> description (values, default)
+    default_variant: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., nn.Module]
+    card: ModelCard
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(card: ModelCard) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering ``factory(num_classes, input_size, **variant)`` under ``card.name``."""
+
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if card.name in _REGISTRY:
+            raise ValueError(f"model {card.name!r} registered twice")
+        _REGISTRY[card.name] = _Entry(factory, card)
+        return factory
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every family (cnnviz/models/__init__.py imports them).
+    import cnnviz.models  # noqa: F401
+
+
+def list_models() -> list[str]:
+    """Registered architecture names, in the order their families were registered (roughly historical)."""
+    _ensure_loaded()
+    return list(_REGISTRY)
+
+
+def get_card(name: str) -> ModelCard:
+    """The model card of a registered architecture."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name].card
+
+
+def create_model(name: str, num_classes: int | None = None, input_size: int | None = None, **variant: Any) -> nn.Module:
+    """Build a registered architecture.
+
+    ``num_classes`` and ``input_size`` default to the paper's (e.g. 1000 and 224). Unknown variant keywords
+    raise ``TypeError``; an input size the architecture cannot take raises :class:`InputSizeError`.
+    The returned model has ``model.arch`` (the registry name) and ``model.model_args`` (the keyword arguments
+    that rebuild it, as saved in checkpoints).
+    """
+    card = get_card(name)
+    num_classes = card.paper_classes if num_classes is None else int(num_classes)
+    input_size = card.paper_input[1] if input_size is None else int(input_size)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+    unknown = set(variant) - set(card.variants)
+    if unknown:
+        raise TypeError(
+            f"{name} has no variant option(s) {sorted(unknown)}; it takes {sorted(card.variants) or 'none'}"
+        )
+    if input_size < card.min_input:
+        raise InputSizeError(
+            f"{card.display_name} needs an input of at least {card.min_input}x{card.min_input} pixels "
+            f"(asked for {input_size}x{input_size})"
+        )
+    args = {**card.default_variant, **variant}
+    model = _REGISTRY[name].factory(num_classes=num_classes, input_size=input_size, **args)
+    model.arch = name
+    model.model_args = {"num_classes": num_classes, "input_size": input_size, **args}
+    return model

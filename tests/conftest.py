@@ -1,0 +1,31 @@
+"""Shared fixtures. Tests run on the CPU; nothing here needs a GPU or the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_ZIP = Path(os.environ.get("CNNVIZ_SHARED_ZIP") or REPO.parent / "shared" / "data" / "tiny-imagenet-200.zip")
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory, monkeypatch):
+    """Every test gets its own checkpoints and data folders, so nothing touches the repo's."""
+    base = tmp_path_factory.mktemp("cnnviz")
+    monkeypatch.setenv("CNNVIZ_CHECKPOINTS", str(base / "checkpoints"))
+    monkeypatch.setenv("CNNVIZ_DATA", str(base / "data"))
+    yield
+
+
+@pytest.fixture
+def shared_zip() -> Path:
+    """The real Tiny ImageNet zip; the test is skipped, with the reason, where it is absent."""
+    if not SHARED_ZIP.is_file():
+        pytest.skip(f"real Tiny ImageNet not found at {SHARED_ZIP} (set CNNVIZ_SHARED_ZIP to run this test)")
+    return SHARED_ZIP
