@@ -1,5 +1,7 @@
 """The CNN zoo: one module per family, each registering its architectures (see ``registry.py``)."""
 
+# Importing a family registers it. Order = order of list_models() (roughly the history of the field).
+from cnnviz.models import alexnet, googlenet, lenet, nin, resnet, vgg, zfnet  # noqa: E402,F401,I001
 from cnnviz.models.registry import (
     InputSizeError,
     ModelCard,
@@ -9,9 +11,6 @@ from cnnviz.models.registry import (
     list_models,
     register_model,
 )
-
-# Importing a family registers it. Order = order of list_models() (roughly the history of the field).
-from cnnviz.models import lenet, alexnet, zfnet, nin, vgg, googlenet, resnet  # noqa: E402,F401,I001
 
 __all__ = [
     "InputSizeError",
