@@ -1,6 +1,6 @@
 """The CNN zoo: one module per family, each registering its architectures (see ``registry.py``)."""
 
-# Importing a family registers it. Order = order of list_models() (roughly the history of the field).
+# Importing a family registers it (list_models() orders them by the paper's year).
 from cnnviz.models import alexnet, googlenet, lenet, nin, resnet, vgg, zfnet  # noqa: E402,F401,I001
 from cnnviz.models.registry import (
     InputSizeError,

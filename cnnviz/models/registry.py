@@ -95,9 +95,9 @@ def _ensure_loaded() -> None:
 
 
 def list_models() -> list[str]:
-    """Registered architecture names, in the order their families were registered (roughly historical)."""
+    """Registered architecture names, oldest paper first (registration order within a year)."""
     _ensure_loaded()
-    return list(_REGISTRY)
+    return sorted(_REGISTRY, key=lambda name: _REGISTRY[name].card.year)
 
 
 def get_card(name: str) -> ModelCard:
