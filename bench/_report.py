@@ -1,0 +1,41 @@
+"""Write one benchmark's section of ``docs/benchmarks.md`` (between its markers), leaving the others alone."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+import torch
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+HEADER = ("# Benchmarks\n\nMeasured numbers only, each with the machine it came from. Regenerate a section with "
+          "`.venv/bin/python -m bench.<name>`; each section is rewritten by its own benchmark.\n")
+
+
+def machine() -> str:
+    """One line naming the machine: CPU model, cores, torch version, GPU if any."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
+
+
+def write_section(name: str, body: str) -> Path:
+    """Replace (or append) the section ``name`` of docs/benchmarks.md with ``body`` (Markdown)."""
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    text = DOC.read_text() if DOC.exists() else HEADER
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    block = f"<!-- bench:{name} -->\n{body.rstrip()}\n\n_Measured {stamp} on: {machine()}._\n<!-- /bench:{name} -->"
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)
+    return DOC
