@@ -122,7 +122,7 @@ def list_checkpoints(root: str | Path | None = None, *, include_broken: bool = F
     seen: set[Path] = set()
 
     def add(info: CheckpointInfo) -> None:
-        if info.path in seen or not _inside(info.path.parent, root):
+        if info.path in seen or not (_inside(info.path.parent, root) and _inside(info.path, root)):
             return
         seen.add(info.path)
         if info.ok or include_broken:

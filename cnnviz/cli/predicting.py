@@ -1,5 +1,86 @@
-"""CLI commands: (to be written)."""
+"""CLI: ``python -m cnnviz predict --checkpoint PATH IMAGE... [--top 5] [--format text|json]``.
+
+JSON output (one record per image and checkpoint)::
+
+    [{"image": "cat.jpg", "checkpoint": "resnet18",
+      "predictions": [{"wnid": "n02123045", "name": "tabby, tabby cat", "prob": 0.61}, ...], "ms": 3.2}]
+
+An image that cannot be read gets an ``"error"`` record (JSON) or a line on stderr (text); the others are
+still predicted and the exit status is 1. A checkpoint that cannot be loaded is a user error (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
 
 
-def register(sub) -> None:  # noqa: ARG001
-    pass
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="top-k classes of images from one or more checkpoints",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", "-c", action="append", required=True, metavar="PATH",
+                   help="a .safetensors checkpoint (its .json beside it), or a catalog name such as "
+                        "starter/lenet5; repeat for several")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, WebP, BMP or GIF files")
+    p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p.set_defaults(func=run)
+
+
+def _resolve(spec: str):
+    from pathlib import Path
+
+    from cnnviz.catalog import find_checkpoint
+
+    if Path(spec).exists() or Path(spec + ".safetensors").exists():
+        stem = Path(spec[: -len(Path(spec).suffix)] if spec.endswith((".safetensors", ".json")) else spec)
+        return spec, f"{stem.parent.name}/{stem.name}" if stem.parent.name else stem.name
+    info = find_checkpoint(spec)
+    if info is None:
+        raise FileNotFoundError(f"no checkpoint {spec!r} (give a .safetensors path or a name from "
+                                "`python -m cnnviz runs`)")
+    return info.path, info.name
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnviz.checkpoint import CheckpointError, load_checkpoint
+    from cnnviz.device import pick_device
+    from cnnviz.images import ImageError, open_image, safe_display_name
+    from cnnviz.predict import topk
+
+    if args.top < 1:
+        raise ValueError("--top must be at least 1")
+    device = pick_device(args.device)
+    models = []
+    for spec in args.checkpoint:
+        path, name = _resolve(spec)
+        try:
+            models.append((name, load_checkpoint(path, device)))
+        except CheckpointError as e:
+            raise ValueError(f"{safe_display_name(str(spec))}: {e}") from e
+    records: list[dict] = []
+    failed = 0
+    for image_path in args.images:
+        shown = safe_display_name(image_path, limit=200)
+        try:
+            img = open_image(image_path)
+        except (ImageError, OSError) as e:
+            failed += 1
+            msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            records.append({"image": shown, "error": msg})
+            if args.format == "text":
+                print(f"{shown}: error: {msg}", file=sys.stderr)
+            continue
+        for name, ckpt in models:
+            result = topk(ckpt.model, img, ckpt.meta, args.top, image=shown, checkpoint=name)
+            records.append(result.to_dict())
+            if args.format == "text":
+                print(f"{shown}  [{name}]  {result.ms:.1f} ms")
+                for rank, p in enumerate(result.predictions, 1):
+                    print(f"  {rank}. {p.prob * 100:6.2f}%  {p.name} ({p.wnid})")
+    if args.format == "json":
+        json.dump(records, sys.stdout, indent=2)
+        print()
+    return 1 if failed else 0

@@ -1,0 +1,74 @@
+"""cnnviz.catalog: which checkpoints the Predict/Compare/Visualize pages offer."""
+
+from __future__ import annotations
+
+import os
+
+from cnnviz.catalog import describe, find_checkpoint, list_checkpoints
+from cnnviz.paths import checkpoints_dir
+from tests.predict_helpers import default_arch, make_checkpoint
+
+
+def test_starters_then_runs_with_names_arch_and_meta():
+    root = checkpoints_dir()
+    make_checkpoint(root / "starter" / "zeta", metrics={"val_top1": 0.25})
+    make_checkpoint(root / "starter" / "alpha")
+    make_checkpoint(root / "run-b" / "best")
+    make_checkpoint(root / "run-b" / "last")
+    make_checkpoint(root / "run-a" / "last")
+    (root / "run-c").mkdir()  # a queued run with no checkpoint yet
+    infos = list_checkpoints()
+    assert [i.name for i in infos] == ["starter/alpha", "starter/zeta", "run-a/last", "run-b/best", "run-b/last"]
+    assert {i.arch for i in infos} == {default_arch()}
+    assert [i.kind for i in infos] == ["starter", "starter", "run", "run", "run"]
+    z = infos[1]
+    assert z.path == root / "starter" / "zeta.safetensors" and z.meta["num_classes"] == 10
+    assert "25.0%" in z.label and z.cache_key == (str(z.path), os.stat(z.path).st_mtime)
+    assert infos[3].run == "run-b" and infos[3].tag == "best"
+
+
+def test_missing_root_is_empty(tmp_path):
+    assert list_checkpoints(tmp_path / "nowhere") == []
+
+
+def test_broken_files_are_skipped_or_reported_never_raised():
+    root = checkpoints_dir()
+    make_checkpoint(root / "starter" / "good")
+    torn = make_checkpoint(root / "starter" / "torn")
+    torn.with_suffix(".json").write_text('{"arch": "lenet5", ')
+    orphan = root / "starter" / "orphan.safetensors"
+    orphan.write_bytes(b"x")
+    empty = make_checkpoint(root / "run-x" / "best")
+    empty.write_bytes(b"")
+    (root / "run-y").mkdir()
+    (root / "run-y" / "best.json").write_text("[1, 2]")  # metadata without weights, and not an object
+    assert [i.name for i in list_checkpoints()] == ["starter/good"]
+    broken = {i.name: i.error for i in list_checkpoints(include_broken=True) if not i.ok}
+    assert set(broken) == {"starter/orphan", "starter/torn", "run-x/best", "run-y/best"}
+    assert "not valid JSON" in broken["starter/torn"]
+    assert "orphan.json is missing" in broken["starter/orphan"]
+    assert "empty" in broken["run-x/best"]
+    assert "missing" in broken["run-y/best"]
+
+
+def test_symlink_escaping_the_root_is_ignored(tmp_path):
+    outside = tmp_path / "outside"
+    make_checkpoint(outside / "evil")
+    root = checkpoints_dir()
+    root.mkdir(parents=True)
+    (root / "sneaky").symlink_to(outside, target_is_directory=True)
+    (outside / "best.safetensors").symlink_to(outside / "evil.safetensors")
+    (outside / "best.json").symlink_to(outside / "evil.json")
+    (root / "run-z").mkdir()
+    (root / "run-z" / "best.safetensors").symlink_to(outside / "evil.safetensors")
+    (root / "run-z" / "best.json").symlink_to(outside / "evil.json")
+    assert list_checkpoints(include_broken=True) == []
+
+
+def test_find_and_describe():
+    root = checkpoints_dir()
+    make_checkpoint(root / "starter" / "m")
+    assert find_checkpoint("starter/m").path == root / "starter" / "m.safetensors"
+    assert find_checkpoint("starter/none") is None
+    d = describe(root / "starter" / "m.json")
+    assert d.ok and d.path.suffix == ".safetensors" and d.size > 0
