@@ -1,0 +1,37 @@
+"""Per-layer tables of CNNs: shapes, parameters, activation memory, MACs, connections, receptive fields.
+
+``layer_table(model_or_arch, input_size, dtype)`` is the entry point (see :mod:`cnnviz.summary.table` for
+every column's definition, :mod:`cnnviz.summary.trace` for the receptive-field conventions, and
+:mod:`cnnviz.summary.notes` for figures that popular write-ups get wrong).
+"""
+
+from cnnviz.summary.notes import KNOWN_WRITEUP_ERRORS, WriteupError, cs231n_memory, writeup_errors
+from cnnviz.summary.table import (
+    MACS_NOTE,
+    LayerRow,
+    LayerTable,
+    dtype_size,
+    human,
+    human_bytes,
+    input_region,
+    layer_table,
+    receptive_fields,
+)
+from cnnviz.summary.trace import Geometry
+
+__all__ = [
+    "KNOWN_WRITEUP_ERRORS",
+    "MACS_NOTE",
+    "Geometry",
+    "LayerRow",
+    "LayerTable",
+    "WriteupError",
+    "cs231n_memory",
+    "dtype_size",
+    "human",
+    "human_bytes",
+    "input_region",
+    "layer_table",
+    "receptive_fields",
+    "writeup_errors",
+]

@@ -1,0 +1,625 @@
+"""Per-layer tables: shapes, parameters, activations, MACs, LeNet-style connections, receptive fields.
+
+Column definitions (per image; the batch dimension is never in the shapes):
+
+* ``params``: elements of the module's parameters (``weight_params`` + ``bias_params``), as torchinfo counts them.
+* ``activations``: elements of the module's output; ``activation_bytes`` = activations x the dtype's size.
+* ``macs``: multiply-accumulates, NOT FLOPs (1 MAC ~ 2 FLOPs). Conv and Linear follow torchinfo's convention
+  (one MAC per weight per output position, plus one per bias: ``out_elements x (in_ch/groups x kh x kw + 1)``),
+  and for those layers our numbers equal torchinfo's (tests check it). Where we count and torchinfo does not
+  (it only counts layers with parameters, and BatchNorm as ``2 x C`` once):
+
+  - pooling (max, average, adaptive): ``out_elements x kh x kw`` (one accumulate, or compare, per window element);
+  - LeNet's trainable subsampling: ``out_elements x (kh x kw + 1)`` (window sum, then coefficient and bias);
+  - LocalResponseNorm: ``out_elements x (size + 1)`` (the squared sum across ``size`` maps, then the scaling);
+  - BatchNorm (folded scale and shift): ``out_elements``;
+  - activation functions, dropout, flatten, identity: 0 (no multiply-accumulates);
+  - free ops between modules (residual adds, concatenation) have no row and are not counted.
+* ``connections`` (LeNet-5 paper convention, a connection = one input feeding one unit, the bias counted as one):
+
+  - conv: ``out_elements x (in_ch/groups x kh x kw + 1)``; with a ``connection_mask`` (out x in, LeNet's C3)
+    each output map counts only its connected input maps: ``out_h x out_w x sum_m(n_in(m) x kh x kw + 1)``;
+  - trainable subsampling (LeNet S2/S4): ``out_elements x (kh x kw + 1)``;
+  - linear: ``in x out + out``;
+  - pooling: ``out_elements x kh x kw``; LocalResponseNorm: ``out_elements x size``;
+  - elementwise layers (activations, batch norm, dropout): one connection per output element;
+  - pure reshapes (flatten, identity): 0.
+* ``rf`` / ``jump``: receptive field and effective stride w.r.t. the input, through the real dataflow, the largest
+  field over all paths for branches and residual adds (see :mod:`cnnviz.summary.trace`).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnviz.summary.trace import Geometry, meta_skeleton, run_traced
+
+MACS_NOTE = (
+    "MACs are multiply-accumulates, not FLOPs (1 MAC ~ 2 FLOPs); conv/linear count the bias as one MAC per "
+    "output, as torchinfo does; pooling and LRN are counted too (torchinfo counts them as 0)."
+)
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
+    "int8": torch.int8, "uint8": torch.uint8,
+}
+
+_OPTIMIZER_STATE = {"sgd": 1, "sgd_momentum": 1, "momentum": 1, "sgd_plain": 0, "none": 0,
+                    "rmsprop": 1, "adagrad": 1, "adam": 2, "adamw": 2}
+
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+                nn.Mish, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
+                nn.Softsign, nn.Tanhshrink, nn.LogSigmoid)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.LPPool2d)
+_ADAPTIVE = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+_ELEMENTWISE = (*_ACTIVATIONS, *_NORMS, nn.Dropout, nn.Dropout2d, nn.AlphaDropout)
+_RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity)
+
+
+def dtype_size(dtype: str | torch.dtype) -> int:
+    """Bytes per element of a dtype name (``"float32"``, ``"float16"``, ``"bfloat16"`` ...)."""
+    if isinstance(dtype, torch.dtype):
+        return torch.empty((), dtype=dtype).element_size()
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(set(_DTYPES)))}")
+    return torch.empty((), dtype=_DTYPES[key]).element_size()
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One leaf module (see the module docstring for every column's definition). Shapes have no batch dim."""
+
+    name: str
+    type: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    kernel: tuple[int, int] | None
+    stride: tuple[int, int] | None
+    padding: tuple[int, int] | None
+    activation: str | None
+    params: int
+    weight_params: int
+    bias_params: int
+    activations: int
+    activation_bytes: int
+    macs: int
+    connections: int
+    rf: int | None
+    jump: int | None
+    depth: int
+    inputs: tuple[str, ...] = ()  # rows (or "input") whose outputs feed this one: the dataflow graph
+    train_only: bool = False  # runs only in training mode (GoogLeNet's auxiliary classifiers)
+
+
+_JSON_LAYER_KEYS = ("name", "type", "input_shape", "output_shape", "kernel", "stride", "padding", "params",
+                    "activations", "activation_bytes", "macs", "connections", "rf", "jump")
+_TOTAL_KEYS = ("params", "activations", "activation_bytes", "macs", "param_bytes")
+
+
+@dataclass
+class LayerTable:
+    """A model's per-layer table and totals for one input size and dtype.
+
+    ``totals``: ``params`` (all rows, = the model's parameter count), ``param_bytes``, and per image
+    ``activations``, ``activation_bytes`` and ``macs`` of the inference forward pass (rows with
+    ``train_only`` -- auxiliary classifiers -- are left out of those three; they count in
+    :meth:`training_memory`).
+    """
+
+    arch: str | None
+    input: tuple[int, int, int]
+    classes: int
+    dtype: str
+    rows: list[LayerRow]
+    totals: dict
+    trainable_params: int = 0
+    geometry: dict[str, Geometry] = field(default_factory=dict, repr=False)  # per-axis rf/jump/start
+
+    def row(self, name: str) -> LayerRow:
+        """The row of the layer called ``name`` (dotted module path); KeyError listing a few names if absent."""
+        for r in self.rows:
+            if r.name == name:
+                return r
+        sample = ", ".join(r.name for r in self.rows[:6])
+        raise KeyError(f"no layer {name!r} in the {self.arch or 'model'} table (layers: {sample}, ...)")
+
+    # -- memory -------------------------------------------------------------------------------------------
+    def training_memory(self, batch_size: int, optimizer: str = "sgd") -> dict:
+        """Estimated bytes to train at ``batch_size``: weights, grads, optimizer state, saved activations.
+
+        Assumptions (an estimate, not a measurement):
+
+        * weights, gradients and optimizer state are all in the table's dtype; gradients only for trainable
+          parameters; optimizer state per trainable parameter: SGD with momentum 1x (``"sgd"``), plain SGD 0x
+          (``"sgd_plain"``), RMSprop/Adagrad 1x, Adam/AdamW 2x (first and second moments);
+        * every row's output is kept for the backward pass (``activations`` = sum of all rows' output bytes,
+          auxiliary classifiers included, times ``batch_size``). Frameworks keep a bit less (in-place ops,
+          views) and a bit more (max-pool indices, dropout masks, the input batch);
+        * not included: the CUDA context and cuDNN workspaces, allocator fragmentation, mixed-precision master
+          weights, data-loader buffers.
+        """
+        if int(batch_size) < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        key = optimizer.lower().replace("-", "_")
+        if key not in _OPTIMIZER_STATE:
+            raise ValueError(f"unknown optimizer {optimizer!r}; use one of {', '.join(_OPTIMIZER_STATE)}")
+        size = dtype_size(self.dtype)
+        weights = self.totals["params"] * size
+        grads = self.trainable_params * size
+        optim = self.trainable_params * size * _OPTIMIZER_STATE[key]
+        activations = sum(r.activation_bytes for r in self.rows) * int(batch_size)
+        return {"weights": weights, "grads": grads, "optim": optim, "activations": activations,
+                "total": weights + grads + optim + activations, "batch_size": int(batch_size),
+                "optimizer": key}
+
+    # -- exports ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The CLI's JSON: arch, input, classes, layers (the columns below), totals; shapes as lists."""
+
+        def conv(v):
+            return list(v) if isinstance(v, tuple) else v
+
+        return {
+            "arch": self.arch,
+            "input": list(self.input),
+            "classes": self.classes,
+            "layers": [{k: conv(getattr(r, k)) for k in _JSON_LAYER_KEYS} for r in self.rows],
+            "totals": {k: int(self.totals[k]) for k in _TOTAL_KEYS},
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_dataframe(self):
+        """A pandas DataFrame, one row per layer, every LayerRow column; shapes/kernels as ``"64x55x55"``."""
+        import pandas as pd
+
+        records = []
+        for r in self.rows:
+            d = {f.name: getattr(r, f.name) for f in fields(r)}
+            for k in ("input_shape", "output_shape", "kernel", "stride", "padding"):
+                d[k] = _shape_str(d[k])
+            d["inputs"] = ", ".join(r.inputs)
+            records.append(d)
+        return pd.DataFrame.from_records(records, columns=[f.name for f in fields(LayerRow)])
+
+    def to_csv(self) -> str:
+        """CSV of :meth:`to_dataframe` (exact integers, no units)."""
+        buf = io.StringIO()
+        self.to_dataframe().to_csv(buf, index=False)
+        return buf.getvalue()
+
+    def to_markdown(self) -> str:
+        """A Markdown table with readable units, followed by the totals and the MACs note."""
+        head, body = _display_rows(self)
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+        lines += ["", *("- " + t for t in _totals_lines(self)), "", f"_{MACS_NOTE}_"]
+        return "\n".join(lines) + "\n"
+
+    def to_text(self, batch_size: int | None = None, optimizer: str = "sgd") -> str:
+        """An aligned plain-text table with units (K/M/G), totals, optional training memory, MACs note."""
+        head, body = _display_rows(self)
+        widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(head)]
+        numeric = {i for i, h in enumerate(head) if h in _NUMERIC_HEADS}
+
+        def fmt(cells):
+            return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+        title = (f"{self.arch or 'model'}: input {_shape_str(self.input)}, {self.classes} classes, "
+                 f"dtype {self.dtype}")
+        out = [title, "", fmt(head), "  ".join("-" * w for w in widths)]
+        out += [fmt(r) for r in body]
+        out += ["", *_totals_lines(self)]
+        if batch_size:
+            m = self.training_memory(batch_size, optimizer)
+            out.append(
+                f"Training memory estimate at batch {batch_size} ({m['optimizer']}): {human_bytes(m['total'])} "
+                f"= weights {human_bytes(m['weights'])} + grads {human_bytes(m['grads'])} + optimizer "
+                f"{human_bytes(m['optim'])} + saved activations {human_bytes(m['activations'])}"
+            )
+        out += ["", MACS_NOTE]
+        return "\n".join(out) + "\n"
+
+
+_NUMERIC_HEADS = {"params", "act mem", "MACs", "connections", "rf", "jump"}
+
+
+def human(n: int | float | None) -> str:
+    """1234567 -> '1.23M' (K/M/G/T, powers of 1000)."""
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}" if abs(n) / scale < 100 else f"{n / scale:.0f}{unit}"
+    return f"{int(n)}"
+
+
+def human_bytes(n: int | float) -> str:
+    """Bytes with decimal units (1 MB = 10^6 bytes)."""
+    s = human(n)
+    return s + "B" if s[-1].isalpha() else s + " B"
+
+
+def _shape_str(v) -> str:
+    if v is None:
+        return ""
+    return "x".join(str(int(x)) for x in v)
+
+
+def _display_rows(t: LayerTable) -> tuple[list[str], list[list[str]]]:
+    head = ["layer", "type", "output", "kernel/stride/pad", "act", "params", "act mem", "MACs",
+            "connections", "rf", "jump"]
+    body = []
+    for r in t.rows:
+        ksp = ""
+        if r.kernel is not None:
+            ksp = f"{_shape_str(r.kernel)} /{r.stride[0] if r.stride else ''} /{r.padding[0] if r.padding else ''}"
+        body.append([
+            r.name + (" (train)" if r.train_only else ""), r.type, _shape_str(r.output_shape), ksp,
+            r.activation or "", human(r.params) if r.params else "", human_bytes(r.activation_bytes),
+            human(r.macs) if r.macs else "", human(r.connections) if r.connections else "",
+            "" if r.rf is None else str(r.rf), "" if r.jump is None else str(r.jump),
+        ])
+    return head, body
+
+
+def _totals_lines(t: LayerTable) -> list[str]:
+    tot = t.totals
+    return [
+        f"Parameters: {tot['params']:,} ({human(tot['params'])}), {human_bytes(tot['param_bytes'])} as {t.dtype}",
+        f"Forward activations per image: {tot['activations']:,} ({human(tot['activations'])}), "
+        f"{human_bytes(tot['activation_bytes'])}",
+        f"MACs per image: {tot['macs']:,} ({human(tot['macs'])})",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Columns
+# ---------------------------------------------------------------------------------------------------------
+def _pair_or_none(v) -> tuple[int, int] | None:
+    if v is None or isinstance(v, str):
+        return None
+    if isinstance(v, (tuple, list)):
+        return (int(v[0]), int(v[-1]))
+    return (int(v), int(v))
+
+
+def _is_activation(m: nn.Module) -> bool:
+    if isinstance(m, _ACTIVATIONS) or getattr(m, "is_activation", False):
+        return True
+    name = type(m).__name__.lower()
+    return not any(True for _ in m.parameters()) and any(k in name for k in ("relu", "tanh", "sigmoid", "squash"))
+
+
+def _mask_in_counts(m: nn.Module) -> list[int] | None:
+    """Connected input maps per output map from a LeNet-style ``connection_mask`` (out x in), if any."""
+    mask = getattr(m, "connection_mask", None)
+    if mask is None:
+        return None
+    mask = torch.as_tensor(mask)
+    if mask.is_meta:
+        return None
+    return [int(v) for v in mask.reshape(mask.shape[0], -1).bool().sum(dim=1).tolist()]
+
+
+def _columns(m: nn.Module, source: nn.Module | None, in_shape, out_shape, out_numel: int, params: int,
+             bias: int) -> tuple[int, int, tuple | None, tuple | None, tuple | None]:
+    """(macs, connections, kernel, stride, padding) of one row (per image; shapes without the batch dim)."""
+    kernel = _pair_or_none(getattr(m, "kernel_size", None))
+    stride = _pair_or_none(getattr(m, "stride", None)) if kernel else None
+    padding = getattr(m, "padding", 0) if kernel else None
+    if isinstance(padding, str) and kernel:  # Conv2d(padding="same"/"valid")
+        padding = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2) if padding == "same" else (0, 0)
+    padding = _pair_or_none(padding) if kernel else None
+    if kernel and stride is None:
+        stride = kernel
+    out_spatial = math.prod(out_shape[1:]) if len(out_shape) >= 2 else 1
+    masks = _mask_in_counts(source if source is not None else m)
+
+    if isinstance(m, _ADAPTIVE):
+        # adaptive pooling: kernel/stride are implied by the sizes.
+        k = _adaptive_kernel(in_shape, out_shape)
+        return out_numel * k, out_numel * k, None, None, None
+    if kernel and params and (isinstance(m, nn.modules.conv._ConvNd) or hasattr(m, "in_channels")
+                              or hasattr(m, "connection_mask")):
+        # Conv (LeNet C3 included): torchinfo's MACs = out positions x (weights + biases) = connections.
+        kk = kernel[0] * kernel[1]
+        if masks is not None:
+            has_bias = 1 if bias else 0
+            conn = out_spatial * sum(n * kk + has_bias for n in masks)
+            return conn, conn, kernel, stride, padding
+        return out_spatial * params, out_spatial * params, kernel, stride, padding
+    if kernel and params:
+        # Trainable subsampling (LeNet S2/S4): window sum x coefficient + bias per output unit.
+        n = out_numel * (kernel[0] * kernel[1] + 1)
+        return n, n, kernel, stride, padding
+    if kernel:  # pooling: one accumulate (or compare) per window element; torchinfo counts 0
+        n = out_numel * kernel[0] * kernel[1]
+        return n, n, kernel, stride, padding
+    if isinstance(m, nn.Linear) or (params and type(m).__name__.lower().endswith("linear")):
+        lead = math.prod(out_shape[:-1]) if len(out_shape) > 1 else 1
+        return lead * params, lead * params, None, None, None
+    if isinstance(m, nn.LocalResponseNorm):
+        return out_numel * (m.size + 1), out_numel * m.size, None, None, None
+    if isinstance(m, _NORMS):
+        return out_numel, out_numel, None, None, None
+    if isinstance(m, _RESHAPES):
+        return 0, 0, None, None, None
+    if isinstance(m, _ELEMENTWISE) or _is_activation(m):
+        return 0, out_numel, None, None, None
+    # Unknown leaf: torchinfo's convention for parameterised layers, nothing for the rest.
+    return out_numel // max(1, out_spatial) * params if params else 0, out_numel if params else 0, None, None, None
+
+
+def _adaptive_kernel(in_shape, out_shape) -> int:
+    from cnnviz.summary.trace import adaptive_window
+
+    if len(in_shape) < 3 or len(out_shape) < 3:
+        return 1
+    kh, _ = adaptive_window(int(in_shape[-2]), int(out_shape[-2]))
+    kw, _ = adaptive_window(int(in_shape[-1]), int(out_shape[-1]))
+    return kh * kw
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building
+# ---------------------------------------------------------------------------------------------------------
+def _parse_input(input_size) -> tuple[int, int, int]:
+    if isinstance(input_size, int):
+        return (3, input_size, input_size)
+    t = tuple(int(v) for v in input_size)
+    if len(t) == 2:
+        t = (3, *t)
+    if len(t) != 3 or min(t) < 1:
+        raise ValueError(f"input size must be (C, H, W) with positive sides, got {input_size!r}")
+    return t  # type: ignore[return-value]
+
+
+def _num_classes(model: nn.Module, out_rows: list[LayerRow]) -> int:
+    args = getattr(model, "model_args", None) or {}
+    if "num_classes" in args:
+        return int(args["num_classes"])
+    for r in reversed(out_rows):
+        if not r.train_only and r.output_shape:
+            return int(math.prod(r.output_shape))
+    return 0
+
+
+def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float32", arch: str | None = None,
+                skeleton: nn.Module | None = None, with_torchinfo: bool = True) -> LayerTable:
+    """The table of ``model`` (never modified: a meta skeleton runs the forward passes).
+
+    ``skeleton``: an already-built meta copy to use (saves the copy); ``model`` is still read for the values
+    a meta tensor cannot give (LeNet's connection masks).
+    """
+    c, h, w = _parse_input(input_size)
+    size = dtype_size(dtype)
+    sk = skeleton if skeleton is not None else meta_skeleton(model)
+    x = torch.zeros(1, c, h, w, device="meta")
+    try:
+        rows_mod, records, stats = run_traced(sk, x, train=False, with_torchinfo=with_torchinfo)
+    except Exception as e:  # a shape error deep in the model: say which input it could not take
+        raise ValueError(f"{arch or type(model).__name__} cannot take an input of {c}x{h}x{w}: {e}") from e
+    train_records: dict = {}
+    missing = [n for n in rows_mod if n not in records]
+    if missing:
+        # Modules that only run in training mode (auxiliary classifiers): a second pass, train mode, batch 2
+        # (BatchNorm refuses one value per channel in train mode).
+        x2 = torch.zeros(2, c, h, w, device="meta")
+        try:
+            _, train_records, _ = run_traced(sk, x2, train=True, with_torchinfo=False)
+        except Exception:  # noqa: BLE001 - best effort: rows without shapes rather than no table
+            train_records = {}
+
+    ti_layers = {}
+    if stats is not None:
+        ti_layers = {id(li.module): li for li in stats.summary_list}
+    source_modules = dict(model.named_modules()) if skeleton is None or skeleton is not model else {}
+
+    rows: list[LayerRow] = []
+    geometry: dict[str, Geometry] = {}
+    trainable = 0
+    order_all = {}
+    # Order: inference execution order; train-only rows where the training pass ran them.
+    if train_records:
+        order_all = {n: r.order for n, r in train_records.items()}
+    for name, m in rows_mod.items():
+        rec = records.get(name)
+        train_only = rec is None
+        if rec is None:
+            rec = train_records.get(name)
+        li = ti_layers.get(id(m))
+        # Parameters: torchinfo's per-layer count (by module identity); ours for rows it did not see.
+        params = int(li.num_params) if li is not None and rec is not None and not train_only else \
+            sum(p.numel() for p in m.parameters())
+        bias = sum(p.numel() for n, p in m.named_parameters() if n.rsplit(".", 1)[-1] == "bias")
+        trainable += sum(p.numel() for p in m.parameters() if p.requires_grad)
+        if rec is not None:
+            in_shape, out_shape = rec.input_shape, rec.output_shape
+            out_numel = rec.output_numel // (1 if not train_only else 2)
+        else:
+            in_shape, out_shape, out_numel = (), (), 0
+        src_name = name if source_modules else None
+        source = source_modules.get(src_name) if src_name is not None else None
+        if source is None and hasattr(m, "connection_mask"):
+            source = source_modules.get(name)
+        macs, conn, kernel, stride, padding = _columns(m, source, in_shape, out_shape, out_numel, params, bias)
+        geo = rec.geometry if rec is not None else None
+        if geo is not None:
+            geometry[name] = geo
+        rows.append(LayerRow(
+            name=name, type=type(m).__name__, input_shape=in_shape, output_shape=out_shape,
+            kernel=kernel, stride=stride, padding=padding,
+            activation=type(m).__name__ if _is_activation(m) else None,
+            params=params, weight_params=params - bias, bias_params=bias,
+            activations=out_numel, activation_bytes=out_numel * size, macs=macs, connections=conn,
+            rf=None if geo is None else max(geo.rf_h, geo.rf_w),
+            jump=None if geo is None else max(geo.jump_h, geo.jump_w),
+            depth=name.count(".") + 1,
+            inputs=rec.inputs if rec is not None else (), train_only=train_only,
+        ))
+
+    def sort_key(r: LayerRow):
+        if r.name in records and not order_all:
+            return (records[r.name].order,)
+        if order_all and r.name in order_all:
+            return (order_all[r.name],)
+        return (math.inf,)
+
+    rows.sort(key=sort_key)
+    rows = _attach_activations(rows)
+    inference = [r for r in rows if not r.train_only]
+    total_params = sum(r.params for r in rows)
+    totals = {
+        "params": total_params,
+        "param_bytes": total_params * size,
+        "activations": sum(r.activations for r in inference),
+        "activation_bytes": sum(r.activation_bytes for r in inference),
+        "macs": sum(r.macs for r in inference),
+    }
+    classes = _num_classes(model, rows)
+    return LayerTable(arch=arch, input=(c, h, w), classes=classes, dtype=str(dtype), rows=rows, totals=totals,
+                      trainable_params=trainable, geometry=geometry)
+
+
+def _attach_activations(rows: list[LayerRow]) -> list[LayerRow]:
+    """Give each conv/linear row the activation applied right after it (through batch norm / LRN rows)."""
+    by_name = {r.name: i for i, r in enumerate(rows)}
+    out = list(rows)
+    passthrough = {"BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "GroupNorm", "LayerNorm"}
+    for r in rows:
+        if r.activation is None or r.activation != r.type or r.params:
+            continue  # only activation rows propagate back to their producer
+        seen = set()
+        frontier = list(r.inputs)
+        while len(frontier) == 1 and frontier[0] in by_name and frontier[0] not in seen:
+            src = out[by_name[frontier[0]]]
+            seen.add(src.name)
+            if src.type in passthrough:
+                frontier = list(src.inputs)
+                continue
+            if src.activation is None and (src.params or src.kernel):
+                out[by_name[src.name]] = _replace(src, activation=r.activation)
+            break
+    return out
+
+
+def _replace(r: LayerRow, **kw) -> LayerRow:
+    from dataclasses import replace
+
+    return replace(r, **kw)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------------------
+def layer_table(model_or_arch: nn.Module | str, input_size=(3, 224, 224), dtype: str = "float32",
+                num_classes: int | None = None, **variant: Any) -> LayerTable:
+    """The per-layer table of a model (an ``nn.Module``, left untouched) or of a registered architecture.
+
+    For an architecture name the model is built on the meta device (no weights allocated) and the result is
+    cached by (arch, variant, input, classes, dtype); ``num_classes`` defaults to the paper's. ``input_size``
+    is ``(C, H, W)`` (or an int side, 3 channels). Raises ``KeyError`` for an unknown architecture and
+    ``ValueError`` (with the reason) for an input the model cannot take.
+    """
+    c, h, w = _parse_input(input_size)
+    dtype_size(dtype)  # validate early, clear message
+    if isinstance(model_or_arch, str):
+        key_variant = tuple(sorted(variant.items()))
+        try:
+            hash(key_variant)
+        except TypeError:
+            return _arch_table(model_or_arch, key_variant, (c, h, w), num_classes, str(dtype))
+        return _copy(_arch_table_cached(model_or_arch, key_variant, (c, h, w), num_classes, str(dtype)))
+    if variant or num_classes is not None:
+        raise TypeError("num_classes and variant options only apply to an architecture name, not a model")
+    return build_table(model_or_arch, (c, h, w), dtype, arch=getattr(model_or_arch, "arch", None))
+
+
+def _copy(t: LayerTable) -> LayerTable:
+    # Rows are frozen; a fresh list and dicts so that callers cannot change the cached table.
+    return LayerTable(arch=t.arch, input=t.input, classes=t.classes, dtype=t.dtype, rows=list(t.rows),
+                      totals=dict(t.totals), trainable_params=t.trainable_params, geometry=dict(t.geometry))
+
+
+def _arch_table(arch: str, variant: tuple, input_size: tuple[int, int, int], num_classes: int | None,
+                dtype: str) -> LayerTable:
+    from cnnviz.models.registry import create_model, get_card
+
+    card = get_card(arch)
+    c, h, w = input_size
+    if h != w:
+        raise ValueError(f"{card.display_name} is built for square inputs; got {h}x{w}")
+    if c != card.paper_input[0]:
+        raise ValueError(f"{card.display_name} takes {card.paper_input[0]} input channel(s), got {c}")
+    kwargs = dict(variant)
+    try:
+        with torch.device("meta"):
+            model = create_model(arch, num_classes=num_classes, input_size=h, **kwargs)
+        needs_real = any(isinstance(getattr(m, "connection_mask", None), torch.Tensor)
+                         and m.connection_mask.is_meta for m in model.modules())
+    except (TypeError, ValueError):
+        raise
+    except Exception:  # noqa: BLE001 - a factory that cannot build on meta: build for real
+        needs_real = True
+    if needs_real:  # small models only in practice (LeNet): real values needed for the masks
+        model = create_model(arch, num_classes=num_classes, input_size=h, **kwargs)
+        return build_table(model, input_size, dtype, arch=arch)
+    return build_table(model, input_size, dtype, arch=arch, skeleton=model)
+
+
+_arch_table_cached = functools.lru_cache(maxsize=128)(_arch_table)
+
+
+def receptive_fields(model: nn.Module | str | LayerTable, input_size=(3, 224, 224)) -> dict[str, tuple[int, int, int]]:
+    """Layer name -> (rf, jump, start) along the height axis (square kernels: width is the same).
+
+    ``start`` is the input row of the top-left pixel of unit 0's field (negative inside the zero padding);
+    unit ``i`` sees rows ``start + i * jump`` to ``start + i * jump + rf - 1``.
+    """
+    t = model if isinstance(model, LayerTable) else layer_table(model, input_size)
+    return {n: (g.rf_h, g.jump_h, g.start_h) for n, g in t.geometry.items()}
+
+
+def input_region(table_or_model: LayerTable | nn.Module | str, layer: str, y: int, x: int,
+                 input_size=None) -> tuple[int, int, int, int]:
+    """Input pixel box ``(top, left, bottom, right)`` seen by unit ``(y, x)`` of ``layer``'s output map.
+
+    ``bottom`` and ``right`` are exclusive (``image[top:bottom, left:right]``; PIL's crop box is
+    ``(left, top, right, bottom)``). The box is ``start + y * jump`` .. ``+ rf`` per axis (start offset:
+    the top-left corner of unit 0's field, possibly negative in the padding), clipped to the image.
+    For a vector layer (after flatten) the box is the whole field of the last map.
+    """
+    if isinstance(table_or_model, LayerTable):
+        t = table_or_model
+        if input_size is not None and _parse_input(input_size) != t.input:
+            raise ValueError(f"table is for input {t.input}, asked for {input_size}")
+    else:
+        t = layer_table(table_or_model, input_size if input_size is not None else (3, 224, 224))
+    if layer not in t.geometry:
+        t.row(layer)  # KeyError with the known names when the layer does not exist
+        raise ValueError(f"layer {layer!r} has no receptive field (it does not run in inference)")
+    g = t.geometry[layer]
+    _, h, w = t.input
+    top = g.start_h + int(y) * g.jump_h
+    left = g.start_w + int(x) * g.jump_w
+    bottom, right = top + g.rf_h, left + g.rf_w
+    top, left = max(0, min(h, top)), max(0, min(w, left))
+    bottom, right = max(top, min(h, bottom)), max(left, min(w, right))
+    return top, left, bottom, right

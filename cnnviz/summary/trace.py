@@ -1,0 +1,308 @@
+"""One cheap forward pass that records, for every leaf module, its shapes and its receptive field.
+
+The pass runs on a *meta* skeleton of the model (same modules, parameters replaced by meta tensors that have
+shapes but no storage), so VGG-16 at 224x224 costs a few milliseconds instead of a real 15-GMAC forward.
+The caller's model is never touched: no hooks are added to it, no mode or device is switched.
+
+Receptive fields follow the real dataflow. Every tensor produced during the forward pass gets a
+:class:`Geometry` (receptive field, jump and start offset per axis, relative to the input image) and the
+set of leaf modules it came from. Leaf modules are handled by forward hooks (their kernel/stride/padding
+give the output geometry); everything between leaves (``torch.cat`` of Inception branches, the residual
+``x + identity``, ``torch.flatten`` ...) is seen by a :class:`~torch.overrides.TorchFunctionMode`, which
+merges the geometries of all inputs of an op. Merging takes the *union* of the input boxes, so a residual
+add or an Inception concat gets the largest field over all of its paths.
+
+Conventions (one axis; the same holds for the other):
+
+* ``rf``: side of the input box one unit sees, in input pixels (padding included, so it can exceed the image);
+* ``jump``: distance in input pixels between two neighbouring units of the map (the effective stride);
+* ``start``: input coordinate of the *top-left* pixel of the box of unit 0 (negative when the box starts in the
+  zero padding). Unit ``i`` sees input pixels ``start + i * jump`` ... ``start + i * jump + rf - 1``.
+
+For a layer with kernel ``k``, stride ``s``, padding ``p`` and dilation ``d`` applied to a map with
+``(rf, jump, start)``: ``k' = d (k - 1) + 1``, ``rf_out = rf + (k' - 1) jump``, ``jump_out = jump s``,
+``start_out = start - p jump``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+
+
+class Geometry(NamedTuple):
+    """Receptive field of one unit of a map w.r.t. the input image, per axis (h, w). See the module docs."""
+
+    rf_h: int
+    rf_w: int
+    jump_h: int
+    jump_w: int
+    start_h: int
+    start_w: int
+
+
+INPUT_GEOMETRY = Geometry(1, 1, 1, 1, 0, 0)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return (int(v[0]), int(v[-1]))
+    return (int(v), int(v))
+
+
+def union(geos: Iterable[Geometry]) -> Geometry:
+    """Geometry of a map computed elementwise from maps on the same grid (add, concat): the union of boxes.
+
+    When the inputs' jumps differ (they should not for maps of the same size), the largest jump is kept.
+    """
+    geos = list(geos)
+    if len(geos) == 1:
+        return geos[0]
+    top = min(g.start_h for g in geos)
+    left = min(g.start_w for g in geos)
+    bottom = max(g.start_h + g.rf_h for g in geos)
+    right = max(g.start_w + g.rf_w for g in geos)
+    return Geometry(bottom - top, right - left, max(g.jump_h for g in geos), max(g.jump_w for g in geos),
+                    top, left)
+
+
+def apply_window(g: Geometry, kernel, stride, padding=0, dilation=1) -> Geometry:
+    """Geometry after a sliding window (conv or pooling) with these parameters."""
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    keh, kew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    return Geometry(g.rf_h + (keh - 1) * g.jump_h, g.rf_w + (kew - 1) * g.jump_w,
+                    g.jump_h * sh, g.jump_w * sw, g.start_h - ph * g.jump_h, g.start_w - pw * g.jump_w)
+
+
+def adaptive_window(n: int, o: int) -> tuple[int, int]:
+    """(kernel, stride) covering an adaptive pooling from ``n`` to ``o`` positions (exact when ``o`` divides
+    ``n``; otherwise the widest window PyTorch uses, ``ceil(n/o) + 1`` at most, with stride ``n // o``)."""
+    if o <= 0 or n <= 0:
+        return 1, 1
+    stride = max(1, n // o)
+    kernel = max(-(-n // o), n - (o - 1) * stride) if o > 1 else n
+    return kernel, stride
+
+
+def _spatial(shape: torch.Size | tuple[int, ...]) -> tuple[int, int] | None:
+    """(H, W) of an N x C x H x W tensor; None for anything else (vectors after flatten, ...)."""
+    return (int(shape[-2]), int(shape[-1])) if len(shape) == 4 else None
+
+
+def reshape_geometry(g: Geometry, in_shape, out_shape) -> Geometry:
+    """Geometry after an op whose output grid is not the input grid and that has no kernel of its own.
+
+    Same grid -> unchanged (elementwise, channel ops); spatial map -> vector (flatten, global pooling):
+    one output element depends on every position, so the box grows to cover the whole map; spatial map of
+    another size (adaptive pooling) -> the equivalent window.
+    """
+    sin, sout = _spatial(in_shape), _spatial(out_shape)
+    if sin is None or sin == sout:
+        return g
+    if sout is None:  # flattened / globally reduced
+        return apply_window(g, sin, sin)
+    (kh, sh), (kw, sw) = adaptive_window(sin[0], sout[0]), adaptive_window(sin[1], sout[1])
+    return apply_window(g, (kh, kw), (sh, sw))
+
+
+def module_geometry(module: nn.Module, g: Geometry, in_shape, out_shape) -> Geometry:
+    """Output geometry of a leaf module from its own window parameters, or from the shapes when it has none."""
+    kernel = getattr(module, "kernel_size", None)
+    stride = getattr(module, "stride", None)
+    if kernel is not None and _spatial(out_shape) is not None and not isinstance(
+        module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    ):
+        padding = getattr(module, "padding", 0)
+        if isinstance(padding, str):  # Conv2d(padding="same" | "valid")
+            kh, kw = _pair(kernel)
+            dh, dw = _pair(getattr(module, "dilation", 1))
+            padding = (dh * (kh - 1) // 2, dw * (kw - 1) // 2) if padding == "same" else 0
+        return apply_window(g, kernel, stride if stride is not None else kernel, padding,
+                            getattr(module, "dilation", 1))
+    return reshape_geometry(g, in_shape, out_shape)
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    """All tensors in a (nested) tuple/list/dict."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+
+def is_row_module(module: nn.Module) -> bool:
+    """A module that gets its own row: a leaf, or a module with parameters of its own or a LeNet-style
+    ``connection_mask`` (its children, if any, are then part of its row)."""
+    return (
+        not any(True for _ in module.children())
+        or any(True for _ in module.parameters(recurse=False))
+        or hasattr(module, "connection_mask")
+    )
+
+
+def row_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """name -> module for every row module, in registration order, subtrees of row modules skipped."""
+    out: dict[str, nn.Module] = {}
+    skip: list[str] = []
+
+    for name, module in model.named_modules():
+        if skip and any(name.startswith(p + ".") for p in skip):
+            continue
+        if module is model and any(True for _ in model.children()) and not hasattr(model, "connection_mask") \
+                and not any(True for _ in model.parameters(recurse=False)):
+            continue
+        if is_row_module(module):
+            out[name or type(model).__name__] = module
+            skip.append(name)
+    return out
+
+
+@dataclass
+class Record:
+    """What one call of a row module looked like."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    output_numel: int  # elements of all outputs, batch included
+    geometry: Geometry | None
+    inputs: tuple[str, ...]  # leaf modules (or "input") whose outputs feed this one
+    order: int
+
+
+@dataclass
+class _Info:
+    tensor: torch.Tensor  # kept alive so that id() stays unique during the pass
+    geometry: Geometry
+    producers: frozenset[str]
+
+
+class Tracer(TorchFunctionMode):
+    """Records shapes, producers and geometries of every row module during one forward pass."""
+
+    def __init__(self, names: dict[int, str]) -> None:
+        super().__init__()
+        self.names = names  # id(module) -> row name
+        self.infos: dict[int, _Info] = {}
+        self.records: dict[str, Record] = {}
+        self._depth = 0  # > 0 while inside a row module (its own ops are not traced)
+        self._pending: list = []
+
+    # -- tensors ------------------------------------------------------------------------------------------
+    def mark(self, t: torch.Tensor, geometry: Geometry, producers: frozenset[str]) -> None:
+        self.infos[id(t)] = _Info(t, geometry, producers)
+
+    def _lookup(self, tensors: list[torch.Tensor]) -> list[tuple[torch.Tensor, _Info]]:
+        out = []
+        for t in tensors:
+            info = self.infos.get(id(t))
+            if info is not None and info.tensor is t:
+                out.append((t, info))
+        return out
+
+    # -- free ops between leaves ----------------------------------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self._depth == 0:
+            known = self._lookup(_tensors(args) + _tensors(kwargs))
+            if known:
+                outs = [o for o in _tensors(out) if id(o) not in self.infos or self.infos[id(o)].tensor is not o]
+                if outs:
+                    producers = frozenset().union(*(i.producers for _, i in known))
+                    for o in outs:
+                        geos = [reshape_geometry(i.geometry, t.shape, o.shape) for t, i in known]
+                        self.mark(o, union(geos), producers)
+        return out
+
+    # -- leaf modules ---------------------------------------------------------------------------------------
+    def pre_hook(self, module: nn.Module, args) -> None:
+        self._depth += 1
+        self._pending.append(args)
+
+    def post_hook(self, module: nn.Module, args, output) -> None:
+        self._depth -= 1
+        args = self._pending.pop()
+        name = self.names[id(module)]
+        ins = _tensors(args)
+        outs = _tensors(output)
+        known = self._lookup(ins)
+        first_in = ins[0].shape if ins else ()
+        geometry = None
+        producers: frozenset[str] = frozenset()
+        if known:
+            producers = frozenset().union(*(i.producers for _, i in known))
+            geometry = union(module_geometry(module, i.geometry, t.shape, outs[0].shape if outs else ())
+                             for t, i in known)
+        for o in outs:
+            self.mark(o, geometry or INPUT_GEOMETRY, frozenset({name}))
+        if name not in self.records:  # a module called twice keeps its first call (models never reuse one)
+            self.records[name] = Record(
+                name=name,
+                input_shape=tuple(int(s) for s in first_in[1:]),
+                output_shape=tuple(int(s) for s in outs[0].shape[1:]) if outs else (),
+                output_numel=sum(o.numel() for o in outs),
+                geometry=geometry,
+                inputs=tuple(sorted(producers)),
+                order=len(self.records),
+            )
+
+
+def meta_skeleton(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose parameters and buffers are meta tensors (no data copied).
+
+    Uses deepcopy's memo so that the (possibly huge) tensors are never copied; the modules themselves are
+    copied, so hooks and mode switches on the skeleton never reach the caller's model.
+    """
+    memo: dict[int, Any] = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = torch.empty_like(b, device="meta")
+    skeleton = copy.deepcopy(model, memo)
+    return skeleton
+
+
+def run_traced(model: nn.Module, x: torch.Tensor, train: bool, with_torchinfo: bool):
+    """Trace one forward pass of ``model`` (a private skeleton: its mode is switched) on ``x``.
+
+    Returns ``(records, torchinfo_stats_or_None)``. torchinfo, when asked, runs inside the same pass (its
+    own hooks next to ours), so its per-layer numbers come at no extra forward cost.
+    """
+    rows = row_modules(model)
+    tracer = Tracer(names={id(m): n for n, m in rows.items()})
+    handles = []
+    stats = None
+    try:
+        for m in rows.values():
+            handles.append(m.register_forward_pre_hook(tracer.pre_hook))
+            handles.append(m.register_forward_hook(tracer.post_hook))
+        tracer.mark(x, INPUT_GEOMETRY, frozenset({"input"}))
+        model.train(train)
+        with tracer, torch.no_grad():
+            if with_torchinfo:
+                import torchinfo
+
+                # torchinfo runs the forward itself (input_data=x keeps our marked input tensor).
+                stats = torchinfo.summary(model, input_data=[x], verbose=0, mode="train" if train else "eval",
+                                          device=x.device)
+                # torchinfo caches the last summary per model class name; drop it (holds our skeleton).
+                torchinfo.torchinfo._cached_forward_pass.pop(type(model).__name__, None)
+            else:
+                model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return rows, tracer.records, stats
