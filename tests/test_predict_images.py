@@ -63,7 +63,7 @@ GOOD = {
     "grayscale-alpha": lambda: image_bytes("PNG", (64, 64), mode="LA"),
     "16-bit": _png16,
     "rgba": lambda: image_bytes("PNG", (64, 48), mode="RGBA"),
-    "huge-but-allowed": lambda: image_bytes("JPEG", (2500, 1800)),
+    "large-photo": lambda: image_bytes("JPEG", (1600, 1200)),
 }
 
 

@@ -1,0 +1,490 @@
+"""Comparisons across trained models: runs and starter checkpoints side by side.
+
+::
+
+    entries = list_entries()                     # runs (cnnviz.runs) + starter checkpoints
+    table = compare_table(entries[:3])           # one row per model; .differing names the hyper-parameters
+    curves = curves_frame(entries[:3])           # long format: entry, epoch, elapsed_s, metric, value
+    ev = cached_evaluation(entries[0].checkpoint, split)   # confusion on the val set, cached on disk (.npz)
+    most_confused(ev)                            # off-diagonal pairs, most frequent first
+    data = export_bundle(entries[:3], evals={...})          # zip: tables CSV+Markdown, figures PNG, configs JSON
+
+Every number comes from the run's own files (``config.json``, ``metrics.jsonl``, ``status.json``) or a
+checkpoint's metadata, never re-derived differently: the table's "best val top-1" is the maximum ``val_top1``
+in ``metrics.jsonl`` (for a starter checkpoint, the ``val_top1`` recorded in its metadata).
+Evaluations are cached as ``.npz`` (``allow_pickle=False``) keyed by the SHA-256 of the weights file and a
+fingerprint of the evaluated images, so a checkpoint is evaluated once however many sessions ask.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import math
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cnnviz.catalog import list_checkpoints
+from cnnviz.checkpoint import load_checkpoint, read_meta
+from cnnviz.fsutil import atomic_write_bytes
+from cnnviz.paths import checkpoints_dir, data_dir
+
+# config keys that identify a run rather than describe how it was trained
+NOT_HYPERPARAMETERS = {"run_id", "id", "name", "created", "output", "out_dir", "run_dir", "path", "device_name",
+                       "code_version", "cnnviz_version", "pid", "host"}
+CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_top1", "val_top5", "lr", "images_per_s")
+
+
+# ----------------------------------------------------------------------------------------------- entries
+@dataclass
+class CompareEntry:
+    """One comparable model: a training run or a starter checkpoint."""
+
+    id: str  # run id, or "starter/<name>"
+    kind: str  # "run" | "starter"
+    arch: str | None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # hyper-parameters
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # one per epoch (a starter: its recorded one)
+    status: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Path | None = None  # best (else last) weights
+    meta: dict[str, Any] = field(default_factory=dict)  # that checkpoint's metadata
+    state: str = "done"
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def input_size(self) -> int | None:
+        v = self.model_args.get("input_size") or self.config.get("input_size")
+        return int(v) if v else None
+
+    @property
+    def num_classes(self) -> int | None:
+        v = self.model_args.get("num_classes") or self.meta.get("num_classes")
+        return int(v) if v else None
+
+
+def _run_entry(run: Any) -> CompareEntry:
+    path = Path(run.path)
+    checkpoint = next((path / f"{t}.safetensors" for t in ("best", "last") if (path / f"{t}.safetensors").is_file()),
+                      None)
+    meta: dict[str, Any] = {}
+    problems = list(getattr(run, "problems", []) or [])
+    if checkpoint is not None:
+        try:
+            meta = read_meta(checkpoint)
+        except (ValueError, OSError) as e:
+            problems.append(str(e))
+            checkpoint = None
+    config = dict(run.config or {})
+    model_args = dict(meta.get("model_args") or {})
+    if not model_args and config.get("arch"):
+        model_args = {k: config[k] for k in ("num_classes", "input_size") if k in config}
+    return CompareEntry(id=run.id, kind="run", arch=meta.get("arch") or config.get("arch"), model_args=model_args,
+                        config=config, metrics=list(run.metrics or []), status=dict(run.status or {}),
+                        checkpoint=checkpoint, meta=meta, state=getattr(run, "state", "unknown"),
+                        problems=problems)
+
+
+def _read_runs(root: Path) -> list[Any]:
+    """Runs through ``cnnviz.runs`` (the training engineer's reader, tolerant of torn files)."""
+    from cnnviz.runs import list_runs
+
+    return list_runs(root)
+
+
+def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
+    """Every run (newest first) followed by the starter checkpoints (by name). Never raises for a damaged
+    run or checkpoint: what could not be read is listed in ``problems``."""
+    root = Path(root) if root is not None else checkpoints_dir()
+    entries = [_run_entry(r) for r in _read_runs(root)]
+    for info in list_checkpoints(root):
+        if info.kind != "starter":
+            continue
+        metrics = {k: v for k, v in info.metrics.items() if isinstance(v, (int, float))}
+        if info.meta.get("epoch") is not None:
+            metrics.setdefault("epoch", info.meta["epoch"])
+        entries.append(CompareEntry(
+            id=info.name, kind="starter", arch=info.arch, model_args=dict(info.meta.get("model_args") or {}),
+            config=dict(info.meta.get("train_config") or {}), metrics=[metrics] if metrics else [],
+            checkpoint=info.path, meta=info.meta))
+    return entries
+
+
+# ----------------------------------------------------------------------------------------------- the table
+@functools.lru_cache(maxsize=64)
+def _model_stats(arch: str, args_json: str) -> tuple[int | None, int | None]:
+    """(parameters, MACs per image) of an architecture built with these arguments (``cnnviz.summary``'s
+    table, built without allocating weights; parameters by counting when the summary cannot be made)."""
+    from cnnviz.models import create_model
+
+    args = json.loads(args_json)
+    size = int(args.pop("input_size", None) or 224)
+    classes = args.pop("num_classes", None)
+    channels = int(args.get("in_channels") or 3)
+    try:
+        from cnnviz.summary import layer_table
+
+        table = layer_table(arch, input_size=(channels, size, size), num_classes=classes, **args)
+        return int(table.totals["params"]), int(table.totals["macs"])
+    except Exception:  # noqa: BLE001 - fall back to a real model below
+        pass
+    try:
+        model = create_model(arch, num_classes=classes, input_size=size, **args)
+    except (KeyError, TypeError, ValueError):
+        return None, None
+    params = sum(p.numel() for p in model.parameters())
+    try:
+        from cnnviz.summary import layer_table
+
+        table = layer_table(model, input_size=(int(getattr(model, "in_channels", channels)), size, size))
+        return params, int(table.totals["macs"])
+    except Exception:  # noqa: BLE001 - MACs are optional (summary absent or failing): leave them blank
+        return params, None
+
+
+def model_stats(entry: CompareEntry) -> tuple[int | None, int | None]:
+    """(parameters, MACs) for an entry's architecture, or (None, None) when it cannot be rebuilt."""
+    if not entry.arch:
+        return None, None
+    return _model_stats(entry.arch, json.dumps(entry.model_args, sort_keys=True, default=str))
+
+
+def _numbers(metrics: list[dict], key: str) -> list[float]:
+    return [float(m[key]) for m in metrics if isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool)
+            and math.isfinite(float(m[key]))]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def differing_hyperparameters(entries: Sequence[CompareEntry]) -> list[str]:
+    """Config keys whose values differ between the entries (a key missing from one counts as different)."""
+    flats = [_flatten(e.config) for e in entries]
+    keys = sorted({k for f in flats for k in f} - NOT_HYPERPARAMETERS)
+    if len(entries) < 2:
+        return []
+    sentinel = object()
+    return [k for k in keys
+            if len({json.dumps(f.get(k, sentinel), sort_keys=True, default=lambda _: "<missing>") for f in flats}) > 1]
+
+
+def entry_row(entry: CompareEntry) -> dict[str, Any]:
+    """The comparison numbers of one entry, straight from its files."""
+    params, macs = model_stats(entry)
+    m = entry.metrics
+    top1, top5 = _numbers(m, "val_top1"), _numbers(m, "val_top5")
+    elapsed = _numbers(m, "elapsed_s")
+    epoch_times = _numbers(m, "epoch_time_s")
+    speed = _numbers(m, "images_per_s")
+    peak = _numbers(m, "peak_mem_bytes")
+    if entry.kind == "run":
+        epochs = len(m)
+    else:
+        epochs = int(entry.meta["epoch"]) if isinstance(entry.meta.get("epoch"), int) else None
+    return {
+        "model": entry.id, "kind": entry.kind, "arch": entry.arch, "input": entry.input_size,
+        "classes": entry.num_classes, "params": params, "macs": macs, "epochs": epochs,
+        "best_val_top1": max(top1) if top1 else None, "best_val_top5": max(top5) if top5 else None,
+        "train_time_s": elapsed[-1] if elapsed else (sum(epoch_times) if epoch_times else None),
+        "images_per_s": sum(speed) / len(speed) if speed else None,
+        "peak_mem_bytes": int(max(peak)) if peak else None,
+        "state": entry.state,
+    }
+
+
+@dataclass
+class CompareTable:
+    frame: pd.DataFrame  # one row per entry; hyper-parameter columns are named "hp: <key>"
+    differing: list[str]  # the config keys that differ (their columns are "hp: <key>")
+
+
+def compare_table(entries: Sequence[CompareEntry]) -> CompareTable:
+    """The comparison table: numbers per entry plus every hyper-parameter that differs between them."""
+    differing = differing_hyperparameters(entries)
+    rows = []
+    for e in entries:
+        row = entry_row(e)
+        flat = _flatten(e.config)
+        for k in differing:
+            v = flat.get(k)
+            row[f"hp: {k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
+        rows.append(row)
+    return CompareTable(frame=pd.DataFrame(rows), differing=differing)
+
+
+def curves_frame(entries: Sequence[CompareEntry], metrics: Sequence[str] = CURVE_METRICS) -> pd.DataFrame:
+    """Per-epoch curves in long format: ``model, epoch, elapsed_s, metric, value``. ``elapsed_s`` is the
+    run's own wall clock (``elapsed_s``; summed ``epoch_time_s`` when absent)."""
+    rows = []
+    for e in entries:
+        if e.kind != "run":
+            continue
+        clock = 0.0
+        for i, m in enumerate(e.metrics):
+            epoch = m.get("epoch", i + 1)
+            if isinstance(m.get("elapsed_s"), (int, float)):
+                clock = float(m["elapsed_s"])
+            elif isinstance(m.get("epoch_time_s"), (int, float)):
+                clock += float(m["epoch_time_s"])
+            else:
+                clock = float("nan")
+            for k in metrics:
+                v = m.get(k)
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    rows.append({"model": e.id, "epoch": epoch, "elapsed_s": clock, "metric": k, "value": float(v)})
+    return pd.DataFrame(rows, columns=["model", "epoch", "elapsed_s", "metric", "value"])
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class EvalResult:
+    """A checkpoint evaluated on a labelled image set (rows of ``confusion``: true class, columns: predicted)."""
+
+    confusion: np.ndarray  # C x C int64, in the order of ``wnids``
+    top5_correct: int
+    wnids: list[str]
+    names: list[str]
+
+    @property
+    def n(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def top1(self) -> float:
+        return float(np.trace(self.confusion) / max(1, self.n))
+
+    @property
+    def top5(self) -> float:
+        return float(self.top5_correct / max(1, self.n))
+
+    @property
+    def per_class_accuracy(self) -> np.ndarray:
+        support = self.confusion.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(support > 0, np.diag(self.confusion) / np.maximum(support, 1), np.nan)
+
+    def to_npz_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, confusion=self.confusion, top5_correct=np.int64(self.top5_correct),
+                            wnids=np.array(self.wnids, dtype=str), names=np.array(self.names, dtype=str))
+        return buf.getvalue()
+
+    @classmethod
+    def from_npz(cls, path: Path) -> EvalResult:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(confusion=z["confusion"].astype(np.int64), top5_correct=int(z["top5_correct"]),
+                       wnids=[str(s) for s in z["wnids"]], names=[str(s) for s in z["names"]])
+
+
+def subset_indices(labels: np.ndarray, per_class: int | None) -> np.ndarray:
+    """The first ``per_class`` images of every class (all images when None): deterministic, balanced."""
+    labels = np.asarray(labels)
+    if per_class is None:
+        return np.arange(len(labels))
+    keep = []
+    for c in np.unique(labels):
+        keep.append(np.flatnonzero(labels == c)[:per_class])
+    return np.sort(np.concatenate(keep)) if keep else np.arange(0)
+
+
+def class_mapping(meta: dict, wnids: Sequence[str]) -> np.ndarray:
+    """For each dataset class (in ``wnids`` order), the checkpoint's output index. Raises ValueError when the
+    checkpoint was trained on other classes."""
+    classes = meta.get("classes")
+    n = int(meta["num_classes"])
+    if not classes:
+        if n != len(wnids):
+            raise ValueError(f"the checkpoint has {n} unnamed classes but the dataset has {len(wnids)}")
+        return np.arange(n)
+    index = {w: i for i, w in enumerate(classes)}
+    missing = [w for w in wnids if w not in index]
+    if missing:
+        raise ValueError(f"the checkpoint was trained on other classes ({len(missing)} of the dataset's "
+                         f"{len(wnids)} classes, e.g. {missing[0]}, are not among its outputs)")
+    return np.array([index[w] for w in wnids])
+
+
+def evaluate(model: torch.nn.Module, meta: dict, images: np.ndarray, labels: np.ndarray, wnids: Sequence[str],
+             names: Sequence[str], *, batch_size: int = 200,
+             progress: Callable[[float], None] | None = None) -> EvalResult:
+    """Confusion matrix and top-5 of a model (eval mode; not mutated) on ``N x H x W x 3`` uint8 images,
+    preprocessed exactly as for prediction (:func:`cnnviz.preprocess.to_tensor_for`)."""
+    from PIL import Image
+
+    from cnnviz.preprocess import to_tensor_for
+
+    if model.training:
+        raise RuntimeError("the model is in training mode; evaluate a model loaded by load_checkpoint")
+    cols = torch.from_numpy(class_mapping(meta, wnids))
+    c = len(wnids)
+    confusion = np.zeros((c, c), dtype=np.int64)
+    top5 = 0
+    size = int(meta["input_size"])
+    device = next(model.parameters()).device
+    mean = torch.tensor(meta.get("mean") or (0.5,) * 3).view(1, 3, 1, 1)
+    std = torch.tensor(meta.get("std") or (0.5,) * 3).view(1, 3, 1, 1)
+    for start in range(0, len(images), batch_size):
+        chunk = np.asarray(images[start:start + batch_size])
+        if chunk.shape[1:3] == (size, size):  # the same arithmetic as to_tensor_for, vectorised
+            x = (torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+        else:
+            x = torch.cat([to_tensor_for(Image.fromarray(a), meta) for a in chunk])
+        with torch.inference_mode():
+            out = model(x.to(device))
+            out = (out[0] if isinstance(out, (tuple, list)) else out).float().cpu()[:, cols]
+        y = torch.from_numpy(np.asarray(labels[start:start + batch_size], dtype=np.int64))
+        pred = out.argmax(1)
+        np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
+        k = min(5, c)
+        top5 += int((out.topk(k, 1).indices == y[:, None]).any(1).sum())
+        if progress:
+            progress(min(1.0, (start + len(chunk)) / len(images)))
+    return EvalResult(confusion=confusion, top5_correct=top5, wnids=list(wnids), names=list(names))
+
+
+@functools.lru_cache(maxsize=128)
+def _file_sha256(path: str, mtime: float, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_hash(path: str | Path) -> str:
+    """SHA-256 of the weights file (memoised by path, mtime and size)."""
+    st = Path(path).stat()
+    return _file_sha256(str(path), st.st_mtime, st.st_size)
+
+
+def images_fingerprint(images: np.ndarray, labels: np.ndarray, wnids: Sequence[str]) -> str:
+    """A short hash of an evaluation set: labels, class list, shape and a strided sample of pixels."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    h.update("\n".join(wnids).encode())
+    h.update(repr(tuple(images.shape)).encode())
+    step = max(1, len(images) // 64)
+    h.update(np.ascontiguousarray(images[::step]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def eval_cache_dir() -> Path:
+    return data_dir() / "eval-cache"
+
+
+def cached_evaluation(checkpoint: str | Path, images: np.ndarray, labels: np.ndarray, wnids: Sequence[str],
+                      names: Sequence[str], *, cache_dir: str | Path | None = None, model_loader=None,
+                      progress: Callable[[float], None] | None = None) -> EvalResult:
+    """:func:`evaluate` once per (weights hash, image set); later calls read the ``.npz``. ``model_loader``
+    (path -> Checkpoint) lets a page pass its cached loader; a damaged cache file is recomputed."""
+    cache = Path(cache_dir) if cache_dir is not None else eval_cache_dir()
+    key = f"{checkpoint_hash(checkpoint)[:24]}-{images_fingerprint(images, labels, wnids)}"
+    path = cache / f"{key}.npz"
+    if path.is_file():
+        try:
+            return EvalResult.from_npz(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # torn or foreign cache file: recompute and overwrite
+    ckpt = (model_loader or load_checkpoint)(checkpoint)
+    result = evaluate(ckpt.model, ckpt.meta, images, labels, wnids, names, progress=progress)
+    atomic_write_bytes(path, result.to_npz_bytes())
+    return result
+
+
+def per_class_frame(evals: dict[str, EvalResult]) -> pd.DataFrame:
+    """Per-class accuracy side by side (one column per model), largest spread between models first."""
+    if not evals:
+        return pd.DataFrame(columns=["wnid", "name", "spread"])
+    first = next(iter(evals.values()))
+    df = pd.DataFrame({"wnid": first.wnids, "name": first.names})
+    for name, ev in evals.items():
+        if ev.wnids != first.wnids:
+            raise ValueError(f"{name} was evaluated on other classes than {next(iter(evals))}")
+        df[name] = ev.per_class_accuracy
+    accs = df[list(evals)]
+    df["spread"] = accs.max(axis=1) - accs.min(axis=1)
+    return df.sort_values(["spread", "wnid"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def most_confused(ev: EvalResult, n: int = 10) -> pd.DataFrame:
+    """The ``n`` most frequent (true, predicted) pairs with true != predicted; ``share`` is the fraction of the
+    true class's images that went to the predicted class."""
+    cm = ev.confusion.copy()
+    np.fill_diagonal(cm, 0)
+    flat = np.argsort(-cm, axis=None, kind="stable")[:n]
+    support = ev.confusion.sum(1)
+    rows = []
+    for f in flat:
+        t, p = divmod(int(f), cm.shape[1])
+        if cm[t, p] == 0:
+            break
+        rows.append({"true_wnid": ev.wnids[t], "true": ev.names[t], "predicted_wnid": ev.wnids[p],
+                     "predicted": ev.names[p], "count": int(cm[t, p]), "share": float(cm[t, p] / max(1, support[t]))})
+    return pd.DataFrame(rows, columns=["true_wnid", "true", "predicted_wnid", "predicted", "count", "share"])
+
+
+# ----------------------------------------------------------------------------------------------- export
+def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
+    """A GitHub Markdown table (no extra dependency)."""
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if isinstance(v, float):
+            return floatfmt.format(v)
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    sep = "| " + " | ".join("---" for _ in df.columns) + " |"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "model"
+
+
+def export_bundle(entries: Sequence[CompareEntry], evals: dict[str, EvalResult] | None = None, *,
+                  figures: bool = True) -> bytes:
+    """One zip with ``tables/`` (CSV and Markdown), ``figures/`` (PNG) and ``configs/`` (JSON per model)."""
+    from cnnviz import compare_figures as cf
+
+    table = compare_table(entries)
+    curves = curves_frame(entries)
+    tables: dict[str, pd.DataFrame] = {"runs": table.frame, "curves": curves}
+    if evals:
+        tables["per_class"] = per_class_frame(evals)
+        for name, ev in evals.items():
+            tables[f"confused_{_safe(name)}"] = most_confused(ev, 20)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, df in tables.items():
+            z.writestr(f"tables/{name}.csv", df.to_csv(index=False))
+            z.writestr(f"tables/{name}.md", to_markdown(df))
+        for e in entries:
+            z.writestr(f"configs/{_safe(e.id)}.json", json.dumps(
+                {"id": e.id, "kind": e.kind, "arch": e.arch, "model_args": e.model_args, "config": e.config,
+                 "checkpoint": e.checkpoint.name if e.checkpoint else None}, indent=2, default=str))
+        if figures:
+            for name, png in cf.bundle_pngs(table, curves, evals or {}).items():
+                z.writestr(f"figures/{name}.png", png)
+        z.writestr("README.md", "# cnnviz comparison\n\nModels: " + ", ".join(e.id for e in entries) +
+                   "\n\n- `tables/`: CSV and Markdown\n- `figures/`: PNG\n- `configs/`: each model's training "
+                   "configuration (JSON)\n\nDifferent hyper-parameters: " + (", ".join(table.differing) or "none")
+                   + "\n")
+    return buf.getvalue()

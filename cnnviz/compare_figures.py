@@ -1,0 +1,159 @@
+"""Figures for the Predict and Compare pages (plotly, interactive) and the export bundle (PNG via matplotlib,
+because plotly's static export needs kaleido and a browser, which the project does not depend on).
+
+Pure builders: data in, figure out; no streamlit, no file access.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+METRIC_LABELS = {"train_loss": "train loss", "val_loss": "val loss", "train_acc": "train accuracy",
+                 "val_top1": "val top-1", "val_top5": "val top-5", "lr": "learning rate",
+                 "images_per_s": "images/s"}
+AGREE, DISAGREE, NEUTRAL = "#2e7d32", "#c62828", "#1f77b4"
+
+
+def topk_figure(result, agrees: bool | None = None, height: int = 220) -> go.Figure:
+    """Horizontal bars of a :class:`cnnviz.predict.PredictResult`, best class on top. ``agrees`` colours the
+    top bar (green: agrees with the majority of models, red: does not)."""
+    preds = list(result.predictions)[::-1]
+    colours = [NEUTRAL] * len(preds)
+    if agrees is not None and preds:
+        colours[-1] = AGREE if agrees else DISAGREE
+    names = [_short(p.name) for p in preds]
+    fig = go.Figure(go.Bar(x=[p.prob * 100 for p in preds], y=names, orientation="h", marker_color=colours,
+                           text=[f"{p.prob * 100:.1f}%" for p in preds], textposition="auto",
+                           hovertext=[f"{p.name} ({p.wnid})" for p in preds], hoverinfo="text"))
+    fig.update_layout(height=height, margin=dict(l=0, r=10, t=10, b=30), xaxis_title="probability (%)",
+                      xaxis_range=[0, 100], yaxis=dict(type="category"), showlegend=False)
+    return fig
+
+
+def _short(name: str, limit: int = 28) -> str:
+    first = name.split(",")[0].strip()  # Tiny ImageNet names list synonyms: "tabby, tabby cat"
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def curves_figure(curves: pd.DataFrame, metric: str = "val_top1", x: str = "epoch") -> go.Figure:
+    """One metric of every model overlaid, by ``epoch`` or by ``elapsed_s`` (wall clock)."""
+    df = curves[curves["metric"] == metric].copy()
+    if x == "elapsed_s":
+        df["wall clock (min)"] = df["elapsed_s"] / 60
+        xcol = "wall clock (min)"
+    else:
+        xcol = "epoch"
+    fig = px.line(df, x=xcol, y="value", color="model", markers=True,
+                  labels={"value": METRIC_LABELS.get(metric, metric)})
+    fig.update_layout(height=340, margin=dict(l=0, r=10, t=30, b=0), legend_title_text="")
+    if metric == "lr":
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1") -> go.Figure:
+    """Accuracy against MACs or parameters (log x); bubble area ~ training time (or parameters)."""
+    df = table.dropna(subset=[x, y]).copy()
+    size_col = "train_time_s" if df.get("train_time_s") is not None and df["train_time_s"].notna().all() else "params"
+    df["_size"] = df[size_col].astype(float).fillna(1.0) if size_col in df else 1.0
+    labels = {"macs": "MACs per image", "params": "parameters", "best_val_top1": "best val top-1",
+              "train_time_s": "training time (s)"}
+    fig = px.scatter(df, x=x, y=y, size="_size", color="arch", text="model", log_x=True, size_max=45,
+                     hover_data={"_size": False, "params": True, "macs": True}, labels=labels)
+    fig.update_traces(textposition="top center")
+    fig.update_layout(height=380, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%")
+    return fig
+
+
+def per_class_figure(per_class: pd.DataFrame, models: Sequence[str], top: int = 20) -> go.Figure:
+    """Grouped bars: per-class accuracy of each model for the ``top`` classes where they differ most."""
+    df = per_class.head(top)
+    fig = go.Figure([go.Bar(name=m, x=[_short(n, 18) for n in df["name"]], y=df[m]) for m in models])
+    fig.update_layout(barmode="group", height=360, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%",
+                      yaxis_title="val accuracy", legend_title_text="")
+    return fig
+
+
+def confusion_figure(ev, max_classes: int = 200) -> go.Figure:
+    """Heatmap of row-normalised confusion (the classes with most errors first when there are too many)."""
+    cm = ev.confusion.astype(float)
+    idx = np.arange(len(cm))
+    if len(cm) > max_classes:
+        errors = cm.sum(1) - np.diag(cm)
+        idx = np.sort(np.argsort(-errors, kind="stable")[:max_classes])
+    sub = cm[np.ix_(idx, idx)]
+    norm = sub / np.maximum(sub.sum(1, keepdims=True), 1)
+    names = [_short(ev.names[i], 20) for i in idx]
+    fig = go.Figure(go.Heatmap(z=norm, x=names, y=names, colorscale="Blues", zmin=0, zmax=1,
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.0%}<extra></extra>"))
+    fig.update_layout(height=520, margin=dict(l=0, r=0, t=30, b=0), xaxis_title="predicted",
+                      yaxis_title="true", yaxis_autorange="reversed")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------- PNG (export)
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def bundle_pngs(table, curves: pd.DataFrame, evals: dict) -> dict[str, bytes]:
+    """Static PNGs of the comparison: curves (by epoch and wall clock), accuracy vs MACs/params, confusions."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    out: dict[str, bytes] = {}
+    for metric in ("val_top1", "val_loss", "train_loss"):
+        sub = curves[curves["metric"] == metric]
+        if sub.empty:
+            continue
+        for x, label in (("epoch", "epoch"), ("elapsed_s", "wall clock (s)")):
+            fig, ax = plt.subplots(figsize=(6, 3.6))
+            for model, g in sub.groupby("model", sort=False):
+                ax.plot(g[x], g["value"], marker="o", label=model)
+            ax.set_xlabel(label)
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            out[f"{metric}_by_{'epoch' if x == 'epoch' else 'time'}"] = _png(fig)
+    frame = table.frame
+    for x in ("macs", "params"):
+        df = frame.dropna(subset=[x, "best_val_top1"]) if x in frame else frame.iloc[:0]
+        if df.empty:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        sizes = df["params"].astype(float)
+        ax.scatter(df[x].astype(float), df["best_val_top1"].astype(float),
+                   s=40 + 400 * sizes / max(1.0, float(sizes.max())), alpha=0.6)
+        for _, r in df.iterrows():
+            ax.annotate(str(r["model"]), (float(r[x]), float(r["best_val_top1"])), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("MACs per image" if x == "macs" else "parameters")
+        ax.set_ylabel("best val top-1")
+        ax.grid(alpha=0.3)
+        out[f"top1_vs_{x}"] = _png(fig)
+    for name, ev in evals.items():
+        cm = ev.confusion.astype(float)
+        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        side = max(4.0, min(12.0, math.sqrt(len(cm)) * 0.9))
+        fig, ax = plt.subplots(figsize=(side, side))
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"{name}: top-1 {ev.top1:.1%}")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        out[f"confusion_{safe}"] = _png(fig)
+    return out

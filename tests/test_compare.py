@@ -1,0 +1,263 @@
+"""cnnviz.compare: the Compare page's numbers equal the runs' files; evaluation, caching and export."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cnnviz.checkpoint import load_checkpoint
+from cnnviz.compare import (
+    EvalResult,
+    cached_evaluation,
+    class_mapping,
+    compare_table,
+    curves_frame,
+    differing_hyperparameters,
+    evaluate,
+    export_bundle,
+    list_entries,
+    model_stats,
+    most_confused,
+    per_class_frame,
+    subset_indices,
+    to_markdown,
+)
+from cnnviz.models import create_model
+from cnnviz.paths import checkpoints_dir
+from tests.predict_helpers import default_arch, make_checkpoint, write_run
+
+
+def _metrics(n, top1s, t0=0.0):
+    out, clock = [], t0
+    for i in range(n):
+        clock += 10.0 + i
+        out.append({"epoch": i + 1, "train_loss": 2.0 - 0.1 * i, "train_acc": 0.1 * i, "val_loss": 2.1 - 0.1 * i,
+                    "val_top1": top1s[i], "val_top5": min(1.0, top1s[i] + 0.2), "lr": 0.1 / (i + 1),
+                    "images_per_s": 100.0 + 10 * i, "epoch_time_s": 10.0 + i, "elapsed_s": clock,
+                    "peak_mem_bytes": 1000 * (i + 1)})
+    return out
+
+
+@pytest.fixture
+def runs():
+    root = checkpoints_dir()
+    arch = default_arch()
+    base = {"arch": arch, "num_classes": 10, "input_size": 64, "epochs": 3, "batch_size": 64,
+            "optimizer": {"name": "sgd", "momentum": 0.9}}
+    a = write_run(root / "run-a", config={**base, "lr": 0.1, "optimizer": {"name": "sgd", "momentum": 0.9}},
+                  metrics=_metrics(3, [0.1, 0.3, 0.25]), seed=1)
+    b = write_run(root / "run-b", config={**base, "lr": 0.01, "optimizer": {"name": "sgd", "momentum": 0.5}},
+                  metrics=_metrics(2, [0.2, 0.22]), seed=2)
+    make_checkpoint(root / "starter" / "lenet", metrics={"val_top1": 0.31, "val_top5": 0.6}, seed=3)
+    return root, a, b
+
+
+def _read_metrics(path):
+    return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_entries_are_runs_then_starters(runs):
+    entries = list_entries()
+    assert sorted(e.id for e in entries if e.kind == "run") == ["run-a", "run-b"]
+    assert [e.id for e in entries if e.kind == "starter"] == ["starter/lenet"]
+    a = next(e for e in entries if e.id == "run-a")
+    assert a.checkpoint.name == "best.safetensors" and a.arch == default_arch() and a.input_size == 64
+
+
+def test_table_numbers_equal_the_run_files(runs):
+    root = runs[0]
+    entries = list_entries()
+    table = compare_table(entries)
+    df = table.frame.set_index("model")
+    for run_id in ("run-a", "run-b"):
+        m = _read_metrics(root / run_id)
+        row = df.loc[run_id]
+        assert row["epochs"] == len(m)
+        assert row["best_val_top1"] == max(x["val_top1"] for x in m)
+        assert row["best_val_top5"] == max(x["val_top5"] for x in m)
+        assert row["train_time_s"] == m[-1]["elapsed_s"]
+        assert row["images_per_s"] == pytest.approx(sum(x["images_per_s"] for x in m) / len(m))
+        assert row["peak_mem_bytes"] == max(x["peak_mem_bytes"] for x in m)
+        cfg = json.loads((root / run_id / "config.json").read_text())
+        assert row["hp: lr"] == cfg["lr"]
+        assert row["hp: optimizer.momentum"] == cfg["optimizer"]["momentum"]
+    model = create_model(default_arch(), num_classes=10, input_size=64)
+    assert df.loc["run-a", "params"] == sum(p.numel() for p in model.parameters())
+    assert df.loc["starter/lenet", "best_val_top1"] == 0.31 and df.loc["starter/lenet", "best_val_top5"] == 0.6
+
+
+def test_only_differing_hyperparameters(runs):
+    entries = [e for e in list_entries() if e.kind == "run"]
+    assert differing_hyperparameters(entries) == ["lr", "optimizer.momentum"]
+    assert differing_hyperparameters(entries[:1]) == []
+    assert compare_table(entries).differing == ["lr", "optimizer.momentum"]
+
+
+def test_torn_metrics_line_and_missing_checkpoint_are_tolerated(runs):
+    root = runs[0]
+    with open(root / "run-b" / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 3, "val_to')  # a kill mid-append
+    write_run(root / "run-c", config={"arch": default_arch(), "lr": 1}, metrics=[], checkpoint=False,
+              status={"state": "queued"})
+    (root / "run-c" / "status.json").write_text("{torn")
+    table = compare_table(list_entries()).frame.set_index("model")
+    assert table.loc["run-b", "epochs"] == 2
+    assert pd.isna(table.loc["run-c", "best_val_top1"]) and table.loc["run-c", "epochs"] == 0
+
+
+def test_curves_by_epoch_and_wall_clock(runs):
+    root = runs[0]
+    entries = [e for e in list_entries() if e.kind == "run"]
+    curves = curves_frame(entries)
+    a = curves[(curves.model == "run-a") & (curves.metric == "val_top1")]
+    m = _read_metrics(root / "run-a")
+    assert a["value"].tolist() == [x["val_top1"] for x in m]
+    assert a["epoch"].tolist() == [1, 2, 3]
+    assert a["elapsed_s"].tolist() == [x["elapsed_s"] for x in m]
+    for e in entries:  # without elapsed_s the wall clock is the running sum of epoch times
+        for x in e.metrics:
+            x.pop("elapsed_s")
+    b = curves_frame(entries)
+    assert b[(b.model == "run-a") & (b.metric == "lr")]["elapsed_s"].tolist() == [10.0, 21.0, 33.0]
+
+
+def test_model_stats_has_macs_when_the_summary_exists(runs):
+    e = next(e for e in list_entries() if e.id == "run-a")
+    params, macs = model_stats(e)
+    assert params > 0
+    if default_arch() == "lenet5":
+        assert macs is not None and macs > params  # convolution layers reuse weights across positions
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+def _dataset(n_per_class=4, classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n_per_class * classes, 64, 64, 3), dtype=np.uint8)
+    labels = np.repeat(np.arange(classes), n_per_class)
+    wnids = [f"n{i:08d}" for i in range(classes)]
+    return images, labels, wnids, [f"thing {i}" for i in range(classes)]
+
+
+def _manual_predictions(ckpt, images):
+    from PIL import Image
+
+    from cnnviz.preprocess import to_tensor_for
+    with torch.no_grad():
+        x = torch.cat([to_tensor_for(Image.fromarray(a), ckpt.meta) for a in images])
+        return ckpt.model(x)
+
+
+def test_evaluate_matches_per_image_prediction(tmp_path):
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m"))
+    images, labels, wnids, names = _dataset()
+    ev = evaluate(ckpt.model, ckpt.meta, images, labels, wnids, names, batch_size=7)
+    logits = _manual_predictions(ckpt, images)
+    pred = logits.argmax(1).numpy()
+    assert ev.n == len(labels) and ev.top1 == pytest.approx((pred == labels).mean())
+    expected = np.zeros((10, 10), int)
+    np.add.at(expected, (labels, pred), 1)
+    assert (ev.confusion == expected).all()
+    top5 = (logits.topk(5, 1).indices.numpy() == labels[:, None]).any(1).mean()
+    assert ev.top5 == pytest.approx(top5)
+    assert ev.per_class_accuracy[0] == pytest.approx(expected[0, 0] / 4)
+
+
+def test_checkpoint_classes_in_another_order_are_mapped_by_wnid(tmp_path):
+    images, labels, wnids, names = _dataset()
+    perm = list(reversed(wnids))
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m", wnids=perm))
+    assert class_mapping(ckpt.meta, wnids).tolist() == list(range(9, -1, -1))
+    ev = evaluate(ckpt.model, ckpt.meta, images, labels, wnids, names)
+    pred_ckpt = _manual_predictions(ckpt, images).argmax(1).numpy()  # in the checkpoint's order
+    pred_ds = np.array([wnids.index(perm[p]) for p in pred_ckpt])
+    assert ev.top1 == pytest.approx((pred_ds == labels).mean())
+    with pytest.raises(ValueError, match="other classes"):
+        class_mapping(ckpt.meta, ["nXXXXXXXX"] + wnids[1:])
+
+
+def test_evaluation_is_cached_once_per_checkpoint(tmp_path):
+    images, labels, wnids, names = _dataset()
+    weights = make_checkpoint(tmp_path / "m")
+    calls = []
+
+    def loader(path):
+        calls.append(path)
+        return load_checkpoint(path)
+
+    first = cached_evaluation(weights, images, labels, wnids, names, cache_dir=tmp_path / "cache", model_loader=loader)
+    again = cached_evaluation(weights, images, labels, wnids, names, cache_dir=tmp_path / "cache", model_loader=loader)
+    assert len(calls) == 1 and (again.confusion == first.confusion).all() and again.names == names
+    files = list((tmp_path / "cache").glob("*.npz"))
+    assert len(files) == 1
+    with np.load(files[0], allow_pickle=False) as z:  # no pickled objects inside
+        assert set(z.files) == {"confusion", "top5_correct", "wnids", "names"}
+    files[0].write_bytes(b"torn")
+    cached_evaluation(weights, images, labels, wnids, names, cache_dir=tmp_path / "cache", model_loader=loader)
+    assert len(calls) == 2  # a damaged cache is recomputed
+    other = make_checkpoint(tmp_path / "other", seed=9)
+    cached_evaluation(other, images, labels, wnids, names, cache_dir=tmp_path / "cache", model_loader=loader)
+    cached_evaluation(weights, images[:20], labels[:20], wnids, names, cache_dir=tmp_path / "cache",
+                      model_loader=loader)
+    assert len(calls) == 4 and len(list((tmp_path / "cache").glob("*.npz"))) == 3
+
+
+def _ev(cm, names=None):
+    cm = np.array(cm)
+    n = len(cm)
+    return EvalResult(confusion=cm, top5_correct=int(cm.sum()), wnids=[f"w{i}" for i in range(n)],
+                      names=names or [f"c{i}" for i in range(n)])
+
+
+def test_most_confused_pairs():
+    ev = _ev([[5, 3, 0], [1, 6, 0], [0, 4, 2]])
+    mc = most_confused(ev, 5)
+    assert list(zip(mc["true"], mc["predicted"], mc["count"], strict=True)) == [
+        ("c2", "c1", 4), ("c0", "c1", 3), ("c1", "c0", 1)]
+    assert mc["share"].iloc[0] == pytest.approx(4 / 6)
+    assert most_confused(_ev([[3, 0], [0, 3]])).empty
+
+
+def test_per_class_side_by_side_largest_difference_first():
+    a = _ev([[5, 5, 0], [0, 10, 0], [0, 0, 10]])
+    b = _ev([[10, 0, 0], [0, 9, 1], [0, 0, 10]])
+    df = per_class_frame({"A": a, "B": b})
+    assert df["wnid"].tolist() == ["w0", "w1", "w2"]
+    assert df["spread"].tolist() == pytest.approx([0.5, 0.1, 0.0])
+    assert df.loc[0, "A"] == 0.5 and df.loc[0, "B"] == 1.0
+
+
+def test_subset_is_balanced_and_deterministic():
+    labels = np.array([0, 1, 0, 1, 0, 2])
+    assert subset_indices(labels, 1).tolist() == [0, 1, 5]
+    assert subset_indices(labels, None).tolist() == list(range(6))
+
+
+def test_export_bundle_contents(runs):
+    entries = list_entries()
+    ev = _ev([[5, 3, 0], [1, 6, 0], [0, 4, 2]])
+    data = export_bundle(entries, evals={"run-a": ev, "starter/lenet": ev})
+    z = zipfile.ZipFile(io.BytesIO(data))
+    names = set(z.namelist())
+    for t in ("runs", "curves", "per_class", "confused_run-a", "confused_starter_lenet"):
+        assert f"tables/{t}.csv" in names and f"tables/{t}.md" in names
+    assert {"configs/run-a.json", "configs/run-b.json", "configs/starter_lenet.json", "README.md"} <= names
+    pngs = [n for n in names if n.startswith("figures/")]
+    assert "figures/val_top1_by_epoch.png" in pngs and "figures/val_top1_by_time.png" in pngs
+    assert "figures/top1_vs_params.png" in pngs and "figures/confusion_run-a.png" in pngs
+    assert all(z.read(n)[:8] == b"\x89PNG\r\n\x1a\n" for n in pngs)
+    runs_csv = pd.read_csv(io.BytesIO(z.read("tables/runs.csv"))).set_index("model")
+    assert runs_csv.loc["run-a", "best_val_top1"] == 0.3
+    assert json.loads(z.read("configs/run-a.json"))["config"]["lr"] == 0.1
+    md = z.read("tables/runs.md").decode()
+    assert md.startswith("| model | kind | arch |") and "run-b" in md
+
+
+def test_markdown_escapes_pipes_and_blanks_nan():
+    md = to_markdown(pd.DataFrame({"a": ["x|y", None], "b": [float("nan"), 0.123456]}))
+    assert md.splitlines()[2] == "| x\\|y |  |" and md.splitlines()[3] == "|  | 0.1235 |"
