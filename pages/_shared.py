@@ -32,3 +32,34 @@ def show_error(message: str, exc: BaseException | None = None) -> None:
     if exc is not None:
         log.error("%s", message, exc_info=exc)
     st.error(message)
+
+
+@st.cache_resource(show_spinner="Loading checkpoint…", max_entries=24)
+def _checkpoint(path: str, mtime: float, device: str):
+    from cnnviz.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, device)
+
+
+def load_checkpoint_cached(path):
+    """A checkpoint loaded once for every session, keyed by path + mtime (a rewritten ``best`` reloads).
+    Shared: never call ``.train()``, move it, or leave hooks on it. Raises CheckpointError / FileNotFoundError."""
+    from pathlib import Path
+
+    p = Path(path)
+    return _checkpoint(str(p), p.stat().st_mtime, str(pick_device("auto")))
+
+
+@st.cache_resource(show_spinner="Reading the validation set…", max_entries=2)
+def _val_split(root: str):
+    from cnnviz.data import load_split
+
+    return load_split(root, "val")
+
+
+def val_split_cached():
+    """The validation Split (memory-mapped, shared read-only), or None when no dataset is found."""
+    from cnnviz.data import find_dataset
+
+    root = find_dataset()
+    return None if root is None else _val_split(str(root))
