@@ -1,0 +1,57 @@
+"""Look inside a network the Zeiler & Fergus way (ECCV 2014): filters, feature maps, deconvnet projections,
+top-9 patches, occlusion sensitivity, and captum attributions with a randomisation sanity check.
+
+Every function takes a model (a checkpoint's, or randomly initialised) and a preprocessed input
+(``cnnviz.preprocess.to_tensor_for(img, meta)``) and returns arrays plus, where useful, a ready uint8 figure
+(``cnnviz.viz.render.png_bytes`` turns it into a PNG). None of them modifies the model it is given: they work
+on private views (see :mod:`cnnviz.viz.hooks`), so a model shared between app sessions is safe.
+
+    from cnnviz.viz import deconvnet, feature_maps, filter_grid, occlusion, scan_top9, attribute
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnviz.viz.attribution import METHODS, attribute, randomized_copy, sanity_check
+from cnnviz.viz.deconv import Projection, deconvnet, project, project_switches, top_channels
+from cnnviz.viz.filters import compare_first_layers, conv_layers, filter_channels, filter_grid, filter_stats
+from cnnviz.viz.hooks import StopForward, hook_counts, map_layers, private_view
+from cnnviz.viz.maps import FeatureMaps, feature_maps, unit_region
+from cnnviz.viz.occlusion import OcclusionResult, occlusion
+from cnnviz.viz.top9 import ScanCancelled, TopK, patches, scan
+
+scan_top9 = scan
+
+__all__ = [
+    "METHODS", "FeatureMaps", "OcclusionResult", "Projection", "ScanCancelled", "Snapshot", "StopForward", "TopK",
+    "attribute", "compare_first_layers", "conv_layers", "deconvnet", "feature_maps", "filter_channels",
+    "filter_grid", "filter_stats", "hook_counts", "list_snapshots", "map_layers", "occlusion", "patches",
+    "private_view", "project", "project_switches", "randomized_copy", "sanity_check", "scan", "scan_top9",
+    "top_channels", "unit_region",
+]
+
+
+@dataclass
+class Snapshot:
+    epoch: int
+    path: Path  # the .safetensors file
+
+
+_EPOCH = re.compile(r"^epoch_(\d+)\.safetensors$")
+
+
+def list_snapshots(run_dir: str | Path) -> list[Snapshot]:
+    """Per-epoch snapshots kept by a training run (``<run>/epochs/epoch_NNN.safetensors`` with its ``.json``),
+    oldest first; an empty list when the run kept none (ZF Fig. 4: features across training)."""
+    folder = Path(run_dir) / "epochs"
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.iterdir():
+        m = _EPOCH.match(p.name)
+        if m and p.with_suffix(".json").is_file():
+            out.append(Snapshot(int(m.group(1)), p))
+    return sorted(out, key=lambda s: s.epoch)

@@ -1,0 +1,94 @@
+"""Feature maps of any layer for one image, sorted by activation strength, and the input region of a unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from cnnviz.viz import render
+from cnnviz.viz.hooks import private_view, run_to
+
+
+@dataclass
+class FeatureMaps:
+    layer: str
+    maps: np.ndarray  # C x h x w float32, channel order of the layer
+    strength: np.ndarray  # C, the sorting key (max or mean activation)
+    order: np.ndarray  # channel indices, strongest first
+    sort: str
+
+    def grid(self, max_maps: int = 64, cell: int = 48, shared_scale: bool = False) -> np.ndarray:
+        """The strongest ``max_maps`` maps as a grey grid, strongest first (row-major). Each map is scaled to
+        its own range unless ``shared_scale`` (then black = 0, white = the largest activation shown)."""
+        idx = self.order[:max_maps]
+        if shared_scale:
+            hi = max(float(self.maps[idx].max()), 1e-12)
+            lo = min(float(self.maps[idx].min()), 0.0)
+            tiles = [render.to_uint8((self.maps[c] - lo) / (hi - lo), mode=None) for c in idx]
+        else:
+            tiles = [render.to_uint8(self.maps[c]) for c in idx]
+        return render.grid(tiles, cell=cell, pad=2)
+
+    def table(self):
+        """Channel, max, mean and rank, strongest first (the numbers behind the grid)."""
+        import pandas as pd
+
+        flat = self.maps.reshape(self.maps.shape[0], -1)
+        return pd.DataFrame({"rank": np.arange(len(self.order)), "channel": self.order,
+                             "max": flat.max(1)[self.order], "mean": flat.mean(1)[self.order]})
+
+
+def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, sort: str = "max") -> FeatureMaps:
+    """All channels of ``layer`` for one preprocessed image ``x``; ``sort`` by ``"max"`` (the unit ZF would
+    project), ``"mean"`` activation, or ``"none"`` (channel order)."""
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    view = private_view(model)
+    p = next(iter(view.parameters()), None)
+    with torch.inference_mode():
+        fmap = run_to(view, x.to(p.device if p is not None else "cpu"), layer)
+    if fmap.dim() != 4:
+        raise ValueError(f"{layer!r} outputs {tuple(fmap.shape[1:])}, not feature maps: pick a convolutional layer")
+    maps = fmap[0].float().cpu().numpy()
+    flat = maps.reshape(maps.shape[0], -1)
+    if sort == "max":
+        strength = flat.max(1)
+    elif sort == "mean":
+        strength = flat.mean(1)
+    elif sort == "none":
+        strength = np.zeros(maps.shape[0], np.float32)
+    else:
+        raise ValueError(f"sort must be 'max', 'mean' or 'none', not {sort!r}")
+    order = np.arange(maps.shape[0]) if sort == "none" else np.argsort(-strength, kind="stable")
+    return FeatureMaps(layer, maps, strength, order, sort)
+
+
+_TABLES: dict = {}
+
+
+def _table(model: nn.Module, input_size: tuple[int, int, int]):
+    """The layer table (receptive-field geometry) of ``model``, cached per architecture and input size."""
+    from cnnviz.summary import layer_table
+
+    key = (getattr(model, "arch", None) or id(model), repr(getattr(model, "model_args", None)), tuple(input_size))
+    if key not in _TABLES:
+        _TABLES[key] = layer_table(private_view(model), tuple(input_size))
+    return _TABLES[key]
+
+
+def unit_region(model: nn.Module, layer: str, y: int, x: int, input_size: tuple[int, int, int]
+                ) -> tuple[int, int, int, int]:
+    """``(top, left, bottom, right)`` input box (bottom/right exclusive, clipped) seen by unit ``(y, x)`` of
+    ``layer``: its receptive field, from ``cnnviz.summary``."""
+    from cnnviz.summary import input_region
+
+    return tuple(int(v) for v in input_region(_table(model, input_size), layer, y, x, tuple(input_size)))
+
+
+def strongest_unit(fm: FeatureMaps, channel: int) -> tuple[int, int]:
+    """(y, x) of the strongest activation of ``channel``."""
+    y, x = divmod(int(np.argmax(fm.maps[channel])), fm.maps.shape[2])
+    return y, x
