@@ -1,0 +1,286 @@
+"""Background training jobs: start a detached worker process, stop, resume and delete runs.
+
+A job is ``python -m cnnviz.train --run DIR`` started with ``subprocess.Popen(..., start_new_session=True)``:
+its own session, so it survives a page reload, the Streamlit server's restart and a closed terminal. It is
+never a thread in the server.
+
+One job per device: ``checkpoints/.locks/device-<device>.lock`` is held with ``fcntl.flock`` by the worker for
+its whole life, and the run folder's ``.lock`` likewise (never two workers on one run). :func:`start` takes
+both locks *before* spawning and hands the open descriptors to the child (``pass_fds``), then closes its own
+copies, so there is no moment in which a second click (another thread, another tab, another server) can slip
+in, and the kernel releases the locks however the worker ends (exit, crash, OOM, kill -9). A lock file left
+behind by a dead worker is therefore no obstacle: only a live holder blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cnnviz.paths import REPO_ROOT, checkpoints_dir
+from cnnviz.runs import (
+    RunError,
+    RunInfo,
+    create_run,
+    pid_alive,
+    process_start_time,
+    read_run,
+    resolve_run,
+    write_status,
+)
+
+
+class JobError(RuntimeError):
+    """A job request that cannot be done (the message says why and what to do)."""
+
+
+class JobBusy(JobError):
+    """Refused: another job holds the device (or the run)."""
+
+
+# ----------------------------------------------------------------------------------------------------- locks
+def device_key(device: str = "auto") -> str:
+    """The lock key of the device a config asks for: ``cpu``, ``cuda-0``, ``mps``."""
+    from cnnviz.device import pick_device
+
+    dev = pick_device(device)
+    return f"{dev.type}-{dev.index or 0}" if dev.type == "cuda" else dev.type
+
+
+def device_lock_path(key: str, root: str | Path | None = None) -> Path:
+    root = Path(root) if root is not None else checkpoints_dir()
+    return root / ".locks" / f"device-{key}.lock"
+
+
+def try_lock(path: Path, info: dict[str, Any] | None = None) -> int | None:
+    """Take an exclusive ``flock`` on ``path`` without waiting: the open descriptor, or None when held.
+
+    ``info`` (who holds it) is written into the file for messages; the lock itself is the flock, not the file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    if info is not None:
+        _write_lock_info(fd, info)
+    return fd
+
+
+def _write_lock_info(fd: int, info: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({**info, "since": time.time()}).encode(), 0)
+
+
+def lock_holder(path: Path) -> dict[str, Any]:
+    """What the holder wrote into a lock file (may be stale or empty)."""
+    try:
+        obj = json.loads(Path(path).read_text() or "{}")
+        return obj if isinstance(obj, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a live process holds the flock on ``path``."""
+    if not Path(path).exists():
+        return False
+    fd = try_lock(Path(path))
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def device_busy(device: str = "auto", root: str | Path | None = None) -> dict[str, Any] | None:
+    """The holder (``{"run": ...}``) when a job runs on ``device``; None when it is free."""
+    path = device_lock_path(device_key(device), root)
+    return (lock_holder(path) or {"run": "unknown"}) if is_locked(path) else None
+
+
+# ------------------------------------------------------------------------------------------------------ jobs
+def _busy_message(key: str, holder: dict[str, Any]) -> str:
+    return (f"another training job ({holder.get('run', 'unknown')}) is running on {key}; wait for it to finish, "
+            "stop it, or allow a second job on this device")
+
+
+def _spawn(run_dir: Path, fds: list[int], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the detached worker, handing it the lock descriptors; its output goes to ``worker.out``."""
+    cmd = [sys.executable, "-m", "cnnviz.train", "--run", str(run_dir), "--detached"]
+    for fd in fds:
+        cmd += ["--lock-fd", str(fd)]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # Pages never run under torchrun, but a server started from one would pass its rank variables on.
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        full_env.pop(k, None)
+    with open(run_dir / "worker.out", "ab") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, pass_fds=fds, start_new_session=True, close_fds=True)
+    from cnnviz.fsutil import atomic_write_json
+
+    atomic_write_json(run_dir / "worker.pid", {"pid": proc.pid, "pid_start": process_start_time(proc.pid),
+                                               "started": time.time()})
+    return proc
+
+
+def _launch(run_dir: Path, cfg, force: bool, env: dict[str, str] | None, dev_fd: int | None = None) -> None:
+    """Take the run and device locks (or use ``dev_fd``, already held), spawn, and let the child keep them."""
+    fds: list[int] = [] if dev_fd is None else [dev_fd]
+    try:
+        run_fd = try_lock(run_dir / ".lock", {"run": run_dir.name})
+        if run_fd is None:
+            raise JobBusy(f"a worker is already training {run_dir.name}")
+        fds.insert(0, run_fd)
+        if dev_fd is None and not (force or cfg.allow_concurrent):
+            key = device_key(cfg.device)
+            path = device_lock_path(key, run_dir.parent)
+            dev_fd = try_lock(path)
+            if dev_fd is None:
+                raise JobBusy(_busy_message(key, lock_holder(path)))
+            fds.append(dev_fd)
+        proc = _spawn(run_dir, fds, env)
+        for fd in fds[1:]:
+            _write_lock_info(fd, {"run": run_dir.name, "pid": proc.pid})
+    finally:
+        for fd in fds:
+            os.close(fd)  # the child holds its own copies of the descriptions
+
+
+def start(config, root: str | Path | None = None, force: bool = False, env: dict[str, str] | None = None) -> Path:
+    """Validate ``config`` (a :class:`~cnnviz.train.TrainConfig` or a dict), create the run folder and start
+    its detached worker; returns the run folder.
+
+    Raises ``ValueError`` for a bad config (before anything is written), :class:`JobBusy` when another job
+    holds the device (unless ``force`` or ``config.allow_concurrent``), ``OSError`` when the checkpoints folder
+    is not writable.
+    """
+    from cnnviz.train import TrainConfig, code_version
+
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
+    cfg.validate()
+    root = Path(root) if root is not None else checkpoints_dir()
+    key = device_key(cfg.device)
+    # Take the device lock before the folder exists: a refused start (a second click) leaves nothing behind.
+    held = None
+    if not (force or cfg.allow_concurrent):
+        held = try_lock(device_lock_path(key, root))
+        if held is None:
+            raise JobBusy(_busy_message(key, lock_holder(device_lock_path(key, root))))
+    try:
+        run_dir = create_run({**cfg.to_dict(), **code_version()}, root)
+    except BaseException:
+        if held is not None:
+            os.close(held)
+        raise
+    try:
+        _launch(run_dir, cfg, force, env, dev_fd=held)  # closes ``held`` in the parent
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def resume(run: str | Path | RunInfo, force: bool = False, epochs: int | None = None,
+           env: dict[str, str] | None = None) -> Path:
+    """Start a worker on an existing run; it continues from ``optim.pt`` (the last saved step).
+
+    ``epochs`` extends (or shortens) the run. Refused while a worker is on it or another job holds the device.
+    """
+    from cnnviz.fsutil import atomic_write_json, read_json
+    from cnnviz.train import TrainConfig
+
+    run_dir = resolve_run(run)
+    info = read_run(run_dir)
+    if info.alive or is_locked(run_dir / ".lock"):
+        raise JobBusy(f"{run_dir.name} is still running")
+    try:
+        raw = read_json(run_dir / "config.json")
+        cfg = TrainConfig.from_dict(raw)
+    except (OSError, ValueError) as e:
+        raise JobError(f"cannot resume {run_dir.name}: its config.json is missing or damaged ({e})") from e
+    if epochs is not None:
+        cfg.epochs = int(epochs)
+        cfg.validate()
+        atomic_write_json(run_dir / "config.json", {**raw, "epochs": cfg.epochs})
+    else:
+        cfg.validate()
+    if info.state == "done" and (epochs is None or len(info.metrics) >= cfg.epochs):
+        raise JobError(f"{run_dir.name} already finished all {cfg.epochs} epochs; give more epochs to continue")
+    write_status(run_dir, state="queued", message="resuming", reason=None, pid=None)
+    (run_dir / "worker.pid").unlink(missing_ok=True)
+    _launch(run_dir, cfg, force, env)
+    return run_dir
+
+
+def stop(run: str | Path | RunInfo, kill: bool = False, wait: float = 0.0) -> bool:
+    """Ask the worker to stop (SIGTERM: it finishes the step, saves and exits with state ``stopped``).
+
+    ``kill=True`` sends SIGKILL to its whole session (a hung worker; the last saved step survives). ``wait``
+    seconds: block until it has exited. Returns False when no worker was running.
+    """
+    run_dir = resolve_run(run)
+    info = read_run(run_dir)
+    pid, start_t = info.status.get("pid"), info.status.get("pid_start")
+    if not info.alive or not isinstance(pid, int):
+        wp = _read_worker_pid(run_dir)
+        pid, start_t = wp.get("pid"), wp.get("pid_start")
+        if not pid_alive(pid, start_t):
+            return False
+    not_started = not isinstance(info.status.get("pid"), int)  # still importing: no SIGTERM handler yet
+    try:
+        if kill:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    if kill or not_started:
+        wait = max(wait, 5.0)
+    deadline = time.monotonic() + wait
+    while wait and time.monotonic() < deadline and pid_alive(pid, start_t):
+        time.sleep(0.1)
+    if (kill or not_started) and not pid_alive(pid, start_t):
+        msg = "killed" if kill else "stopped before training began"
+        write_status(run_dir, state="stopped", message=f"{msg}; press Resume to continue from the last save",
+                     reason="stopped", pid=None)
+    return True
+
+
+def _read_worker_pid(run_dir: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads((run_dir / "worker.pid").read_text())
+        return obj if isinstance(obj, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def delete(run: str | Path | RunInfo, root: str | Path | None = None, force: bool = False) -> None:
+    """Delete a run folder (only inside the checkpoints folder). A running job is refused unless ``force``
+    (then it is killed first)."""
+    root = Path(root) if root is not None else checkpoints_dir()
+    run_dir = resolve_run(run, root)
+    if not run_dir.resolve().is_relative_to(root.resolve()) or run_dir.resolve() == root.resolve():
+        raise RunError(f"{run_dir} is not a run inside {root}; refusing to delete it")
+    if run_dir.name == "starter":
+        raise RunError("the starter checkpoints are not a run")
+    info = read_run(run_dir)
+    if info.alive or is_locked(run_dir / ".lock"):
+        if not force:
+            raise JobBusy(f"{run_dir.name} is running; stop it before deleting it")
+        stop(run_dir, kill=True, wait=5)
+    # Rename first (atomic), so a page polling the run sees it gone at once, then remove the files.
+    trash = run_dir.with_name(f".deleting-{run_dir.name}-{os.getpid()}")
+    os.replace(run_dir, trash)
+    shutil.rmtree(trash, ignore_errors=True)
