@@ -240,3 +240,34 @@ def measure_latency(model: nn.Module, meta: dict | None = None, *, input_size: i
     return Latency(median_ms=statistics.median(times), mean_ms=statistics.fmean(times), min_ms=times[0],
                    p90_ms=times[min(len(times) - 1, int(0.9 * len(times)))], repeats=len(times),
                    warmup=max(0, warmup), threads=torch.get_num_threads())
+
+
+@dataclass
+class ImagePredictions:
+    """One image through several checkpoints: results side by side and how they agree."""
+
+    image: str
+    results: list[PredictResult]
+    agreement: Agreement
+    errors: dict[str, str] = field(default_factory=dict)  # checkpoint -> why it could not predict
+
+
+def predict_across(models: Sequence[tuple[str, nn.Module, dict]], images: Sequence[tuple[str, Image.Image]],
+                   k: int = 5, *, with_view: bool = True) -> list[ImagePredictions]:
+    """Every image through every ``(name, model, meta)``. A model that fails on an input (e.g. one trained on
+    other channels) is reported in ``errors`` and the others still answer. ``with_view`` stores what each
+    network sees in ``result.extra["view"]`` (a PIL image)."""
+    out = []
+    for image_name, img in images:
+        results, errors = [], {}
+        for name, model, meta in models:
+            try:
+                r = topk(model, img, meta, k, image=image_name, checkpoint=name)
+            except (RuntimeError, ValueError) as e:
+                errors[name] = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+                continue
+            if with_view:
+                r.extra["view"] = network_view(img, meta)
+            results.append(r)
+        out.append(ImagePredictions(image=image_name, results=results, agreement=agreement(results), errors=errors))
+    return out

@@ -63,3 +63,8 @@ def val_split_cached():
 
     root = find_dataset()
     return None if root is None else _val_split(str(root))
+
+
+def md_escape(text: str) -> str:
+    """Text shown through Markdown (file names, class names) with Markdown's special characters escaped."""
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|~$" else c for c in str(text))

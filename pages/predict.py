@@ -1,4 +1,102 @@
+"""Predict: images (upload, camera or validation set) -> top-5 of each chosen checkpoint, side by side."""
+
+import numpy as np
 import streamlit as st
+from PIL import Image
+
+from cnnviz.catalog import list_checkpoints
+from cnnviz.checkpoint import CheckpointError
+from cnnviz.compare_figures import topk_figure
+from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
+from cnnviz.predict import predict_across, results_to_csv
+from pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 
 st.title("Predict")
-st.info("This page is being built.")
+st.caption("What do trained networks think an image shows? Each checkpoint sees the image exactly as it was "
+           "trained: shorter side resized to its input size, centre crop, its own normalisation.")
+
+infos = list_checkpoints()
+if not infos:
+    st.info("No checkpoints yet. Train one on the Training page, or put starter checkpoints in "
+            "`checkpoints/starter/` (see the README).")
+    st.stop()
+by_label = {i.label: i for i in infos}
+chosen = st.multiselect("Checkpoints", list(by_label), default=list(by_label)[:2],
+                        help="Several checkpoints are shown side by side; agreement is highlighted.")
+source = st.radio("Images from", ["Upload", "Camera", "Validation set"], horizontal=True)
+
+images, true_labels = [], {}
+if source == "Upload":
+    files = st.file_uploader("Images (JPEG, PNG, WebP, BMP, GIF)", type=list(ALLOWED_EXTENSIONS),
+                             accept_multiple_files=True)
+    for f in files or []:
+        name = safe_display_name(f.name)
+        try:
+            images.append((name, open_image(f.getvalue())))
+        except ImageError as e:
+            st.error(f"{name}: {e}")
+elif source == "Camera":
+    shot = st.camera_input("Take a photo")
+    if shot is not None:
+        try:
+            images.append(("camera", open_image(shot.getvalue())))
+        except ImageError as e:
+            st.error(f"camera: {e}")
+else:
+    split = None
+    try:
+        split = val_split_cached()
+    except (ValueError, OSError) as e:
+        show_error(f"The validation set cannot be read: {e}", e)
+    if split is None:
+        st.info("No Tiny ImageNet dataset found: prepare it on the Training page (or `python -m cnnviz data "
+                "prepare`), or upload images instead.")
+    else:
+        c1, c2 = st.columns(2)
+        count = c1.slider("How many validation images", 1, 16, 4)
+        seed = c2.number_input("Random seed", 0, 10**6, 0)
+        for i in np.random.default_rng(int(seed)).choice(len(split.labels), count, replace=False):
+            label = split.class_names[int(split.labels[i])]
+            name = f"val #{int(i)}"
+            images.append((name, Image.fromarray(np.asarray(split.images[i]))))
+            true_labels[name] = label
+
+if not chosen:
+    st.info("Choose at least one checkpoint.")
+    st.stop()
+models = []
+for label in chosen:
+    info = by_label[label]
+    try:
+        ckpt = load_checkpoint_cached(info.path)
+        models.append((info.name, ckpt.model, ckpt.meta))
+    except (CheckpointError, OSError) as e:
+        show_error(f"{info.name} cannot be used: {e}", e)
+if not images or not models:
+    if not images:
+        st.info("Add one or more images to see predictions.")
+    st.stop()
+
+all_results = []
+for item in predict_across(models, images, k=5):
+    st.subheader(md_escape(item.image), anchor=False)
+    if item.image in true_labels:
+        st.caption(f"true class: **{md_escape(true_labels[item.image])}**")
+    if len(item.results) > 1:
+        (st.success if item.agreement.unanimous else st.warning)(md_escape(item.agreement.summary))
+    cols = st.columns(max(1, len(item.results)))
+    for col, r in zip(cols, item.results, strict=False):
+        with col:
+            st.markdown(f"**{md_escape(r.checkpoint)}** · {r.ms:.1f} ms")
+            view = r.extra.get("view")
+            if view is not None:
+                st.image(view, width=128, caption=f"as the network sees it ({view.width}×{view.height})")
+            agrees = item.agreement.agrees.get(r.checkpoint) if len(item.results) > 1 else None
+            st.plotly_chart(topk_figure(r, agrees), key=f"bars-{item.image}-{r.checkpoint}",
+                            config={"displayModeBar": False})
+        all_results.append(r)
+    for name, message in item.errors.items():
+        st.error(f"{md_escape(name)} cannot predict this image: {md_escape(message)}")
+
+if all_results:
+    st.download_button("Download results (CSV)", results_to_csv(all_results), "predictions.csv", "text/csv")

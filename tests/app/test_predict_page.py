@@ -1,0 +1,132 @@
+"""The Predict page in Streamlit's AppTest: uploads (good and bad), several checkpoints, broken checkpoints,
+validation images. Checkpoints are small random-weight models made by the tests (no shipped files needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cnnviz.paths import checkpoints_dir, data_dir
+from tests.predict_helpers import image_bytes, make_checkpoint
+from tests.test_predict_images import _bomb_png, _tiff
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run(timeout=120)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _bars(spec: dict) -> int:
+    return sum(len(t.get("y", [])) for t in spec["data"] if t.get("type") == "bar")
+
+
+@pytest.fixture
+def two_checkpoints():
+    root = checkpoints_dir()
+    make_checkpoint(root / "starter" / "alpha", seed=1)
+    make_checkpoint(root / "starter" / "beta", seed=2)
+
+
+def test_no_checkpoints_says_how_to_get_some():
+    at = _run(AppTest.from_file(PAGE))
+    assert "No checkpoints yet" in at.info[0].value
+
+
+def test_upload_two_checkpoints_side_by_side_and_bad_files_each_get_an_error(two_checkpoints):
+    at = _run(AppTest.from_file(PAGE))
+    assert at.multiselect[0].value == [o for o in at.multiselect[0].options][:2]
+    at.file_uploader[0].set_value([
+        ("cat.jpg", image_bytes("JPEG", (120, 90), seed=1), "image/jpeg"),
+        ("empty.png", b"", "image/png"),
+        ("random.png", bytes(range(256)) * 8, "image/png"),
+        ("renamed.jpg", _tiff(), "image/jpeg"),
+        ("truncated.jpg", image_bytes("JPEG", (400, 300))[:2500], "image/jpeg"),
+        ("bomb.png", _bomb_png(), "image/png"),
+        ("dog.png", image_bytes("PNG", (64, 64), seed=2), "image/png"),
+    ])
+    _run(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 5, errors
+    for name in ("empty.png", "random.png", "renamed.jpg", "truncated.jpg", "bomb.png"):
+        assert any(e.startswith(name + ":") for e in errors), (name, errors)
+    charts = _charts(at)
+    assert len(charts) == 4  # 2 good images x 2 checkpoints
+    assert all(_bars(c) == 5 for c in charts)
+    assert [s.value for s in at.subheader] == ["cat\\.jpg", "dog\\.png"]
+    md = " ".join(m.value for m in at.markdown)
+    assert "starter/alpha" in md and "starter/beta" in md and " ms" in md
+    assert len(at.success) + len(at.warning) == 2  # agreement per image
+    assert len(at.get("download_button")) == 1
+
+
+def test_a_corrupt_checkpoint_is_reported_and_the_other_still_predicts(two_checkpoints):
+    w = checkpoints_dir() / "starter" / "beta.safetensors"
+    at = _run(AppTest.from_file(PAGE))
+    w.write_bytes(w.read_bytes()[:64])  # truncated after the catalog listed it
+    at.file_uploader[0].set_value(("a.png", image_bytes("PNG"), "image/png"))
+    _run(at)
+    assert any("starter/beta cannot be used" in e.value and "corrupt" in e.value for e in at.error)
+    assert len(_charts(at)) == 1 and _bars(_charts(at)[0]) == 5
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"arch": "vgg16"}, "cannot rebuild vgg16"),  # metadata of another architecture
+    ({"num_classes": 20, "model_args.num_classes": 20}, "has shape"),  # another class count than the weights
+])
+def test_wrong_kind_of_checkpoint_is_refused_with_a_message(two_checkpoints, change, message):
+    meta_path = checkpoints_dir() / "starter" / "beta.json"
+    meta = json.loads(meta_path.read_text())
+    for k, v in change.items():
+        if k.startswith("model_args."):
+            meta["model_args"][k.split(".", 1)[1]] = v
+        else:
+            meta[k] = v
+    meta_path.write_text(json.dumps(meta))
+    at = _run(AppTest.from_file(PAGE))
+    at.file_uploader[0].set_value(("a.png", image_bytes("PNG"), "image/png"))
+    _run(at)
+    assert any("starter/beta cannot be used" in e.value and message in e.value for e in at.error), \
+        [e.value for e in at.error]
+    assert len(_charts(at)) == 1
+
+
+def test_dangerous_file_names_are_only_displayed_escaped(two_checkpoints):
+    at = _run(AppTest.from_file(PAGE))
+    at.file_uploader[0].set_value(("../../etc/pa\x1bss*wd.png", image_bytes("PNG"), "image/png"))
+    _run(at)
+    shown = at.subheader[0].value
+    assert "\x1b" not in shown and "\\x1b" in shown.replace("\\\\", "\\")
+    assert "\\*" in shown  # markdown escaped
+
+
+def test_validation_images_without_a_dataset_say_so(two_checkpoints):
+    at = _run(AppTest.from_file(PAGE))
+    at.radio[0].set_value("Validation set")
+    _run(at)
+    assert any("No Tiny ImageNet dataset found" in i.value for i in at.info)
+
+
+def test_validation_images_from_a_synthetic_dataset():
+    from cnnviz.data import make_synthetic
+
+    root = make_synthetic(data_dir() / "tiny-imagenet-200", num_classes=3, train_per_class=4, val_per_class=3)
+    wnids = (root / "wnids.txt").read_text().split()
+    make_checkpoint(checkpoints_dir() / "starter" / "syn", num_classes=3, wnids=wnids)
+    at = _run(AppTest.from_file(PAGE))
+    at.radio[0].set_value("Validation set")
+    _run(at)
+    at.slider[0].set_value(2)
+    _run(at)
+    assert [s.value for s in at.subheader][:2] and all(s.value.startswith("val \\#") for s in at.subheader)
+    assert len(_charts(at)) == 2 and all(_bars(c) == 3 for c in _charts(at))  # 3 classes -> 3 bars
+    assert any("true class" in c.value for c in at.caption)
