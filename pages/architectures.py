@@ -1,4 +1,130 @@
+"""Architectures: pick a CNN -> its card, per-layer table, charts, block diagram, receptive fields; compare."""
+
 import streamlit as st
 
+import cnnviz
+from cnnviz import figures_arch as fa
+from cnnviz.summary import layer_table
+from pages._shared import show_error
+
+NUM = st.column_config.NumberColumn
+COLUMNS = {"params": NUM(format="compact", help="weights + biases"), "weights": NUM(format="compact"),
+           "biases": NUM(format="compact"), "activations": NUM(format="compact", help="output elements per image"),
+           "activation memory": NUM(format="bytes", help="per image, in the chosen dtype"),
+           "MACs": NUM(format="compact", help="multiply-accumulates per image (1 MAC = 2 FLOPs)"),
+           "connections": NUM(format="compact", help="LeNet-style connections (MACs + bias additions)"),
+           "parameter memory": NUM(format="bytes"), "activation memory / image": NUM(format="bytes"),
+           "activations / image": NUM(format="compact"), "MACs / image": NUM(format="compact"),
+           "paper params": NUM(format="compact")}
+
+
+@st.cache_data(show_spinner="Computing the layer table...", max_entries=64)
+def table_for(arch: str, variant: tuple, side: int | None, classes: int | None, dtype: str):
+    shape = fa.input_shape(arch, side, classes, **dict(variant))
+    return layer_table(arch, input_size=shape, dtype=dtype, num_classes=classes, **dict(variant))
+
+
+@st.cache_data(show_spinner="Drawing the block diagram...", max_entries=64)
+def diagram_for(arch: str, variant: tuple, side: int | None, classes: int | None) -> str:
+    return fa.block_diagram(arch, fa.input_shape(arch, side, classes, **dict(variant)), classes, **dict(variant))
+
+
+def variant_widgets(card) -> tuple:
+    values = {}
+    for spec, col in zip(fa.variant_specs(card), st.columns(4), strict=False):
+        key = f"arch_{card.name}_{spec.name}"
+        if spec.kind == "bool":
+            values[spec.name] = col.checkbox(spec.name, spec.default, help=spec.help, key=key)
+        elif spec.kind in ("int", "float"):
+            values[spec.name] = col.number_input(spec.name, value=spec.default, help=spec.help, key=key)
+        else:
+            values[spec.name] = col.selectbox(spec.name, spec.choices, help=spec.help, key=key,
+                                              format_func=lambda v: "model default" if v is None else str(v))
+    return tuple(sorted((k, v) for k, v in values.items() if v != card.default_variant.get(k)))
+
+
+def show_card(card) -> None:
+    st.markdown(f"**[{card.title}]({card.url})** — {card.authors}. *{card.venue}*, {card.year}.")
+    f = card.figures
+    st.caption(f"Paper's figures: {fa.human(f.params)} parameters, top-1 error {f.top1_error or '-'}%, "
+               f"top-5 error {f.top5_error or '-'}%. {f.note}")
+    for title, items in (("Key ideas", card.key_ideas), ("Deviations of our code from the paper", card.deviations),
+                         ("What changes at 64x64 (Tiny ImageNet)", card.adaptations_64)):
+        if items:
+            st.markdown(f"**{title}**\n" + "\n".join(f"- {i}" for i in items))
+
+
+def single() -> None:
+    names = cnnviz.list_models()
+    c = st.columns([2, 2, 1, 1, 1, 1])
+    arch = c[0].selectbox("Architecture", names, index=names.index("vgg16") if "vgg16" in names else 0,
+                          format_func=lambda n: cnnviz.get_card(n).display_name, key="arch_name")
+    card = cnnviz.get_card(arch)
+    paper = f"paper's ({card.paper_input[1]}x{card.paper_input[2]})"
+    mode = c[1].radio("Input size", [paper, "64x64 (Tiny ImageNet)", "custom"], horizontal=True, key="arch_mode")
+    side = None if mode == paper else 64 if mode.startswith("64") else int(c[2].number_input(
+        "Side (px)", 1, 1024, 128, key="arch_side"))
+    classes = int(c[3].number_input("Classes", 1, 100_000, card.paper_classes if side is None else 200,
+                                    key=f"arch_classes_{side is None}"))
+    dtype = c[4].selectbox("dtype", ["float32", "float16", "bfloat16"], key="arch_dtype")
+    batch = int(c[5].number_input("Batch size", 1, 4096, 64, key="arch_batch"))
+    variant = variant_widgets(card) if card.variants else ()
+    try:
+        table = table_for(arch, variant, side, classes, dtype)
+        dot = diagram_for(arch, variant, side, classes)
+    except (ValueError, TypeError) as e:  # InputSizeError is a ValueError: a message, not a traceback
+        return show_error(str(e), e)
+    except Exception as e:  # noqa: BLE001 - the details go to the server log
+        return show_error(f"Could not build the table for {card.display_name} ({type(e).__name__}); "
+                          "the details are in the server log.", e)
+    with st.expander(f"Model card: {card.display_name}", expanded=False):
+        show_card(card)
+    for col, (label, (value, exact)) in zip(st.columns(6), fa.totals(table, batch).items(), strict=True):
+        col.metric(label, value, help=exact)
+    st.caption(f"{fa.exact_totals(table)} {fa.MAC_NOTE} Training memory: weights + gradients + SGD momentum "
+               "+ saved activations.")
+    for note in fa.writeup_notes(arch, table):
+        st.info(note, icon=":material/fact_check:")
+    st.markdown("  \n".join(fa.highlights(table)))
+    st.dataframe(fa.display_frame(table), column_config=COLUMNS, hide_index=True, height=420, key="arch_table")
+    stem = f"{arch}_{'x'.join(map(str, table.input))}_{classes}_{dtype}"
+    with st.container(horizontal=True):
+        st.download_button("Download CSV", table.to_csv(), f"{stem}.csv", "text/csv", key="arch_csv",
+                           icon=":material/download:")
+        st.download_button("Download Markdown", table.to_markdown(), f"{stem}.md", "text/markdown",
+                           key="arch_md", icon=":material/download:")
+    tabs = st.tabs(["Parameters", "Activation memory", "MACs", "Receptive field", "Block diagram"])
+    for tab, metric in zip(tabs[:3], fa.METRICS, strict=True):
+        tab.plotly_chart(fa.layer_chart(table, metric), key=f"arch_chart_{metric}")
+    tabs[3].plotly_chart(fa.receptive_field_chart(table), key="arch_chart_rf")
+    tabs[4].graphviz_chart(dot)
+
+
+def compare() -> None:
+    names = cnnviz.list_models()
+    default = [n for n in ("alexnet", "zfnet", "vgg16", "googlenet", "resnet50", "resnet152", "nin") if n in names]
+    chosen = st.multiselect("Architectures", names, default=default, key="cmp_names",
+                            format_func=lambda n: cnnviz.get_card(n).display_name)
+    tiny = st.toggle("At 64x64 with 200 classes (Tiny ImageNet) instead of each paper's input", key="cmp_tiny")
+    try:
+        entries = [(cnnviz.get_card(n), table_for(n, (), 64 if tiny else None, 200 if tiny else None, "float32"))
+                   for n in chosen]
+    except (ValueError, TypeError) as e:
+        return show_error(f"Cannot compare these architectures like this: {e}", e)
+    if not entries:
+        return st.info("Pick two or more architectures.")
+    st.dataframe(fa.compare_frame(entries), column_config=COLUMNS, hide_index=True, key="cmp_table")
+    metric = st.radio("Accuracy", ["top5", "top1"], horizontal=True, key="cmp_metric",
+                      format_func=lambda m: {"top1": "top-1", "top5": "top-5"}[m])
+    paper = [(c, table_for(c.name, (), None, None, "float32")) for c, _ in entries]
+    st.plotly_chart(fa.accuracy_vs_macs_chart(paper, metric), key="cmp_chart")
+    st.caption("Accuracies are the papers' own ImageNet figures (settings differ: see each card's note); MACs "
+               "are ours at the paper's input. " + fa.MAC_NOTE)
+
+
 st.title("Architectures")
-st.info("This page is being built.")
+one, many = st.tabs(["One architecture", "Compare architectures"])
+with one:
+    single()
+with many:
+    compare()
