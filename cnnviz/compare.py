@@ -488,3 +488,55 @@ def export_bundle(entries: Sequence[CompareEntry], evals: dict[str, EvalResult] 
                    "configuration (JSON)\n\nDifferent hyper-parameters: " + (", ".join(table.differing) or "none")
                    + "\n")
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------- same image
+@dataclass
+class SameImageView:
+    """One model's view of an image: prediction, feature maps at a relative depth, occlusion sensitivity."""
+
+    model: str
+    prediction: Any  # cnnviz.predict.PredictResult
+    layer: str | None = None  # the layer whose maps are shown
+    depth: str = ""  # "layer 3 of 8"
+    maps: np.ndarray | None = None  # uint8 grid of the strongest feature maps
+    occlusion: np.ndarray | None = None  # uint8 overlay: red = hiding this region lowers the top class most
+    error: str | None = None
+
+
+def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *, depth: float = 0.5, k: int = 5,
+               max_maps: int = 16, occlusion_size: int | None = 8) -> list[SameImageView]:
+    """The same PIL image through several models: top-``k``, the feature maps of the layer at relative
+    ``depth`` (0 = first spatial layer, 1 = last) and, unless ``occlusion_size`` is None, an occlusion map
+    (Zeiler & Fergus) of the top class. Uses :mod:`cnnviz.viz`, which never mutates the shared models."""
+    from cnnviz.predict import network_view, topk
+    from cnnviz.preprocess import to_tensor_for
+    from cnnviz.viz import feature_maps, map_layers, occlusion
+    from cnnviz.viz.render import colormap, overlay
+
+    out = []
+    for name, model, meta in models:
+        try:
+            pred = topk(model, img, meta, k, checkpoint=name)
+        except (RuntimeError, ValueError) as e:
+            out.append(SameImageView(model=name, prediction=None, error=str(e)))
+            continue
+        view = SameImageView(model=name, prediction=pred)
+        try:
+            size = int(meta["input_size"])
+            x = to_tensor_for(img, meta)
+            layers = map_layers(model, (x.shape[1], size, size))
+            if layers:
+                i = round(min(1.0, max(0.0, depth)) * (len(layers) - 1))
+                view.layer, view.depth = layers[i], f"layer {i + 1} of {len(layers)}"
+                view.maps = feature_maps(model, x, view.layer).grid(max_maps=max_maps, cell=40)
+            if occlusion_size:
+                occ = occlusion(model, x, pred.top1.index, size=min(occlusion_size, size),
+                                stride=max(1, min(occlusion_size, size) // 2))
+                drop = occ.to_pixels(occ.base_prob - occ.prob, (size, size))
+                seen = np.asarray(network_view(img, meta))
+                view.occlusion = overlay(seen, colormap(np.nan_to_num(drop), "inferno", vmin=0), alpha=0.6)
+        except (RuntimeError, ValueError) as e:
+            view.error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        out.append(view)
+    return out

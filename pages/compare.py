@@ -1,4 +1,125 @@
+"""Compare: runs and starter checkpoints side by side (table, curves, cost, per class, same image, export)."""
+
 import streamlit as st
 
+from cnnviz import compare as cmp
+from cnnviz import compare_figures as cf
+from cnnviz.checkpoint import CheckpointError
+from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
+from pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
+
 st.title("Compare")
-st.info("This page is being built.")
+entries = cmp.list_entries()
+if not entries:
+    st.info("Nothing to compare yet: train a model on the Training page, or add starter checkpoints to "
+            "`checkpoints/starter/`.")
+    st.stop()
+ids = [e.id for e in entries]
+chosen = st.multiselect("Models", ids, default=ids[:2], help="Runs (newest first) and starter checkpoints.")
+sel = [e for e in entries if e.id in chosen]
+if not sel:
+    st.info("Choose one or more models.")
+    st.stop()
+for e in sel:
+    for problem in e.problems:
+        st.warning(f"{md_escape(e.id)}: {md_escape(problem)}")
+
+table = cmp.compare_table(sel)
+hp_cols = [c for c in table.frame.columns if c.startswith("hp: ")]
+st.dataframe(table.frame.style.set_properties(subset=hp_cols, **{"background-color": "#fff3b0"}),
+             hide_index=True, column_config={
+                 "best_val_top1": st.column_config.NumberColumn("best val top-1", format="percent"),
+                 "best_val_top5": st.column_config.NumberColumn("best val top-5", format="percent"),
+                 "params": st.column_config.NumberColumn(format="compact"),
+                 "macs": st.column_config.NumberColumn("MACs", format="compact"),
+                 "peak_mem_bytes": st.column_config.NumberColumn("peak memory (bytes)", format="compact"),
+                 "train_time_s": st.column_config.NumberColumn("training time (s)", format="%.0f"),
+                 "images_per_s": st.column_config.NumberColumn("images/s", format="%.0f")})
+st.caption("Highlighted: hyper-parameters that differ between the selected models"
+           + (f" ({', '.join(table.differing)})." if table.differing else " (none differ)."))
+
+curves_tab, cost_tab, class_tab, image_tab, export_tab = st.tabs(
+    ["Curves", "Accuracy vs cost", "Per class & confusion", "Same image", "Export"])
+curves = cmp.curves_frame(sel)
+with curves_tab:
+    if curves.empty:
+        st.info("No per-epoch metrics among the selected models (starter checkpoints keep only final numbers).")
+    else:
+        c1, c2 = st.columns(2)
+        metric = c1.selectbox("Metric", [m for m in cmp.CURVE_METRICS if m in set(curves["metric"])],
+                              format_func=lambda m: cf.METRIC_LABELS.get(m, m))
+        x = c2.radio("x axis", ["epoch", "elapsed_s"], horizontal=True,
+                     format_func=lambda v: "by epoch" if v == "epoch" else "by wall-clock time")
+        st.plotly_chart(cf.curves_figure(curves, metric, x), key="curves")
+with cost_tab:
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(cf.bubble_figure(table.frame, "macs"), key="bubble-macs")
+    c2.plotly_chart(cf.bubble_figure(table.frame, "params"), key="bubble-params")
+    st.caption("Bubble area: training time (or parameters where a model has no recorded time).")
+
+evals = {}
+with class_tab:
+    split = None
+    try:
+        split = val_split_cached()
+    except (ValueError, OSError) as e:
+        show_error(f"The validation set cannot be read: {e}", e)
+    if split is None:
+        st.info("No Tiny ImageNet dataset found: per-class accuracy and confusion need the validation set "
+                "(prepare it on the Training page or with `python -m cnnviz data prepare`).")
+    else:
+        per_class = st.select_slider("Validation images per class", [5, 10, 25, 50], value=10)
+        if st.toggle("Evaluate the selected models (computed once per checkpoint, then cached)"):
+            idx = cmp.subset_indices(split.labels, per_class)
+            images, labels = split.images[idx], split.labels[idx]
+            for e in (e for e in sel if e.checkpoint is not None):
+                bar = st.progress(0.0, text=f"evaluating {e.id}")
+                try:
+                    evals[e.id] = cmp.cached_evaluation(e.checkpoint, images, labels, split.wnids, split.class_names,
+                                                        model_loader=load_checkpoint_cached, progress=bar.progress)
+                except (CheckpointError, ValueError, OSError) as err:
+                    show_error(f"{e.id} cannot be evaluated: {err}", err)
+                bar.empty()
+    if evals:
+        pc = cmp.per_class_frame(evals)
+        st.plotly_chart(cf.per_class_figure(pc, list(evals)), key="per-class")
+        st.dataframe(pc, hide_index=True)
+        for name, ev in evals.items():
+            with st.expander(f"{name}: top-1 {ev.top1:.1%}, top-5 {ev.top5:.1%} on {ev.n} images"):
+                st.dataframe(cmp.most_confused(ev, 10), hide_index=True)
+                st.plotly_chart(cf.confusion_figure(ev), key=f"confusion-{name}")
+
+with image_tab:
+    up = st.file_uploader("An image to show every selected model", type=list(ALLOWED_EXTENSIONS))
+    depth = st.slider("Feature-map depth (0 = first layer, 1 = last)", 0.0, 1.0, 0.5, 0.25)
+    with_occ = st.checkbox("Occlusion maps (slower)", value=False)
+    if up is not None:
+        try:
+            img = open_image(up.getvalue())
+        except ImageError as err:
+            st.error(f"{safe_display_name(up.name)}: {err}")
+            img = None
+        models = []
+        for e in (e for e in sel if img is not None and e.checkpoint is not None):
+            try:
+                ck = load_checkpoint_cached(e.checkpoint)
+                models.append((e.id, ck.model, ck.meta))
+            except (CheckpointError, OSError) as err:
+                show_error(f"{e.id} cannot be used: {err}", err)
+        views = cmp.same_image(models, img, depth=depth, occlusion_size=8 if with_occ else None) if models else []
+        for col, v in zip(st.columns(max(1, len(views))), views, strict=False):
+            col.markdown(f"**{md_escape(v.model)}**")
+            if v.prediction is not None:
+                col.plotly_chart(cf.topk_figure(v.prediction), key=f"same-{v.model}")
+            if v.maps is not None:
+                col.image(v.maps, caption=f"{v.layer} ({v.depth}), strongest maps first")
+            if v.occlusion is not None:
+                col.image(v.occlusion, width=192, caption="occlusion: bright = hiding it lowers the top class")
+            if v.error:
+                col.error(v.error)
+
+with export_tab:
+    st.write("One zip: tables (CSV and Markdown), figures (PNG) and each model's training configuration (JSON).")
+    if st.button("Build the export bundle"):
+        st.download_button("Download comparison.zip", cmp.export_bundle(sel, evals), "comparison.zip",
+                           "application/zip", on_click="ignore")

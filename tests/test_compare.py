@@ -261,3 +261,23 @@ def test_export_bundle_contents(runs):
 def test_markdown_escapes_pipes_and_blanks_nan():
     md = to_markdown(pd.DataFrame({"a": ["x|y", None], "b": [float("nan"), 0.123456]}))
     assert md.splitlines()[2] == "| x\\|y |  |" and md.splitlines()[3] == "|  | 0.1235 |"
+
+
+def test_same_image_views_leave_the_models_untouched(tmp_path):
+    from cnnviz.compare import same_image
+    from cnnviz.images import open_image
+    from tests.predict_helpers import image_bytes
+
+    a = load_checkpoint(make_checkpoint(tmp_path / "a", seed=1))
+    b = load_checkpoint(make_checkpoint(tmp_path / "b", seed=2))
+    before = {k: v.clone() for k, v in a.model.state_dict().items()}
+    img = open_image(image_bytes("PNG", (100, 70)))
+    views = same_image([("a", a.model, a.meta), ("b", b.model, b.meta)], img, depth=0.0, occlusion_size=8)
+    assert [v.model for v in views] == ["a", "b"] and all(v.error is None for v in views)
+    assert views[0].depth.startswith("layer 1 of ") and views[0].maps.dtype == np.uint8
+    assert views[0].occlusion.shape == (64, 64, 3)
+    assert len(views[0].prediction.predictions) == 5
+    deep = same_image([("a", a.model, a.meta)], img, depth=1.0, occlusion_size=None)[0]
+    assert deep.layer != views[0].layer and deep.occlusion is None
+    assert not a.model.training and all(torch.equal(before[k], v) for k, v in a.model.state_dict().items())
+    assert all(not m._forward_hooks for m in a.model.modules())

@@ -1,0 +1,114 @@
+"""The Compare page in AppTest: its numbers equal the run files; curves, bubbles, per-class, same image, export."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cnnviz.paths import checkpoints_dir, data_dir
+from tests.predict_helpers import default_arch, image_bytes, make_checkpoint, write_run
+from tests.test_compare import _metrics
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "compare.py")
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run(timeout=180)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _arr(v):
+    """Plotly serialises numpy arrays as {"dtype", "bdata"} (base64)."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
+    return list(v)
+
+
+def _charts(at):
+    return {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+@pytest.fixture
+def two_runs():
+    root = checkpoints_dir()
+    base = {"arch": default_arch(), "num_classes": 10, "input_size": 64, "batch_size": 64}
+    write_run(root / "run-a", config={**base, "lr": 0.1}, metrics=_metrics(3, [0.1, 0.3, 0.25]), seed=1)
+    write_run(root / "run-b", config={**base, "lr": 0.01}, metrics=_metrics(2, [0.2, 0.22]), seed=2)
+    return root
+
+
+def test_nothing_to_compare():
+    at = _run(AppTest.from_file(PAGE))
+    assert "Nothing to compare yet" in at.info[0].value
+
+
+def test_table_matches_run_files_and_curves_render(two_runs):
+    at = _run(AppTest.from_file(PAGE))
+    assert sorted(at.multiselect[0].value) == ["run-a", "run-b"]
+    df = at.dataframe[0].value.set_index("model")
+    for run in ("run-a", "run-b"):
+        lines = [json.loads(x) for x in (two_runs / run / "metrics.jsonl").read_text().splitlines()]
+        cfg = json.loads((two_runs / run / "config.json").read_text())
+        assert df.loc[run, "best_val_top1"] == max(m["val_top1"] for m in lines)
+        assert df.loc[run, "epochs"] == len(lines)
+        assert df.loc[run, "train_time_s"] == lines[-1]["elapsed_s"]
+        assert df.loc[run, "hp: lr"] == cfg["lr"]
+    assert [c for c in df.columns if c.startswith("hp: ")] == ["hp: lr"]
+    assert any("lr" in c.value and "differ" in c.value for c in at.caption)
+    charts = list(_charts(at).values())
+    curves = charts[0]
+    assert {t["name"] for t in curves["data"]} == {"run-a", "run-b"}
+    assert curves["layout"]["xaxis"]["title"]["text"] == "epoch"
+    assert len(charts) >= 3  # curves + two bubble charts
+    at.radio[0].set_value("elapsed_s")
+    _run(at)
+    curves = list(_charts(at).values())[0]
+    assert curves["layout"]["xaxis"]["title"]["text"] == "wall clock (min)"
+    a = next(t for t in curves["data"] if t["name"] == "run-a")
+    assert _arr(a["x"]) == pytest.approx([10 / 60, 21 / 60, 33 / 60])
+
+
+def test_per_class_needs_a_dataset(two_runs):
+    at = _run(AppTest.from_file(PAGE))
+    assert any("No Tiny ImageNet dataset found" in i.value for i in at.info)
+
+
+def test_per_class_and_confusion_on_a_synthetic_val_set():
+    from cnnviz.data import make_synthetic
+
+    root = make_synthetic(data_dir() / "tiny-imagenet-200", num_classes=3, train_per_class=4, val_per_class=6)
+    wnids = (root / "wnids.txt").read_text().split()
+    make_checkpoint(checkpoints_dir() / "starter" / "one", num_classes=3, wnids=wnids, seed=1)
+    make_checkpoint(checkpoints_dir() / "starter" / "two", num_classes=3, wnids=wnids, seed=2)
+    at = _run(AppTest.from_file(PAGE))
+    at.toggle[0].set_value(True)
+    _run(at)
+    titles = [e.label for e in at.expander]
+    assert len(titles) == 2 and all("on 18 images" in t for t in titles), titles  # 3 classes x 6 (under the 10 cap)
+    assert list((data_dir() / "eval-cache").glob("*.npz"))
+
+
+def test_same_image_through_several_models_and_export(two_runs):
+    at = _run(AppTest.from_file(PAGE))
+    at.file_uploader[0].set_value(("x.png", image_bytes("PNG", (90, 90)), "image/png"))
+    _run(at)
+    bars = [c for c in _charts(at).values() if c["data"] and c["data"][0].get("orientation") == "h"]
+    assert len(bars) == 2 and all(len(c["data"][0]["y"]) == 5 for c in bars)
+    captions = [c for img in at.image for c in img.captions]
+    assert sum("strongest maps first" in c for c in captions) == 2, captions  # a feature-map grid per model
+    at.button[0].click()
+    _run(at)
+    assert len(at.get("download_button")) == 1
+
+
+def test_bad_image_in_same_image_tab(two_runs):
+    at = _run(AppTest.from_file(PAGE))
+    at.file_uploader[0].set_value(("x.png", b"nope", "image/png"))
+    _run(at)
+    assert any(e.value.startswith("x.png: not a supported image") for e in at.error)
