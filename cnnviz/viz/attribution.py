@@ -18,6 +18,7 @@ reconstruct the image (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIP
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,7 +87,9 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | None = None, meth
         cam_layer = cam_layer or default_cam_layer(view, tuple(x.shape[1:]))
     raw: dict[str, torch.Tensor] = {}
     maps: dict[str, np.ndarray] = {}
-    with torch.enable_grad():
+    with torch.enable_grad(), warnings.catch_warnings():
+        # captum warns that it sets (and removes) backward hooks on the ReLUs: of the private view, by design
+        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
         for m in methods:
             xi = x.clone().requires_grad_(True)
             if m == "saliency":

@@ -85,6 +85,10 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: int | None = None, *, s
         x = x.unsqueeze(0)
     if (layer is None) != (channel is None):
         raise ValueError("give both layer and channel (or neither)")
+    base_act = act = None
+    if layer is not None:  # first: it checks layer/channel before the expensive class maps
+        base_act, act = activation_occlusion(model, x, layer, channel, size=size, stride=stride, fill=fill,
+                                             batch_size=batch_size, with_base=True)
     fast = inference_copy(model)
     p = next(iter(fast.parameters()), None)
     device = p.device if p is not None else torch.device("cpu")
@@ -104,10 +108,6 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: int | None = None, *, s
             probs.append(torch.softmax(fast(batch.contiguous(memory_format=torch.channels_last)).float(), dim=1))
             if progress is not None:
                 progress(min(start + batch_size, n), n)
-    base_act = act = None
-    if layer is not None:
-        base_act, act = activation_occlusion(model, x, layer, channel, size=size, stride=stride, fill=fill,
-                                             batch_size=batch_size, with_base=True)
     prob = torch.cat(probs)
     top_p, top_c = prob.max(1)
     shape = (len(ys), len(xs))

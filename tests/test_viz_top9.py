@@ -1,0 +1,115 @@
+"""Top-9 scan (ZF Fig. 2): planted strongest images are found, in order; progress, cancellation, cache."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from cnnviz.viz import top9
+from cnnviz.viz.top9 import ScanCancelled, TopK, scan
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+PLANTED = [51, 3, 40, 17, 29, 8, 60, 33, 12, 45, 22]  # strongest first
+
+
+def _dataset():
+    rng = np.random.default_rng(0)
+    images = rng.integers(110, 140, size=(70, 32, 32, 3), dtype=np.uint8)  # dim noise
+    for rank, i in enumerate(PLANTED):
+        y, x = (rank * 3) % 24, (rank * 5) % 24
+        images[i, y:y + 6, x:x + 6] = 255 - rank * 5  # a bright square, dimmer for later ranks
+    return images
+
+
+def _net():
+    net = nn.Sequential(nn.Conv2d(3, 2, 6, bias=False), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.LazyLinear(3))
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].weight[0] = 1.0  # brightness detector: peaks where a whole 6x6 square is covered
+        net[0].weight[1] = -1.0
+    net(torch.zeros(1, 3, 32, 32))
+    return net.eval()
+
+
+def test_scan_returns_planted_strongest_images_in_order():
+    images = _dataset()
+    seen = []
+    r = scan(_net(), images, "0", mean=MEAN, std=STD, batch_size=16, progress=lambda d, n: seen.append((d, n)))
+    assert r.values.shape == (2, 9) and r.map_size == (27, 27) and r.images_seen == 70
+    assert r.index[0].tolist() == PLANTED[:9]
+    assert np.all(np.diff(r.values[0]) <= 0)
+    for rank in range(9):  # the unit that covers the whole planted square
+        assert (r.ys[0, rank], r.xs[0, rank]) == ((rank * 3) % 24, (rank * 5) % 24)
+    assert seen[-1] == (70, 70) and len(seen) == 5
+    # every image counts once per channel: nine distinct images
+    assert len(set(r.index[1].tolist())) == 9
+
+
+def test_scan_stops_at_the_layer():
+    net = _net()
+
+    class Boom(nn.Module):
+        def forward(self, x):
+            raise AssertionError("the forward pass went past the scanned layer")
+
+    net[3] = Boom()
+    r = scan(net, _dataset(), "1", mean=MEAN, std=STD, batch_size=32)
+    assert r.index[0, 0] == PLANTED[0]
+
+
+def test_cancel_with_event_and_with_progress():
+    images = _dataset()
+    ev = threading.Event()
+    ev.set()
+    with pytest.raises(ScanCancelled):
+        scan(_net(), images, "0", mean=MEAN, std=STD, cancel=ev)
+    calls = []
+
+    def progress(done, total):
+        calls.append(done)
+        return False if done >= 32 else None
+
+    with pytest.raises(ScanCancelled, match="32 of 70"):
+        scan(_net(), images, "0", mean=MEAN, std=STD, batch_size=16, progress=progress)
+    assert calls == [16, 32]
+
+
+def test_cache_is_written_without_pickle_and_reused(tmp_path, monkeypatch):
+    images = _dataset()
+    r1 = scan(_net(), images, "0", mean=MEAN, std=STD, cache_dir=tmp_path, model_key="abc")
+    files = list(tmp_path.glob("*.npz"))
+    assert len(files) == 1
+    loaded = TopK.load(files[0])  # np.load(allow_pickle=False) inside
+    np.testing.assert_array_equal(loaded.index, r1.index)
+
+    def no_model(_m):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(top9, "private_view", no_model)
+    r2 = scan(_net(), images, "0", mean=MEAN, std=STD, cache_dir=tmp_path, model_key="abc")
+    np.testing.assert_array_equal(r2.values, r1.values)
+    with pytest.raises(AssertionError, match="cache"):  # another layer or model is not served from it
+        scan(_net(), images, "1", mean=MEAN, std=STD, cache_dir=tmp_path, model_key="abc")
+    assert "channel,rank,value,image,y,x" in r1.to_csv()
+
+
+def test_patches_and_projections_on_a_zoo_model():
+    from cnnviz.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("zfnet", num_classes=5, input_size=64).eval()
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, size=(12, 64, 64, 3), dtype=np.uint8)
+    r = scan(model, images, "features.pool2", mean=MEAN, std=STD, batch_size=5)
+    c = int(np.argmax(r.values[:, 0]))
+    fig = top9.patches(model, images, r, c, mean=MEAN, std=STD)
+    assert len(fig.patches) == 9 and len(fig.projections) == 9
+    for box, patch, proj in zip(fig.boxes, fig.patches, fig.projections, strict=True):
+        t, left, b, rgt = box
+        assert patch.shape == (b - t, rgt - left, 3) and proj.shape == patch.shape
+    img = fig.image(cell=32)
+    assert img.dtype == np.uint8 and img.shape[1] > img.shape[0]
