@@ -253,7 +253,7 @@ def _zip_listing(source: Source, zip_names: Iterable[str] | None = None) -> dict
         if not source.path.is_file():
             raise DatasetError(f"the zip {source.path} this dataset was prepared from is gone; put it back or "
                                f"{PREPARE_HINT}")
-        with _open_zip(source.path) as zf:
+        with open_zip(source.path) as zf:
             zip_names = zf.namelist()
     out: dict[str, list[str]] = {}
     plen = len(source.prefix)
@@ -387,7 +387,7 @@ def download(url: str = OFFICIAL_URL, dest: str | Path | None = None, md5: str |
 # ------------------------------------------------------------------------------------------ zip files
 
 
-def _open_zip(path: Path) -> zipfile.ZipFile:
+def open_zip(path: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
@@ -431,7 +431,7 @@ def zip_prefix(names: list[str], path: Path) -> str:
 def check_zip(path: str | Path) -> tuple[zipfile.ZipFile, str]:
     """Open a Tiny ImageNet zip, refuse unsafe entries, check the layout; returns ``(ZipFile, prefix)``."""
     path = Path(path)
-    zf = _open_zip(path)
+    zf = open_zip(path)
     names = zf.namelist()
     probe = Path("/nonexistent-cnnviz-root")
     for n in names:
