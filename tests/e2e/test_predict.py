@@ -1,0 +1,52 @@
+"""Journey 4: upload an image on the Predict page and see five bars per selected checkpoint (headless Chromium)."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+
+from playwright.sync_api import expect
+
+from tests.conftest import SHARED_ZIP
+from tests.e2e.conftest import assert_no_errors, shot, wait_idle
+from tests.predict_helpers import image_bytes, make_checkpoint
+
+BARS = "[data-testid=stPlotlyChart] .barlayer .point"
+
+
+def _test_image(tmp_path):
+    """A real Tiny ImageNet val image when the shared zip is present, a generated one otherwise."""
+    path = tmp_path / "upload.jpg"
+    if SHARED_ZIP.is_file():
+        with zipfile.ZipFile(SHARED_ZIP) as z:
+            path.write_bytes(z.read("tiny-imagenet-200/val/images/val_0.JPEG"))
+    else:
+        path.write_bytes(image_bytes("JPEG", (64, 64), seed=4))
+    return path
+
+
+def test_upload_shows_five_bars_per_checkpoint(app_server, page, tmp_path):
+    base = tmp_path / "app"
+    make_checkpoint(base / "checkpoints" / "starter" / "alpha", seed=1)
+    make_checkpoint(base / "checkpoints" / "starter" / "beta", seed=2)
+    server = app_server(base=base)
+    page.goto(server.url + "/predict")
+    wait_idle(page)
+    expect(page.get_by_text("starter/alpha").first).to_be_visible()
+
+    good = _test_image(tmp_path)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    t0 = time.perf_counter()
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files([str(good), str(bad)])
+    expect(page.locator(BARS)).to_have_count(10, timeout=60_000)  # 5 bars x 2 checkpoints
+    print(f"upload -> charts: {time.perf_counter() - t0:.2f} s (2 checkpoints, shared CPU)")
+    wait_idle(page)
+    expect(page.get_by_test_id("stAlertContentError").filter(has_text="broken.png")).to_have_count(1)
+    body = page.locator("body").inner_text()
+    assert "starter/alpha" in body and "starter/beta" in body and " ms" in body
+    assert "as the network sees it" in body
+    expect(page.get_by_test_id("stDownloadButton")).to_have_count(1)
+    assert_no_errors(page)
+    assert not page.js_errors, page.js_errors
+    shot(page, tmp_path, "predict")
