@@ -450,6 +450,38 @@ def evaluate(model: nn.Module, batches, device: torch.device, amp: bool = True,
     return {"loss": loss / n, "top1": c1 / n, "top5": c5 / n, "n": int(sums[3].item())}
 
 
+def evaluate_checkpoint(path: str | Path, data: str | None = None, device: str = "auto",
+                        batch_size: int = 256) -> dict[str, Any]:
+    """Val top-1/top-5 of a checkpoint: ``{"checkpoint", "top1", "top5", "n", "loss"}`` (fractions).
+
+    ``data`` defaults to the dataset the checkpoint was trained on (its ``train_config``), else ``auto``.
+    Refuses a dataset whose classes differ from the checkpoint's (the accuracy would be meaningless).
+    """
+    from cnnviz.checkpoint import load_checkpoint
+    from cnnviz.data import BatchPipeline, DatasetError, load_split
+    from cnnviz.device import pick_device
+
+    _check_int("batch size", batch_size, 1, MAX_BATCH, "at least 1")
+    dev = pick_device(device)
+    ckpt = load_checkpoint(path, dev)
+    meta = ckpt.meta
+    spec = data or (meta.get("train_config") or {}).get("data") or "auto"
+    val = load_split(resolve_data(spec), "val")
+    classes = meta.get("classes")
+    if classes and list(classes) != list(val.wnids):
+        raise DatasetError(f"the checkpoint was trained on {len(classes)} classes that differ from the "
+                           f"dataset's {len(val.wnids)} classes; evaluate it on the data it was trained on")
+    if int(meta["num_classes"]) != len(val.wnids):
+        raise DatasetError(f"the checkpoint has {meta['num_classes']} outputs but the dataset has "
+                           f"{len(val.wnids)} classes")
+    mean = meta.get("mean") or val.mean
+    std = meta.get("std") or val.std
+    pipe = BatchPipeline(val.images, val.labels, batch_size, dev, train=False, augment="none", mean=mean,
+                         std=std, drop_last=False, size=int(meta["input_size"]))
+    r = evaluate(ckpt.model, pipe, dev, amp=True)
+    return {"checkpoint": str(ckpt.path), "top1": r["top1"], "top5": r["top5"], "n": r["n"], "loss": r["loss"]}
+
+
 class Trainer:
     """Trains the run in ``run_dir`` (whose ``config.json`` it was given) to the end, a stop, or a failure."""
 
@@ -536,7 +568,7 @@ class Trainer:
         self.optimizer = make_optimizer(cfg, self.raw_model, dev)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         common = {"mean": train.mean, "std": train.std, "rank": self.dist.rank, "world_size": self.dist.world_size,
-                  "channels_last": cfg.channels_last}
+                  "channels_last": cfg.channels_last, "size": cfg.input_size}
         self.train_pipe = BatchPipeline(train.images, train.labels, cfg.batch_size, dev, train=True,
                                         augment=cfg.augment, seed=cfg.seed, drop_last=True, **common)
         self.val_pipe = BatchPipeline(val.images, val.labels, cfg.eval_batch_size or 2 * cfg.batch_size, dev,
@@ -946,6 +978,7 @@ def add_config_args(p: argparse.ArgumentParser, require_arch: bool = False) -> N
     p.add_argument("--keep-snapshots", action="store_true", default=None,
                    help="save epochs/epoch_NNN.safetensors every epoch")
     p.add_argument("--max-steps-per-epoch", type=int)
+    p.add_argument("--input-size", type=int, help="input side in pixels (default 64; the data is resized)")
     p.add_argument("--name", help="run name prefix (default: the architecture)")
 
 
@@ -958,13 +991,23 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         key, sep, val = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--variant takes KEY=VALUE (got {item!r})")
-        try:
-            variant[key] = json.loads(val)
-        except json.JSONDecodeError:
-            variant[key] = val
+        variant[key.strip()] = _parse_value(val.strip())
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     kw = {k: v for k, v in vars(args).items() if k in fields and v is not None and k not in ("arch", "variant")}
     return TrainConfig(arch=args.arch, variant=variant, **kw)
+
+
+def _parse_value(text: str) -> Any:
+    """``2`` -> 2, ``0.5`` -> 0.5, ``true``/``True`` -> True, ``none`` -> None, anything else stays a string."""
+    import ast
+
+    low = text.lower()
+    if low in ("true", "false", "none", "null"):
+        return {"true": True, "false": False}.get(low)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def main(argv: list[str] | None = None) -> int:
