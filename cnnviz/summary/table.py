@@ -13,6 +13,7 @@ Column definitions (per image; the batch dimension is never in the shapes):
   - LeNet's trainable subsampling: ``out_elements x (kh x kw + 1)`` (window sum, then coefficient and bias);
   - LocalResponseNorm: ``out_elements x (size + 1)`` (the squared sum across ``size`` maps, then the scaling);
   - BatchNorm (folded scale and shift): ``out_elements``;
+  - Euclidean RBF units: ``in x out`` (one squared difference accumulated per input and unit);
   - activation functions, dropout, flatten, identity: 0 (no multiply-accumulates);
   - free ops between modules (residual adds, concatenation) have no row and are not counted.
 * ``connections`` (LeNet-5 paper convention, a connection = one input feeding one unit, the bias counted as one):
@@ -22,8 +23,10 @@ Column definitions (per image; the batch dimension is never in the shapes):
   - trainable subsampling (LeNet S2/S4): ``out_elements x (kh x kw + 1)``;
   - linear: ``in x out + out``;
   - pooling: ``out_elements x kh x kw``; LocalResponseNorm: ``out_elements x size``;
-  - elementwise layers (activations, batch norm, dropout): one connection per output element;
-  - pure reshapes (flatten, identity): 0.
+  - Euclidean RBF output units (LeNet's output layer): ``in x out`` (each unit compares all inputs to its centre);
+  - elementwise layers (activation functions, batch norm, dropout) and pure reshapes (flatten, identity): 0.
+    The paper counts the squashing function as part of the unit it follows, not as extra connections; with
+    this convention LeNet-5's rows add up to the paper's 340,908 connections.
 * ``rf`` / ``jump``: receptive field and effective stride w.r.t. the input, through the real dataflow, the largest
   field over all paths for branches and residual adds (see :mod:`cnnviz.summary.trace`).
 """
@@ -40,7 +43,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from cnnviz.summary.trace import Geometry, meta_skeleton, run_traced
+from cnnviz.summary.trace import Geometry, fast_forwards, meta_skeleton, run_traced
 
 MACS_NOTE = (
     "MACs are multiply-accumulates, not FLOPs (1 MAC ~ 2 FLOPs); conv/linear count the bias as one MAC per "
@@ -358,11 +361,14 @@ def _columns(m: nn.Module, source: nn.Module | None, in_shape, out_shape, out_nu
     if isinstance(m, nn.LocalResponseNorm):
         return out_numel * (m.size + 1), out_numel * m.size, None, None, None
     if isinstance(m, _NORMS):
-        return out_numel, out_numel, None, None, None
+        return out_numel, 0, None, None, None
     if isinstance(m, _RESHAPES):
         return 0, 0, None, None, None
+    if "rbf" in type(m).__name__.lower() and len(in_shape) == 1 and len(out_shape) == 1:
+        n = int(in_shape[0]) * int(out_shape[0])
+        return n, n, None, None, None
     if isinstance(m, _ELEMENTWISE) or _is_activation(m):
-        return 0, out_numel, None, None, None
+        return 0, 0, None, None, None
     # Unknown leaf: torchinfo's convention for parameterised layers, nothing for the rest.
     return out_numel // max(1, out_spatial) * params if params else 0, out_numel if params else 0, None, None, None
 
@@ -411,6 +417,7 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
     c, h, w = _parse_input(input_size)
     size = dtype_size(dtype)
     sk = skeleton if skeleton is not None else meta_skeleton(model)
+    fast_forwards(sk)
     x = torch.zeros(1, c, h, w, device="meta")
     try:
         rows_mod, records, stats = run_traced(sk, x, train=False, with_torchinfo=with_torchinfo)

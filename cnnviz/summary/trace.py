@@ -215,7 +215,10 @@ class Tracer(TorchFunctionMode):
     # -- free ops between leaves ----------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        # Only the top-level op matters: ops inside it (meta decompositions of batch_norm, relu ... are
+        # Python code calling torch again) would otherwise re-enter this mode thousands of times.
+        with torch._C.DisableTorchFunction():
+            out = func(*args, **kwargs)
         if self._depth == 0:
             known = self._lookup(_tensors(args) + _tensors(kwargs))
             if known:
@@ -273,6 +276,27 @@ def meta_skeleton(model: nn.Module) -> nn.Module:
         memo[id(b)] = torch.empty_like(b, device="meta")
     skeleton = copy.deepcopy(model, memo)
     return skeleton
+
+
+# Modules whose output has exactly the input's shape, whatever their settings. On the meta device their
+# kernels are Python decompositions (batch_norm alone is ~100 Python-level ops), the slowest part of the
+# pass, so on the private skeleton their forward is replaced by ``empty_like`` (exact types only: a subclass
+# may change the shape).
+SHAPE_PRESERVING = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh,
+    nn.Sigmoid, nn.Hardtanh, nn.Dropout, nn.Dropout2d, nn.LocalResponseNorm, nn.Identity,
+)
+
+
+def _empty_like_forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def fast_forwards(skeleton: nn.Module) -> None:
+    """Replace the forward of shape-preserving modules of a *meta skeleton* by ``empty_like`` (see above)."""
+    for m in skeleton.modules():
+        if type(m) in SHAPE_PRESERVING:
+            m.forward = _empty_like_forward
 
 
 def run_traced(model: nn.Module, x: torch.Tensor, train: bool, with_torchinfo: bool):
