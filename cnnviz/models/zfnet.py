@@ -167,8 +167,8 @@ CARD = ModelCard(
         top5_error=16.5,
         note="ILSVRC-2012 validation set, one convnet 'as per Fig. 3' (Table 2; 10-crop test). Ensembles: "
              "5 convnets 36.7/15.3 (val), 6 convnets 36.0/14.7 (val) and 14.8% top-5 on the test set. Their "
-             "AlexNet replication: 40.5/18.1. The paper states no parameter count. (The first arXiv "
-             "version, 1311.2901v1, lists 38.3/16.4 for the same single model.)",
+             "AlexNet replication: 40.5/18.1. The paper states no parameter count. (An earlier draft "
+             "of the paper lists 38.3/16.4 for its single model.)",
     ),
     deviations=(
         "Paddings and pool rounding are not in the paper: conv1 padding 1 and 3x3/2 max pools with ceil "
