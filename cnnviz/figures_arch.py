@@ -50,6 +50,26 @@ def _pair(p: tuple[int, int] | None) -> str:
     return f"{p[0]}" if len(set(p)) == 1 else "x".join(str(v) for v in p)
 
 
+# ---------------------------------------------------------------- the card, the table and totals
+def card_markdown(card: ModelCard) -> str:
+    """The model card as Markdown: paper, the paper's own figures, key ideas, deviations, 64x64 changes."""
+    f = card.figures
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:g}%"
+
+    parts = [f"**[{card.title}]({card.url})**  \n{card.authors}. *{card.venue}*, {card.year}.",
+             f"**The paper's figures:** {human(f.params)} parameters, top-1 error {pct(f.top1_error)}, "
+             f"top-5 error {pct(f.top5_error)}" + (f", {f.gmacs:g} GMACs" if f.gmacs else "") + "."
+             + (f" _{f.note}_" if f.note else ""),
+             f"**Paper's input:** {_shape(card.paper_input)}, {card.paper_classes} classes."]
+    for title, items in (("Key ideas", card.key_ideas), ("Where our code differs from the paper", card.deviations),
+                         ("What changes at 64x64 (Tiny ImageNet)", card.adaptations_64)):
+        if items:
+            parts.append(f"**{title}**\n" + "\n".join(f"- {i}" for i in items))
+    return "\n\n".join(parts)
+
+
 # ---------------------------------------------------------------- the table and totals
 def display_frame(table: Any) -> pd.DataFrame:
     """One row per layer, numbers kept as numbers (the page formats them), shapes as '64x224x224'."""
@@ -246,7 +266,7 @@ def accuracy_vs_macs_chart(entries: list[tuple[ModelCard, Any]], metric: str = "
             mode="markers+text", text=[c.display_name for c, _ in pts], textposition="top center",
             marker=dict(size=[8 + 52 * (p / biggest) ** 0.5 for p in params], sizemode="diameter",
                         color=[c.year for c, _ in pts], colorscale="Viridis", showscale=True,
-                        colorbar=dict(title="year"), line=dict(width=1, color="white"), opacity=0.8),
+                        colorbar=dict(title="year", tickformat="d", dtick=1), line=dict(width=1, color="white"), opacity=0.8),
             customdata=[[human(p), c.figures.note or ""] for (c, _), p in zip(pts, params, strict=True)],
             hovertemplate="<b>%{text}</b><br>%{x:.2f} GMACs<br>accuracy %{y:.2f}%<br>%{customdata[0]} parameters"
                           "<br>%{customdata[1]}<extra></extra>",
@@ -448,55 +468,53 @@ def _block_label(name: str, m: nn.Module) -> str:
     return "{" + title + "|" + body + "}"
 
 
-def _trace_shapes(model: nn.Module, units: list[tuple[str, nn.Module]], input_size: tuple[int, int, int],
-                  train: bool) -> tuple[list[str], dict[str, tuple[int, ...]]]:
-    """Execution order and output shape of each unit, from one forward pass (hooks removed in finally)."""
-    order: list[str] = []
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    try:
-        for name, m in units:
-            def hook(mod, inp, out, name=name):
-                out = out[0] if isinstance(out, (tuple, list)) else out
-                if name not in shapes:
-                    order.append(name)
-                    shapes[name] = tuple(out.shape[1:]) if hasattr(out, "shape") else ()
-            handles.append(m.register_forward_hook(hook))
-        model.train(train)
-        with torch.no_grad():
-            device = next((p.device for p in model.parameters()), torch.device("cpu"))
-            model(torch.zeros(2, *input_size, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.eval()
-    return order, shapes
+def _unit_shapes(table: Any, units: list[tuple[str, nn.Module]]) -> tuple[list[str], dict[str, tuple], set[str]]:
+    """Execution order, output shape and training-only flag of each unit, read from the layer table.
+
+    A unit's rows are its own row or its descendants' rows. A block's output (after its free residual add or
+    concatenation, which have no row) is the input of the first row outside it that reads one of its rows.
+    """
+    index = {r.name: i for i, r in enumerate(table.rows)}
+    owned: dict[str, list[int]] = {}
+    for name, _ in units:
+        owned[name] = [i for n, i in index.items() if n == name or n.startswith(name + ".")]
+    present = [(min(ix), name) for name, ix in owned.items() if ix]
+    order = [name for _, name in sorted(present)]
+    shapes: dict[str, tuple] = {}
+    train_only = set()
+    for name in order:
+        ix = set(owned[name])
+        rows = [table.rows[i] for i in sorted(ix)]
+        if all(getattr(r, "train_only", False) for r in rows):
+            train_only.add(name)
+        mine = {r.name for r in rows}
+        consumer = next((r for i, r in enumerate(table.rows)
+                         if i not in ix and mine.intersection(getattr(r, "inputs", ()) or ())), None)
+        shapes[name] = tuple(consumer.input_shape) if consumer is not None and len(rows) > 1 \
+            else tuple(rows[-1].output_shape)
+    return order, shapes, train_only
 
 
-def block_diagram(arch: str, input_size: tuple[int, int, int] | None = None, num_classes: int | None = None,
-                  **variant: Any) -> str:
+def block_diagram(table: Any, **variant: Any) -> str:
     """A Graphviz DOT string of the network's blocks (rendered in the browser by ``st.graphviz_chart``).
 
-    Containers (``nn.Sequential``) are opened, custom blocks (Inception modules, residual blocks) are one node
-    each with their branches or shortcut spelled out; activations, batch norm and dropout are folded into
-    the layer before them; runs of identical residual blocks are collapsed (``x 35``). Output shapes come
-    from one forward pass on PyTorch's ``meta`` device (no memory, no compute), on a private model.
+    ``table`` is the architecture's :class:`~cnnviz.summary.LayerTable` (shapes and order come from it) and
+    ``variant`` the options it was built with. Containers (``nn.Sequential``) are opened, custom blocks
+    (Inception modules, residual blocks) are one node each with their branches or shortcut spelled out;
+    activations, batch norm and dropout are folded into the layer before them; stacks of identical
+    convolutions and runs of identical residual blocks are collapsed (``x 3``). The model is built on
+    PyTorch's ``meta`` device when it allows (no memory) and only its structure is read.
     """
-    input_size = tuple(input_size or input_shape(arch, None, num_classes, **variant))
-    model = _private_model(arch, input_size[-1], num_classes, **variant)
+    model = _private_model(table.arch, table.input[-1], table.classes, **variant)
     units = _units(model)
-    try:
-        order, shapes = _trace_shapes(model, units, input_size, train=True)
-    except (NotImplementedError, RuntimeError):  # an op without a meta kernel: trace on the CPU instead
-        model = create_model(arch, num_classes=num_classes, input_size=input_size[-1], **variant)
-        units = _units(model)
-        order, shapes = _trace_shapes(model, units, input_size, train=True)
+    order, shapes, train_only = _unit_shapes(table, units)
+    input_size = table.input
     modules = dict(units)
     # Fold activations/BN/dropout into the unit before them; collapse repeated residual blocks.
     nodes: list[dict[str, Any]] = []
     for name in order:
         m = modules[name]
-        aux = bool(re.search(r"aux", name, re.I))
+        aux = name in train_only or bool(re.search(r"(^|\.)aux", name))
         if _absorbed(m) and nodes and nodes[-1]["aux"] == aux:
             nodes[-1]["extra"].append(_leaf_label(m))
             nodes[-1]["shape"] = shapes[name]
@@ -535,7 +553,7 @@ def block_diagram(arch: str, input_size: tuple[int, int, int] | None = None, num
         if n["kind"] == "block":
             title, body = n["label"][1:-1].split("|", 1)
             if n["repeat"] > 1:
-                title = f"{title} … {_escape(n['last'].rsplit('.', 1)[-1])} (× {n['repeat']})"
+                title = f"{_escape(n['name'])} … {_escape(n['last'])}: {type(n['module']).__name__} × {n['repeat']}"
             info = _escape(f"{shape_txt}   {p_txt}".strip())
             label = "{" + title + "|" + body + "|" + info + "}"
             lines.append(f'  {nid} [label="{label}", {_STYLE["block"]}];')

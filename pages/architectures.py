@@ -26,7 +26,7 @@ def table_for(arch: str, variant: tuple, side: int | None, classes: int | None, 
 
 @st.cache_data(show_spinner="Drawing the block diagram...", max_entries=64)
 def diagram_for(arch: str, variant: tuple, side: int | None, classes: int | None) -> str:
-    return fa.block_diagram(arch, fa.input_shape(arch, side, classes, **dict(variant)), classes, **dict(variant))
+    return fa.block_diagram(table_for(arch, variant, side, classes, "float32"), **dict(variant))
 
 
 def variant_widgets(card) -> tuple:
@@ -41,17 +41,6 @@ def variant_widgets(card) -> tuple:
             values[spec.name] = col.selectbox(spec.name, spec.choices, help=spec.help, key=key,
                                               format_func=lambda v: "model default" if v is None else str(v))
     return tuple(sorted((k, v) for k, v in values.items() if v != card.default_variant.get(k)))
-
-
-def show_card(card) -> None:
-    st.markdown(f"**[{card.title}]({card.url})** — {card.authors}. *{card.venue}*, {card.year}.")
-    f = card.figures
-    st.caption(f"Paper's figures: {fa.human(f.params)} parameters, top-1 error {f.top1_error or '-'}%, "
-               f"top-5 error {f.top5_error or '-'}%. {f.note}")
-    for title, items in (("Key ideas", card.key_ideas), ("Deviations of our code from the paper", card.deviations),
-                         ("What changes at 64x64 (Tiny ImageNet)", card.adaptations_64)):
-        if items:
-            st.markdown(f"**{title}**\n" + "\n".join(f"- {i}" for i in items))
 
 
 def single() -> None:
@@ -78,7 +67,7 @@ def single() -> None:
         return show_error(f"Could not build the table for {card.display_name} ({type(e).__name__}); "
                           "the details are in the server log.", e)
     with st.expander(f"Model card: {card.display_name}", expanded=False):
-        show_card(card)
+        st.markdown(fa.card_markdown(card))
     for col, (label, (value, exact)) in zip(st.columns(6), fa.totals(table, batch).items(), strict=True):
         col.metric(label, value, help=exact)
     st.caption(f"{fa.exact_totals(table)} {fa.MAC_NOTE} Training memory: weights + gradients + SGD momentum "
@@ -106,11 +95,13 @@ def compare() -> None:
     chosen = st.multiselect("Architectures", names, default=default, key="cmp_names",
                             format_func=lambda n: cnnviz.get_card(n).display_name)
     tiny = st.toggle("At 64x64 with 200 classes (Tiny ImageNet) instead of each paper's input", key="cmp_tiny")
-    try:
-        entries = [(cnnviz.get_card(n), table_for(n, (), 64 if tiny else None, 200 if tiny else None, "float32"))
-                   for n in chosen]
-    except (ValueError, TypeError) as e:
-        return show_error(f"Cannot compare these architectures like this: {e}", e)
+    entries = []
+    for n in chosen:  # one architecture that cannot be built this way does not hide the others
+        try:
+            entries.append((cnnviz.get_card(n), table_for(n, (), 64 if tiny else None, 200 if tiny else None,
+                                                          "float32")))
+        except (ValueError, TypeError) as e:
+            show_error(f"{cnnviz.get_card(n).display_name} is left out: {e}", e)
     if not entries:
         return st.info("Pick two or more architectures.")
     st.dataframe(fa.compare_frame(entries), column_config=COLUMNS, hide_index=True, key="cmp_table")
