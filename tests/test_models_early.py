@@ -166,10 +166,24 @@ def test_lrn_matches_the_papers_formula(alexnet_paper):
     a = torch.rand(2, 9, 3, 3, generator=g, dtype=torch.float64) * 100  # large enough for alpha to matter
     expected = lrn_by_hand(a)
     assert torch.allclose(paper_lrn()(a), expected, rtol=1e-10, atol=0)
-    assert torch.allclose(alexnet_paper.features.norm1(a), expected, rtol=1e-10)  # LRN has no weights
+    assert torch.allclose(build("alexnet", groups=1).features.norm1(a), expected, rtol=1e-10)
     # Passing the paper's alpha straight to torch (which divides it by n) is a different function.
     naive = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)(a)
     assert not torch.allclose(naive, expected, rtol=1e-3)
+
+
+def test_grouped_lrn_normalises_each_gpus_maps_separately(alexnet_paper):
+    # groups=2: each GPU normalised its own 48 (conv1) / 128 (conv2) maps; the window never crosses halves.
+    a = torch.rand(1, 96, 2, 2, dtype=torch.float64) * 100
+    expected = torch.cat([lrn_by_hand(a[:, :48]), lrn_by_hand(a[:, 48:])], dim=1)
+    assert torch.allclose(alexnet_paper.features.norm1(a), expected, rtol=1e-10)
+    assert alexnet_paper.features.norm2.groups == 2
+    bumped = a.clone()
+    bumped[:, 48] += 100  # first map of the second GPU
+    out, out2 = alexnet_paper.features.norm1(a), alexnet_paper.features.norm1(bumped)
+    assert torch.equal(out[:, 46:48], out2[:, 46:48])  # the first GPU's maps do not see it
+    full = build("alexnet", groups=1).features.norm1
+    assert not torch.equal(full(a)[:, 46:48], full(bumped)[:, 46:48])
 
 
 def test_alexnet_small_stem_keeps_paper_sizes_after_pool1():

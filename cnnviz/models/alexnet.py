@@ -6,6 +6,7 @@ filters only give its 55x55 maps from 227; see the card):
 
     conv1 96 x 11x11 /4     -> 55x55x96  ReLU, LRN, max pool 3x3/2 -> 27x27x96
     conv2 256 x 5x5 pad 2   -> 27x27x256 ReLU, LRN, max pool 3x3/2 -> 13x13x256   (grouped: 2 x 128 on 48 maps)
+    (with groups=2 the LRNs also work within each GPU's half of the maps)
     conv3 384 x 3x3 pad 1   -> 13x13x384 ReLU                                     (full: reads both GPUs)
     conv4 384 x 3x3 pad 1   -> 13x13x384 ReLU                                     (grouped: 2 x 192 on 192)
     conv5 256 x 3x3 pad 1   -> 13x13x256 ReLU, max pool 3x3/2 -> 6x6x256          (grouped: 2 x 128 on 192)
@@ -35,9 +36,30 @@ LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 SMALL_INPUT_BELOW = 128
 
 
-def paper_lrn() -> nn.LocalResponseNorm:
+class GroupedLocalResponseNorm(nn.LocalResponseNorm):
+    """Local response normalisation within each of ``groups`` channel groups (one group per GPU).
+
+    In the paper's two-GPU network each GPU normalised the maps it held, so the 5-map window never reaches
+    across the two halves; with ``groups=1`` this is ``nn.LocalResponseNorm``.
+    """
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, groups: int = 1) -> None:
+        super().__init__(size, alpha=alpha, beta=beta, k=k)
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1:
+            return super().forward(x)
+        return torch.cat([super(GroupedLocalResponseNorm, self).forward(part)
+                          for part in x.chunk(self.groups, dim=1)], dim=1)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", groups={self.groups}"
+
+
+def paper_lrn(groups: int = 1) -> GroupedLocalResponseNorm:
     """The paper's local response normalisation (k=2, n=5, alpha=1e-4, beta=0.75) as a torch module."""
-    return nn.LocalResponseNorm(size=LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA, k=LRN_K)
+    return GroupedLocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA, k=LRN_K, groups=groups)
 
 
 def out_size(size: int, kernel: int, stride: int = 1, padding: int = 0, ceil_mode: bool = False) -> int:
@@ -159,11 +181,11 @@ class AlexNet(nn.Module):
         self.features = nn.Sequential(OrderedDict([
             ("conv1", nn.Conv2d(3, 96, kernel_size=11, stride=c1_stride, padding=c1_pad)),
             ("relu1", nn.ReLU()),
-            ("norm1", paper_lrn()),
+            ("norm1", paper_lrn(groups)),  # per GPU: each normalises its own 48 maps
             ("pool1", nn.MaxPool2d(kernel_size=3, stride=2)),  # overlapping pooling, s=2 < z=3 (Section 3.4)
             ("conv2", nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=groups)),
             ("relu2", nn.ReLU()),
-            ("norm2", paper_lrn()),
+            ("norm2", paper_lrn(groups)),
             ("pool2", nn.MaxPool2d(kernel_size=3, stride=2)),
             ("conv3", nn.Conv2d(256, 384, kernel_size=3, padding=1)),  # never grouped: crosses GPUs
             ("relu3", nn.ReLU()),
@@ -247,10 +269,11 @@ CARD = ModelCard(
         "Input 227x227: the paper's text says 224x224x3, but its 55x55 conv1 maps need 227 with 11x11 stride-4 "
         "filters and no padding ((227 - 11) / 4 + 1 = 55). Its neuron count for conv1 (253,440) also differs "
         "from 55x55x96 = 290,400.",
-        "groups=2 keeps the two-GPU connectivity on one device with grouped convolutions; one difference "
-        "remains: LRN here sums over 5 adjacent maps across all 96 (or 256), while on two GPUs each GPU "
-        "normalised only its own half (maps next to the split see different neighbours).",
-        "groups=1 (not in the paper) makes conv2, conv4 and conv5 full convolutions: 62.4M parameters.",
+        "groups=2 keeps the two-GPU connectivity on one device: grouped conv2/conv4/conv5 and LRN within each "
+        "half of the maps (each GPU normalised its own maps). It does not reproduce the split of the work "
+        "itself (one device computes both halves).",
+        "groups=1 (not in the paper) makes conv2, conv4 and conv5 full convolutions and LRN spans all maps: "
+        "62.4M parameters.",
         "init='paper' (default) follows Section 5 (weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, "
         "fc7, 0 elsewhere); init='kaiming' (He init, zero biases) is not in the paper.",
         "Augmentation, PCA colour jitter, the training schedule and test-time 10-crop averaging belong to the "
