@@ -1,5 +1,200 @@
-"""CLI commands: (to be written)."""
+"""CLI: ``python -m cnnviz viz filters|maps|deconv|top9|occlusion|attribution (--checkpoint PATH | --arch ARCH)
+[--image PATH] [--layer NAME] [--channel K] [--data PATH] --out FILE.png [--save-array FILE.npy]``.
+
+Layer names are the dotted module paths of ``python -m cnnviz table``. ``--save-array`` writes the numbers
+behind the figure (``.npy``, no pickle): filters: the weights ``out x in x kh x kw``; maps: ``C x h x w``;
+deconv: the projection in input space ``C x H x W`` (the network's input size); top9: ``C x 9 x 4``
+(value, image index, y, x); occlusion: the probability map ``n_y x n_x``; attribution: ``methods x H x W``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+COMMANDS = ("filters", "maps", "deconv", "top9", "occlusion", "attribution")
 
 
-def register(sub) -> None:  # noqa: ARG001
-    pass
+def register(sub) -> None:
+    p = sub.add_parser("viz", help="visualise a network the Zeiler & Fergus way (filters, deconvnet, ...)",
+                       description=__doc__.splitlines()[0])
+    vsub = p.add_subparsers(dest="viz_command", metavar="WHAT", required=True)
+    helps = {"filters": "filter grid (first layer RGB, deeper layers per input channel) + statistics",
+             "maps": "feature maps of a layer, strongest first",
+             "deconv": "deconvnet projection of a feature map's strongest activation (ZF 2.1)",
+             "top9": "the 9 strongest activations of a feature map over the val set, patches + projections",
+             "occlusion": "occlusion sensitivity maps (ZF Fig. 7)",
+             "attribution": "captum attributions side by side (saliency, deconvnet, guided backprop, IG, Grad-CAM)"}
+    for name in COMMANDS:
+        q = vsub.add_parser(name, help=helps[name], description=helps[name])
+        src = q.add_mutually_exclusive_group(required=True)
+        src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name")
+        src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (python -m cnnviz list)")
+        q.add_argument("--classes", type=int, default=200, help="classes of a --arch model (default 200)")
+        q.add_argument("--input-size", type=int, default=64, help="input side of a --arch model (default 64)")
+        q.add_argument("--seed", type=int, default=0, help="initialisation seed of a --arch model")
+        q.add_argument("--layer", metavar="NAME", help="layer name (the table's name column)")
+        q.add_argument("--channel", type=int, metavar="K", help="feature map (default: the strongest)")
+        q.add_argument("--image", metavar="PATH", help="input image (JPEG, PNG, ...)")
+        q.add_argument("--data", metavar="PATH", help="Tiny ImageNet root (default: the data folder)")
+        q.add_argument("--index", type=int, default=0, help="val image used when no --image is given")
+        q.add_argument("--out", required=True, metavar="FILE.png", help="where to write the figure")
+        q.add_argument("--save-array", metavar="FILE.npy", help="also write the numbers behind the figure")
+        q.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+        if name == "filters":
+            q.add_argument("--normalise", choices=("per_filter", "global"), default="per_filter")
+            q.add_argument("--stats", metavar="FILE.csv", help="write per-filter statistics as CSV")
+        if name == "deconv":
+            q.add_argument("--method", choices=("auto", "autograd", "switches"), default="auto")
+        if name == "top9":
+            q.add_argument("--limit", type=int, help="scan only the first N val images")
+            q.add_argument("--batch-size", type=int, default=200)
+            q.add_argument("--cache-dir", metavar="DIR", help="scan cache (default: <data>/viz_cache)")
+        if name == "occlusion":
+            q.add_argument("--size", type=int, default=8, help="square side in pixels (default 8)")
+            q.add_argument("--stride", type=int, default=4, help="stride in pixels (default 4)")
+            q.add_argument("--target", type=int, help="class to map (default: the predicted class)")
+        if name == "attribution":
+            q.add_argument("--target", type=int, help="class to explain (default: the predicted class)")
+            q.add_argument("--methods", default=",".join(("saliency", "deconvnet", "guided_backprop",
+                                                          "integrated_gradients", "grad_cam")),
+                           help="comma-separated subset of: saliency, deconvnet, guided_backprop, "
+                                "integrated_gradients, grad_cam, guided_grad_cam")
+        q.set_defaults(func=run)
+
+
+def _subject(args):
+    from cnnviz.device import pick_device
+    from cnnviz.viz.session import checkpoint_subject, random_subject
+
+    if args.arch:
+        subject = random_subject(args.arch, args.classes, args.input_size, args.seed)
+        subject.model.to(pick_device(args.device))
+        return subject
+    path = Path(args.checkpoint)
+    if not (path.exists() or path.with_name(path.name + ".safetensors").exists()):
+        from cnnviz.catalog import find_checkpoint
+
+        info = find_checkpoint(args.checkpoint)
+        if info is None:
+            raise FileNotFoundError(f"no checkpoint {args.checkpoint!r}")
+        path = info.path
+    return checkpoint_subject(path, str(pick_device(args.device)))
+
+
+def _val(args):
+    from cnnviz.data import find_dataset, load_split
+
+    root = find_dataset(args.data) if args.data else find_dataset()
+    if root is None:
+        raise FileNotFoundError("no Tiny ImageNet dataset found: pass --data PATH or run `python -m cnnviz data`")
+    return root, load_split(root, "val")
+
+
+def _image(args, subject):
+    from cnnviz.images import open_image
+    from cnnviz.viz.session import prepare
+
+    if args.image:
+        return prepare(open_image(args.image), subject.meta)
+    _, split = _val(args)
+    if not 0 <= args.index < len(split.images):
+        raise ValueError(f"--index must be in 0..{len(split.images) - 1}")
+    return prepare(split.images[args.index], subject.meta)
+
+
+def _default_layer(subject) -> str:
+    from cnnviz.viz.hooks import map_layers
+
+    layers = map_layers(subject.model, subject.input_size)
+    inside = [n for n in layers if n.startswith("features.")]
+    return (inside or layers)[-1]
+
+
+def _save(args, figure, array=None) -> None:
+    import numpy as np
+
+    from cnnviz.fsutil import atomic_write_bytes
+    from cnnviz.viz.render import npy_bytes, png_bytes
+
+    atomic_write_bytes(Path(args.out), png_bytes(figure))
+    print(f"wrote {args.out}")
+    if args.save_array and array is not None:
+        atomic_write_bytes(Path(args.save_array), npy_bytes(np.asarray(array)))
+        print(f"wrote {args.save_array} {tuple(np.asarray(array).shape)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cnnviz import viz
+    from cnnviz.viz import session
+
+    subject = _subject(args)
+    model, cmd = subject.model, args.viz_command
+    if cmd == "filters":
+        layer = args.layer or viz.conv_layers(model)[0]
+        fig = viz.filter_grid(model, layer, args.normalise) if args.channel is None else \
+            viz.filter_channels(model, layer, [args.channel], normalise=args.normalise)
+        print(fig.caption)
+        if args.stats:
+            Path(args.stats).write_text(viz.filter_stats(model, layer).to_csv(index=False))
+        from cnnviz.viz.filters import conv_weight
+
+        _save(args, fig.image, conv_weight(model, layer))
+        return 0
+    if cmd == "top9":
+        return _top9(args, subject)
+    x, seen = _image(args, subject)
+    layer = args.layer or _default_layer(subject)
+    if cmd == "maps":
+        fm = viz.feature_maps(model, x, layer)
+        _save(args, fm.grid(), fm.maps)
+    elif cmd == "deconv":
+        channel = args.channel if args.channel is not None else viz.top_channels(model, x, layer, 1)[0][0]
+        p = viz.deconvnet(model, x, layer, channel, method=args.method)
+        box = viz.unit_region(model, layer, *p.position, subject.input_size)
+        print(f"{layer}[{channel}] unit {p.position} = {p.value:.4g} ({p.method}); receptive field {box}")
+        _save(args, session.projection_figure(seen, p.image, box), p.image)
+    elif cmd == "occlusion":
+        channel = args.channel
+        if channel is None and args.layer:
+            channel = viz.top_channels(model, x, layer, 1)[0][0]
+        r = viz.occlusion(model, x, args.target, size=args.size, stride=args.stride,
+                          layer=args.layer if channel is not None else None, channel=channel)
+        print(f"p({subject.class_name(r.target)}) = {r.base_prob:.3f} unoccluded, min {r.prob.min():.3f}")
+        _save(args, session.occlusion_figure(seen, r, subject), r.prob)
+    elif cmd == "attribution":
+        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        a = viz.attribute(model, x, args.target, methods)
+        print(f"explaining {subject.class_name(a.target)}")
+        _save(args, session.attribution_figure(seen, a), np.stack([a.maps[m] for m in methods]))
+    return 0
+
+
+def _top9(args, subject) -> int:
+    import numpy as np
+
+    from cnnviz import viz
+    from cnnviz.viz.session import mean_std
+
+    root, split = _val(args)
+    layer = args.layer or _default_layer(subject)
+    mean, std = mean_std(subject.meta)
+    cache = Path(args.cache_dir) if args.cache_dir else Path(root) / "viz_cache"
+
+    def progress(done, total):
+        print(f"\rscanning {layer}: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    top = viz.scan(subject.model, split.images, layer, mean=mean, std=std, input_size=subject.input_size[1],
+                   batch_size=args.batch_size, progress=progress, limit=args.limit,
+                   cache_dir=cache if subject.cache_key else None, model_key=subject.cache_key)
+    print(file=sys.stderr)
+    channel = args.channel if args.channel is not None else int(np.argmax(top.values[:, 0]))
+    fig = viz.patches(subject.model, split.images, top, channel, mean=mean, std=std,
+                      input_size=subject.input_size[1])
+    print(f"{layer}[{channel}]: images {fig.images}, activations {[round(v, 3) for v in fig.values]}")
+    arr = np.stack([top.values, top.index, top.ys, top.xs], axis=-1).astype(np.float64)
+    _save(args, fig.image(), arr)
+    return 0

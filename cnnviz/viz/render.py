@@ -135,3 +135,19 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.asarray(arr), allow_pickle=False)
     return buf.getvalue()
+
+
+def labelled(images: Sequence[np.ndarray], labels: Sequence[str], cell: int = 160, ncols: int | None = None
+             ) -> np.ndarray:
+    """Tiles resized to ``cell`` pixels (longer side, nearest neighbour), each with its caption above."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    tiles = []
+    for img, text in zip(images, labels, strict=True):
+        t = _as_rgb(upscale(np.asarray(img), cell))
+        canvas = Image.new("RGB", (max(cell, t.shape[1]), t.shape[0] + 16), (255, 255, 255))
+        canvas.paste(Image.fromarray(t), (0, 16))
+        ImageDraw.Draw(canvas).text((2, 2), str(text)[:40], fill=(0, 0, 0), font=font)
+        tiles.append(np.asarray(canvas))
+    return grid(tiles, ncols=ncols or len(tiles), pad=4)

@@ -77,7 +77,7 @@ class TopK:
 def preprocess_batch(images: np.ndarray, mean, std, size: int, device) -> torch.Tensor:
     """uint8 ``N x H x W x 3`` -> normalised float ``N x 3 x size x size`` on ``device`` (bilinear,
     antialiased resize only when the stored size differs from the network's input)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255)
+    x = torch.from_numpy(np.array(images, copy=True)).to(device).permute(0, 3, 1, 2).float().div_(255)
     if x.shape[2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     m = torch.tensor(mean, dtype=x.dtype, device=device).view(1, 3, 1, 1)
