@@ -60,7 +60,6 @@ def single() -> None:
     variant = variant_widgets(card) if card.variants else ()
     try:
         table = table_for(arch, variant, side, classes, dtype)
-        dot = diagram_for(arch, variant, side, classes)
     except (ValueError, TypeError) as e:  # InputSizeError is a ValueError: a message, not a traceback
         return show_error(str(e), e)
     except Exception as e:  # noqa: BLE001 - the details go to the server log
@@ -82,11 +81,20 @@ def single() -> None:
                            icon=":material/download:")
         st.download_button("Download Markdown", table.to_markdown(), f"{stem}.md", "text/markdown",
                            key="arch_md", icon=":material/download:")
-    tabs = st.tabs(["Parameters", "Activation memory", "MACs", "Receptive field", "Block diagram"])
+    # Lazy tabs: only the open one is drawn (the browser gets one chart per rerun, not five).
+    tabs = st.tabs(["Parameters", "Activation memory", "MACs", "Receptive field", "Block diagram"],
+                   key="arch_charts", on_change="rerun")
     for tab, metric in zip(tabs[:3], fa.METRICS, strict=True):
-        tab.plotly_chart(fa.layer_chart(table, metric), key=f"arch_chart_{metric}")
-    tabs[3].plotly_chart(fa.receptive_field_chart(table), key="arch_chart_rf")
-    tabs[4].graphviz_chart(dot)
+        if tab.open:
+            tab.plotly_chart(fa.layer_chart(table, metric), key=f"arch_chart_{metric}")
+    if tabs[3].open:
+        tabs[3].plotly_chart(fa.receptive_field_chart(table), key="arch_chart_rf")
+    if tabs[4].open:
+        try:
+            tabs[4].graphviz_chart(diagram_for(arch, variant, side, classes))
+        except Exception as e:  # noqa: BLE001 - the details go to the server log
+            with tabs[4]:
+                show_error(f"Could not draw the diagram of {card.display_name} ({type(e).__name__}).", e)
 
 
 def compare() -> None:
@@ -114,8 +122,10 @@ def compare() -> None:
 
 
 st.title("Architectures")
-one, many = st.tabs(["One architecture", "Compare architectures"])
-with one:
-    single()
-with many:
-    compare()
+one, many = st.tabs(["One architecture", "Compare architectures"], key="arch_view", on_change="rerun")
+if one.open:
+    with one:
+        single()
+if many.open:
+    with many:
+        compare()

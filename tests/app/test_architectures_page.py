@@ -62,16 +62,26 @@ def test_vgg16_is_the_default_and_matches_the_classic_table(page):
     assert "classifier.0" in " ".join(m.value for m in at.markdown)  # "Parameters: classifier.0 holds 74%"
 
 
+def _open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    at.session_state[key] = label  # what a click on the tab does (lazy tabs: only the open one is drawn)
+    return _run(at)
+
+
 def test_charts_diagram_and_downloads_render(page):
     at = _pick(page, "vgg16")
-    specs = [s for k, s in _charts(at).items() if "arch_chart" in k]
-    assert len(specs) == 4  # params, activation memory, MACs, receptive field
-    titles = " ".join(s["layout"]["title"]["text"] for s in specs)
-    assert "Where do the parameters live?" in titles and "Where does the memory go?" in titles
+    titles = []
+    for label in ("Parameters", "Activation memory", "MACs", "Receptive field"):
+        charts = _charts(_open_tab(at, "arch_charts", label))
+        assert len(charts) == 1, label
+        titles.append(next(iter(charts.values()))["layout"]["title"]["text"])
+    assert titles[:2] == ["Where do the parameters live?", "Where does the memory go?"]
+    assert "Receptive field" in titles[3]
+    _open_tab(at, "arch_charts", "Block diagram")
     dot = at.get("graphviz_chart")[0].proto.spec
     assert dot.startswith("digraph") and "classifier.0" in dot and "conv 3x3/1, 64" in dot
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Download CSV", "Download Markdown"]
+    _open_tab(at, "arch_charts", "Parameters")
 
 
 def test_dtype_and_batch_change_the_memory(page):
@@ -127,7 +137,7 @@ def test_an_input_too_small_is_a_message_not_a_traceback(page):
     _run(at)  # asserts no exception element
     assert at.error, "expected a clear error message"
     assert "at least" in at.error[0].value and "Traceback" not in at.error[0].value
-    assert not at.dataframe or len(at.dataframe) == 1  # only the compare table, no layer table
+    assert not at.dataframe  # no layer table
     _pick(page, "vgg16")
 
 
@@ -138,15 +148,20 @@ def test_every_architecture_renders(page):
         rows = _layers(at)
         assert len(rows) > 5, arch
         assert rows["params"].sum() == int(_metric_help(at, "Parameters").split()[0].replace(",", "")), arch
-        assert at.get("graphviz_chart"), arch
+        assert at.get("plotly_chart"), arch
+    _open_tab(page, "arch_charts", "Block diagram")
+    for arch in cnnviz.list_models():
+        at = _pick(page, arch)
+        assert not at.error and at.get("graphviz_chart"), arch
+    _open_tab(page, "arch_charts", "Parameters")
     _pick(page, "vgg16")
 
 
 def test_compare_view_totals_and_accuracy_chart(page):
-    at = page
+    at = _open_tab(page, "arch_view", "Compare architectures")
     at.multiselect(key="cmp_names").set_value(["alexnet", "vgg16", "resnet50", "lenet5"])
     _run(at)
-    table = at.dataframe[-1].value.set_index("architecture")
+    table = at.dataframe[0].value.set_index("architecture")
     vgg = cnnviz.get_card("vgg16").display_name
     assert table.loc[vgg, "params"] == 138_357_544
     assert table.loc[cnnviz.get_card("alexnet").display_name, "input"] == "3x227x227"
@@ -156,10 +171,10 @@ def test_compare_view_totals_and_accuracy_chart(page):
     assert "bubble size: parameters" in chart["layout"]["title"]["text"]
     at.toggle(key="cmp_tiny").set_value(True)
     _run(at)
-    table = at.dataframe[-1].value.set_index("architecture")
+    table = at.dataframe[0].value.set_index("architecture")
     assert {vgg, cnnviz.get_card("resnet50").display_name} <= set(table.index)
     assert set(table["input"]) == {"3x64x64"} and set(table["classes"]) == {200}
     # An architecture that cannot be built like this is named in a message; the others still show.
     assert all("LeNet" in e.value for e in at.error)
     at.toggle(key="cmp_tiny").set_value(False)
-    _run(at)
+    _open_tab(at, "arch_view", "One architecture")
