@@ -29,8 +29,6 @@ import sys
 import threading
 import time
 import warnings
-import zipfile
-import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,11 +43,13 @@ from cnnviz.data.tinyimagenet import (
     Progress,
     Source,
     list_split,
-    open_zip,
+    read_member,
     read_source,
     read_wnids,
     read_words,
+    release_zip_state,
     source_fingerprint,
+    zip_index,
 )
 from cnnviz.fsutil import atomic_write_json, read_json
 
@@ -150,32 +150,6 @@ def cache_status(root: Path, split: str, check_source: bool = True) -> CacheStat
 
 # ------------------------------------------------------------------------------------------- decoding
 
-_FDS: dict[str, int] = {}  # per worker process: the zip file, opened once
-
-
-def _zip_member_bytes(path: str, offset: int, csize: int, ctype: int, crc: int, name: str) -> bytes:
-    """One member's bytes by its central-directory entry, with ``os.pread``: no ZipFile per worker (parsing
-    the 110k-entry directory takes seconds) and no shared file offset between forked processes."""
-    fd = _FDS.get(path)
-    if fd is None:
-        fd = _FDS[path] = os.open(path, os.O_RDONLY)
-    header = os.pread(fd, 30, offset)
-    if len(header) != 30 or header[:4] != b"PK\x03\x04":
-        raise DatasetError(f"{name}: bad local header in {path}; the zip is damaged: {PREPARE_HINT}")
-    start = offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
-    raw = os.pread(fd, csize, start)
-    if ctype == zipfile.ZIP_DEFLATED:
-        data = zlib.decompress(raw, -15)
-    elif ctype == zipfile.ZIP_STORED:
-        data = raw
-    else:
-        raise DatasetError(f"{name} uses zip compression method {ctype}; re-zip with deflate or extract it "
-                           f"and use --source FOLDER")
-    if zlib.crc32(data) != crc:
-        raise DatasetError(f"{name} fails its CRC check in {path}; the zip is damaged: {PREPARE_HINT}")
-    return data
-
-
 def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, str]:
     """JPEG/PNG bytes -> (64 x 64 x 3 uint8 RGB, original mode) with Pillow. Grayscale (``L``) and every other
     mode become RGB; another size is resized (Tiny ImageNet is 64 x 64 throughout: only for other data)."""
@@ -225,7 +199,7 @@ def _decode_chunk(kind: str, path: str, items: list, out_path: str, start: int) 
     ``items``: relative file names (folder) or ``(name, offset, compressed size, method, crc)`` (zip)."""
     if kind == "zip":
         names = [it[0] for it in items]
-        blobs = [_zip_member_bytes(path, *it[1:], it[0]) for it in items]
+        blobs = [read_member(path, *it[1:], it[0]) for it in items]
     else:
         names = list(items)
         try:
@@ -289,8 +263,7 @@ def build_cache(root: Path, split: str, progress: Progress | None = None, worker
     short, full = read_words(root, wnids)
     source = read_source(root)
     if source.kind == "zip":
-        with open_zip(source.path) as zf:
-            infos = {i.filename: i for i in zf.infolist()}
+        infos = zip_index(source.path)
         names, labels = list_split(root, split, wnids, source, zip_names=infos)
         items: list = [(rel, infos[source.prefix + rel].header_offset, infos[source.prefix + rel].compress_size,
                         infos[source.prefix + rel].compress_type, infos[source.prefix + rel].CRC) for rel in names]
@@ -425,7 +398,10 @@ def load_split(root: str | Path, split: str = "train", progress: Progress | None
     if found is None:
         raise DatasetError(f"no Tiny ImageNet dataset at {given} (expected wnids.txt, words.txt, train/ and "
                            f"val/val_annotations.txt there or in {given / 'tiny-imagenet-200'}); {PREPARE_HINT}")
-    manifest = ensure_cache(found, split, progress=progress, workers=workers)
+    try:
+        manifest = ensure_cache(found, split, progress=progress, workers=workers)
+    finally:
+        release_zip_state()
     images_path, labels_path, _ = cache_paths(found, split)
     try:
         images = np.load(images_path, mmap_mode="r")

@@ -26,16 +26,17 @@ The test split (no published labels) is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
 import re
-import shutil
 import stat
 import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,8 +254,7 @@ def _zip_listing(source: Source, zip_names: Iterable[str] | None = None) -> dict
         if not source.path.is_file():
             raise DatasetError(f"the zip {source.path} this dataset was prepared from is gone; put it back or "
                                f"{PREPARE_HINT}")
-        with open_zip(source.path) as zf:
-            zip_names = zf.namelist()
+        zip_names = zip_index(source.path)
     out: dict[str, list[str]] = {}
     plen = len(source.prefix)
     for name in zip_names:
@@ -397,17 +397,83 @@ def open_zip(path: Path) -> zipfile.ZipFile:
         raise DatasetError(f"{path} does not exist; {PREPARE_HINT}") from None
 
 
-def safe_member_path(dest: Path, name: str) -> Path:
-    """Where zip member ``name`` may be written under ``dest``; refuses path traversal (zip-slip)."""
+_INDEX: dict[tuple, dict[str, zipfile.ZipInfo]] = {}
+
+
+def zip_index(path: str | Path) -> dict[str, zipfile.ZipInfo]:
+    """``{member name: ZipInfo}`` of a zip, parsed once per process and file version (parsing the 110k-entry
+    central directory costs about a second of CPU; prepare and the cache build both need it)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DatasetError(f"{path} does not exist; {PREPARE_HINT}") from None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _INDEX:
+        with open_zip(path) as zf:
+            _INDEX.clear()  # one zip at a time is plenty
+            _INDEX[key] = {i.filename: i for i in zf.infolist()}
+    return _INDEX[key]
+
+
+_FDS: dict[str, int] = {}  # per process: zip files opened once for os.pread
+
+
+def release_zip_state() -> None:
+    """Forget parsed zip directories and close the zip file descriptors (a long-lived server calls prepare
+    rarely; the index of 110k entries is tens of MB)."""
+    _INDEX.clear()
+    while _FDS:
+        with contextlib.suppress(OSError):
+            os.close(_FDS.popitem()[1])
+
+
+def read_member(path: str, offset: int, csize: int, ctype: int, crc: int, name: str) -> bytes:
+    """A zip member's bytes from its central-directory entry (``header_offset``, ``compress_size``,
+    ``compress_type``, ``CRC``) with ``os.pread``: no ZipFile needed in worker processes, and no file offset
+    shared between forked processes. The CRC is checked."""
+    fd = _FDS.get(path)
+    if fd is None:
+        fd = _FDS[path] = os.open(path, os.O_RDONLY)
+    header = os.pread(fd, 30, offset)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise DatasetError(f"{name}: bad local header in {path}; the zip is damaged: {PREPARE_HINT}")
+    start = offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+    raw = os.pread(fd, csize, start)
+    if ctype == zipfile.ZIP_DEFLATED:
+        try:
+            data = zlib.decompress(raw, -15)
+        except zlib.error as e:
+            raise DatasetError(f"{name} is corrupt in {path} ({e}); the zip is damaged: {PREPARE_HINT}") from None
+    elif ctype == zipfile.ZIP_STORED:
+        data = raw
+    else:
+        raise DatasetError(f"{name} uses zip compression method {ctype}; extract the zip and use "
+                           f"--source FOLDER")
+    if zlib.crc32(data) != crc:
+        raise DatasetError(f"{name} fails its CRC check in {path}; the zip is damaged: {PREPARE_HINT}")
+    return data
+
+
+def check_member_name(name: str) -> str:
+    """``name`` as a safe relative path, or :class:`DatasetError` for path traversal (zip-slip): absolute
+    paths, drive letters, ``..`` components (with either slash), NUL bytes. A string check: no file system
+    calls, so checking all 110k entries takes milliseconds."""
     parts = re.split(r"[/\\]", name)
-    if (name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\x00" in name):
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\x00" in name:
         raise DatasetError(f"the zip has an unsafe entry {name!r} (it would be written outside the target "
                            f"folder); refusing to extract it. Use the official tiny-imagenet-200.zip")
-    target = (dest / "/".join(p for p in parts if p not in ("", "."))).resolve()
-    base = dest.resolve()
-    if target != base and base not in target.parents:
+    return "/".join(p for p in parts if p not in ("", "."))
+
+
+def safe_member_path(dest: Path, name: str) -> Path:
+    """Where zip member ``name`` may be written under ``dest``; refuses path traversal (zip-slip)."""
+    rel = check_member_name(name)
+    base = os.path.abspath(dest)
+    target = os.path.normpath(os.path.join(base, rel))
+    if os.path.commonpath([base, target]) != base:  # belt and braces after the string check
         raise DatasetError(f"the zip entry {name!r} points outside {dest}; refusing to extract it")
-    return target
+    return Path(target)
 
 
 def zip_prefix(names: list[str], path: Path) -> str:
@@ -428,41 +494,35 @@ def zip_prefix(names: list[str], path: Path) -> str:
     return prefix
 
 
-def check_zip(path: str | Path) -> tuple[zipfile.ZipFile, str]:
-    """Open a Tiny ImageNet zip, refuse unsafe entries, check the layout; returns ``(ZipFile, prefix)``."""
+def check_zip(path: str | Path) -> tuple[dict[str, zipfile.ZipInfo], str]:
+    """Index a Tiny ImageNet zip, refuse unsafe entries, check the layout; returns ``(index, prefix)``."""
     path = Path(path)
-    zf = open_zip(path)
-    names = zf.namelist()
-    probe = Path("/nonexistent-cnnviz-root")
-    for n in names:
-        safe_member_path(probe, n)
-    return zf, zip_prefix(names, path)
+    index = zip_index(path)
+    for n in index:
+        check_member_name(n)
+    return index, zip_prefix(list(index), path)
 
 
-def extract_zip(zf: zipfile.ZipFile, prefix: str, dest: Path, which: Callable[[str], bool],
-                progress: Progress | None = None) -> int:
+def extract_zip(zip_path: Path, index: dict[str, zipfile.ZipInfo], prefix: str, dest: Path,
+                which: Callable[[str], bool], progress: Progress | None = None) -> int:
     """Extract the members under ``prefix`` for which ``which(relative name)`` is true into ``dest``.
 
-    Every target is checked against path traversal, written via a temp name and renamed, so an interrupted
-    extraction never leaves a half-written file under its real name. Returns the number of files written.
+    Every target is checked against path traversal and symbolic links, written via a temp name and renamed, so
+    an interrupted extraction never leaves a half-written file under its real name. Returns the file count.
     """
-    members = [i for i in zf.infolist() if i.filename.startswith(prefix) and not i.is_dir()
+    members = [i for i in index.values() if i.filename.startswith(prefix) and not i.is_dir()
                and which(i.filename[len(prefix):])]
-    for k, info in enumerate(members, 1):
-        rel = info.filename[len(prefix):]
-        target = safe_member_path(dest, rel)
+    for info in members:  # check everything before writing anything
+        safe_member_path(dest, info.filename[len(prefix):])
         if stat.S_ISLNK(info.external_attr >> 16):
             raise DatasetError(f"the zip entry {info.filename!r} is a symbolic link; refusing to extract it")
+    for k, info in enumerate(members, 1):
+        target = safe_member_path(dest, info.filename[len(prefix):])
+        data = read_member(str(zip_path), info.header_offset, info.compress_size, info.compress_type, info.CRC,
+                           info.filename)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            with zf.open(info) as src, tmp.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        except (zipfile.BadZipFile, OSError) as e:
-            tmp.unlink(missing_ok=True)
-            if isinstance(e, OSError) and not isinstance(e, zipfile.BadZipFile) and e.errno is not None:
-                raise
-            raise DatasetError(f"{info.filename} in the zip is corrupt ({e}); download the zip again") from None
+        tmp.write_bytes(data)
         os.replace(tmp, target)
         if progress and (k % 500 == 0 or k == len(members)):
             progress("extract", k, len(members))
@@ -514,39 +574,42 @@ def prepare(source: str | Path = "download", root: str | Path | None = None, pro
             dataset_root = found
         else:
             raise DatasetError(f"{src} does not exist; {PREPARE_HINT}")
-    for split in splits:
-        ensure_cache(dataset_root, split, progress=progress, workers=workers)
+    try:
+        for split in splits:
+            ensure_cache(dataset_root, split, progress=progress, workers=workers)
+    finally:
+        release_zip_state()
     return dataset_root
 
 
 def _prepare_zip(zip_path: Path, root_dir: Path, progress: Progress | None, extract_images: bool,
                  official: bool) -> Path:
-    zf, prefix = check_zip(zip_path)
+    index, prefix = check_zip(zip_path)
     dataset_root = root_dir / DIRNAME
-    with zf:
-        st = zip_path.stat()
-        old = read_json(dataset_root / SOURCE_FILE) if (dataset_root / SOURCE_FILE).is_file() else {}
-        if (old.get("zip") == str(zip_path) and old.get("size") == st.st_size
-                and old.get("mtime_ns") == st.st_mtime_ns and old.get("sha256")):
-            sha256, official = old["sha256"], official or bool(old.get("official"))
-        else:
-            hashes = _hash_file(zip_path, ("sha256", "md5"), progress)
-            sha256, official = hashes["sha256"], official or hashes["md5"] == OFFICIAL_MD5
-            sidecar = zip_path.with_name(zip_path.name + ".sha256")
-            if sidecar.is_file():
-                expected = sidecar.read_text().split()[0].lower() if sidecar.read_text().split() else ""
-                if expected and expected != sha256:
-                    raise DatasetError(f"{zip_path} does not match the checksum in {sidecar} (sha256 {sha256}, "
-                                       f"expected {expected}): the copy is damaged; copy it again or "
-                                       f"{PREPARE_HINT}")
-        dataset_root.mkdir(parents=True, exist_ok=True)
-        if extract_images:
-            extract_zip(zf, prefix, dataset_root, _is_labelled_member, progress)
-            (dataset_root / SOURCE_FILE).unlink(missing_ok=True)  # the folder is the source now
-        else:
-            extract_zip(zf, prefix, dataset_root, _is_text_member, progress)
-            atomic_write_json(dataset_root / SOURCE_FILE, {
-                "kind": "zip", "zip": str(zip_path), "prefix": prefix, "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns, "sha256": sha256, "official": official,
-                "note": "images are decoded straight from this zip; see cnnviz/data/tinyimagenet.py"})
+    st = zip_path.stat()
+    old = read_json(dataset_root / SOURCE_FILE) if (dataset_root / SOURCE_FILE).is_file() else {}
+    if (old.get("zip") == str(zip_path) and old.get("size") == st.st_size
+            and old.get("mtime_ns") == st.st_mtime_ns and old.get("sha256")):
+        sha256, official = old["sha256"], official or bool(old.get("official"))
+    else:
+        hashes = _hash_file(zip_path, ("sha256", "md5"), progress)
+        sha256, official = hashes["sha256"], official or hashes["md5"] == OFFICIAL_MD5
+        sidecar = zip_path.with_name(zip_path.name + ".sha256")
+        if sidecar.is_file():
+            words = sidecar.read_text().split()
+            expected = words[0].lower() if words else ""
+            if expected and expected != sha256:
+                raise DatasetError(f"{zip_path} does not match the checksum in {sidecar} (sha256 {sha256}, "
+                                   f"expected {expected}): the copy is damaged; copy it again or "
+                                   f"{PREPARE_HINT}")
+    dataset_root.mkdir(parents=True, exist_ok=True)
+    if extract_images:
+        extract_zip(zip_path, index, prefix, dataset_root, _is_labelled_member, progress)
+        (dataset_root / SOURCE_FILE).unlink(missing_ok=True)  # the folder is the source now
+    else:
+        extract_zip(zip_path, index, prefix, dataset_root, _is_text_member, progress)
+        atomic_write_json(dataset_root / SOURCE_FILE, {
+            "kind": "zip", "zip": str(zip_path), "prefix": prefix, "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns, "sha256": sha256, "official": official,
+            "note": "images are decoded straight from this zip; see cnnviz/data/tinyimagenet.py"})
     return dataset_root
