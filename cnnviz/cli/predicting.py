@@ -28,6 +28,18 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     p.set_defaults(func=run)
 
+    c = sub.add_parser("compare", help="compare runs and starter checkpoints (table, curves, export bundle)",
+                       description="Compare runs and starter checkpoints: the Compare page's table, per-epoch "
+                                   "curves and export bundle.")
+    c.add_argument("models", nargs="*", metavar="ID", help="run ids or starter/<name> (default: all)")
+    c.add_argument("--format", choices=("text", "json", "csv", "markdown"), default="text")
+    c.add_argument("--curves", action="store_true", help="print the per-epoch curves instead of the table")
+    c.add_argument("--export", metavar="ZIP", help="write the export bundle (CSV, Markdown, PNG, configs) here")
+    c.add_argument("--evaluate", type=int, metavar="PER_CLASS", default=None,
+                   help="also evaluate each checkpoint on this many val images per class (needs the dataset; "
+                        "cached) and add per-class tables and confusions to the export")
+    c.set_defaults(func=run_compare)
+
 
 def _resolve(spec: str):
     from pathlib import Path
@@ -84,3 +96,48 @@ def run(args: argparse.Namespace) -> int:
         json.dump(records, sys.stdout, indent=2)
         print()
     return 1 if failed else 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cnnviz import compare as cmp
+    from cnnviz.fsutil import atomic_write_bytes
+
+    entries = cmp.list_entries()
+    if args.models:
+        known = {e.id: e for e in entries}
+        missing = [m for m in args.models if m not in known]
+        if missing:
+            raise KeyError(f"unknown model(s) {', '.join(missing)}; known: {', '.join(known) or 'none'}")
+        entries = [known[m] for m in args.models]
+    if not entries:
+        raise FileNotFoundError("nothing to compare: no runs or starter checkpoints in the checkpoints folder")
+    evals = {}
+    if args.evaluate:
+        from cnnviz.data import find_dataset, load_split
+
+        root = find_dataset()
+        if root is None:
+            raise FileNotFoundError("no Tiny ImageNet dataset found: run `python -m cnnviz data prepare` first")
+        split = load_split(root, "val")
+        idx = cmp.subset_indices(split.labels, args.evaluate)
+        for e in entries:
+            if e.checkpoint is not None:
+                evals[e.id] = cmp.cached_evaluation(e.checkpoint, split.images[idx], split.labels[idx],
+                                                    split.wnids, split.class_names)
+    df = cmp.curves_frame(entries) if args.curves else cmp.compare_table(entries).frame
+    if args.format == "json":
+        print(df.to_json(orient="records", indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif args.format == "markdown":
+        sys.stdout.write(cmp.to_markdown(df))
+    else:
+        print(df.to_string(index=False))
+    for name, ev in evals.items():
+        print(f"{name}: top-1 {ev.top1:.4f}, top-5 {ev.top5:.4f} on {ev.n} val images", file=sys.stderr)
+    if args.export:
+        atomic_write_bytes(Path(args.export), cmp.export_bundle(entries, evals))
+        print(f"wrote {args.export}", file=sys.stderr)
+    return 0
