@@ -103,3 +103,81 @@ def attribution_figure(seen: np.ndarray, attrs, cell: int = 160) -> np.ndarray:
 
     tiles = [seen] + [render.colormap(m, "inferno") for m in attrs.maps.values()]
     return render.labelled(tiles, ["image"] + [LABELS[k] for k in attrs.maps], cell=cell)
+
+
+_LAYERS: dict = {}
+
+
+def layer_choices(subject: Subject) -> list[str]:
+    """Layers with spatial outputs (the ones every visualisation here can look at), in execution order;
+    cached per architecture, arguments and input size (it does not depend on the weights)."""
+    from cnnviz.viz.hooks import map_layers
+
+    key = (subject.meta.get("arch"), repr(subject.meta.get("model_args")), subject.input_size)
+    if key not in _LAYERS:
+        _LAYERS[key] = map_layers(subject.model, subject.input_size)
+    return _LAYERS[key]
+
+
+def default_layer(subject: Subject) -> str:
+    """A mid-to-deep layer worth looking at: the last spatial layer inside ``features`` (or the last one)."""
+    layers = layer_choices(subject)
+    inside = [n for n in layers if n.startswith("features.")]
+    return (inside or layers)[-1]
+
+
+def demo_image(size: int = 64, seed: int = 0) -> np.ndarray:
+    """A deterministic picture (shapes on a gradient) for when no image is uploaded and no dataset is there."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    base = np.stack([0.3 + 0.4 * xx, 0.4 + 0.3 * yy, 0.6 - 0.3 * xx], axis=-1)
+    img = Image.fromarray((base * 255).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    s = size
+    d.ellipse([s * 0.15, s * 0.2, s * 0.5, s * 0.55], fill=(220, 60, 40))
+    d.rectangle([s * 0.55, s * 0.5, s * 0.85, s * 0.85], fill=(30, 40, 160))
+    d.line([0, s * 0.9, s, s * 0.6], fill=(250, 250, 250), width=max(1, s // 20))
+    arr = np.asarray(img).astype(np.int16) + rng.integers(-8, 9, (s, s, 3))
+    return arr.clip(0, 255).astype(np.uint8)
+
+
+def feature_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: str, channel: int | None = None,
+                   unit: tuple[int, int] | None = None, max_maps: int = 64):
+    """Feature maps of ``layer`` sorted by strength, plus the chosen unit's map and its input region.
+
+    Returns ``(maps: FeatureMaps, grid, detail, channel, unit, box)``; ``detail`` shows the unit's map (the
+    unit outlined) beside the input with the unit's receptive field outlined.
+    """
+    from cnnviz.viz.maps import feature_maps, strongest_unit, unit_region
+
+    fm = feature_maps(subject.model, x, layer)
+    channel = int(fm.order[0]) if channel is None else int(channel)
+    if not 0 <= channel < fm.maps.shape[0]:
+        raise ValueError(f"{layer} has {fm.maps.shape[0]} feature maps; {channel} does not exist")
+    h, w = fm.maps.shape[1:]
+    unit = strongest_unit(fm, channel) if unit is None else (min(max(0, unit[0]), h - 1), min(max(0, unit[1]), w - 1))
+    box = unit_region(subject.model, layer, unit[0], unit[1], subject.input_size)
+    scale = max(1, 192 // max(h, w))
+    fmap = render.upscale(render.to_uint8(fm.maps[channel]), (w * scale, h * scale))
+    fmap = render.draw_box(fmap, (unit[0] * scale, unit[1] * scale, (unit[0] + 1) * scale, (unit[1] + 1) * scale))
+    scale_in = max(1, 192 // seen.shape[0])
+    shown = render.upscale(seen, (seen.shape[1] * scale_in, seen.shape[0] * scale_in))
+    shown = render.draw_box(shown, tuple(v * scale_in for v in box), width=2)
+    detail = render.labelled([fmap, shown], [f"{layer}[{channel}] unit {unit}", f"its input region {box}"], cell=192)
+    return fm, fm.grid(max_maps), detail, channel, unit, box
+
+
+def deconv_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: str, channel: int | None = None,
+                  method: str = "auto"):
+    """``(projection, figure, box)``: ZF's deconvnet projection of ``channel``'s strongest activation
+    (default: the channel with the strongest activation)."""
+    from cnnviz.viz.deconv import deconvnet, top_channels
+    from cnnviz.viz.maps import unit_region
+
+    if channel is None:
+        channel = top_channels(subject.model, x, layer, 1)[0][0]
+    p = deconvnet(subject.model, x, layer, int(channel), method=method)
+    box = unit_region(subject.model, layer, *p.position, subject.input_size)
+    return p, projection_figure(seen, p.image, box), box

@@ -244,3 +244,10 @@ def patches(model: nn.Module, images: np.ndarray, top: TopK, channel: int, *, me
         out.values.append(float(top.values[channel, r]))
         out.images.append(i)
     return out
+
+
+def default_cache_dir() -> Path:
+    """Where scans are cached by default: ``<data dir>/viz_cache``."""
+    from cnnviz.paths import data_dir
+
+    return data_dir() / "viz_cache"
