@@ -27,6 +27,11 @@ Column definitions (per image; the batch dimension is never in the shapes):
   - elementwise layers (activation functions, batch norm, dropout) and pure reshapes (flatten, identity): 0.
     The paper counts the squashing function as part of the unit it follows, not as extra connections; with
     this convention LeNet-5's rows add up to the paper's 340,908 connections.
+* torchinfo: each row's ``params`` and the conv/linear ``macs`` come from torchinfo's own ``LayerInfo``
+  (``calculate_num_params`` / ``calculate_macs``) built for that row's module object (identity, no printed text).
+  We do not run ``torchinfo.summary`` in the table path: its hooks on every container module cost about
+  0.2 s of CPU for ResNet-152, twice our whole trace; ``tests/test_summary.py`` runs ``torchinfo.summary``
+  independently and checks totals, per-layer shapes and conv/linear MACs against ours.
 * ``rf`` / ``jump``: receptive field and effective stride w.r.t. the input, through the real dataflow, the largest
   field over all paths for branches and residual adds (see :mod:`cnnviz.summary.trace`).
 """
@@ -408,19 +413,21 @@ def _num_classes(model: nn.Module, out_rows: list[LayerRow]) -> int:
 
 
 def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float32", arch: str | None = None,
-                skeleton: nn.Module | None = None, with_torchinfo: bool = True) -> LayerTable:
+                skeleton: nn.Module | None = None) -> LayerTable:
     """The table of ``model`` (never modified: a meta skeleton runs the forward passes).
 
     ``skeleton``: an already-built meta copy to use (saves the copy); ``model`` is still read for the values
     a meta tensor cannot give (LeNet's connection masks).
     """
+    from torchinfo.layer_info import LayerInfo  # lazy: a heavy import, only needed here
+
     c, h, w = _parse_input(input_size)
     size = dtype_size(dtype)
     sk = skeleton if skeleton is not None else meta_skeleton(model)
     fast_forwards(sk)
     x = torch.zeros(1, c, h, w, device="meta")
     try:
-        rows_mod, records, stats = run_traced(sk, x, train=False, with_torchinfo=with_torchinfo)
+        rows_mod, records = run_traced(sk, x, train=False)
     except Exception as e:  # a shape error deep in the model: say which input it could not take
         raise ValueError(f"{arch or type(model).__name__} cannot take an input of {c}x{h}x{w}: {e}") from e
     train_records: dict = {}
@@ -430,13 +437,10 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
         # (BatchNorm refuses one value per channel in train mode).
         x2 = torch.zeros(2, c, h, w, device="meta")
         try:
-            _, train_records, _ = run_traced(sk, x2, train=True, with_torchinfo=False)
+            _, train_records = run_traced(sk, x2, train=True)
         except Exception:  # noqa: BLE001 - best effort: rows without shapes rather than no table
             train_records = {}
 
-    ti_layers = {}
-    if stats is not None:
-        ti_layers = {id(li.module): li for li in stats.summary_list}
     source_modules = dict(model.named_modules()) if skeleton is None or skeleton is not model else {}
 
     rows: list[LayerRow] = []
@@ -451,10 +455,13 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
         train_only = rec is None
         if rec is None:
             rec = train_records.get(name)
-        li = ti_layers.get(id(m))
-        # Parameters: torchinfo's per-layer count (by module identity); ours for rows it did not see.
-        params = int(li.num_params) if li is not None and rec is not None and not train_only else \
-            sum(p.numel() for p in m.parameters())
+        src_name = name if source_modules else None
+        source = source_modules.get(src_name) if src_name is not None else None
+        # Parameters: torchinfo's own per-layer count (its LayerInfo, on the caller's module when we have
+        # it: pruning masks are read there, not on the meta skeleton).
+        li = LayerInfo(name, source if source is not None else m, name.count(".") + 1)
+        li.calculate_num_params()
+        params = int(li.num_params)
         bias = sum(p.numel() for n, p in m.named_parameters() if n.rsplit(".", 1)[-1] == "bias")
         trainable += sum(p.numel() for p in m.parameters() if p.requires_grad)
         if rec is not None:
@@ -462,11 +469,12 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
             out_numel = rec.output_numel // (1 if not train_only else 2)
         else:
             in_shape, out_shape, out_numel = (), (), 0
-        src_name = name if source_modules else None
-        source = source_modules.get(src_name) if src_name is not None else None
-        if source is None and hasattr(m, "connection_mask"):
-            source = source_modules.get(name)
         macs, conn, kernel, stride, padding = _columns(m, source, in_shape, out_shape, out_numel, params, bias)
+        if out_shape and isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
+            # torchinfo's MACs for the layers it counts (the same convention as ours, see the module docs).
+            li.output_size = [1, *out_shape]
+            li.calculate_macs()
+            macs = int(li.macs)
         geo = rec.geometry if rec is not None else None
         if geo is not None:
             geometry[name] = geo

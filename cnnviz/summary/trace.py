@@ -153,19 +153,26 @@ def is_row_module(module: nn.Module) -> bool:
 
 
 def row_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """name -> module for every row module, in registration order, subtrees of row modules skipped."""
-    out: dict[str, nn.Module] = {}
-    skip: list[str] = []
+    """name -> module for every row module, in registration order, subtrees of row modules skipped.
 
+    A model that is itself a single leaf (no children) is one row named after its class.
+    """
+    if is_row_module(model) and (not any(True for _ in model.children())
+                                 or any(True for _ in model.parameters(recurse=False))
+                                 or hasattr(model, "connection_mask")):
+        return {type(model).__name__: model}
+    out: dict[str, nn.Module] = {}
+    collapsed: set[str] = set()  # row modules with children: their subtree belongs to their row
     for name, module in model.named_modules():
-        if skip and any(name.startswith(p + ".") for p in skip):
+        if not name:
             continue
-        if module is model and any(True for _ in model.children()) and not hasattr(model, "connection_mask") \
-                and not any(True for _ in model.parameters(recurse=False)):
+        parts = name.split(".")
+        if collapsed and any(".".join(parts[:i]) in collapsed for i in range(1, len(parts))):
             continue
         if is_row_module(module):
-            out[name or type(model).__name__] = module
-            skip.append(name)
+            out[name] = module
+            if any(True for _ in module.children()):
+                collapsed.add(name)
     return out
 
 
@@ -219,7 +226,8 @@ class Tracer(TorchFunctionMode):
         # Python code calling torch again) would otherwise re-enter this mode thousands of times.
         with torch._C.DisableTorchFunction():
             out = func(*args, **kwargs)
-        if self._depth == 0:
+        # Fast exit for calls that return no tensor (.size(), .dim(), .shape ...).
+        if self._depth == 0 and (isinstance(out, torch.Tensor) or (isinstance(out, (tuple, list)) and out)):
             known = self._lookup(_tensors(args) + _tensors(kwargs))
             if known:
                 outs = [o for o in _tensors(out) if id(o) not in self.infos or self.infos[id(o)].tensor is not o]
@@ -299,16 +307,14 @@ def fast_forwards(skeleton: nn.Module) -> None:
             m.forward = _empty_like_forward
 
 
-def run_traced(model: nn.Module, x: torch.Tensor, train: bool, with_torchinfo: bool):
+def run_traced(model: nn.Module, x: torch.Tensor, train: bool):
     """Trace one forward pass of ``model`` (a private skeleton: its mode is switched) on ``x``.
 
-    Returns ``(records, torchinfo_stats_or_None)``. torchinfo, when asked, runs inside the same pass (its
-    own hooks next to ours), so its per-layer numbers come at no extra forward cost.
+    Returns ``(row modules by name, records by name)``.
     """
     rows = row_modules(model)
     tracer = Tracer(names={id(m): n for n, m in rows.items()})
     handles = []
-    stats = None
     try:
         for m in rows.values():
             handles.append(m.register_forward_pre_hook(tracer.pre_hook))
@@ -316,17 +322,8 @@ def run_traced(model: nn.Module, x: torch.Tensor, train: bool, with_torchinfo: b
         tracer.mark(x, INPUT_GEOMETRY, frozenset({"input"}))
         model.train(train)
         with tracer, torch.no_grad():
-            if with_torchinfo:
-                import torchinfo
-
-                # torchinfo runs the forward itself (input_data=x keeps our marked input tensor).
-                stats = torchinfo.summary(model, input_data=[x], verbose=0, mode="train" if train else "eval",
-                                          device=x.device)
-                # torchinfo caches the last summary per model class name; drop it (holds our skeleton).
-                torchinfo.torchinfo._cached_forward_pass.pop(type(model).__name__, None)
-            else:
-                model(x)
+            model(x)
     finally:
         for h in handles:
             h.remove()
-    return rows, tracer.records, stats
+    return rows, tracer.records
