@@ -203,21 +203,21 @@ def resume(run: str | Path | RunInfo, force: bool = False, epochs: int | None = 
 
     run_dir = resolve_run(run)
     info = read_run(run_dir)
-    if info.alive or is_locked(run_dir / ".lock"):
-        raise JobBusy(f"{run_dir.name} is still running")
     try:
         raw = read_json(run_dir / "config.json")
         cfg = TrainConfig.from_dict(raw)
     except (OSError, ValueError) as e:
         raise JobError(f"cannot resume {run_dir.name}: its config.json is missing or damaged ({e})") from e
+    if info.state == "done" and (epochs is None or len(info.metrics) >= epochs):
+        raise JobError(f"{run_dir.name} already finished all {cfg.epochs} epochs; give more epochs to continue")
+    if info.alive or is_locked(run_dir / ".lock"):
+        raise JobBusy(f"{run_dir.name} is still running")
     if epochs is not None:
         cfg.epochs = int(epochs)
         cfg.validate()
         atomic_write_json(run_dir / "config.json", {**raw, "epochs": cfg.epochs})
     else:
         cfg.validate()
-    if info.state == "done" and (epochs is None or len(info.metrics) >= cfg.epochs):
-        raise JobError(f"{run_dir.name} already finished all {cfg.epochs} epochs; give more epochs to continue")
     write_status(run_dir, state="queued", message="resuming", reason=None, pid=None)
     (run_dir / "worker.pid").unlink(missing_ok=True)
     _launch(run_dir, cfg, force, env)

@@ -3,7 +3,7 @@
 One process (or one per GPU under ``torchrun``) trains one run folder (see :mod:`cnnviz.runs`)::
 
     python -m cnnviz.train --run checkpoints/my-run                       # config.json already there
-    torchrun --standalone --nproc_per_node 8 -m cnnviz.train --run checkpoints/r18 --arch resnet18 --data auto
+    torchrun --standalone --nproc_per_node 8 -m cnnviz.train --run-dir checkpoints/r18 --arch resnet18 --data auto
 
 What the loop does, and why:
 
@@ -1014,7 +1014,8 @@ def main(argv: list[str] | None = None) -> int:
     """The worker: ``python -m cnnviz.train --run DIR`` (config from DIR/config.json, or from the flags when
     DIR has none yet, e.g. under torchrun); exit status 0 done/stopped, 1 failed, 3 run busy."""
     p = argparse.ArgumentParser(prog="python -m cnnviz.train", description=main.__doc__)
-    p.add_argument("--run", required=True, help="run folder")
+    # --run-dir: the same, for torchrun, whose own parser takes "--run" for an abbreviation of its --run-path.
+    p.add_argument("--run", "--run-dir", dest="run", required=True, help="run folder")
     p.add_argument("--lock-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)
     p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
     add_config_args(p)

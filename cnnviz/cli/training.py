@@ -7,7 +7,7 @@
 
 ``train`` prints the run folder on the first line of stdout (then, in the foreground, trains with the log on
 stderr; Ctrl-C stops gracefully after the current step). Several GPUs: ``torchrun --nproc_per_node N -m
-cnnviz.train --run checkpoints/NAME --arch ...`` (the same flags).
+cnnviz.train --run-dir checkpoints/NAME --arch ...`` (the same flags).
 """
 
 from __future__ import annotations

@@ -1,0 +1,197 @@
+"""Background jobs for real: detached worker processes, the per-device lock, kill -9 and resume, SIGTERM,
+delete, two gloo ranks under torchrun, and run folders read back whatever state they are in."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnviz import jobs
+from cnnviz.checkpoint import load_checkpoint
+from cnnviz.paths import checkpoints_dir
+from cnnviz.runs import RunError, create_run, list_runs, read_run
+from tests._synthetic import NUM_CLASSES, TRAIN_PER_CLASS, install_synthetic, tiny_config
+
+SLOW = {"CNNVIZ_FAULT": "sleep=0.15", "OMP_NUM_THREADS": "1"}  # a tiny run slow enough to catch mid-epoch
+FAST = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture
+def synthetic(tmp_path_factory):
+    install_synthetic(tmp_path_factory)
+    yield
+    # Never leave a worker behind: kill every job this test started (each is its own session).
+    for run in checkpoints_dir().glob("*/worker.pid"):
+        try:
+            pid = json.loads(run.read_text())["pid"]
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError, KeyError):
+            pass
+
+
+def wait_for(cond, timeout=120.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_state(run: Path, states=("done", "failed", "stopped"), timeout=180.0):
+    info = wait_for(lambda: (lambda i: i if i.state in states else None)(read_run(run)), timeout,
+                    f"{run.name} to reach {states}")
+    return info
+
+
+def in_epoch(run: Path, epoch: int, step: int):
+    info = read_run(run)
+    st = info.status
+    return info if st.get("state") == "running" and st.get("epoch") == epoch and (st.get("step") or 0) >= step else None
+
+
+def test_two_quick_starts_give_one_job_then_force_allows_a_second(synthetic):
+    cfg = tiny_config(epochs=3)
+    results: list = []
+    barrier = threading.Barrier(2)
+
+    def click():
+        barrier.wait()
+        try:
+            results.append(jobs.start(cfg, env=SLOW))
+        except jobs.JobBusy as e:
+            results.append(e)
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    started = [r for r in results if isinstance(r, Path)]
+    refused = [r for r in results if isinstance(r, jobs.JobBusy)]
+    assert len(started) == 1 and len(refused) == 1, results
+    assert "allow a second job" in str(refused[0])
+    assert [r.id for r in list_runs()] == [started[0].name], "a refused start left a run folder behind"
+    # a second tab a moment later: refused too, and the message names the running run
+    with pytest.raises(jobs.JobBusy, match=started[0].name):
+        jobs.start(cfg)
+    assert jobs.device_busy("cpu")["run"] == started[0].name
+    second = jobs.start(cfg, force=True, env=SLOW)  # the user ticked "allow a second job on this device"
+    wait_for(lambda: in_epoch(second, 1, 1), what="the forced second job to train")
+    assert read_run(started[0]).alive and read_run(second).alive
+    for run in (started[0], second):
+        assert jobs.stop(run, kill=True, wait=10)
+        assert read_run(run).state == "stopped"
+
+
+def test_kill_9_mid_epoch_then_resume_loses_and_duplicates_nothing(synthetic):
+    run = jobs.start(tiny_config(epochs=2), env=SLOW)
+    info = wait_for(lambda: in_epoch(run, 2, 3), what="epoch 2 to be under way")
+    assert [m["epoch"] for m in info.metrics] == [1]
+    os.kill(info.status["pid"], signal.SIGKILL)
+    # The page's next poll shows it failed (the pid is gone), with a way forward.
+    dead = wait_for(lambda: (lambda i: i if i.state == "failed" else None)(read_run(run)), 10, "failed state")
+    assert dead.reason == "died" and "Resume" in dead.message and not dead.alive
+    assert load_checkpoint(run / "last.safetensors").meta["epoch"] == 1  # the previous checkpoint is intact
+    # A kill mid-save leaves at most a temp file beside the real ones: harmless.
+    (run / ".last.safetensors.x1y2.tmp").write_bytes(b"\x00" * 10)
+    # The dead worker's lock file is still on disk, but no live process holds it: resuming is allowed.
+    assert (checkpoints_dir() / ".locks" / "device-cpu.lock").exists()
+    assert jobs.device_busy("cpu") is None
+    jobs.resume(run, env=FAST)
+    done = wait_state(run)
+    assert done.state == "done", done.message
+    assert [m["epoch"] for m in done.metrics] == [1, 2]
+    assert [m["step"] for m in done.metrics] == [10, 20]
+    assert "resuming at epoch 2 step 0" in (run / "train.log").read_text()
+    # the worker exits just after writing "done"; then its locks are gone with it
+    wait_for(lambda: not read_run(run).alive and jobs.device_busy("cpu") is None, 30, "the worker to exit")
+
+
+def test_sigterm_finishes_the_step_saves_and_resume_completes(synthetic):
+    run = jobs.start(tiny_config(epochs=2), env=SLOW)
+    wait_for(lambda: in_epoch(run, 1, 3), what="epoch 1 to be under way")
+    assert jobs.stop(run, wait=60)
+    info = read_run(run)
+    assert info.state == "stopped" and "Resume" in info.message, info.message
+    state = torch.load(run / "optim.pt", weights_only=True)
+    assert state["epoch"] == 0 and 3 <= state["step_in_epoch"] < 10
+    last = load_checkpoint(run / "last.safetensors")
+    assert last.meta["step"] == state["global_step"]
+    assert info.metrics == []
+    jobs.resume(run, env=FAST)
+    done = wait_state(run)
+    assert done.state == "done", done.message
+    assert [m["epoch"] for m in done.metrics] == [1, 2] and done.metrics[-1]["step"] == 20
+    assert f"resuming at epoch 1 step {state['step_in_epoch']}" in (run / "train.log").read_text()
+    with pytest.raises(jobs.JobError, match="already finished"):
+        jobs.resume(run)
+
+
+def test_failure_in_the_worker_reaches_status_and_frees_the_device(synthetic):
+    run = jobs.start(tiny_config(epochs=2), env={**FAST, "CNNVIZ_FAULT": "oom@1"})
+    info = wait_state(run)
+    assert info.state == "failed" and info.reason == "oom" and "--batch-size 8" in info.message
+    wait_for(lambda: jobs.device_busy("cpu") is None, 30, "the device lock to be released")
+    assert "Traceback" not in info.message
+
+
+def test_two_gloo_ranks_under_torchrun(synthetic, tmp_path):
+    run = checkpoints_dir() / "ddp-run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "cnnviz.train", "--run-dir", str(run), "--arch", "lenet5", "--variant", "variant=modern",
+           "--data", "synthetic", "--epochs", "2", "--batch-size", "8", "--optimizer", "adamw", "--lr", "0.003",
+           "--device", "cpu", "--no-channels-last"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env={**os.environ, **FAST})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    info = read_run(run)
+    assert info.state == "done" and info.status["world_size"] == 2
+    # each rank sees half the data: 160 images / 2 ranks / batch 8 = 10 steps per epoch
+    assert info.status["steps_per_epoch"] == NUM_CLASSES * TRAIN_PER_CLASS // 2 // 8
+    assert [m["epoch"] for m in info.metrics] == [1, 2]  # rank 0 alone writes: no duplicate lines
+    log = (run / "train.log").read_text()
+    assert log.count("epoch 1/2: train loss") == 1
+    assert load_checkpoint(run / "best.safetensors").meta["train_config"]["batch_size"] == 8
+
+
+def test_delete_refuses_a_running_job_and_names_outside_the_folder(synthetic):
+    run = jobs.start(tiny_config(epochs=5), env=SLOW)
+    with pytest.raises(jobs.JobBusy, match="stop it"):
+        jobs.delete(run.name)
+    for bad in ("../etc", "..", ".locks", "a/../../b"):
+        with pytest.raises(RunError):
+            jobs.delete(bad)
+    jobs.delete(run.name, force=True)
+    assert not run.exists() and list_runs() == []
+    assert read_run(run).state == "missing"
+
+
+def test_unusable_checkpoints_folder_is_reported_before_anything_starts(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(OSError, match="cannot create the run folder"):
+        create_run(tiny_config().to_dict(), root=not_a_dir)
+
+
+def test_read_run_survives_torn_and_missing_files(tmp_path):
+    run = create_run(tiny_config().to_dict(), root=tmp_path)
+    (run / "status.json").write_text('{"state": "runn')
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "val_top1": 0.5}\n{"epoch": 2, "val_')
+    info = read_run(run)
+    assert info.metrics == [{"epoch": 1, "val_top1": 0.5}] and info.best_top1 == 0.5
+    assert any("status.json" in p for p in info.problems)
+    (run / "config.json").unlink()
+    (run / "status.json").write_text(json.dumps({"state": "running", "pid": 2**22 + 12345}))
+    info = read_run(run)
+    assert info.state == "failed" and info.reason == "died"  # a pid that is not alive
+    assert [r.id for r in list_runs(tmp_path)] == [run.name]
