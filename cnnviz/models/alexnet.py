@@ -36,11 +36,12 @@ LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 SMALL_INPUT_BELOW = 128
 
 
-class GroupedLocalResponseNorm(nn.LocalResponseNorm):
-    """Local response normalisation within each of ``groups`` channel groups (one group per GPU).
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """``nn.LocalResponseNorm`` within each of ``groups`` channel groups (one group per GPU).
 
     In the paper's two-GPU network each GPU normalised the maps it held, so the 5-map window never reaches
-    across the two halves; with ``groups=1`` this is ``nn.LocalResponseNorm``.
+    across the two halves; with ``groups=1`` this is exactly ``nn.LocalResponseNorm``. (A subclass with the
+    same class name, so tables and tools that key on the type name treat it as the LRN it is.)
     """
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, groups: int = 1) -> None:
@@ -50,16 +51,16 @@ class GroupedLocalResponseNorm(nn.LocalResponseNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.groups == 1:
             return super().forward(x)
-        return torch.cat([super(GroupedLocalResponseNorm, self).forward(part)
+        return torch.cat([super(LocalResponseNorm, self).forward(part)
                           for part in x.chunk(self.groups, dim=1)], dim=1)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", groups={self.groups}"
 
 
-def paper_lrn(groups: int = 1) -> GroupedLocalResponseNorm:
+def paper_lrn(groups: int = 1) -> LocalResponseNorm:
     """The paper's local response normalisation (k=2, n=5, alpha=1e-4, beta=0.75) as a torch module."""
-    return GroupedLocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA, k=LRN_K, groups=groups)
+    return LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA, k=LRN_K, groups=groups)
 
 
 def out_size(size: int, kernel: int, stride: int = 1, padding: int = 0, ceil_mode: bool = False) -> int:

@@ -43,10 +43,7 @@ C3_TABLE: tuple[tuple[int, ...], ...] = (
 
 def c3_connection_mask() -> torch.Tensor:
     """Table I as a bool tensor ``[16 C3 maps, 6 S2 maps]`` (True where the C3 map reads the S2 map)."""
-    mask = torch.zeros(16, 6, dtype=torch.bool)
-    for out_map, inputs in enumerate(C3_TABLE):
-        mask[out_map, list(inputs)] = True
-    return mask
+    return torch.tensor([[i in inputs for i in range(6)] for inputs in C3_TABLE], dtype=torch.bool, device="cpu")
 
 
 class ScaledTanh(nn.Module):
@@ -103,18 +100,21 @@ class PartialConv2d(nn.Module):
     ``padding`` are exposed for the layer tables (connections = output positions x (connected weights + 1)).
     """
 
-    def __init__(self, connection_mask: torch.Tensor, kernel_size: int = 5) -> None:
+    def __init__(self, connection_mask: torch.Tensor | list[list[bool]], kernel_size: int = 5) -> None:
         super().__init__()
-        mask = connection_mask.to(torch.bool)
-        self.out_channels, self.in_channels = mask.shape
+        # The table is read in Python (not with nonzero()), so the module also builds on the meta device,
+        # where the layer tables construct models without allocating weights.
+        rows = [[bool(v) for v in row] for row in (
+            connection_mask.tolist() if isinstance(connection_mask, torch.Tensor) else connection_mask)]
+        self.out_channels, self.in_channels = len(rows), len(rows[0])
         self.kernel_size = (kernel_size, kernel_size)
         self.stride = (1, 1)
         self.padding = (0, 0)
-        self.register_buffer("connection_mask", mask, persistent=False)
-        out_idx, in_idx = mask.nonzero(as_tuple=True)  # row-major: grouped by output map
-        self.register_buffer("_out_idx", out_idx, persistent=False)
-        self.register_buffer("_in_idx", in_idx, persistent=False)
-        self.weight = nn.Parameter(torch.empty(int(mask.sum()), kernel_size, kernel_size))
+        pairs = [(o, i) for o, row in enumerate(rows) for i, v in enumerate(row) if v]  # grouped by output map
+        self.register_buffer("connection_mask", torch.tensor(rows, dtype=torch.bool), persistent=False)
+        self.register_buffer("_out_idx", torch.tensor([o for o, _ in pairs], dtype=torch.long), persistent=False)
+        self.register_buffer("_in_idx", torch.tensor([i for _, i in pairs], dtype=torch.long), persistent=False)
+        self.weight = nn.Parameter(torch.empty(len(pairs), kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(self.out_channels))
 
     def dense_weight(self) -> torch.Tensor:
@@ -144,9 +144,10 @@ class EuclideanRBF(nn.Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        gen = torch.Generator().manual_seed(seed)
-        centres = torch.randint(0, 2, (out_features, in_features), generator=gen).float() * 2 - 1
-        self.register_buffer("centres", centres)
+        gen = torch.Generator().manual_seed(seed)  # a CPU generator: same codes on every device
+        centres = torch.randint(0, 2, (out_features, in_features), generator=gen, device="cpu").float() * 2 - 1
+        # onto the default device (meta when the layer tables build without weights)
+        self.register_buffer("centres", centres.to(torch.empty(0).device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # ||x||^2 - 2 x.c + ||c||^2, computed densely (cheaper than broadcasting N x C x 84).
