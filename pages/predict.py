@@ -20,8 +20,9 @@ if not infos:
     st.info("No checkpoints yet. Train one on the Training page, or put starter checkpoints in "
             "`checkpoints/starter/` (see the README).")
     st.stop()
-by_label = {i.label: i for i in infos}
-chosen = st.multiselect("Checkpoints", list(by_label), default=list(by_label)[:2],
+by_name = {i.name: i for i in infos}
+chosen = st.multiselect("Checkpoints", list(by_name), default=list(by_name)[:2],
+                        format_func=lambda n: by_name[n].label,
                         help="Several checkpoints are shown side by side; agreement is highlighted.")
 source = st.radio("Images from", ["Upload", "Camera", "Validation set"], horizontal=True)
 
@@ -65,8 +66,8 @@ if not chosen:
     st.info("Choose at least one checkpoint.")
     st.stop()
 models = []
-for label in chosen:
-    info = by_label[label]
+for name in chosen:
+    info = by_name[name]
     try:
         ckpt = load_checkpoint_cached(info.path)
         models.append((info.name, ckpt.model, ckpt.meta))
