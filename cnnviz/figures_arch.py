@@ -252,10 +252,11 @@ def accuracy_vs_macs_chart(entries: list[tuple[ModelCard, Any]], metric: str = "
     """Paper accuracy (100 - reported error) against our MACs at the paper's input; bubble area ~ parameters.
 
     Only architectures evaluated on ImageNet (1000 classes) and reporting the chosen error are plotted:
-    LeNet-5's figures are for MNIST and would not be comparable.
+    LeNet-5's figures are for MNIST and NiN's for CIFAR-10 (``PaperFigures.dataset``): not comparable.
     """
     key = "top1_error" if metric == "top1" else "top5_error"
-    pts = [(c, t) for c, t in entries if c.paper_classes == 1000 and getattr(c.figures, key) is not None]
+    pts = [(c, t) for c, t in entries
+           if c.figures.dataset == "ImageNet" and getattr(c.figures, key) is not None]
     fig = go.Figure()
     if pts:
         params = [t.totals["params"] for _, t in pts]

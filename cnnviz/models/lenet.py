@@ -304,6 +304,7 @@ CARD = ModelCard(
     figures=PaperFigures(
         params=60_000,
         top1_error=0.95,
+        dataset="MNIST",
         note="MNIST test set (10 digits, 28x28 padded to 32x32), no distortions. The paper reports 0.8% error "
              "when the training set is augmented with artificial distortions. Params: the paper's "
              "'60,000 trainable free parameters' (C1..F6; its RBF centres are fixed).",

@@ -149,6 +149,7 @@ CARD = ModelCard(
         params=None,
         top1_error=10.41,
         top5_error=None,
+        dataset="CIFAR-10",
         note="NOT ImageNet: CIFAR-10 test error of the paper's 3-mlpconv CIFAR network (config='cifar', 32x32, "
              "10 classes) without data augmentation (8.81% with translation and flip augmentation). Also in "
              "the paper: CIFAR-100 35.68%, SVHN 2.35%, MNIST 0.47% test error. The paper reports no ImageNet "

@@ -43,6 +43,7 @@ class PaperFigures:
     top5_error: float | None = None  # percent
     gmacs: float | None = None  # multiply-accumulates (billions) per image, as reported
     note: str = ""  # which setting the figures are for (single model, crops, which test set)
+    dataset: str = "ImageNet"  # what the errors were measured on; charts compare ImageNet figures only
 
 
 @dataclass(frozen=True)
