@@ -38,9 +38,10 @@ from cnnviz.checkpoint import load_checkpoint, read_meta
 from cnnviz.fsutil import atomic_write_bytes
 from cnnviz.paths import checkpoints_dir, data_dir
 
-# config keys that identify a run rather than describe how it was trained
+# config keys that identify a run or steer the worker rather than describe how the model was trained
 NOT_HYPERPARAMETERS = {"run_id", "id", "name", "created", "output", "out_dir", "run_dir", "path", "device_name",
-                       "code_version", "cnnviz_version", "pid", "host"}
+                       "code_version", "cnnviz_version", "git_commit", "pid", "host", "heartbeat_s",
+                       "save_every_min", "keep_snapshots", "allow_concurrent"}
 CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_top1", "val_top5", "lr", "images_per_s")
 
 

@@ -281,3 +281,13 @@ def test_same_image_views_leave_the_models_untouched(tmp_path):
     assert deep.layer != views[0].layer and deep.occlusion is None
     assert not a.model.training and all(torch.equal(before[k], v) for k, v in a.model.state_dict().items())
     assert all(not m._forward_hooks for m in a.model.modules())
+
+
+def test_bookkeeping_keys_are_not_hyperparameters(runs):
+    root = checkpoints_dir()
+    for run, commit in (("run-a", "abc"), ("run-b", "def")):
+        cfg = json.loads((root / run / "config.json").read_text())
+        cfg.update(created=hash(run), git_commit=commit, heartbeat_s=hash(run) % 7, name=run)
+        (root / run / "config.json").write_text(json.dumps(cfg))
+    entries = [e for e in list_entries() if e.kind == "run"]
+    assert differing_hyperparameters(entries) == ["lr", "optimizer.momentum"]
