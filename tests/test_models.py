@@ -201,8 +201,16 @@ def test_create_model_rejects_bad_requests():
         create_model("resnet18", num_classes=10, input_size=TINY, stride_in="3x3")  # basic blocks: no 1x1
 
 
-def _structure(model: nn.Module) -> list[tuple[str, str]]:
-    return [(n, repr(m)) for n, m in model.named_modules() if not list(m.children())]
+_GEOMETRY = ("kernel_size", "stride", "padding", "dilation", "output_size", "in_features", "out_features")
+
+
+def _structure(model: nn.Module) -> list[tuple]:
+    """Per leaf: name, type, parameter shapes and geometry (no repr: it may read values, not on meta)."""
+    return [
+        (n, type(m).__name__, [tuple(p.shape) for p in m.parameters(recurse=False)],
+         [getattr(m, a, None) for a in _GEOMETRY])
+        for n, m in model.named_modules() if not list(m.children())
+    ]
 
 
 @pytest.mark.parametrize("name", NAMES)

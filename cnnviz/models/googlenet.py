@@ -281,7 +281,7 @@ _CARD = ModelCard(
     authors="Christian Szegedy, Wei Liu, Yangqing Jia, Pierre Sermanet, Scott Reed, Dragomir Anguelov, "
             "Dumitru Erhan, Vincent Vanhoucke, Andrew Rabinovich",
     venue="CVPR 2015",
-    year=2014,
+    year=2015,
     url="https://arxiv.org/abs/1409.4842",
     key_ideas=(
         "Inception modules: parallel 1x1, 3x3 and 5x5 convolutions and a 3x3 max pool, concatenated, so each "
@@ -321,6 +321,10 @@ _CARD = ModelCard(
         "7 models.",
         "Unlike torchvision, the third branch uses the paper's 5x5 convolution (torchvision's is 3x3), and "
         "there are no batch-norm layers and no input transform.",
+        "Parameter count: ours is 6,998,552 without the auxiliary classifiers (13,378,280 with them), biases "
+        "included, exactly what Table 1's channel numbers give; the paper's params column sums to about 6.8M "
+        "(its per-module figures are rounded and a little lower, e.g. 159K for inception 3a, where the "
+        "channel numbers give 163,328 weights).",
     ),
     adaptations_64=(
         "At 64x64 the maps are 32 (conv1), 16, 8 (stage 3), 4 (stage 4) and 2 (stage 5) pixels wide instead "

@@ -245,7 +245,8 @@ def _register(depth: int) -> None:
         "Softmax is folded into the cross-entropy loss; the model returns logits.",
         "Evaluation is a single forward pass on one crop; the paper's figures use 10-crop testing (Table 3) "
         "or multi-scale fully convolutional testing (Table 4).",
-        "FC layer initialisation: PyTorch's default (the paper does not state one).",
+        "FC layer initialisation: PyTorch's default (the paper does not state one). Batch norm uses PyTorch's "
+        "defaults (eps 1e-5, momentum 0.1), which the paper does not specify.",
         "stem='tiny' (an option, not the default) replaces the 7x7/2 conv and the max pool with a 3x3/1 conv.",
     ]
     if block is Bottleneck:
@@ -273,7 +274,7 @@ def _register(depth: int) -> None:
         title="Deep Residual Learning for Image Recognition",
         authors="Kaiming He, Xiangyu Zhang, Shaoqing Ren, Jian Sun",
         venue="CVPR 2016",
-        year=2015,
+        year=2016,
         url="https://arxiv.org/abs/1512.03385",
         key_ideas=_KEY_IDEAS,
         paper_input=(3, 224, 224),
