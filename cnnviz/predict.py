@@ -148,6 +148,8 @@ class Agreement:
             return "one model"
         if self.unanimous:
             return f"all {self.total} models agree: {self.majority_name}"
+        if self.votes == 1:
+            return f"the {self.total} models disagree: each names another class"
         return f"{self.votes} of {self.total} models say {self.majority_name}"
 
 

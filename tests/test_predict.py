@@ -114,6 +114,7 @@ def test_agreement_unanimous_majority_and_ties():
     # a 1-1 tie goes to the more confident answer
     a = agreement([_result("a", "n1", 0.2), _result("b", "n2", 0.7)])
     assert a.majority == "n2" and a.agrees == {"a": False, "b": True}
+    assert a.summary == "the 2 models disagree: each names another class"
 
     assert agreement([]).total == 0 and agreement([]).summary == "no predictions"
     assert agreement([_result("a", "n1", 0.5)]).summary == "one model"
