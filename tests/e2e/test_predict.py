@@ -50,3 +50,14 @@ def test_upload_shows_five_bars_per_checkpoint(app_server, page, tmp_path):
     assert_no_errors(page)
     assert not page.js_errors, page.js_errors
     shot(page, tmp_path, "predict")
+
+    # a second upload with the checkpoints already cached: the time a user waits in steady state
+    second = tmp_path / "second.png"
+    second.write_bytes(image_bytes("PNG", (64, 64), seed=9))
+    t0 = time.perf_counter()
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files([str(second)])
+    expect(page.get_by_role("heading", name="second.png")).to_be_visible()
+    expect(page.locator(BARS)).to_have_count(20)  # the uploader keeps the first files: 2 images x 2 checkpoints
+    wait_idle(page)
+    print(f"upload -> charts, checkpoints cached: {time.perf_counter() - t0:.2f} s")
+    assert_no_errors(page)
