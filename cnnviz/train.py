@@ -549,6 +549,7 @@ class Trainer:
             raise TrainingFailed("config", f"batch size {cfg.batch_size} is larger than the training set "
                                            f"({n_train} images); choose at most {n_train // self.dist.world_size}")
         self.num_classes = len(train.wnids)
+        self.status.update(num_classes=self.num_classes, data_root=str(self.data_root))
         log.info("data: %s (%d train, %d val images, %d classes)", self.data_root, n_train, len(val.labels),
                  self.num_classes)
         try:

@@ -1,4 +1,119 @@
+"""Training: a form that starts a detached job (cnnviz.jobs), and a fragment that polls the run folder."""
+
 import streamlit as st
 
+from cnnviz import get_card, jobs, list_models
+from cnnviz import training_view as tv
+from cnnviz.figures_arch import variant_specs
+from cnnviz.paths import checkpoints_dir
+from cnnviz.runs import list_runs, read_run
+from pages._shared import md_escape, show_error
+
 st.title("Training")
-st.info("This page is being built.")
+names = list_models()
+arch = st.selectbox("Architecture", names, format_func=lambda n: get_card(n).display_name, key="train_arch",
+                    index=names.index("resnet18") if "resnet18" in names else 0)
+with st.form("train_form"):
+    variant, cols = {}, st.columns(4)
+    for i, spec in enumerate(variant_specs(get_card(arch))):
+        col, key = cols[i % 4], f"train_{arch}_{spec.name}"
+        if spec.kind == "bool":
+            variant[spec.name] = col.checkbox(spec.name, spec.default, help=spec.help, key=key)
+        elif spec.kind in ("int", "float"):
+            variant[spec.name] = col.number_input(spec.name, value=spec.default, help=spec.help, key=key)
+        else:
+            variant[spec.name] = col.selectbox(spec.name, spec.choices, help=spec.help, key=key,
+                                               format_func=lambda v: "model default" if v is None else str(v))
+    choices = tv.dataset_choices()
+    data = st.selectbox("Dataset", choices, format_func=lambda c: c.label, key="train_data")
+    c = st.columns(4)
+    epochs = c[0].number_input("Epochs", 1, 1000, 2 if data.synthetic else 30, key="train_epochs")
+    batch = c[1].number_input("Batch size", 1, 65536, 64 if data.synthetic else 256, key="train_batch")
+    optimizer = c[2].selectbox("Optimizer", ["sgd", "adamw"], key="train_opt")
+    lr = c[3].number_input("Learning rate (empty: 0.1 SGD, 0.002 AdamW)", value=None, min_value=0.0,
+                           format="%.5f", key="train_lr")
+    schedule = c[0].selectbox("Schedule", ["cosine", "onecycle"], key="train_sched")
+    warmup = c[1].number_input("Warm-up epochs", 0.0, 100.0, 1.0, key="train_warmup")
+    smoothing = c[2].number_input("Label smoothing", 0.0, 0.99, 0.1, key="train_ls")
+    wd = c[3].number_input("Weight decay (empty: 5e-4 SGD, 0.05 AdamW)", value=None, min_value=0.0,
+                           format="%.5f", key="train_wd")
+    device = c[0].selectbox("Device", ["auto", "cuda", "cpu"], key="train_device")
+    seed = c[1].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+    force = c[2].checkbox("Allow a second job on this device", key="train_force")
+    if data.synthetic:
+        st.caption("The synthetic set is generated patterns for a quick demo, not Tiny ImageNet.")
+    start = st.form_submit_button("Start", type="primary")
+if start:
+    try:
+        cfg = tv.config_from_form(dict(arch=arch, variant=variant, data=data.spec, epochs=int(epochs),
+                                       batch_size=int(batch), optimizer=optimizer, lr=lr, schedule=schedule,
+                                       warmup_epochs=warmup, label_smoothing=smoothing, weight_decay=wd,
+                                       device=device, seed=int(seed)))
+        st.session_state["train_run"] = jobs.start(cfg, force=force).name
+    except (ValueError, RuntimeError, OSError) as e:
+        show_error(f"Training did not start: {e}", e)
+
+runs = list_runs()
+if not runs:
+    st.info("No runs yet: choose an architecture and press Start.")
+    st.stop()
+ids = [r.id for r in runs]
+if st.session_state.get("train_run") not in ids:
+    st.session_state["train_run"] = ids[0]
+run_id = st.selectbox("Run", ids, key="train_run",
+                      format_func=lambda i: f"{i} ({next(r.state for r in runs if r.id == i)})")
+
+
+def act(action, *args, **kw):
+    try:
+        action(*args, **kw)
+    except (ValueError, RuntimeError, OSError) as e:
+        show_error(str(e), e)
+        return
+    st.rerun()
+
+
+@st.fragment(run_every=2.0 if read_run(checkpoints_dir() / run_id).active else None)
+def monitor(run_id: str) -> None:
+    info = read_run(checkpoints_dir() / run_id)
+    if info.state == "missing":
+        st.warning("This run folder no longer exists (deleted?).")
+        return
+    box = {"failed": st.error, "done": st.success, "stopped": st.warning}.get(info.state, st.info)
+    box(f"**{info.state}**: {md_escape(info.message) or '...'}")
+    for problem in info.problems:
+        st.caption(f"warning: {md_escape(problem)}")
+    frac, text = tv.progress(info)
+    st.progress(frac, text=text)
+    b = st.columns(4)
+    if info.active and b[0].button("Stop", key="train_stop"):
+        act(jobs.stop, info.path)
+    if info.state in ("failed", "stopped") and b[1].button("Resume", key="train_resume"):
+        act(jobs.resume, info.path)
+    if not info.active and b[2].button("Delete", key="train_delete"):
+        st.session_state["train_confirm"] = run_id
+    if st.session_state.get("train_confirm") == run_id:
+        st.warning(f"Delete {md_escape(run_id)} and all its checkpoints?")
+        y, n = st.columns(2)
+        if y.button("Yes, delete", key="train_yes"):
+            st.session_state.pop("train_confirm")
+            act(jobs.delete, info.path)
+        if n.button("Cancel", key="train_no"):
+            st.session_state.pop("train_confirm")
+            st.rerun()
+    if info.metrics:
+        st.plotly_chart(tv.curves_figure(info.metrics), key="train_curves")
+        last = info.metrics[-1]
+        m = st.columns(4)
+        m[0].metric("val top-1", f"{100 * last['val_top1']:.1f}%")
+        m[1].metric("val top-5", f"{100 * last['val_top5']:.1f}%")
+        m[2].metric("images/s", f"{last['images_per_s']:.0f}")
+        mem = tv.memory_comparison(info)
+        m[3].metric("peak memory", tv.fmt_bytes(mem["measured"]),
+                    help=f"{mem['measured_kind']}; table estimate {tv.fmt_bytes(mem['estimate'])} ({mem['note']})")
+        st.caption(f"Memory: measured {tv.fmt_bytes(mem['measured'])} ({mem['measured_kind']}) vs. table "
+                   f"estimate {tv.fmt_bytes(mem['estimate'])}.")
+    st.code(info.log_tail(15) or "(no log yet)", language=None)
+
+
+monitor(run_id)

@@ -1,0 +1,126 @@
+"""The Training page in AppTest: the form builds the config jobs.start gets, errors are clean messages, runs
+in every state render (dead worker, torn files, deleted folder), and delete asks first. Polling (the
+fragment's run_every) is not ticked by AppTest: tests/e2e/test_training.py covers it in a browser."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cnnviz import jobs
+from cnnviz.paths import checkpoints_dir
+from cnnviz.runs import create_run
+from cnnviz.training_view import SYNTHETIC_LABEL
+from tests._synthetic import tiny_config
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "training.py")
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run(timeout=120)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _click(at: AppTest, button) -> AppTest:
+    button.click()
+    return _run(at)
+
+
+def _fake_run(name: str, state: str = "running", pid: int | None = 2**22 + 4321, epochs_done: int = 2,
+              torn: bool = False) -> Path:
+    run = create_run({**tiny_config(epochs=5).to_dict()}, run_id=name)
+    status = {"state": state, "pid": pid, "epoch": epochs_done + 1, "step": 3, "steps_per_epoch": 10,
+              "total_epochs": 5, "message": "training", "heartbeat": time.time(), "device": "cpu"}
+    (run / "status.json").write_text('{"state": "runn' if torn else json.dumps(status))
+    lines = [{"epoch": e, "train_loss": 2.0 / e, "train_acc": 0.2 * e, "val_loss": 2.1 / e, "val_top1": 0.15 * e,
+              "val_top5": 0.3 * e, "lr": 0.01, "images_per_s": 500.0, "epoch_time_s": 3.0, "elapsed_s": 3.0 * e,
+              "peak_mem_bytes": 300 * 2**20} for e in range(1, epochs_done + 1)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    (run / "train.log").write_text("epoch 1/5: train loss 2.0\n")
+    return run
+
+
+def test_form_offers_every_architecture_and_the_labelled_synthetic_set():
+    at = _run(AppTest.from_file(PAGE))
+    from cnnviz import list_models
+
+    assert at.selectbox(key="train_arch").options == [__import__("cnnviz").get_card(n).display_name
+                                                      for n in list_models()]
+    assert SYNTHETIC_LABEL in at.selectbox(key="train_data").options
+    assert "No runs yet" in at.info[0].value
+
+
+def test_start_passes_the_form_to_jobs_start_and_shows_the_run(monkeypatch):
+    seen = {}
+
+    def fake_start(cfg, force=False):
+        seen["cfg"], seen["force"] = cfg, force
+        return create_run(cfg.to_dict(), run_id="started-run")
+
+    monkeypatch.setattr(jobs, "start", fake_start)
+    at = _run(AppTest.from_file(PAGE))
+    at.selectbox(key="train_arch").set_value("lenet5")
+    _run(at)
+    at.selectbox(key="train_data").set_value(SYNTHETIC_LABEL)
+    at.number_input(key="train_epochs").set_value(3)
+    at.number_input(key="train_batch").set_value(32)
+    at.selectbox(key="train_opt").set_value("adamw")
+    at.checkbox(key="train_force").check()
+    _click(at, at.button[0])
+    cfg = seen["cfg"]
+    assert (cfg.arch, cfg.data, cfg.epochs, cfg.batch_size, cfg.optimizer) == ("lenet5", "synthetic", 3, 32, "adamw")
+    assert cfg.lr == pytest.approx(2e-3) and seen["force"] is True
+    assert at.selectbox(key="train_run").value == "started-run"
+    assert any("queued" in i.value for i in at.info)
+
+
+def test_busy_device_is_a_clean_message(monkeypatch):
+    def busy(cfg, force=False):
+        raise jobs.JobBusy("another training job (other-run) is running on cpu; wait for it to finish, stop it, "
+                           "or allow a second job on this device")
+
+    monkeypatch.setattr(jobs, "start", busy)
+    at = _run(AppTest.from_file(PAGE))
+    _click(at, at.button[0])
+    assert "Training did not start: another training job (other-run)" in at.error[0].value
+
+
+def test_dead_worker_shows_failed_with_resume_curves_and_memory():
+    _fake_run("dead-run")
+    at = _run(AppTest.from_file(PAGE))
+    assert "stopped unexpectedly after epoch 2" in at.error[0].value
+    assert at.button(key="train_resume") is not None and at.button(key="train_delete") is not None
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = {t["name"] for t in spec["data"]}
+    assert {"train loss", "val loss", "val top-1 (%)", "val top-5 (%)", "learning rate", "images/s"} <= names
+    assert at.metric[0].value == "30.0%"  # val top-1 of epoch 2
+    assert at.metric[3].value == "300.0 MiB"
+    assert any("table estimate" in c.value for c in at.caption)
+
+
+def test_torn_status_and_a_deleted_folder_do_not_break_the_page():
+    _fake_run("torn-run", torn=True)
+    at = _run(AppTest.from_file(PAGE))
+    assert any("status" in c.value and "damaged" in c.value for c in at.caption)
+    import shutil
+
+    shutil.rmtree(checkpoints_dir() / "torn-run")
+    _run(at)
+    assert "No runs yet" in at.info[0].value
+
+
+def test_delete_asks_for_confirmation_first():
+    run = _fake_run("oldrun", state="done", pid=None)
+    at = _run(AppTest.from_file(PAGE))
+    _click(at, at.button(key="train_delete"))
+    assert run.exists() and "Delete oldrun" in at.warning[0].value
+    _click(at, at.button(key="train_no"))
+    assert run.exists()
+    _click(at, at.button(key="train_delete"))
+    _click(at, at.button(key="train_yes"))
+    assert not run.exists()
