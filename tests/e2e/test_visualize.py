@@ -1,0 +1,61 @@
+"""Journey: open the Visualize page with a small checkpoint, upload an image, see the filters, a deconvnet
+projection and an occlusion map render in headless Chromium without errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import assert_no_errors, shot, wait_idle
+
+
+def _checkpoint(folder):
+    from cnnviz.checkpoint import build_meta, save_checkpoint
+    from cnnviz.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("lenet5", num_classes=3, input_size=64)
+    save_checkpoint(folder / "starter" / "tiny_lenet", m,
+                    build_meta(m, class_names=["alpha", "beta", "gamma"], mean=(0.45,) * 3, std=(0.25,) * 3))
+
+
+def _tab(page, name):
+    page.get_by_role("tab", name=name).click()
+    wait_idle(page)
+
+
+def test_filters_projection_and_occlusion_render(app_server, page, tmp_path):
+    base = tmp_path / "app"
+    _checkpoint(base / "checkpoints")
+    server = app_server(base=base)
+    page.goto(server.url + "/visualize")
+    wait_idle(page)
+
+    img = tmp_path / "upload.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(img)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(img))
+    wait_idle(page)
+    expect(page.get_by_text("What the network saw").first).to_be_visible()
+
+    # Filters (the first tab): the grid and its caption
+    expect(page.get_by_text("each filter scaled to its own").first).to_be_visible()
+    # Deconvnet projection
+    _tab(page, "Deconvnet")
+    proj = page.locator("[data-testid=stImage]").filter(has_text="receptive field").locator("img")
+    expect(proj).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=proj.element_handle())
+    # Occlusion map
+    _tab(page, "Occlusion")
+    page.get_by_role("button", name="Run occlusion").click()
+    wait_idle(page, timeout=120_000)
+    expect(page.get_by_text("grey square 8x8").first).to_be_visible(timeout=60_000)
+    occl = page.locator("[data-testid=stImage]").filter(has_text="grey square 8x8").locator("img")
+    expect(occl).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=occl.element_handle())
+    assert occl.evaluate("img => img.naturalWidth") > 300  # four labelled maps side by side
+    assert_no_errors(page)
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    assert not page.js_errors, page.js_errors
+    shot(page, tmp_path, "visualize")
