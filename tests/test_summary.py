@@ -426,3 +426,15 @@ def test_arch_tables_are_cached_and_safe_to_mutate():
     b = layer_table("vgg11", (3, 64, 64), num_classes=200)
     assert b.rows and b.totals["params"] > 0
     assert isinstance(b, LayerTable) and b.arch == "vgg11"
+
+
+def test_model_tables_are_cached_per_model_and_rebuilt_when_it_changes():
+    m = ConvReluPool()
+    a = layer_table(m, (3, 12, 12))
+    a.rows.clear()
+    b = layer_table(m, (3, 12, 12))
+    assert len(b.rows) == 6
+    m.conv1.requires_grad_(False)  # trainable flags are part of the key
+    assert layer_table(m, (3, 12, 12)).trainable_params == b.trainable_params - 224
+    m.pool = nn.MaxPool2d(3, 2, padding=1)  # a changed window is too
+    assert layer_table(m, (3, 12, 12)).row("pool").kernel == (3, 3)

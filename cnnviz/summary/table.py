@@ -38,10 +38,12 @@ Column definitions (per image; the batch dimension is never in the shapes):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
 import math
+import weakref
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -441,7 +443,8 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
         except Exception:  # noqa: BLE001 - best effort: rows without shapes rather than no table
             train_records = {}
 
-    source_modules = dict(model.named_modules()) if skeleton is None or skeleton is not model else {}
+    # The caller's modules, by name, for what a meta tensor cannot give (mask values, pruning masks).
+    source_modules = dict(model.named_modules()) if sk is not model else {}
 
     rows: list[LayerRow] = []
     geometry: dict[str, Geometry] = {}
@@ -452,11 +455,10 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
         order_all = {n: r.order for n, r in train_records.items()}
     for name, m in rows_mod.items():
         rec = records.get(name)
-        train_only = rec is None
+        train_only = rec is None and name in train_records  # e.g. auxiliary classifiers
         if rec is None:
-            rec = train_records.get(name)
-        src_name = name if source_modules else None
-        source = source_modules.get(src_name) if src_name is not None else None
+            rec = train_records.get(name)  # None for a module that never runs: a row without shapes
+        source = source_modules.get(name)
         # Parameters: torchinfo's own per-layer count (its LayerInfo, on the caller's module when we have
         # it: pruning masks are read there, not on the meta skeleton).
         li = LayerInfo(name, source if source is not None else m, name.count(".") + 1)
@@ -466,7 +468,7 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
         trainable += sum(p.numel() for p in m.parameters() if p.requires_grad)
         if rec is not None:
             in_shape, out_shape = rec.input_shape, rec.output_shape
-            out_numel = rec.output_numel // (1 if not train_only else 2)
+            out_numel = rec.output_numel // (2 if train_only else 1)  # per image (batch 2 in train mode)
         else:
             in_shape, out_shape, out_numel = (), (), 0
         macs, conn, kernel, stride, padding = _columns(m, source, in_shape, out_shape, out_numel, params, bias)
@@ -564,7 +566,30 @@ def layer_table(model_or_arch: nn.Module | str, input_size=(3, 224, 224), dtype:
         return _copy(_arch_table_cached(model_or_arch, key_variant, (c, h, w), num_classes, str(dtype)))
     if variant or num_classes is not None:
         raise TypeError("num_classes and variant options only apply to an architecture name, not a model")
-    return build_table(model_or_arch, (c, h, w), dtype, arch=getattr(model_or_arch, "arch", None))
+    model = model_or_arch
+    # Per-model cache (a Visualize page calls input_region on every click): keyed by the model object
+    # (weakly) and a structural fingerprint, so a model whose layers or trainable flags change is rebuilt.
+    key = ((c, h, w), str(dtype), _fingerprint(model))
+    per_model = _MODEL_CACHE.get(model)
+    if per_model is not None and key in per_model:
+        return _copy(per_model[key])
+    table = build_table(model, (c, h, w), dtype, arch=getattr(model, "arch", None))
+    with contextlib.suppress(TypeError):  # not weak-referenceable: no caching
+        _MODEL_CACHE.setdefault(model, {})[key] = table
+    return _copy(table)
+
+
+_MODEL_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    """What the table depends on besides the input: every module's type and window, parameter shapes and
+    trainable flags (values do not matter)."""
+    mods = tuple((name, type(m).__name__, str(getattr(m, "kernel_size", "")), str(getattr(m, "stride", "")),
+                  str(getattr(m, "padding", "")), str(getattr(m, "dilation", "")))
+                 for name, m in model.named_modules())
+    params = tuple((tuple(p.shape), p.requires_grad) for p in model.parameters())
+    return mods, params
 
 
 def _copy(t: LayerTable) -> LayerTable:
@@ -581,9 +606,11 @@ def _arch_table(arch: str, variant: tuple, input_size: tuple[int, int, int], num
     c, h, w = input_size
     if h != w:
         raise ValueError(f"{card.display_name} is built for square inputs; got {h}x{w}")
-    if c != card.paper_input[0]:
-        raise ValueError(f"{card.display_name} takes {card.paper_input[0]} input channel(s), got {c}")
     kwargs = dict(variant)
+    if "in_channels" in card.variants:  # LeNet-5: 1 channel at 32x32 (MNIST), RGB for Tiny ImageNet
+        kwargs.setdefault("in_channels", c)
+    elif c != card.paper_input[0]:
+        raise ValueError(f"{card.display_name} takes {card.paper_input[0]} input channel(s), got {c}")
     try:
         with torch.device("meta"):
             model = create_model(arch, num_classes=num_classes, input_size=h, **kwargs)
