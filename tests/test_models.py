@@ -239,6 +239,5 @@ def test_card_is_complete(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_documented_variants_build(name):
     card = get_card(name)
-    for key, value in card.default_variant.items():
-        model = _meta_model(name, num_classes=10, input_size=TINY, **{key: value})
-        assert model.model_args[key] == value
+    model = _meta_model(name, num_classes=10, input_size=TINY, **card.default_variant)
+    assert all(model.model_args[key] == value for key, value in card.default_variant.items())
