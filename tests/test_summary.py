@@ -438,3 +438,13 @@ def test_model_tables_are_cached_per_model_and_rebuilt_when_it_changes():
     assert layer_table(m, (3, 12, 12)).trainable_params == b.trainable_params - 224
     m.pool = nn.MaxPool2d(3, 2, padding=1)  # a changed window is too
     assert layer_table(m, (3, 12, 12)).row("pool").kernel == (3, 3)
+
+
+def test_wrapped_and_half_precision_models():
+    m = ConvReluPool()
+    plain = layer_table(m, (3, 12, 12))
+    wrapped = layer_table(nn.DataParallel(m), (3, 12, 12))
+    assert [r.name for r in wrapped.rows] == [r.name for r in plain.rows]
+    half = layer_table(ConvReluPool().half(), (3, 12, 12), dtype="float16")
+    assert [r.output_shape for r in half.rows] == [r.output_shape for r in plain.rows]
+    assert half.totals["activation_bytes"] * 2 == plain.totals["activation_bytes"]

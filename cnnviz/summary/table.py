@@ -425,9 +425,12 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
 
     c, h, w = _parse_input(input_size)
     size = dtype_size(dtype)
+    model = _unwrap(model)
     sk = skeleton if skeleton is not None else meta_skeleton(model)
     fast_forwards(sk)
-    x = torch.zeros(1, c, h, w, device="meta")
+    # the input in the model's own floating dtype (a half-precision model refuses a float32 input)
+    fdtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    x = torch.zeros(1, c, h, w, device="meta", dtype=fdtype)
     try:
         rows_mod, records = run_traced(sk, x, train=False)
     except Exception as e:  # a shape error deep in the model: say which input it could not take
@@ -437,7 +440,7 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
     if missing:
         # Modules that only run in training mode (auxiliary classifiers): a second pass, train mode, batch 2
         # (BatchNorm refuses one value per channel in train mode).
-        x2 = torch.zeros(2, c, h, w, device="meta")
+        x2 = torch.zeros(2, c, h, w, device="meta", dtype=fdtype)
         try:
             _, train_records = run_traced(sk, x2, train=True)
         except Exception:  # noqa: BLE001 - best effort: rows without shapes rather than no table
@@ -513,6 +516,19 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
     classes = _num_classes(model, rows)
     return LayerTable(arch=arch, input=(c, h, w), classes=classes, dtype=str(dtype), rows=rows, totals=totals,
                       trainable_params=trainable, geometry=geometry)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DataParallel / DistributedDataParallel / torch.compile wrapper (same layer names
+    as the bare model: no ``module.`` or ``_orig_mod.`` prefix)."""
+    for _ in range(3):
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            break
+    return model
 
 
 def _attach_activations(rows: list[LayerRow]) -> list[LayerRow]:
