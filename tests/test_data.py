@@ -224,10 +224,11 @@ def test_eval_batches_are_the_normalised_images_in_order(synthetic_root):
 
 
 @pytest.mark.parametrize("pad_mode", ["reflect", "zero"])
-def test_crop_flip_matches_pad_crop_flip_per_image(pad_mode):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_crop_flip_matches_pad_crop_flip_per_image(pad_mode, channels_last):
     images, labels = _arrays(12, 8)
     p = BatchPipeline(images, labels, 12, train=True, augment="crop_flip", mean=(0, 0, 0), std=(1, 1, 1),
-                      padding=3, pad_mode=pad_mode, seed=5)
+                      padding=3, pad_mode=pad_mode, seed=5, channels_last=channels_last)
     x, y = next(iter(p))
     idx, plan = p.indices(), p._plan(12)
     assert plan["offset"].abs().max() > 0 and plan["flip"].any() and not plan["flip"].all()

@@ -20,6 +20,7 @@ metric sums once after the loop rather than per step).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -77,7 +78,7 @@ class BatchPipeline:
             raise ValueError(f"images must be N x H x W x 3 uint8, got shape {tuple(self.images.shape)}")
         if pad_mode == "reflect" and padding >= min(h, w):
             raise ValueError(f"reflect padding {padding} must be smaller than the image side {min(h, w)}")
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(self.device)
+        self.labels = torch.from_numpy(np.array(labels, dtype=np.int64)).to(self.device)  # small: a copy
         if len(self.labels) != n:
             raise ValueError(f"{n} images but {len(self.labels)} labels")
         self.batch_size, self.train, self.augment = int(batch_size), bool(train), augment if train else "none"
@@ -167,20 +168,21 @@ class BatchPipeline:
         for s in range(steps):
             sl = slice(s * self.batch_size, min((s + 1) * self.batch_size, len(idx)))
             b = idx[sl]
-            yield self._batch(b, {k: v[sl] for k, v in plan.items()}), self.labels[b]
+            yield self._batch(b, {k: v[sl] for k, v in plan.items()}), self.labels.index_select(0, b)
 
     def _batch(self, b: torch.Tensor, plan: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.augment in ("crop_flip", "flip"):
-            x = self._gather_crop_flip(b, plan)
+            x = self._gather_crop_flip(b, plan)  # B x 3 x H x W uint8, already in the output memory format
         else:
-            x = self.images[b]  # B x H x W x 3 uint8
-        x = x.permute(0, 3, 1, 2)  # NCHW view with channels_last strides, no copy
+            x = self.images.index_select(0, b).permute(0, 3, 1, 2)  # NCHW view, channels_last strides
+            if not self.channels_last and self.augment != "rrc":
+                x = x.contiguous()  # cheaper on uint8 than on float
         if self.augment == "rrc":
             x = self._rrc(x, plan)
         else:
-            if not self.channels_last:
-                x = x.contiguous()  # cheaper on uint8 than on float
-            x = torch.addcmul(self._shift, x.float(), self._scale)  # keeps x's memory format
+            # (x / 255 - mean) / std as one in-place multiply-add (keeps the memory format; measured ~3x
+            # cheaper than an out-of-place addcmul on the CPU)
+            x = x.float().mul_(self._scale).add_(self._shift)
             if self.size != x.shape[-1]:
                 x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
                                   antialias=True)
@@ -191,11 +193,17 @@ class BatchPipeline:
         return x if x.dtype == self.dtype else x.to(self.dtype)
 
     def _gather_crop_flip(self, b: torch.Tensor, plan: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Crop (with padding) and flip as one gather: output (i, j) reads source (rows[i], cols[j])."""
-        h, w = self.images.shape[1:3]
+        """Crop (with padding) and flip by index arithmetic: output pixel (i, j) is source (rows[i], cols[j]).
+
+        Two steps, both batched: whole source rows are gathered (B x H rows of W x 3 bytes), then the columns (crop offset, flip, reflect/zero padding) by one ``torch.gather`` whose
+        index is shared by all rows; laid out to produce NCHW directly (or NHWC = channels_last), so no
+        separate transpose pass. Measured ~2x faster than a single 3-index advanced-indexing gather.
+        """
+        n_img, h, w, c = self.images.shape
+        bsz = len(b)
         flip = plan["flip"]
         cols = torch.where(flip[:, None], (w - 1) - self._ar_w[None, :], self._ar_w[None, :])  # B x W
-        rows = self._ar_h[None, :].expand(len(b), h)  # B x H
+        rows = self._ar_h[None, :].expand(bsz, h)  # B x H
         valid = None
         if "offset" in plan:
             off = plan["offset"]
@@ -205,11 +213,23 @@ class BatchPipeline:
                 rows = _reflect(rows, h)
                 cols = _reflect(cols, w)
             else:  # zero padding: read a clamped pixel, then zero what fell outside
-                valid = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+                valid = ((rows >= 0) & (rows < h))[:, None, :, None] & ((cols >= 0) & (cols < w))[:, None, None, :]
                 rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
-        x = self.images[b[:, None, None], rows[:, :, None], cols[:, None, :]]  # B x H x W x 3
+        # whole source rows, as one index_select over an (N*H) x (W*C) view: a memcpy per row (measured
+        # ~10x faster than advanced indexing with two index tensors, which copies byte by byte)
+        picked = self.images.view(n_img * h, w * c).index_select(0, (b[:, None] * h + rows).reshape(-1))
+        picked = picked.view(bsz, h, w, c)
+        chan = torch.arange(c, device=self.images.device)
+        if self.channels_last:
+            src = picked.view(bsz, h, w * c)
+            idx = (cols[:, :, None] * c + chan).view(bsz, 1, w * c).expand(bsz, h, w * c)
+            x = torch.gather(src, 2, idx).view(bsz, h, w, c).permute(0, 3, 1, 2)  # channels_last strides
+        else:
+            src = picked.view(bsz, 1, h, w * c).expand(bsz, c, h, w * c)
+            idx = (cols[:, None, :] * c + chan[None, :, None]).view(bsz, c, 1, w).expand(bsz, c, h, w)
+            x = torch.gather(src, 3, idx)  # B x C x H x W contiguous
         if valid is not None:
-            x = x * valid[..., None].to(x.dtype)
+            x = x * valid.to(x.dtype)
         return x
 
     def _rrc(self, x: torch.Tensor, plan: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -219,7 +239,7 @@ class BatchPipeline:
         theta = torch.zeros(len(cw), 2, 3, device=x.device)
         theta[:, 0, 0], theta[:, 0, 2] = cw * sign, cx
         theta[:, 1, 1], theta[:, 1, 2] = ch, cy
-        xf = torch.addcmul(self._shift, x.float(), self._scale).contiguous()
+        xf = x.float().mul_(self._scale).add_(self._shift).contiguous()
         grid = F.affine_grid(theta, [len(cw), 3, self.size, self.size], align_corners=False)
         return F.grid_sample(xf, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -241,14 +261,26 @@ def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _to_device_uint8(images, device: torch.device) -> torch.Tensor:
-    """Copy a (memory-mapped) uint8 N x H x W x C array to ``device`` once, in chunks (no 2x host copy)."""
+    """A uint8 N x H x W x C array as a tensor on ``device``: copied once, in chunks, to a GPU; shared (not
+    copied) on the CPU where possible."""
     if isinstance(images, torch.Tensor):
         if images.dtype != torch.uint8:
             raise ValueError(f"images must be uint8, got {images.dtype}")
         return images.to(device).contiguous()
-    arr = np.asarray(images)
+    arr = images if isinstance(images, np.memmap) else np.asarray(images)
     if arr.dtype != np.uint8 or arr.ndim != 4:
         raise ValueError(f"images must be a uint8 N x H x W x 3 array, got {arr.dtype} {arr.shape}")
+    if device.type == "cpu":
+        # On the CPU the cache file itself is the tensor: re-mapped copy-on-write (a stray write changes a
+        # private page instead of faulting on the read-only map or corrupting the cache), no 1.2 GB copy.
+        filename = getattr(arr, "filename", None)
+        if isinstance(arr, np.memmap) and filename and arr.flags.c_contiguous:
+            with contextlib.suppress(OSError, ValueError):
+                cow = np.load(filename, mmap_mode="c")
+                if cow.shape == arr.shape and cow.dtype == np.uint8 and cow.flags.c_contiguous:
+                    return torch.from_numpy(cow)
+        if arr.flags.writeable and arr.flags.c_contiguous and not isinstance(arr, np.memmap):
+            return torch.from_numpy(arr)
     out = torch.empty(arr.shape, dtype=torch.uint8, device=device)
     step = 8192
     with warnings.catch_warnings():

@@ -1,0 +1,173 @@
+"""Data benchmark: cache build from the shared zip, reload, and BatchPipeline vs ImageFolder + DataLoader.
+
+    .venv/bin/python -m bench.bench_data [--batches 60] [--keep DIR]
+
+1. ``prepare(shared zip)`` into a fresh temporary folder: the train (100k) and val (10k) uint8 caches, wall
+   time and CPU time (this process + its decoding workers).
+2. Reload: ``load_split`` of both splits again (manifest check + memory map), and the copy of train into one
+   torch tensor that ``BatchPipeline`` makes.
+3. Throughput, side by side in one run, same augmentation (random crop 64 with 4 px reflect padding +
+   horizontal flip + normalisation, batch 256): ``torchvision.datasets.ImageFolder`` + ``DataLoader(num_workers=2)``
+   over JPEGs extracted from the zip (20 classes, 10,000 images: the per-image cost does not depend on the
+   dataset size) against ``BatchPipeline`` on the CPU over the train cache (and on CUDA when there is a GPU).
+Writes the "data" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench._report import write_section
+from cnnviz.data import BatchPipeline, load_split, prepare
+from cnnviz.data.tinyimagenet import DIRNAME, check_zip, extract_zip
+from cnnviz.paths import shared_zip
+from cnnviz.preprocess import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
+
+
+def _cpu() -> float:
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def _load() -> str:
+    try:
+        return ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def _rate(batches, n_batches: int, device: torch.device | None = None) -> float:
+    """Images/s over ``n_batches`` after one warm-up batch (worker start-up is not counted)."""
+    it = iter(batches)
+    next(it)
+    seen, t0 = 0, time.perf_counter()
+    for _ in range(n_batches):
+        x, _ = next(it)
+        seen += x.shape[0]
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - t0)
+
+
+def bench_build(zip_path: Path, out: Path) -> dict:
+    cpu0, t0 = _cpu(), time.perf_counter()
+    root = prepare(zip_path, out)
+    wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
+    train, val = load_split(root, "train"), load_split(root, "val")
+    return {"root": root, "wall": wall, "cpu": cpu, "train_s": train.manifest["build_seconds"],
+            "val_s": val.manifest["build_seconds"], "workers": train.manifest["workers"],
+            "train_gray": train.manifest["modes"].get("L", 0)}
+
+
+def bench_reload(root: Path) -> dict:
+    t0 = time.perf_counter()
+    train, val = load_split(root, "train"), load_split(root, "val")
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    BatchPipeline.from_split(train, 256, "cpu")
+    t_tensor = time.perf_counter() - t0
+    return {"load": t_load, "to_tensor": t_tensor, "n": len(train) + len(val)}
+
+
+def bench_dataloader(zip_path: Path, tmp: Path, n_batches: int, classes: int = 20) -> float:
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    index, prefix = check_zip(zip_path)
+    wnids = sorted({n[len(prefix):].split("/")[1] for n in index if n[len(prefix):].startswith("train/")
+                    and n.count("/") >= 3})[:classes]
+    keep = tuple(f"train/{w}/images/" for w in wnids)
+    extract_zip(zip_path, index, prefix, tmp, lambda rel: rel.startswith(keep))
+    tf = transforms.Compose([
+        transforms.RandomCrop(64, padding=4, padding_mode="reflect"),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(TINY_IMAGENET_MEAN, TINY_IMAGENET_STD),
+    ])
+    ds = datasets.ImageFolder(str(tmp / "train"), transform=tf)
+    loader = DataLoader(ds, batch_size=256, shuffle=True, num_workers=2, persistent_workers=False, drop_last=True)
+    return _rate(loader, min(n_batches, len(loader) - 1))
+
+
+def bench_pipeline(images, labels, device: torch.device, n_batches: int, augment: str = "crop_flip") -> float:
+    p = BatchPipeline(images, labels, 256, device=device, train=True, augment=augment)
+    return _rate(p, min(n_batches, len(p) - 1), device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, default=60, help="timed batches per loader (after a warm-up one)")
+    ap.add_argument("--keep", default=None, help="build into this folder and keep it (default: a temp folder)")
+    args = ap.parse_args()
+    zip_path = shared_zip()
+    if not zip_path.is_file():
+        raise SystemExit(f"the shared zip is not at {zip_path}; set CNNVIZ_SHARED_ZIP")
+    load_before = _load()
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cnnviz-bench-data-"))
+    try:
+        shutil.rmtree(work / DIRNAME, ignore_errors=True)
+        print(f"building the cache from {zip_path} into {work} (load average {load_before}) ...", flush=True)
+        b = bench_build(zip_path, work)
+        print(f"  build: {b['wall']:.1f} s wall, {b['cpu']:.1f} s CPU (train {b['train_s']:.1f} s, "
+              f"val {b['val_s']:.1f} s, {b['workers']} workers)", flush=True)
+        r = bench_reload(b["root"])
+        print(f"  reload: {r['load']:.2f} s (manifest + mmap), train into a tensor {r['to_tensor']:.2f} s",
+              flush=True)
+
+        print("DataLoader baseline ...", flush=True)
+        dl = bench_dataloader(zip_path, work / "imagefolder", args.batches)
+        print(f"  ImageFolder + DataLoader(2 workers): {dl:,.0f} images/s", flush=True)
+        train = load_split(b["root"], "train")
+        cpu = torch.device("cpu")
+        rates = {aug: bench_pipeline(train.images, train.labels, cpu, args.batches, aug)
+                 for aug in ("crop_flip", "rrc", "none")}
+        for aug, v in rates.items():
+            print(f"  BatchPipeline CPU {aug}: {v:,.0f} images/s ({v / dl:.1f}x)", flush=True)
+        gpu_line = ""
+        if torch.cuda.is_available():
+            dev = torch.device("cuda")
+            g = {aug: bench_pipeline(train.images, train.labels, dev, 200, aug) for aug in ("crop_flip", "rrc")}
+            gpu_line = (f"| BatchPipeline on {torch.cuda.get_device_name(0)}, crop_flip / rrc | "
+                        f"{g['crop_flip']:,.0f} / {g['rrc']:,.0f} | {g['crop_flip'] / dl:.0f}x |\n")
+        load_after = _load()
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    body = f"""## Data: cache and batch pipeline (`bench/bench_data.py`)
+
+| What | Measured | Goal |
+|---|---|---|
+| Cache build from the shared zip (train 100k + val 10k, JPEGs read from the zip, {b['workers']} decoding processes) | {b['wall']:.1f} s wall (train {b['train_s']:.1f} s, val {b['val_s']:.1f} s), {b['cpu']:.1f} s CPU | < 60 s |
+| Reload both splits (manifest check + memory map) | {r['load']:.2f} s | < 3 s |
+| Train split into one torch tensor (what `BatchPipeline` does once) | {r['to_tensor']:.2f} s | |
+
+Throughput, same augmentation (random crop 64, 4 px reflect padding, horizontal flip, normalise), batch 256,
+side by side in one run:
+
+| Loader | images/s | vs DataLoader |
+|---|---|---|
+| `ImageFolder` + `DataLoader(num_workers=2)` (JPEGs on disk, 20 classes) | {dl:,.0f} | 1.0x |
+| `BatchPipeline` CPU, crop_flip | {rates['crop_flip']:,.0f} | {rates['crop_flip'] / dl:.1f}x |
+| `BatchPipeline` CPU, random-resized crop + flip | {rates['rrc']:,.0f} | {rates['rrc'] / dl:.1f}x |
+| `BatchPipeline` CPU, no augmentation (shuffle + normalise) | {rates['none']:,.0f} | {rates['none'] / dl:.1f}x |
+{gpu_line}
+The machine was shared with other engineers' jobs while this ran (load average {load_before} before,
+{load_after} after, on 2 cores), so wall times are inflated; the CPU time of the build is the steadier figure.
+{"No GPU on this machine: the CUDA path (whole split in GPU memory, same code) was not measured here." if not gpu_line else ""}
+"""
+    path = write_section("data", body)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
