@@ -94,6 +94,14 @@ def test_vgg16_has_138_million_parameters():
     assert get_card("vgg16").figures.params == 138_000_000  # Table 2 of the paper
 
 
+@pytest.mark.parametrize("name,millions", [("vgg11", 133), ("vgg13", 133), ("vgg16", 138), ("vgg19", 144)])
+def test_vgg_parameters_round_to_table2(name, millions):
+    card = get_card(name)
+    assert card.figures.params == millions * 1_000_000  # Table 2 of the paper, in millions
+    assert round(_nparams(_meta(name)) / 1e6) == millions
+    assert card.figures.top1_error is not None and "Table 3" in card.figures.note
+
+
 @pytest.mark.parametrize("name,convs", [("vgg11", 8), ("vgg13", 10), ("vgg16", 13), ("vgg19", 16)])
 def test_vgg_configurations(name, convs):
     for bn in (False, True):
