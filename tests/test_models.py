@@ -62,7 +62,7 @@ def tiny(request) -> tuple[str, nn.Module]:
 
 def test_registry_has_the_whole_zoo():
     expected = {
-        "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+        "lenet5", "alexnet", "zfnet", "nin", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
         "googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     }
     assert expected <= set(NAMES)
