@@ -157,8 +157,9 @@ _DEVIATIONS_BN = _DEVIATIONS + (
 _ADAPT_64 = (
     "At 64x64 the five 2x2/2 pools leave a 2x2x512 map (7x7x512 at 224), so the first FC layer takes "
     "2x2x512 = 2,048 inputs instead of 25,088: FC1 has 2048*4096 + 4096 = 8.4M parameters instead of 102.8M. "
-    "We do not average-pool back up to 7x7 (as torchvision's adaptive pool would), which would copy each "
-    "value 12-16 times and keep 94M parameters fed by 2,048 numbers.",
+    "We do not resample the map back up to 7x7 (as torchvision's AdaptiveAvgPool2d((7, 7)) would): that "
+    "would spread each of the 4 positions over 16 of the 49 cells and keep FC1's 102.8M parameters fed by "
+    "2,048 distinct numbers.",
     "The last FC layer has 200 outputs (Tiny ImageNet classes) instead of 1000.",
     "The convolutional layers are unchanged (same kernels, strides, paddings and channel counts).",
 )
