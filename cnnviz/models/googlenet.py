@@ -305,7 +305,7 @@ _CARD = ModelCard(
              "9.15%; 1 model x 144 crops: 7.89%; 7 models x 144 crops: 6.67%, the winning test-set entry, "
              "Table 2). Parameters: sum of Table 1's params column "
              "(~6.8M, without the auxiliary classifiers). MACs: 'a computational budget of 1.5 billion "
-             "multiply-adds at inference time' (Section 5; Table 1's ops column sums to ~1.5G). "
+             "multiply-adds at inference time' (Section 1; Table 1's ops column sums to ~1.5G). "
              "The paper reports no top-1 error.",
     ),
     deviations=(
