@@ -448,3 +448,23 @@ def test_wrapped_and_half_precision_models():
     half = layer_table(ConvReluPool().half(), (3, 12, 12), dtype="float16")
     assert [r.output_shape for r in half.rows] == [r.output_shape for r in plain.rows]
     assert half.totals["activation_bytes"] * 2 == plain.totals["activation_bytes"]
+
+
+class FunctionalPool(nn.Module):
+    """Windowed functional ops between modules are traced with their own kernel/stride/padding."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.conv(x), 3, 2, 1)  # rf 3 + 2 = 5, jump 2, start -1 - 1 = -2
+        x = F.avg_pool2d(x, kernel_size=2)  # rf 5 + 2 = 7, jump 4
+        return self.head(x)
+
+
+def test_functional_windows_between_modules():
+    t = layer_table(FunctionalPool(), (3, 16, 16))
+    assert receptive_fields(t)["head"] == (7, 4, -2)
+    assert t.row("head").inputs == ("conv",)

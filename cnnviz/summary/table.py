@@ -296,7 +296,9 @@ def _totals_lines(t: LayerTable) -> list[str]:
         f"Forward activations per image: {tot['activations']:,} ({human(tot['activations'])}), "
         f"{human_bytes(tot['activation_bytes'])}",
         f"MACs per image: {tot['macs']:,} ({human(tot['macs'])})",
-    ]
+    ] + ([f"Rows marked (train) ({n} of them: auxiliary classifiers) run only in training: they count in the "
+          "parameters and the training memory, not in the per-image activations and MACs."]
+         if (n := sum(r.train_only for r in t.rows)) else [])
 
 
 # ---------------------------------------------------------------------------------------------------------

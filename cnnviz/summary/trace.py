@@ -131,6 +131,39 @@ def module_geometry(module: nn.Module, g: Geometry, in_shape, out_shape) -> Geom
     return reshape_geometry(g, in_shape, out_shape)
 
 
+_WINDOW_FUNCS = {"max_pool2d", "_max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "lp_pool2d", "conv2d"}
+
+
+def functional_window(func, args, kwargs) -> tuple | None:
+    """(kernel, stride, padding, dilation) of a windowed functional call (``F.max_pool2d(x, 3, 2, 1)``,
+    ``F.avg_pool2d``, ``F.conv2d``) made in a model's forward between modules; None for any other op."""
+    name = getattr(func, "__name__", "")
+    if name not in _WINDOW_FUNCS:
+        return None
+    if name == "conv2d":
+        names = ("input", "weight", "bias", "stride", "padding", "dilation")
+        a = {**dict(zip(names, args, strict=False)), **kwargs}
+        weight = a.get("weight")
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+            return None
+        kernel = tuple(weight.shape[-2:])
+        padding = a.get("padding", 0)
+        if isinstance(padding, str):
+            padding = tuple((k - 1) // 2 for k in kernel) if padding == "same" else 0
+        return kernel, a.get("stride", 1), padding, a.get("dilation", 1)
+    if name == "lp_pool2d":  # (input, norm_type, kernel_size, stride)
+        names = ("input", "norm_type", "kernel_size", "stride")
+    else:
+        names = ("input", "kernel_size", "stride", "padding", "dilation")
+    a = {**dict(zip(names, args, strict=False)), **kwargs}
+    kernel = a.get("kernel_size")
+    if kernel is None:
+        return None
+    stride = a.get("stride") or kernel  # None or () means "the kernel size"
+    dilation = a.get("dilation", 1) if name != "avg_pool2d" else 1
+    return kernel, stride, a.get("padding", 0), dilation
+
+
 def _tensors(obj: Any) -> list[torch.Tensor]:
     """All tensors in a (nested) tuple/list/dict."""
     if isinstance(obj, torch.Tensor):
@@ -233,8 +266,12 @@ class Tracer(TorchFunctionMode):
                 outs = [o for o in _tensors(out) if id(o) not in self.infos or self.infos[id(o)].tensor is not o]
                 if outs:
                     producers = frozenset().union(*(i.producers for _, i in known))
+                    window = functional_window(func, args, kwargs)
                     for o in outs:
-                        geos = [reshape_geometry(i.geometry, t.shape, o.shape) for t, i in known]
+                        if window is not None and _spatial(o.shape) is not None:
+                            geos = [apply_window(known[0][1].geometry, *window)]
+                        else:
+                            geos = [reshape_geometry(i.geometry, t.shape, o.shape) for t, i in known]
                         self.mark(o, union(geos), producers)
         return out
 
