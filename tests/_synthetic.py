@@ -13,8 +13,9 @@ _SOURCE: dict[str, Path] = {}
 NUM_CLASSES, TRAIN_PER_CLASS, VAL_PER_CLASS = 4, 40, 10
 
 
-def install_synthetic(tmp_path_factory) -> Path:
-    """Put the small synthetic set at ``$CNNVIZ_DATA/synthetic`` (the folder ``--data synthetic`` uses)."""
+def install_synthetic(tmp_path_factory, data_root: Path | None = None) -> Path:
+    """Put the small synthetic set at ``$CNNVIZ_DATA/synthetic`` (the folder ``--data synthetic`` uses), or
+    under ``data_root`` (an app server's data folder)."""
     from cnnviz.data import load_split, make_synthetic
 
     if "src" not in _SOURCE:
@@ -25,7 +26,7 @@ def install_synthetic(tmp_path_factory) -> Path:
             load_split(src, "train")  # build the uint8 caches once, copied along with the images
             load_split(src, "val")
         _SOURCE["src"] = src
-    dest = Path(os.environ["CNNVIZ_DATA"]) / "synthetic"
+    dest = Path(data_root or os.environ["CNNVIZ_DATA"]) / "synthetic"
     if not dest.exists():
         shutil.copytree(_SOURCE["src"], dest)
     return dest

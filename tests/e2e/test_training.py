@@ -1,0 +1,49 @@
+"""Training journey in Chromium: start a synthetic LeNet-5 run from the page and watch the polling fragment
+report progress and finish on its own (no clicks), with curves; a reload re-attaches to the run."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from tests._synthetic import install_synthetic
+from tests.e2e.conftest import assert_no_errors, shot, wait_idle
+
+
+def _choose(page, label: str, option: str) -> None:
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
+def test_start_a_synthetic_run_and_watch_it_finish(app_server, page, tmp_path, tmp_path_factory):
+    base = tmp_path / "app"
+    install_synthetic(tmp_path_factory, base / "data")
+    server = app_server(base=base, env={"OMP_NUM_THREADS": "1"})
+    page.goto(server.url + "/training")
+    wait_idle(page)
+    expect(page.get_by_text("No runs yet")).to_be_visible()
+    _choose(page, "Architecture", "LeNet-5")
+    _choose(page, "variant", "modern")
+    _choose(page, "Optimizer", "adamw")
+    expect(page.get_by_role("combobox", name="Dataset")).to_have_value(re.compile("Synthetic demo set"))
+    page.get_by_role("button", name="Start").click()
+    wait_idle(page)
+    # The run appears at once (queued or already running) ...
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(r"^lenet5-"))
+    # ... and the fragment, polling on its own, shows it finish with its curves.
+    expect(page.get_by_text(re.compile(r"done: 2 epochs"))).to_be_visible(timeout=120_000)
+    expect(page.get_by_text(re.compile(r"finished 2 epochs; best val top-1"))).to_be_visible()
+    chart = page.get_by_test_id("stPlotlyChart").first
+    expect(chart.locator(".scatterlayer .trace").first).to_be_visible()
+    shot(page, tmp_path, "training-done")
+    # A reload (or a restarted server) re-attaches: the run is read back from its folder.
+    page.reload()
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r"finished 2 epochs"))).to_be_visible()
+    assert_no_errors(page)
+    assert not page.js_errors, page.js_errors
+    runs = [p for p in (base / "checkpoints").iterdir() if p.name.startswith("lenet5-")]
+    assert len(runs) == 1 and (runs[0] / "best.safetensors").is_file()
