@@ -139,6 +139,12 @@ def test_http_error_says_how_to_continue(server, tmp_path):
         download(server.url, tmp_path / "t.zip", None)
 
 
+def test_no_connection_says_how_to_continue(tmp_path):
+    with pytest.raises(DatasetError, match="could not download.*network.*--source PATH_TO_ZIP"):
+        download("http://127.0.0.1:9/none.zip", tmp_path / "t.zip", None, retries=1, timeout=5)
+    assert not list(tmp_path.iterdir())
+
+
 def test_prepare_download_end_to_end(server, tmp_path):
     zip_path = zip_tree(mini_tree(tmp_path / "tree"), tmp_path / "served.zip")
     server.payload = zip_path.read_bytes()

@@ -367,11 +367,16 @@ def download(url: str = OFFICIAL_URL, dest: str | Path | None = None, md5: str |
             last_error = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
             attempt += 1
             if attempt > retries:
+                if have == 0:
+                    part.unlink(missing_ok=True)
+                    raise DatasetError(f"could not download {url} ({last_error}); check the network connection, "
+                                       f"or download the zip by hand and run `python -m cnnviz data prepare "
+                                       f"--source PATH_TO_ZIP`") from None
                 of = f" of {total / 1e6:.1f} MB" if total else ""
                 raise DatasetError(f"the download of {url} was interrupted at {have / 1e6:.1f} MB{of} "
                                    f"({last_error}); the partial file {part} is kept: run the same command "
                                    f"again to resume") from None
-            time.sleep(min(2.0 * attempt, 10.0) if not os.environ.get("CNNVIZ_FAST_RETRY") else 0.05)
+            time.sleep(min(1.0 * attempt, 5.0) if not os.environ.get("CNNVIZ_FAST_RETRY") else 0.05)
     if md5 is not None:
         got = _hash_file(part, ("md5",), progress)["md5"]
         if got != md5:
