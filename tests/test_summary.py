@@ -319,11 +319,15 @@ def test_registry_rows_match_a_real_forward(name):
     stats = torchinfo.summary(meta.eval(), input_size=(1, c, size, size), verbose=0,
                               device="cpu" if meta is model else "meta")
     by_id = {id(li.module): li for li in stats.summary_list}
+    assert stats.total_params == t.totals["params"]
     modules = dict(meta.named_modules())
     for r in t.rows:
         li = by_id.get(id(modules[r.name]))
         if li is not None and li.executed and r.type in ("Conv2d", "Linear"):
             assert r.macs == li.macs, r.name
+    ours = sum(r.macs for r in t.rows if r.type in ("Conv2d", "Linear") and not r.train_only)
+    theirs = sum(li.macs for li in stats.summary_list if li.executed and li.class_name in ("Conv2d", "Linear"))
+    assert ours == theirs
 
 
 @pytest.mark.parametrize("name", ARCHS)
