@@ -125,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         f"- Shared machine: 1-minute load average {load_before:.1f} before, {load_after:.1f} after (2 cores, other "
         "engineers' tests running); wall times include waiting for a core, CPU times do not.",
     ]
+    vgg = next((r for r in rows if r[0] == "vgg16" and r[6]), None)
+    if vgg is not None:
+        lines.append(
+            f"- For scale: torchinfo.summary of VGG-16 took {vgg[6] * 1e3:.0f} ms in this run; issue 2 quotes about "
+            f"300 ms for it on this machine when idle, so this run saw the machine about {vgg[6] / 0.3:.1f}x slower "
+            "than idle. The ratio column compares both in the same conditions."
+        )
     body = "\n".join(lines)
     if not args.no_write:
         write_section("tables", body)
