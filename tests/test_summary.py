@@ -472,3 +472,12 @@ def test_functional_windows_between_modules():
     t = layer_table(FunctionalPool(), (3, 16, 16))
     assert receptive_fields(t)["head"] == (7, 4, -2)
     assert t.row("head").inputs == ("conv",)
+
+
+def test_input_size_defaults_and_short_forms():
+    assert layer_table("lenet5").input == (1, 32, 32)
+    assert layer_table("lenet5", 32).input == (1, 32, 32)
+    assert layer_table("alexnet").input == (3, 227, 227)
+    assert layer_table("vgg11", (64, 64), num_classes=200).input == (3, 64, 64)
+    assert input_region("lenet5", "features.c1", 0, 0, 32) == (0, 0, 5, 5)
+    assert receptive_fields("lenet5", 32)["features.s2"] == (6, 2, 0)

@@ -564,16 +564,26 @@ def _replace(r: LayerRow, **kw) -> LayerRow:
 # ---------------------------------------------------------------------------------------------------------
 # Public entry points
 # ---------------------------------------------------------------------------------------------------------
-def layer_table(model_or_arch: nn.Module | str, input_size=(3, 224, 224), dtype: str = "float32",
+def layer_table(model_or_arch: nn.Module | str, input_size=None, dtype: str = "float32",
                 num_classes: int | None = None, **variant: Any) -> LayerTable:
     """The per-layer table of a model (an ``nn.Module``, left untouched) or of a registered architecture.
 
     For an architecture name the model is built on the meta device (no weights allocated) and the result is
     cached by (arch, variant, input, classes, dtype); ``num_classes`` defaults to the paper's. ``input_size``
-    is ``(C, H, W)`` (or an int side, 3 channels). Raises ``KeyError`` for an unknown architecture and
-    ``ValueError`` (with the reason) for an input the model cannot take.
+    is ``(C, H, W)``, or ``(H, W)`` / an int side with the architecture's own channels (3 for a model);
+    default: the paper's input for an architecture, 3x224x224 for a model. Raises ``KeyError`` for an unknown
+    architecture and ``ValueError`` (with the reason) for an input the model cannot take.
     """
-    c, h, w = _parse_input(input_size)
+    if isinstance(model_or_arch, str):
+        from cnnviz.models.registry import get_card
+
+        card = get_card(model_or_arch)
+        if input_size is None:
+            input_size = card.paper_input
+        elif isinstance(input_size, int) or len(tuple(input_size)) == 2:
+            side = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+            input_size = (card.paper_input[0], *side)
+    c, h, w = _parse_input((3, 224, 224) if input_size is None else input_size)
     dtype_size(dtype)  # validate early, clear message
     if isinstance(model_or_arch, str):
         key_variant = tuple(sorted(variant.items()))
@@ -647,7 +657,7 @@ def _arch_table(arch: str, variant: tuple, input_size: tuple[int, int, int], num
 _arch_table_cached = functools.lru_cache(maxsize=128)(_arch_table)
 
 
-def receptive_fields(model: nn.Module | str | LayerTable, input_size=(3, 224, 224)) -> dict[str, tuple[int, int, int]]:
+def receptive_fields(model: nn.Module | str | LayerTable, input_size=None) -> dict[str, tuple[int, int, int]]:
     """Layer name -> (rf, jump, start) along the height axis (square kernels: width is the same).
 
     ``start`` is the input row of the top-left pixel of unit 0's field (negative inside the zero padding);
@@ -668,10 +678,10 @@ def input_region(table_or_model: LayerTable | nn.Module | str, layer: str, y: in
     """
     if isinstance(table_or_model, LayerTable):
         t = table_or_model
-        if input_size is not None and _parse_input(input_size) != t.input:
+        if input_size is not None and _parse_input(input_size)[1:] != t.input[1:]:
             raise ValueError(f"table is for input {t.input}, asked for {input_size}")
     else:
-        t = layer_table(table_or_model, input_size if input_size is not None else (3, 224, 224))
+        t = layer_table(table_or_model, input_size)
     if layer not in t.geometry:
         t.row(layer)  # KeyError with the known names when the layer does not exist
         raise ValueError(f"layer {layer!r} has no receptive field (it does not run in inference)")
