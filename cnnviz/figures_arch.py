@@ -71,12 +71,26 @@ def card_markdown(card: ModelCard) -> str:
 
 
 # ---------------------------------------------------------------- the table and totals
+# Columns of display_frame / compare_frame by unit (the page formats counts as K/M/G and bytes as kB/MB).
+COUNT_COLUMNS = ("params", "weights", "biases", "activations", "MACs", "connections", "activations / image",
+                 "MACs / image", "paper params")
+BYTE_COLUMNS = ("activation memory", "parameter memory", "activation memory / image")
+COLUMN_HELP = {
+    "params": "weights + biases",
+    "activations": "output elements per image",
+    "activation memory": "per image, in the chosen dtype",
+    "MACs": "multiply-accumulates per image (1 MAC = 2 FLOPs)",
+    "connections": "LeNet-style connections: one per input feeding a unit, the bias counted as one",
+    "receptive field": "pixels of the input that can affect one unit (largest over all paths)",
+    "jump": "distance in input pixels between neighbouring units (effective stride)",
+}
+
+
 def display_frame(table: Any) -> pd.DataFrame:
     """One row per layer, numbers kept as numbers (the page formats them), shapes as '64x224x224'."""
     records = []
-    for i, r in enumerate(table.rows):
+    for r in table.rows:
         records.append({
-            "#": i,
             "layer": r.name,
             "type": r.type,
             "input": _shape(r.input_shape),
@@ -95,7 +109,11 @@ def display_frame(table: Any) -> pd.DataFrame:
             "receptive field": r.rf,
             "jump": r.jump,
         })
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    train_only = [bool(getattr(r, "train_only", False)) for r in table.rows]
+    if any(train_only):  # GoogLeNet's auxiliary classifiers: in the table, not in the per-image totals
+        frame.insert(2, "training only", train_only)
+    return frame
 
 
 _MEMORY_PARTS = ("weights", "grads", "optim", "activations")  # byte keys of LayerTable.training_memory
@@ -133,16 +151,18 @@ def training_memory_frame(table: Any, batch_size: int, optimizer: str = "sgd") -
 
 def highlights(table: Any) -> list[str]:
     """Sentences answering 'where do the parameters live?' and 'where does the memory / compute go?'."""
-    rows = table.rows
     out = []
     for key, noun in (("params", "Parameters"), ("activation_bytes", "Activation memory"), ("macs", "MACs")):
+        # Per-image activations and MACs are those of inference, like the totals: auxiliary heads left out.
+        rows = table.rows if key == "params" else [r for r in table.rows if not getattr(r, "train_only", False)]
         total = sum(getattr(r, key) for r in rows)
         if total <= 0:
             continue
         top = max(rows, key=lambda r: getattr(r, key))
         share = getattr(top, key) / total
         value = human_bytes(getattr(top, key)) if key == "activation_bytes" else human(getattr(top, key))
-        sentence = f"**{noun}:** `{top.name}` ({top.type}, output {_shape(top.output_shape)}) " \
+        aux = ", auxiliary classifier used in training only" if getattr(top, "train_only", False) else ""
+        sentence = f"**{noun}:** `{top.name}` ({top.type}{aux}, output {_shape(top.output_shape)}) " \
                    f"holds {value}, {share:.0%} of the total"
         if key == "activation_bytes":
             first = [r for r in rows if r.activation_bytes][: max(1, len(rows) // 5)]
@@ -202,25 +222,40 @@ def layer_chart(table: Any, metric: str = "params") -> go.Figure:
 
 
 def receptive_field_chart(table: Any) -> go.Figure:
-    """Receptive field (pixels) and jump (effective stride) of every layer, against depth."""
-    rows = [r for r in table.rows if r.rf is not None]
+    """Receptive field (pixels) and jump (effective stride) of every layer of the inference path, in order.
+
+    Through branches each row has its own field (an Inception module's 1x1 branch sees less than its 5x5
+    branch), so the markers zigzag; the line is the largest field so far. Jumps are powers of two here, on a
+    log2 axis. Auxiliary classifiers (training only) are left out.
+    """
+    rows = [r for r in table.rows if r.rf is not None and not getattr(r, "train_only", False)]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     names = [r.name for r in rows]
-    custom = [[r.type, _shape(r.output_shape)] for r in rows]
-    fig.add_scatter(x=names, y=[r.rf for r in rows], name="receptive field (px)", mode="lines+markers",
-                    customdata=custom, line=dict(color="#1f77b4"),
-                    hovertemplate="<b>%{x}</b> (%{customdata[0]})<br>receptive field %{y} px<extra></extra>")
-    fig.add_scatter(x=names, y=[r.jump for r in rows], name="jump (effective stride, px)", mode="lines",
-                    line=dict(color="#ff7f0e", dash="dot", shape="hv"), customdata=custom,
-                    hovertemplate="<b>%{x}</b><br>jump %{y} px<extra></extra>", secondary_y=True)
+    custom = [[r.type, _shape(r.output_shape), r.jump] for r in rows]
+    running, best = [], 0
+    for r in rows:
+        best = max(best, r.rf)
+        running.append(best)
+    fig.add_scatter(x=names, y=running, name="largest field so far (px)", mode="lines",
+                    line=dict(color="#1f77b4", shape="hv"), hoverinfo="skip")
+    fig.add_scatter(x=names, y=[r.rf for r in rows], name="receptive field of the layer (px)", mode="markers",
+                    customdata=custom, marker=dict(color="#1f77b4", size=5),
+                    hovertemplate="<b>%{x}</b> (%{customdata[0]}, output %{customdata[1]})<br>"
+                                  "receptive field %{y} px, jump %{customdata[2]} px<extra></extra>")
+    jumps = [r.jump for r in rows]
+    fig.add_scatter(x=names, y=jumps, name="jump, effective stride (px)", mode="lines",
+                    line=dict(color="#ff7f0e", dash="dot", shape="hv"), hoverinfo="skip", secondary_y=True)
     side = table.input[-1]
     fig.add_hline(y=side, line_dash="dash", line_color="gray", annotation_text=f"input {side} px",
                   annotation_position="top left")
-    fig.update_layout(title="Receptive field and jump with respect to the input", height=380,
-                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=1.12, x=1, xanchor="right"),
+    fig.update_layout(title="Receptive field and jump with respect to the input", height=400,
+                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=1.14, x=1, xanchor="right"),
                       xaxis=dict(categoryorder="array", categoryarray=names, tickangle=-60))
-    fig.update_yaxes(title_text="receptive field (px)", secondary_y=False)
-    fig.update_yaxes(title_text="jump (px)", secondary_y=True)
+    fig.update_yaxes(title_text="receptive field (px)", rangemode="tozero", secondary_y=False)
+    top = max(jumps or [1])
+    ticks = [2**i for i in range(max(1, top).bit_length() + 1)]
+    fig.update_yaxes(title_text="jump (px)", type="log", tickvals=ticks, ticktext=[str(t) for t in ticks],
+                     showgrid=False, secondary_y=True)
     return fig
 
 
@@ -451,8 +486,10 @@ def _block_label(name: str, m: nn.Module) -> str:
     if len(branches) >= 2 and not shortcut:
         cols = []
         for _, b in branches:
-            leaves = [_leaf_label(x) for x in b.modules() if not list(x.children()) and not _absorbed(x)]
-            cols.append(_escape(" → ".join(leaves) or type(b).__name__))
+            leaves = [re.sub(r"/1(?=,|$)", "", _leaf_label(x))  # stride 1 goes without saying in a branch
+                      for x in b.modules() if not list(x.children()) and not _absorbed(x)]
+            # One step per line: four branches side by side stay narrow enough to read.
+            cols.append("\\n".join(_escape(t) for t in leaves) or _escape(type(b).__name__))
         return "{" + title + "|{" + "|".join(cols) + "}}"
     main = [x for n, x in children if n not in shortcut]
     leaves = []
@@ -573,7 +610,7 @@ def block_diagram(table: Any, **variant: Any) -> str:
                 lines.append(f'  {last_main} -> {nid} [style=dashed, label=" training only", fontsize=9];')
             prev_aux = (prefix, nid)
         else:
-            lines.append(f"  {last_main} -> {nid};")
+            lines.append(f"  {last_main} -> {nid} [weight=10];")  # keeps the main path straight
             last_main, prev_aux = nid, None
     lines.append("}")
     return "\n".join(lines)

@@ -7,15 +7,14 @@ from cnnviz import figures_arch as fa
 from cnnviz.summary import layer_table
 from pages._shared import show_error
 
-NUM = st.column_config.NumberColumn
-COLUMNS = {"params": NUM(format="compact", help="weights + biases"), "weights": NUM(format="compact"),
-           "biases": NUM(format="compact"), "activations": NUM(format="compact", help="output elements per image"),
-           "activation memory": NUM(format="bytes", help="per image, in the chosen dtype"),
-           "MACs": NUM(format="compact", help="multiply-accumulates per image (1 MAC = 2 FLOPs)"),
-           "connections": NUM(format="compact", help="LeNet-style connections (MACs + bias additions)"),
-           "parameter memory": NUM(format="bytes"), "activation memory / image": NUM(format="bytes"),
-           "activations / image": NUM(format="compact"), "MACs / image": NUM(format="compact"),
-           "paper params": NUM(format="compact")}
+
+def columns(exact: bool = False) -> dict:
+    """Column formats: K/M/G (or exact integers with separators) for counts, kB/MB for bytes."""
+    num = st.column_config.NumberColumn
+    cfg = {c: num(format="localized" if exact else "compact", help=fa.COLUMN_HELP.get(c)) for c in fa.COUNT_COLUMNS}
+    cfg |= {c: num(format="localized" if exact else "bytes", help=fa.COLUMN_HELP.get(c)) for c in fa.BYTE_COLUMNS}
+    cfg |= {c: num(help=fa.COLUMN_HELP[c]) for c in ("receptive field", "jump")}
+    return cfg | {"layer": st.column_config.TextColumn(width="medium", pinned=True, help="dotted module path")}
 
 
 @st.cache_data(show_spinner="Computing the layer table...", max_entries=64)
@@ -74,7 +73,9 @@ def single() -> None:
     for note in fa.writeup_notes(arch, table):
         st.info(note, icon=":material/fact_check:")
     st.markdown("  \n".join(fa.highlights(table)))
-    st.dataframe(fa.display_frame(table), column_config=COLUMNS, hide_index=True, height=420, key="arch_table")
+    exact = st.toggle("Exact numbers (instead of K/M/G)", key="arch_exact")
+    st.dataframe(fa.display_frame(table), column_config=columns(exact), hide_index=True, height=420,
+                 key="arch_table")
     stem = f"{arch}_{'x'.join(map(str, table.input))}_{classes}_{dtype}"
     with st.container(horizontal=True):
         st.download_button("Download CSV", table.to_csv(), f"{stem}.csv", "text/csv", key="arch_csv",
@@ -112,7 +113,7 @@ def compare() -> None:
             show_error(f"{cnnviz.get_card(n).display_name} is left out: {e}", e)
     if not entries:
         return st.info("Pick two or more architectures.")
-    st.dataframe(fa.compare_frame(entries), column_config=COLUMNS, hide_index=True, key="cmp_table")
+    st.dataframe(fa.compare_frame(entries), column_config=columns(), hide_index=True, key="cmp_table")
     metric = st.radio("Accuracy", ["top5", "top1"], horizontal=True, key="cmp_metric",
                       format_func=lambda m: {"top1": "top-1", "top5": "top-5"}[m])
     paper = [(c, table_for(c.name, (), None, None, "float32")) for c, _ in entries]
