@@ -511,8 +511,11 @@ class Trainer:
             return
         self._last_status = now
         self.status.update(fields)
-        self.status.update(epoch=self.epoch + 1, step=self.step_in_epoch, steps_per_epoch=self.steps_per_epoch,
-                           global_step=self.global_step, total_epochs=self.cfg.epochs, heartbeat=now)
+        finished = self.epoch >= self.cfg.epochs
+        self.status.update(epoch=min(self.epoch + 1, self.cfg.epochs),
+                           step=self.steps_per_epoch if finished else self.step_in_epoch,
+                           steps_per_epoch=self.steps_per_epoch, global_step=self.global_step,
+                           total_epochs=self.cfg.epochs, heartbeat=now)
         atomic_write_json(self.run_dir / "status.json", self.status)
 
     def _eta(self) -> float | None:
@@ -537,8 +540,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP also broadcasts them)
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            torch.set_float32_matmul_precision("high")  # TF32 for what runs outside bf16 autocast
         self._write_status(state="running", message="loading the dataset")
         self.data_root = resolve_data(cfg.data)
         train = load_split(self.data_root, "train")
@@ -756,11 +758,11 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                with torch.no_grad():
+                with torch.no_grad():  # running sums stay on the device: no GPU sync per step
                     n = y.numel()
-                    self._partial += torch.stack([loss.detach().double() * n,
-                                                  (logits.argmax(1) == y).sum().double(),
-                                                  torch.tensor(float(n), dtype=torch.float64, device=dev)])
+                    self._partial[0] += loss.detach().double() * n
+                    self._partial[1] += (logits.argmax(1) == y).sum()
+                    self._partial[2] += n
                 session_images += y.numel()
                 self.global_step += 1
                 self.step_in_epoch += 1

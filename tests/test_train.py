@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -28,6 +29,15 @@ from tests._synthetic import NUM_CLASSES, install_synthetic, tiny_config
 @pytest.fixture
 def synthetic(tmp_path_factory):
     return install_synthetic(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared 2-core machine: a second intra-op thread only adds contention (10x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _train(cfg: TrainConfig):
@@ -223,7 +233,8 @@ def test_googlenet_trains_a_step_with_its_aux_heads(synthetic):
 def test_cli_evaluate_json_and_train_errors(synthetic):
     run_dir, state, _ = _train(tiny_config(epochs=1, max_steps_per_epoch=3))
     r = subprocess.run([sys.executable, "-m", "cnnviz", "evaluate", "--checkpoint", str(run_dir / "last.safetensors"),
-                        "--device", "cpu", "--format", "json"], capture_output=True, text=True, timeout=300)
+                        "--device", "cpu", "--format", "json"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert set(out) == {"checkpoint", "top1", "top5", "n"} and out["n"] == NUM_CLASSES * 10
