@@ -242,6 +242,9 @@ def list_split(root: Path, split: str, wnids: list[str], source: Source | None =
         if missing:
             raise DatasetError(f"{len(missing)} val images named in val_annotations.txt are missing from "
                                f"{source.describe()} (e.g. val/images/{missing[0]}); {PREPARE_HINT}")
+        if len({n for n, _ in annotations}) != len(annotations):
+            raise DatasetError(f"val_annotations.txt in {root} lists an image twice; the file is damaged: "
+                               f"{PREPARE_HINT}")
         annotations.sort(key=lambda t: _natural_key(t[0]))
         names = [f"val/images/{n}" for n, _ in annotations]
         labels = [k for _, k in annotations]
@@ -589,6 +592,7 @@ def prepare(source: str | Path = "download", root: str | Path | None = None, pro
 
 def _prepare_zip(zip_path: Path, root_dir: Path, progress: Progress | None, extract_images: bool,
                  official: bool) -> Path:
+    zip_path = zip_path.resolve()  # source.json must stay valid from any working directory
     index, prefix = check_zip(zip_path)
     dataset_root = root_dir / DIRNAME
     st = zip_path.stat()
