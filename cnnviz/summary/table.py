@@ -49,6 +49,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 from cnnviz.summary.trace import Geometry, fast_forwards, meta_skeleton, run_traced
 
@@ -640,7 +641,7 @@ def _arch_table(arch: str, variant: tuple, input_size: tuple[int, int, int], num
     elif c != card.paper_input[0]:
         raise ValueError(f"{card.display_name} takes {card.paper_input[0]} input channel(s), got {c}")
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _SkipInitOnMeta():
             model = create_model(arch, num_classes=num_classes, input_size=h, **kwargs)
         needs_real = any(isinstance(getattr(m, "connection_mask", None), torch.Tensor)
                          and m.connection_mask.is_meta for m in model.modules())
@@ -655,6 +656,26 @@ def _arch_table(arch: str, variant: tuple, input_size: tuple[int, int, int], num
 
 
 _arch_table_cached = functools.lru_cache(maxsize=128)(_arch_table)
+
+
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Skips weight initialisation (``normal_``, ``uniform_``, ``fill_`` ...) on meta tensors.
+
+    A meta tensor has no values, so an in-place fill of one is a no-op that returns it -- but on the meta
+    device these ops run as Python decompositions, and ResNet-152's 155 ``kaiming_normal_`` calls were about
+    a third of its whole table time. Only in-place value fills are skipped (never shape-changing ops), only
+    for meta tensors, and the mode is thread-local (it is active only while this thread builds a model).
+    """
+
+    _FILLS = frozenset({"uniform_", "normal_", "fill_", "zero_", "erfinv_", "mul_", "add_", "sub_", "div_",
+                        "clamp_", "copy_", "exponential_", "random_", "bernoulli_", "log_normal_", "cauchy_",
+                        "geometric_", "trunc_normal_"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if (getattr(func, "__name__", "") in self._FILLS and args and isinstance(args[0], torch.Tensor)
+                and args[0].is_meta):
+            return args[0]
+        return func(*args, **(kwargs or {}))
 
 
 def receptive_fields(model: nn.Module | str | LayerTable, input_size=None) -> dict[str, tuple[int, int, int]]:
