@@ -291,3 +291,17 @@ def test_bookkeeping_keys_are_not_hyperparameters(runs):
         (root / run / "config.json").write_text(json.dumps(cfg))
     entries = [e for e in list_entries() if e.kind == "run"]
     assert differing_hyperparameters(entries) == ["lr", "optimizer.momentum"]
+
+
+def test_val_accuracy_equals_the_training_codes_evaluate(tmp_path):
+    """The Compare page's confusion-based top-1/top-5 and `python -m cnnviz evaluate` agree on the same data."""
+    from cnnviz.data import load_split, make_synthetic
+    from cnnviz.train import evaluate_checkpoint
+
+    root = make_synthetic(tmp_path / "syn", num_classes=8, train_per_class=2, val_per_class=4)
+    val = load_split(root, "val")
+    weights = make_checkpoint(tmp_path / "m", num_classes=8, wnids=list(val.wnids), seed=4)
+    ref = evaluate_checkpoint(weights, data=str(root), device="cpu")
+    ev = cached_evaluation(weights, val.images, val.labels, val.wnids, val.class_names, cache_dir=tmp_path / "c")
+    assert ev.n == ref["n"] == 32
+    assert ev.top1 == pytest.approx(ref["top1"]) and ev.top5 == pytest.approx(ref["top5"])
