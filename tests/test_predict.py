@@ -135,3 +135,12 @@ def test_latency_fields(ckpt):
     assert lat.repeats == 3 and lat.min_ms <= lat.median_ms <= lat.p90_ms
     raw = measure_latency(ckpt.model, None, input_size=64, warmup=0, repeats=2)
     assert raw.repeats == 2 and raw.min_ms > 0
+
+
+def test_float16_starter_checkpoint_predicts_like_float32(tmp_path):
+    f32 = load_checkpoint(make_checkpoint(tmp_path / "f32", seed=7))
+    f16 = load_checkpoint(make_checkpoint(tmp_path / "f16", seed=7, dtype=torch.float16))
+    assert f16.meta["dtype"] == "float16" and next(f16.model.parameters()).dtype == torch.float32
+    img = Image.new("RGB", (64, 64), (90, 140, 200))
+    a, b = topk(f32.model, img, f32.meta, 3), topk(f16.model, img, f16.meta, 3)
+    assert [p.prob for p in a.predictions] == pytest.approx([p.prob for p in b.predictions], abs=2e-3)
