@@ -57,6 +57,8 @@ def single() -> None:
     dtype = c[4].selectbox("dtype", ["float32", "float16", "bfloat16"], key="arch_dtype")
     batch = int(c[5].number_input("Batch size", 1, 4096, 64, key="arch_batch"))
     variant = variant_widgets(card) if card.variants else ()
+    with st.expander(f"Model card: {card.display_name}", expanded=False):
+        st.markdown(fa.card_markdown(card))
     try:
         table = table_for(arch, variant, side, classes, dtype)
     except (ValueError, TypeError) as e:  # InputSizeError is a ValueError: a message, not a traceback
@@ -64,8 +66,6 @@ def single() -> None:
     except Exception as e:  # noqa: BLE001 - the details go to the server log
         return show_error(f"Could not build the table for {card.display_name} ({type(e).__name__}); "
                           "the details are in the server log.", e)
-    with st.expander(f"Model card: {card.display_name}", expanded=False):
-        st.markdown(fa.card_markdown(card))
     for col, (label, (value, exact)) in zip(st.columns(6), fa.totals(table, batch).items(), strict=True):
         col.metric(label, value, help=exact)
     st.caption(f"{fa.exact_totals(table)} {fa.MAC_NOTE} Training memory: weights + gradients + SGD momentum "
