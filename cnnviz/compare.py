@@ -42,7 +42,7 @@ from cnnviz.paths import checkpoints_dir, data_dir
 NOT_HYPERPARAMETERS = {"run_id", "id", "name", "created", "output", "out_dir", "run_dir", "path", "device_name",
                        "code_version", "cnnviz_version", "git_commit", "pid", "host", "heartbeat_s",
                        "save_every_min", "keep_snapshots", "allow_concurrent", "arch"}  # arch has its own column
-CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_top1", "val_top5", "lr", "images_per_s")
+CURVE_METRICS = ("val_top1", "val_top5", "val_loss", "train_loss", "train_acc", "lr", "images_per_s")
 
 
 # ----------------------------------------------------------------------------------------------- entries
