@@ -130,3 +130,13 @@ def test_validation_images_from_a_synthetic_dataset():
     assert [s.value for s in at.subheader][:2] and all(s.value.startswith("val \\#") for s in at.subheader)
     assert len(_charts(at)) == 2 and all(_bars(c) == 3 for c in _charts(at))  # 3 classes -> 3 bars
     assert any("true class" in c.value for c in at.caption)
+
+
+def test_camera_photo_is_predicted(two_checkpoints):
+    at = _run(AppTest.from_file(PAGE))
+    at.radio[0].set_value("Camera")
+    _run(at)
+    at.camera_input[0].set_value(("shot.jpg", image_bytes("JPEG", (640, 480), seed=5), "image/jpeg"))
+    _run(at)
+    assert [s.value for s in at.subheader] == ["camera"]
+    assert len(_charts(at)) == 2 and all(_bars(c) == 5 for c in _charts(at))
