@@ -217,7 +217,7 @@ def test_eval_batches_are_the_normalised_images_in_order(synthetic_root):
     assert not p.train and len(p) == 3
     x = torch.cat([b[0] for b in p])
     y = torch.cat([b[1] for b in p])
-    ref = torch.from_numpy(np.asarray(val.images)).permute(0, 3, 1, 2).float() / 255
+    ref = torch.from_numpy(np.array(val.images)).permute(0, 3, 1, 2).float() / 255
     ref = (ref - torch.tensor(val.mean).view(1, 3, 1, 1)) / torch.tensor(val.std).view(1, 3, 1, 1)
     assert torch.allclose(x, ref, atol=1e-5)
     assert y.tolist() == val.labels.tolist()
@@ -291,7 +291,7 @@ def test_rank_shards_are_disjoint_equal_and_cover(synthetic_root):
     assert torch.equal(flat, perm[: len(flat)])
     for p, i in zip(shards, idx, strict=True):  # 19 per rank, batches of 4: 4 steps, the tail dropped
         labels = torch.cat([y for _, y in p])
-        assert torch.equal(labels, torch.as_tensor(train.labels)[i[: len(p) * 4]])
+        assert torch.equal(labels, torch.from_numpy(np.array(train.labels))[i[: len(p) * 4]])
 
     val = load_split(synthetic_root, "val")  # 24 images, evaluation: every image exactly once
     evals = [BatchPipeline.from_split(val, 4, "cpu", rank=r, world_size=world) for r in range(world)]
@@ -307,3 +307,29 @@ def test_bad_pipeline_arguments(synthetic_root):
         BatchPipeline.from_split(train, 8, rank=2, world_size=2)
     big = BatchPipeline.from_split(train, 1000, "cpu")  # a batch larger than the split: one smaller batch
     assert len(big) == 1 and next(iter(big))[0].shape[0] == 96
+
+
+def test_cpu_pipeline_shares_the_cache_without_risking_it(synthetic_root):
+    train = load_split(synthetic_root, "train")
+    before = np.array(train.images[0])
+    p = BatchPipeline.from_split(train, 8, "cpu")
+    p.images[0] = 0  # copy-on-write mapping: a stray write changes a private page, never the cache file
+    assert np.array_equal(load_split(synthetic_root, "train").images[0], before)
+
+
+@pytest.mark.parametrize("augment", ["crop_flip", "rrc", "none"])
+def test_output_size_other_than_the_images(synthetic_root, augment):
+    train = load_split(synthetic_root, "train")
+    x, _ = next(iter(BatchPipeline.from_split(train, 8, "cpu", augment=augment, size=32)))
+    assert x.shape == (8, 3, 32, 32) and torch.isfinite(x).all()
+
+
+def test_cpu_threads_apply_to_batch_making_only(synthetic_root):
+    train = load_split(synthetic_root, "train")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = [torch.get_num_threads() for _ in BatchPipeline.from_split(train, 32, "cpu", cpu_threads=1)]
+        assert seen == [2, 2, 2]  # the consumer (the model) keeps its own setting between batches
+    finally:
+        torch.set_num_threads(previous)
