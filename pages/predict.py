@@ -78,8 +78,12 @@ if not images or not models:
         st.info("Add one or more images to see predictions.")
     st.stop()
 
-all_results = []
-for item in predict_across(models, images, k=5):
+MAX_SHOWN = 12  # charts for the first images; the CSV holds every result
+items = predict_across(models, images, k=5)
+if len(items) > MAX_SHOWN:
+    st.info(f"Showing the first {MAX_SHOWN} of {len(items)} images; the CSV below has the results for all.")
+all_results = [r for item in items[MAX_SHOWN:] for r in item.results]
+for item in items[:MAX_SHOWN]:
     st.subheader(md_escape(item.image), anchor=False)
     if item.image in true_labels:
         st.caption(f"true class: **{md_escape(true_labels[item.image])}**")

@@ -140,3 +140,12 @@ def test_camera_photo_is_predicted(two_checkpoints):
     _run(at)
     assert [s.value for s in at.subheader] == ["camera"]
     assert len(_charts(at)) == 2 and all(_bars(c) == 5 for c in _charts(at))
+
+
+def test_a_large_batch_shows_twelve_charts_and_offers_the_csv(two_checkpoints):
+    at = _run(AppTest.from_file(PAGE))
+    at.file_uploader[0].set_value([(f"img{i}.png", image_bytes("PNG", (64, 64), seed=i), "image/png")
+                                   for i in range(14)])
+    _run(at)
+    assert len(_charts(at)) == 24 and "first 12 of 14" in at.info[0].value
+    assert len(at.get("download_button")) == 1
