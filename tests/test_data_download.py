@@ -142,7 +142,7 @@ def test_http_error_says_how_to_continue(server, tmp_path):
 def test_no_connection_says_how_to_continue(tmp_path):
     with pytest.raises(DatasetError, match="could not download.*network.*--source PATH_TO_ZIP"):
         download("http://127.0.0.1:9/none.zip", tmp_path / "t.zip", None, retries=1, timeout=5)
-    assert not list(tmp_path.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == ["t.zip.lock"]  # no .part, no zip
 
 
 def test_prepare_download_end_to_end(server, tmp_path):
@@ -254,3 +254,14 @@ def test_corrupt_member_is_named(tmp_path):
         load_split(tree, "train")
     with zipfile.ZipFile(zip_tree(tree, tmp_path / "t.zip")) as zf:
         assert "tiny-imagenet-200/wnids.txt" in zf.namelist()
+
+
+def test_a_second_concurrent_download_is_refused(server, tmp_path):
+    import fcntl
+
+    server.payload, md5 = _payload()
+    with open(tmp_path / "t.zip.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as another process downloading right now would
+        with pytest.raises(DatasetError, match="another process is already downloading"):
+            download(server.url, tmp_path / "t.zip", md5)
+    assert download(server.url, tmp_path / "t.zip", md5).read_bytes() == server.payload

@@ -324,6 +324,22 @@ def download(url: str = OFFICIAL_URL, dest: str | Path | None = None, md5: str |
     """
     dest = Path(dest) if dest is not None else paths.data_dir() / ZIP_NAME
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.with_name(dest.name + ".lock"), "a") as lock:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock; two downloads at once are not guarded
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DatasetError(f"another process is already downloading to {dest}; wait for it to finish "
+                                   f"(or stop it) and run the command again") from None
+        return _download_locked(url, dest, md5, progress, retries, timeout, chunk_size)
+
+
+def _download_locked(url: str, dest: Path, md5: str | None, progress: Progress | None, retries: int,
+                     timeout: float, chunk_size: int) -> Path:
     if dest.is_file():
         if md5 is None or _hash_file(dest, ("md5",))["md5"] == md5:
             return dest
