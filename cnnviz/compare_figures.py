@@ -100,28 +100,29 @@ def confusion_figure(ev, max_classes: int = 200) -> go.Figure:
 
 # ----------------------------------------------------------------------------------------------- PNG (export)
 def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
+
+
+def _subplots(w: float, h: float):
+    # matplotlib's object API, not pyplot: no global figure registry, so sessions exporting at the same time
+    # in the server's threads cannot draw into each other's figures
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h))
+    return fig, fig.subplots()
 
 
 def bundle_pngs(table, curves: pd.DataFrame, evals: dict) -> dict[str, bytes]:
     """Static PNGs of the comparison: curves (by epoch and wall clock), accuracy vs MACs/params, confusions."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     out: dict[str, bytes] = {}
     for metric in ("val_top1", "val_loss", "train_loss"):
         sub = curves[curves["metric"] == metric]
         if sub.empty:
             continue
         for x, label in (("epoch", "epoch"), ("elapsed_s", "wall clock (s)")):
-            fig, ax = plt.subplots(figsize=(6, 3.6))
+            fig, ax = _subplots(6, 3.6)
             for model, g in sub.groupby("model", sort=False):
                 ax.plot(g[x], g["value"], marker="o", label=model)
             ax.set_xlabel(label)
@@ -134,7 +135,7 @@ def bundle_pngs(table, curves: pd.DataFrame, evals: dict) -> dict[str, bytes]:
         df = frame.dropna(subset=[x, "best_val_top1"]) if x in frame else frame.iloc[:0]
         if df.empty:
             continue
-        fig, ax = plt.subplots(figsize=(6, 3.6))
+        fig, ax = _subplots(6, 3.6)
         sizes = df["params"].astype(float)
         ax.scatter(df[x].astype(float), df["best_val_top1"].astype(float),
                    s=40 + 400 * sizes / max(1.0, float(sizes.max())), alpha=0.6)
@@ -149,7 +150,7 @@ def bundle_pngs(table, curves: pd.DataFrame, evals: dict) -> dict[str, bytes]:
         cm = ev.confusion.astype(float)
         norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         side = max(4.0, min(12.0, math.sqrt(len(cm)) * 0.9))
-        fig, ax = plt.subplots(figsize=(side, side))
+        fig, ax = _subplots(side, side)
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
