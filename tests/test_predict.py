@@ -144,3 +144,18 @@ def test_float16_starter_checkpoint_predicts_like_float32(tmp_path):
     img = Image.new("RGB", (64, 64), (90, 140, 200))
     a, b = topk(f32.model, img, f32.meta, 3), topk(f16.model, img, f16.meta, 3)
     assert [p.prob for p in a.predictions] == pytest.approx([p.prob for p in b.predictions], abs=2e-3)
+
+
+def test_predict_across_reports_a_model_that_cannot_take_the_image(tmp_path, ckpt):
+    from cnnviz.models import create_model
+    from cnnviz.predict import predict_across
+
+    gray = create_model("lenet5", num_classes=10, input_size=32).eval()  # the paper's 1-channel LeNet-5
+    assert gray.model_args.get("in_channels", 1) in (None, 1)
+    from cnnviz.checkpoint import build_meta
+
+    items = predict_across([("gray", gray, build_meta(gray)), ("rgb", ckpt.model, ckpt.meta)],
+                           [("a.png", Image.new("RGB", (50, 50), "red"))])
+    assert [r.checkpoint for r in items[0].results] == ["rgb"]
+    assert "1-channel" in items[0].errors["gray"]
+    assert items[0].results[0].extra["view"].size == (64, 64)
