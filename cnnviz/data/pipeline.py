@@ -151,11 +151,11 @@ class BatchPipeline:
             p = self.padding
             plan["offset"] = torch.randint(-p, p + 1, (m, 2), generator=g)
         elif self.augment == "rrc":
-            h, w = self.images.shape[1:3]
             area = torch.empty(m).uniform_(*self.rrc_scale, generator=g)
             log_r = torch.empty(m).uniform_(math.log(self.rrc_ratio[0]), math.log(self.rrc_ratio[1]), generator=g)
             ratio = torch.exp(log_r)
-            # crop size as a fraction of the side; clamped to the image (torchvision retries, we clamp)
+            # crop size as a fraction of each side (the images are square, so the aspect ratio carries over);
+            # clamped to the image where torchvision would retry
             cw = torch.sqrt(area * ratio).clamp(max=1.0)
             ch = torch.sqrt(area / ratio).clamp(max=1.0)
             cx = (torch.rand(m, generator=g) * (1 - cw) + cw / 2) * 2 - 1  # centre in [-1, 1] coordinates
