@@ -585,6 +585,10 @@ class Trainer:
         self.warmup_steps = int(round(cfg.warmup_epochs * self.steps_per_epoch))
         self._partial = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, seen (this epoch)
         self._resume()
+        if self.dist.enabled:
+            # Same initial weights on every rank (seeded above; DDP broadcasts rank 0's anyway), but each
+            # rank its own dropout masks from here on: identical masks would waste the extra ranks.
+            torch.manual_seed(cfg.seed + 7919 * self.dist.rank + self.global_step)
 
     # ---------------------------------------------------------------------------------------- save / resume
     def _resume_state(self) -> dict[str, Any]:

@@ -40,6 +40,8 @@ with st.form("train_form"):
     device = c[0].selectbox("Device", ["auto", "cuda", "cpu"], key="train_device")
     seed = c[1].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
     force = c[2].checkbox("Allow a second job on this device", key="train_force")
+    snaps = c[3].checkbox("Keep every epoch's weights", key="train_snaps",
+                          help="epochs/epoch_NNN.safetensors, for Visualize's 'across training' view (disk!)")
     if data.synthetic:
         st.caption("The synthetic set is generated patterns for a quick demo, not Tiny ImageNet.")
     start = st.form_submit_button("Start", type="primary")
@@ -48,7 +50,7 @@ if start:
         cfg = tv.config_from_form(dict(arch=arch, variant=variant, data=data.spec, epochs=int(epochs),
                                        batch_size=int(batch), optimizer=optimizer, lr=lr, schedule=schedule,
                                        warmup_epochs=warmup, label_smoothing=smoothing, weight_decay=wd,
-                                       device=device, seed=int(seed)))
+                                       device=device, seed=int(seed), keep_snapshots=snaps))
         st.session_state["train_run"] = jobs.start(cfg, force=force).name
     except (ValueError, RuntimeError, OSError) as e:
         show_error(f"Training did not start: {e}", e)

@@ -38,14 +38,18 @@ def synthetic(tmp_path_factory):
             pass
 
 
-def wait_for(cond, timeout=120.0, what="condition"):
+def wait_for(cond, timeout=120.0, what="condition", run: Path | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = cond()
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    detail = ""
+    if run is not None:
+        info = read_run(run)
+        detail = f"\nstatus: {info.status}\nworker.out: {(run / 'worker.out').read_text()[-2000:] if (run / 'worker.out').exists() else ''}"
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
 
 
 def wait_state(run: Path, states=("done", "failed", "stopped"), timeout=180.0):
@@ -146,6 +150,7 @@ def test_failure_in_the_worker_reaches_status_and_frees_the_device(synthetic):
     assert "Traceback" not in info.message
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_under_torchrun(synthetic, tmp_path):
     run = checkpoints_dir() / "ddp-run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -195,3 +200,30 @@ def test_read_run_survives_torn_and_missing_files(tmp_path):
     info = read_run(run)
     assert info.state == "failed" and info.reason == "died"  # a pid that is not alive
     assert [r.id for r in list_runs(tmp_path)] == [run.name]
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "cnnviz", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **FAST, **(env or {})})
+
+
+@pytest.mark.slow
+def test_cli_detach_refuse_list_stop_delete(synthetic):
+    flags = ["train", "--arch", "lenet5", "--variant", "variant=modern", "--data", "synthetic", "--epochs", "20",
+             "--batch-size", "16", "--optimizer", "adamw", "--lr", "0.003", "--device", "cpu", "--detach"]
+    r = _cli(*flags, env=SLOW)
+    assert r.returncode == 0, r.stderr
+    run = Path(r.stdout.strip().splitlines()[0])
+    assert run.parent == checkpoints_dir() and (run / "config.json").is_file()
+    r = _cli(*flags)
+    assert r.returncode == 2 and f"another training job ({run.name})" in r.stderr and "Traceback" not in r.stderr
+    wait_for(lambda: read_run(run).status.get("state") == "running", what="the detached job to train", run=run)
+    r = _cli("runs", "list", "--format", "json")
+    listed = json.loads(r.stdout)
+    assert [x["id"] for x in listed] == [run.name] and listed[0]["state"] == "running"
+    r = _cli("runs", "stop", run.name, "--wait", "60")
+    assert r.returncode == 0 and "asked to stop" in r.stdout
+    shown = json.loads(_cli("runs", "show", run.name, "--format", "json").stdout)
+    assert shown["state"] == "stopped" and shown["arch"] == "lenet5"
+    r = _cli("runs", "delete", run.name, "--yes")
+    assert r.returncode == 0 and not run.exists()
