@@ -63,6 +63,12 @@ def test_table_options(capsys):
     _, no_aux, _ = run(capsys, "table", "googlenet", "--input", "64", "--format", "json",
                        "--variant", "aux_logits=false")
     assert json.loads(no_aux)["totals"]["params"] < json.loads(with_aux)["totals"]["params"]
+    # several options after one --variant, or one per --variant
+    _, one, _ = run(capsys, "table", "alexnet", "--format", "json", "--variant", "groups=1", "stem=paper")
+    _, two, _ = run(capsys, "table", "alexnet", "--format", "json", "--variant", "groups=1", "--variant", "stem=paper")
+    _, grouped, _ = run(capsys, "table", "alexnet", "--format", "json")
+    assert json.loads(one) == json.loads(two)
+    assert json.loads(one)["totals"]["params"] > json.loads(grouped)["totals"]["params"]  # groups=1: more
 
 
 def test_table_text_csv_markdown(capsys):

@@ -30,8 +30,8 @@ def register(sub) -> None:
     p.add_argument("--optimizer", default="sgd", help="optimizer for the training memory estimate "
                    "(sgd = with momentum, sgd_plain, adam, adamw, rmsprop)")
     p.add_argument("--format", choices=FORMATS, default="text")
-    p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
-                   help="architecture variant option (repeatable), e.g. --variant activation=relu")
+    p.add_argument("--variant", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="architecture variant options, e.g. --variant groups=1 stem=paper (repeatable)")
     p.set_defaults(func=cmd_table)
 
 
