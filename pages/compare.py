@@ -97,7 +97,7 @@ with image_tab:
         try:
             img = open_image(up.getvalue())
         except ImageError as err:
-            st.error(f"{safe_display_name(up.name)}: {err}")
+            st.error(f"{md_escape(safe_display_name(up.name))}: {md_escape(err)}")
             img = None
         models = []
         for e in (e for e in sel if img is not None and e.checkpoint is not None):

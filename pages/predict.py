@@ -35,14 +35,14 @@ if source == "Upload":
         try:
             images.append((name, open_image(f.getvalue())))
         except ImageError as e:
-            st.error(f"{name}: {e}")
+            st.error(f"{md_escape(name)}: {md_escape(e)}")
 elif source == "Camera":
     shot = st.camera_input("Take a photo")
     if shot is not None:
         try:
             images.append(("camera", open_image(shot.getvalue())))
         except ImageError as e:
-            st.error(f"camera: {e}")
+            st.error(f"camera: {md_escape(e)}")
 else:
     split = None
     try:
