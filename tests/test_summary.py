@@ -487,3 +487,25 @@ def test_input_size_defaults_and_short_forms():
     assert layer_table("vgg11", (64, 64), num_classes=200).input == (3, 64, 64)
     assert input_region("lenet5", "features.c1", 0, 0, 32) == (0, 0, 5, 5)
     assert receptive_fields("lenet5", 32)["features.s2"] == (6, 2, 0)
+
+
+def test_callers_hooks_do_not_run_on_the_skeleton():
+    m = ConvReluPool()
+    seen = []
+
+    class Capture:
+        def __init__(self):
+            self.big = torch.zeros(1000)
+
+        def hook(self, _m, _i, out):
+            seen.append(out)
+
+    cap = Capture()
+    handle = m.conv1.register_forward_hook(cap.hook)
+    try:
+        layer_table(m, (3, 12, 12))
+        assert seen == []
+        m(torch.zeros(1, 3, 12, 12))  # the caller's hook still works on the caller's model
+        assert len(seen) == 1 and seen[0].device.type == "cpu"
+    finally:
+        handle.remove()

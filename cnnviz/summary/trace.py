@@ -308,6 +308,12 @@ class Tracer(TorchFunctionMode):
             )
 
 
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called",
+               "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+               "_load_state_dict_post_hooks")
+
+
 def meta_skeleton(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` whose parameters and buffers are meta tensors (no data copied).
 
@@ -315,6 +321,13 @@ def meta_skeleton(model: nn.Module) -> nn.Module:
     copied, so hooks and mode switches on the skeleton never reach the caller's model.
     """
     memo: dict[int, Any] = {}
+    # The caller's hooks stay behind: a hook on a shared model (say, a Visualize page capturing activations)
+    # must not run on the skeleton's meta tensors, and deep-copying a bound-method hook would copy its owner.
+    for m in model.modules():
+        for attr in _HOOK_DICTS:
+            d = getattr(m, attr, None)
+            if d is not None:
+                memo[id(d)] = type(d)()
     for p in model.parameters():
         memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
     for b in model.buffers():
