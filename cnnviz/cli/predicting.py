@@ -18,7 +18,7 @@ import sys
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="top-k classes of images from one or more checkpoints",
-                       description=__doc__.splitlines()[0])
+                       description="Top-k classes of images (JPEG, PNG, WebP, BMP, GIF) from one or more checkpoints.")
     p.add_argument("--checkpoint", "-c", action="append", required=True, metavar="PATH",
                    help="a .safetensors checkpoint (its .json beside it), or a catalog name such as "
                         "starter/lenet5; repeat for several")
