@@ -203,3 +203,21 @@ def test_bad_channel_and_layer_give_clear_errors():
         project(net, X, "features.pool", 5)
     with pytest.raises(KeyError, match="no layer"):
         project(net, X, "features.nope", 0)
+
+
+def test_autograd_route_equals_captum_neuron_deconvolution():
+    # An independent implementation: captum's NeuronDeconvolution (ReLU backward hooks) seeds the unit with 1
+    # and keeps LRN's gradient; ours with lrn="gradient" and keep_value=False must give the same image.
+    from captum.attr import NeuronDeconvolution
+
+    from cnnviz.viz.hooks import get_module, private_view
+
+    torch.manual_seed(0)
+    net = _alexnet_like()
+    x = torch.randn(1, 3, 67, 67)
+    c = _active_channels(net, x, "features.relu4", n=1)[0]
+    ours = project(net, x, "features.relu4", c, lrn="gradient", keep_value=False)
+    view = private_view(net)
+    ref = NeuronDeconvolution(view, get_module(view, "features.relu4")).attribute(
+        x.clone().requires_grad_(True), neuron_selector=(c, *ours.position))[0].detach().numpy()
+    np.testing.assert_allclose(ours.image, ref, atol=1e-6 * np.abs(ref).max())

@@ -1,0 +1,89 @@
+"""Filters (grids, per-channel view, statistics), feature maps sorted by strength, rendering helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from cnnviz.viz import filter_channels, filter_grid, filter_stats, list_snapshots
+from cnnviz.viz.filters import compare_first_layers
+from cnnviz.viz.maps import feature_maps
+from cnnviz.viz.render import grid, normalise, npy_bytes, png_bytes
+
+
+def _net():
+    net = nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Conv2d(6, 4, 3), nn.ReLU())
+    with torch.no_grad():
+        torch.manual_seed(0)
+        for m in net:
+            if isinstance(m, nn.Conv2d):
+                m.weight.normal_()
+        net[0].weight[2].zero_()  # dead
+        net[0].weight[4] = 0.7  # constant: measures brightness only
+        net[0].bias.zero_()
+    return net.eval()
+
+
+def test_filter_stats_flag_dead_and_constant_filters():
+    s = filter_stats(_net())
+    assert list(s.columns[:2]) == ["filter", "norm"]
+    assert s.dead.tolist() == [False, False, True, False, False, False]
+    assert s.near_constant.tolist() == [False, False, False, False, True, False]
+    assert s.norm[4] == pytest.approx(0.7 * np.sqrt(27))
+
+
+def test_filter_grid_per_filter_normalisation_and_channels():
+    net = _net()
+    fig = filter_grid(net, normalise="per_filter", cell=9, ncols=6)
+    assert fig.image.dtype == np.uint8 and fig.image.shape[2] == 3 and fig.layer == "0"
+    assert "own min..max" in fig.caption
+    # per-filter: every non-constant filter spans the full 0..255 range inside its tile
+    tile = fig.image[2:11, 2:11]
+    assert tile.min() == 0 and tile.max() == 255
+    g = filter_grid(net, normalise="global", cell=9, ncols=6)
+    assert not np.array_equal(g.image, fig.image)
+    ch = filter_channels(net, "2", filters=[0, 1], cell=3)
+    assert ch.image.shape[1] == 6 * (3 + 1) + 1  # one column per input channel
+    with pytest.raises(ValueError, match="9 does not exist"):
+        filter_channels(net, "2", filters=[9])
+    both = compare_first_layers({"a": net, "b": _net()})
+    assert set(both) == {"a", "b"}
+
+
+def test_feature_maps_sorted_by_strength():
+    torch.manual_seed(1)
+    net = _net()
+    x = torch.randn(1, 3, 12, 12)
+    fm = feature_maps(net, x, "3")
+    with torch.no_grad():
+        ref = net(x)[0].numpy()
+    np.testing.assert_allclose(fm.maps, ref, atol=1e-6)
+    peaks = ref.reshape(4, -1).max(1)
+    assert fm.order.tolist() == np.argsort(-peaks, kind="stable").tolist()
+    assert fm.table()["max"].is_monotonic_decreasing
+    assert fm.grid(cell=8).dtype == np.uint8
+    with pytest.raises(ValueError, match="sort"):
+        feature_maps(net, x, "3", sort="median")
+
+
+def test_render_helpers():
+    assert normalise(np.array([1.0, 3.0])).tolist() == [0.0, 1.0]
+    assert normalise(np.array([-2.0, 1.0]), "symmetric").tolist() == [0.0, 0.75]
+    assert normalise(np.ones(3)).tolist() == [0.5] * 3
+    g = grid([np.zeros((4, 4), np.uint8)] * 5, ncols=2, pad=1)
+    assert g.shape == (3 * 5 + 1, 2 * 5 + 1, 3)
+    assert png_bytes(g)[:4] == b"\x89PNG"
+    assert np.load(__import__("io").BytesIO(npy_bytes(np.arange(3))), allow_pickle=False).tolist() == [0, 1, 2]
+
+
+def test_list_snapshots(tmp_path):
+    e = tmp_path / "run" / "epochs"
+    e.mkdir(parents=True)
+    for n in (3, 1, 10):
+        (e / f"epoch_{n:03d}.safetensors").write_bytes(b"x")
+        (e / f"epoch_{n:03d}.json").write_text("{}")
+    (e / "epoch_004.safetensors").write_bytes(b"x")  # no metadata: not listed
+    assert [s.epoch for s in list_snapshots(tmp_path / "run")] == [1, 3, 10]
+    assert list_snapshots(tmp_path / "nothing") == []
