@@ -509,3 +509,23 @@ def test_callers_hooks_do_not_run_on_the_skeleton():
         assert len(seen) == 1 and seen[0].device.type == "cpu"
     finally:
         handle.remove()
+
+
+class Scale(nn.Module):
+    """A layer the table does not know: a learned per-channel scale."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(c, 1, 1))
+
+    def forward(self, x):
+        return x * self.weight
+
+
+def test_unknown_parameterised_layer_uses_torchinfos_count():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), Scale(4))
+    t = layer_table(m, (3, 8, 8))
+    row = t.row("1")
+    assert row.params == 4 and row.output_shape == (4, 6, 6)
+    assert row.macs == 4  # torchinfo: batch x parameters for a layer that is not a conv
+    assert row.rf == 3

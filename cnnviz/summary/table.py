@@ -379,8 +379,8 @@ def _columns(m: nn.Module, source: nn.Module | None, in_shape, out_shape, out_nu
         return n, n, None, None, None
     if isinstance(m, _ELEMENTWISE) or _is_activation(m):
         return 0, 0, None, None, None
-    # Unknown leaf: torchinfo's convention for parameterised layers, nothing for the rest.
-    return out_numel // max(1, out_spatial) * params if params else 0, out_numel if params else 0, None, None, None
+    # Unknown leaf: None = torchinfo's count for a parameterised layer (filled in by build_table), 0 otherwise.
+    return (None, None, None, None, None) if params else (0, 0, None, None, None)
 
 
 def _adaptive_kernel(in_shape, out_shape) -> int:
@@ -478,11 +478,14 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
         else:
             in_shape, out_shape, out_numel = (), (), 0
         macs, conn, kernel, stride, padding = _columns(m, source, in_shape, out_shape, out_numel, params, bias)
-        if out_shape and isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
-            # torchinfo's MACs for the layers it counts (the same convention as ours, see the module docs).
+        if out_shape and (macs is None or isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))):
+            # torchinfo's MACs for the layers it counts (the same convention as ours, see the module docs),
+            # and for parameterised layers we do not know.
             li.output_size = [1, *out_shape]
             li.calculate_macs()
             macs = int(li.macs)
+            conn = macs if conn is None else conn
+        macs, conn = macs or 0, conn or 0
         geo = rec.geometry if rec is not None else None
         if geo is not None:
             geometry[name] = geo
