@@ -7,7 +7,7 @@ A checkpoint is usable with nothing but its two files::
     ckpt = load_checkpoint("checkpoints/run1/best.safetensors")
     ckpt.model, ckpt.meta["class_names"]
 
-Metadata keys (see ``build_meta``): ``format``, ``arch``, ``model_args``, ``num_classes``, ``input_size``,
+Metadata keys (see ``build_meta``): ``format``, ``arch``, ``model_args``, ``num_classes``, ``input_size``, ``in_channels``,
 ``classes`` (wnids, in output order), ``class_names``, ``mean``, ``std``, ``epoch``, ``step``, ``metrics``,
 ``train_config``, ``dtype``, ``cnnviz_version``, ``created``.
 """
@@ -60,12 +60,14 @@ def build_meta(model: nn.Module, *, classes: list[str] | None = None, class_name
     if not hasattr(model, "arch"):
         raise ValueError("build_meta needs a model made by cnnviz.create_model (it has .arch and .model_args)")
     args = dict(model.model_args)
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return {
         "format": FORMAT,
         "arch": model.arch,
         "model_args": args,
         "num_classes": args["num_classes"],
         "input_size": args["input_size"],
+        "in_channels": first_conv.in_channels if first_conv is not None else 3,
         "classes": list(classes) if classes is not None else None,
         "class_names": list(class_names) if class_names is not None else None,
         "mean": list(mean),

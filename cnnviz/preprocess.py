@@ -40,10 +40,23 @@ def to_tensor(img: Image.Image, size: int, mean: Sequence[float], std: Sequence[
     return (x - m) / s
 
 
+def input_channels(meta: dict) -> int:
+    """Channels a checkpoint's model takes: 3, or 1 for a paper-style (MNIST) LeNet-5."""
+    return int(meta.get("in_channels") or (meta.get("model_args") or {}).get("in_channels") or 3)
+
+
 def to_tensor_for(img: Image.Image, meta: dict) -> torch.Tensor:
-    """Preprocess exactly as a checkpoint (its metadata) was trained."""
-    return to_tensor(img, int(meta["input_size"]), meta.get("mean") or TINY_IMAGENET_MEAN,
-                     meta.get("std") or TINY_IMAGENET_STD)
+    """Preprocess exactly as a checkpoint (its metadata) was trained (grayscale for 1-channel models)."""
+    mean = meta.get("mean") or TINY_IMAGENET_MEAN
+    std = meta.get("std") or TINY_IMAGENET_STD
+    x = to_tensor(img, int(meta["input_size"]), mean[:3] if len(mean) >= 3 else mean * 3,
+                  std[:3] if len(std) >= 3 else std * 3)
+    if input_channels(meta) == 1:
+        # ITU-R 601 luma, as Pillow's convert("L"), then the checkpoint's single-channel statistics.
+        raw = to_tensor(img, int(meta["input_size"]), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        luma = (raw * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        x = (luma - float(mean[0])) / float(std[0])
+    return x
 
 
 def to_image(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
