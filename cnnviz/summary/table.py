@@ -44,14 +44,14 @@ import io
 import json
 import math
 import weakref
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from cnnviz.summary.trace import Geometry, fast_forwards, meta_skeleton, run_traced
+from cnnviz.summary.trace import Geometry, adaptive_window, fast_forwards, meta_skeleton, run_traced
 
 MACS_NOTE = (
     "MACs are multiply-accumulates, not FLOPs (1 MAC ~ 2 FLOPs); conv/linear count the bias as one MAC per "
@@ -73,7 +73,6 @@ _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.C
                 nn.Mish, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
                 nn.Softsign, nn.Tanhshrink, nn.LogSigmoid)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
-_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.LPPool2d)
 _ADAPTIVE = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _ELEMENTWISE = (*_ACTIVATIONS, *_NORMS, nn.Dropout, nn.Dropout2d, nn.AlphaDropout)
 _RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity)
@@ -384,8 +383,6 @@ def _columns(m: nn.Module, source: nn.Module | None, in_shape, out_shape, out_nu
 
 
 def _adaptive_kernel(in_shape, out_shape) -> int:
-    from cnnviz.summary.trace import adaptive_window
-
     if len(in_shape) < 3 or len(out_shape) < 3:
         return 1
     kh, _ = adaptive_window(int(in_shape[-2]), int(out_shape[-2]))
@@ -554,15 +551,9 @@ def _attach_activations(rows: list[LayerRow]) -> list[LayerRow]:
                 frontier = list(src.inputs)
                 continue
             if src.activation is None and (src.params or src.kernel):
-                out[by_name[src.name]] = _replace(src, activation=r.activation)
+                out[by_name[src.name]] = replace(src, activation=r.activation)
             break
     return out
-
-
-def _replace(r: LayerRow, **kw) -> LayerRow:
-    from dataclasses import replace
-
-    return replace(r, **kw)
 
 
 # ---------------------------------------------------------------------------------------------------------
