@@ -159,8 +159,11 @@ def tab_training():
     epoch = st.select_slider("Epoch", [s.epoch for s in snaps])
     ck = load_checkpoint_cached(next(s.path for s in snaps if s.epoch == epoch))
     snap = session.Subject(ck.model, ck.meta, f"epoch {epoch}", None)
-    st.image(viz.filter_grid(snap.model).image, caption=f"first-layer filters after epoch {epoch}")
-    st.image(session.deconv_figure(snap, x, seen, layer)[1], caption=f"strongest projection, epoch {epoch}")
+    filters, (proj, fig, _) = viz.filter_grid(snap.model).image, session.deconv_figure(snap, x, seen, layer)
+    st.image(filters, caption=f"first-layer filters after epoch {epoch}")
+    downloads(f"filters_epoch{epoch}", filters)
+    st.image(fig, caption=f"strongest projection of {layer}, epoch {epoch}")
+    downloads(f"deconvnet_epoch{epoch}", fig, proj.image)
 
 
 names = ["Filters", "Feature maps", "Deconvnet", "Top-9", "Occlusion", "Attribution", "Across training"]

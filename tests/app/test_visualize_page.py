@@ -84,3 +84,23 @@ def test_bad_channel_is_a_clean_message(checkpoint):
     at.run(timeout=240)
     assert not at.exception
     assert any("does not exist" in e.value for e in at.error)
+
+
+def test_across_training_slider_over_epoch_snapshots():
+    run = checkpoints_dir() / "run-1"
+    for epoch in (1, 2):
+        torch.manual_seed(epoch)
+        m = create_model("lenet5", num_classes=3, input_size=64)
+        save_checkpoint(run / "epochs" / f"epoch_{epoch:03d}", m, build_meta(m, epoch=epoch))
+    save_checkpoint(run / "best", m, build_meta(m, epoch=2))
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    _run(at)
+    at.selectbox[0].select(next(o for o in at.selectbox[0].options if o.startswith("run-1/best")))
+    _run(at)
+    slider = at.select_slider[0]
+    assert list(slider.options) == ["1", "2"]
+    assert "first-layer filters after epoch 1" in _captions(at)
+    slider.set_value(2)
+    _run(at)
+    assert "first-layer filters after epoch 2" in _captions(at)
+    assert "strongest projection of" in _captions(at)
