@@ -529,3 +529,12 @@ def test_unknown_parameterised_layer_uses_torchinfos_count():
     assert row.params == 4 and row.output_shape == (4, 6, 6)
     assert row.macs == 4  # torchinfo: batch x parameters for a layer that is not a conv
     assert row.rf == 3
+
+
+def test_model_with_an_uncopyable_attribute():
+    import threading
+
+    m = ConvReluPool()
+    m.lock = threading.Lock()  # e.g. a page guarding a shared model
+    t = layer_table(m, (3, 12, 12))
+    assert len(t.rows) == 6 and isinstance(m.lock, type(threading.Lock()))

@@ -320,20 +320,33 @@ def meta_skeleton(model: nn.Module) -> nn.Module:
     Uses deepcopy's memo so that the (possibly huge) tensors are never copied; the modules themselves are
     copied, so hooks and mode switches on the skeleton never reach the caller's model.
     """
+    try:
+        return copy.deepcopy(model, _skeleton_memo(model, share_attributes=False))
+    except (TypeError, RuntimeError, copy.Error):
+        # An attribute that cannot be copied (a lock, a file handle ...): share the plain attributes of every
+        # module by reference (the skeleton never changes them) and copy only the module tree. A fresh memo:
+        # the failed copy left half-built objects in the first one.
+        return copy.deepcopy(model, _skeleton_memo(model, share_attributes=True))
+
+
+def _skeleton_memo(model: nn.Module, share_attributes: bool) -> dict[int, Any]:
     memo: dict[int, Any] = {}
-    # The caller's hooks stay behind: a hook on a shared model (say, a Visualize page capturing activations)
-    # must not run on the skeleton's meta tensors, and deep-copying a bound-method hook would copy its owner.
     for m in model.modules():
+        # The caller's hooks stay behind: a hook on a shared model (a Visualize page capturing activations)
+        # must not run on the skeleton's meta tensors, and deep-copying a bound-method hook copies its owner.
         for attr in _HOOK_DICTS:
             d = getattr(m, attr, None)
             if d is not None:
                 memo[id(d)] = type(d)()
+        if share_attributes:
+            for v in m.__dict__.values():
+                if not isinstance(v, (nn.Module, torch.Tensor, dict)):
+                    memo.setdefault(id(v), v)
     for p in model.parameters():
         memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
     for b in model.buffers():
         memo[id(b)] = torch.empty_like(b, device="meta")
-    skeleton = copy.deepcopy(model, memo)
-    return skeleton
+    return memo
 
 
 # Modules whose output has exactly the input's shape, whatever their settings. On the meta device their
