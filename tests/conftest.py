@@ -11,7 +11,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 SHARED_ZIP = Path(os.environ.get("CNNVIZ_SHARED_ZIP") or REPO.parent / "shared" / "data" / "tiny-imagenet-200.zip")
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: the tests' forwards are tiny (batch 1-8), where a second thread mostly waits, and the
+# browser tests run a Streamlit server and Chromium beside pytest on the same 2 cores.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
