@@ -105,11 +105,9 @@ def _image(args, subject):
 
 
 def _default_layer(subject) -> str:
-    from cnnviz.viz.hooks import map_layers
+    from cnnviz.viz.session import default_layer
 
-    layers = map_layers(subject.model, subject.input_size)
-    inside = [n for n in layers if n.startswith("features.")]
-    return (inside or layers)[-1]
+    return default_layer(subject)
 
 
 def _save(args, figure, array=None) -> None:

@@ -121,9 +121,13 @@ def layer_choices(subject: Subject) -> list[str]:
 
 def default_layer(subject: Subject) -> str:
     """A mid-to-deep layer worth looking at: the last spatial layer inside ``features`` (or the last one)."""
+    from cnnviz.viz.hooks import output_shapes
+
     layers = layer_choices(subject)
-    inside = [n for n in layers if n.startswith("features.")]
-    return (inside or layers)[-1]
+    shapes = output_shapes(subject.model, subject.input_size)
+    spatial = [n for n in layers if shapes[n][1] * shapes[n][2] > 1] or layers  # not a 1x1 global pool
+    inside = [n for n in spatial if n.startswith("features.")]
+    return (inside or spatial)[-1]
 
 
 def demo_image(size: int = 64, seed: int = 0) -> np.ndarray:
