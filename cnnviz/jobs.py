@@ -28,6 +28,7 @@ from typing import Any
 
 from cnnviz.paths import REPO_ROOT, checkpoints_dir
 from cnnviz.runs import (
+    FINAL_STATES,
     RunError,
     RunInfo,
     create_run,
@@ -210,6 +211,12 @@ def resume(run: str | Path | RunInfo, force: bool = False, epochs: int | None = 
         raise JobError(f"cannot resume {run_dir.name}: its config.json is missing or damaged ({e})") from e
     if info.state == "done" and (epochs is None or len(info.metrics) >= epochs):
         raise JobError(f"{run_dir.name} already finished all {cfg.epochs} epochs; give more epochs to continue")
+    if info.status.get("state") in FINAL_STATES:
+        # The worker writes its final state just before it exits: give it a moment to release its locks.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (read_run(run_dir).alive or is_locked(run_dir / ".lock")):
+            time.sleep(0.1)
+        info = read_run(run_dir)
     if info.alive or is_locked(run_dir / ".lock"):
         raise JobBusy(f"{run_dir.name} is still running")
     if epochs is not None:

@@ -47,3 +47,38 @@ def test_start_a_synthetic_run_and_watch_it_finish(app_server, page, tmp_path, t
     assert not page.js_errors, page.js_errors
     runs = [p for p in (base / "checkpoints").iterdir() if p.name.startswith("lenet5-")]
     assert len(runs) == 1 and (runs[0] / "best.safetensors").is_file()
+
+
+def test_double_start_reload_stop_resume(app_server, page, tmp_path, tmp_path_factory):
+    """Issue 6 journey 3: two quick clicks on Start give one worker; a reload mid-run still shows progress;
+    Stop saves and stops; Resume continues to the end."""
+    base = tmp_path / "app"
+    install_synthetic(tmp_path_factory, base / "data")
+    # the worker inherits the server's environment: 0.4 s per step makes the tiny run slow enough to act on
+    server = app_server(base=base, env={"OMP_NUM_THREADS": "1", "CNNVIZ_FAULT": "sleep=0.4"})
+    page.goto(server.url + "/training")
+    wait_idle(page)
+    _choose(page, "Architecture", "LeNet-5")
+    _choose(page, "variant", "modern")
+    _choose(page, "Optimizer", "adamw")
+    for name, value in (("Epochs", "3"), ("Batch size", "16")):
+        field = page.get_by_role("spinbutton", name=name, exact=True)
+        field.fill(value)
+        field.press("Tab")
+    page.get_by_role("button", name="Start").dblclick()
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r"epoch 1/3, step \d+/10"))).to_be_visible(timeout=90_000)
+    runs = [p for p in (base / "checkpoints").iterdir() if p.name.startswith("lenet5-")]
+    assert len(runs) == 1, runs  # two clicks, one worker
+    page.reload()
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r"epoch \d/3, step \d+/10 .*ETA"))).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_text(re.compile(r"stopped at epoch \d, step \d+"))).to_be_visible(timeout=60_000)
+    shot(page, tmp_path, "training-stopped")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_text(re.compile(r"done: 3 epochs"))).to_be_visible(timeout=120_000)
+    metrics = [line for line in (runs[0] / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert len(metrics) == 3  # nothing lost or repeated across the stop
+    assert_no_errors(page)
+    assert not page.js_errors, page.js_errors
