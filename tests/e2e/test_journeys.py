@@ -31,7 +31,7 @@ from tests.predict_helpers import image_bytes
 
 pytestmark = pytest.mark.e2e
 
-EPOCHS = 4
+EPOCHS = 5
 
 
 def _choose(page, label: str, option: str) -> None:
@@ -69,8 +69,8 @@ def test_training_journey_second_tab_reload_server_restart_compare_predict_visua
     base = tmp_path / "app"
     # the synthetic set in the Tiny ImageNet layout, with 10 classes so that a top-5 has five bars
     make_synthetic(base / "data" / "synthetic", num_classes=10, train_per_class=16, val_per_class=4, seed=0)
-    # every worker this server starts sleeps 0.4 s per step: slow enough to reload, restart and stop mid-run
-    env = {"OMP_NUM_THREADS": "1", "CNNVIZ_FAULT": "sleep=0.4"}
+    # every worker this server starts sleeps 0.5 s per step: slow enough to reload, restart and stop mid-run
+    env = {"OMP_NUM_THREADS": "1", "CNNVIZ_FAULT": "sleep=0.5"}
     server = app_server(base=base, env=env)
     ckpts = base / "checkpoints"
     page.goto(server.url + "/training")
@@ -114,6 +114,13 @@ def test_training_journey_second_tab_reload_server_restart_compare_predict_visua
     wait_idle(page)
     expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(re.escape(run.name)),
                                                                                timeout=30_000)
+    # the restarted server's first visitor deep-links /training: still the whole app (sidebar, navigation),
+    # not Streamlit's legacy pages/ mode (which listed "app" and "shared" as pages and skipped app.py)
+    nav = page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")
+    expect(nav).to_have_count(5)
+    assert [t.split()[-1] for t in nav.all_inner_texts()] == ["Architectures", "Training", "Visualize",
+                                                              "Predict", "Compare"]
+    assert "Device:" in page.get_by_test_id("stSidebar").inner_text()
     progress = page.get_by_text(re.compile(rf"epoch \d/{EPOCHS}, step \d+/10|done: {EPOCHS} epochs"))
     expect(progress).to_be_visible(timeout=30_000)
     first_seen = progress.inner_text()
