@@ -155,6 +155,9 @@ def _conv_transpose(signal: torch.Tensor, conv: nn.Conv2d, in_shape: torch.Size)
                               conv.dilation)
 
 
+_VERIFIED: set = set()
+
+
 @torch.no_grad()
 def project_switches(model: nn.Module, x: torch.Tensor, layer: str, channel: int,
                      position: tuple[int, int] | None = None, *, keep_value: bool = True) -> Projection:
@@ -188,13 +191,18 @@ def project_switches(model: nn.Module, x: torch.Tensor, layer: str, channel: int
         records.append((m, in_shape, switches))
     # The chain must be what the model really computes from its input up to ``layer`` (not, say, a
     # Sequential that the model feeds with something else): compare with the model's own forward pass.
-    from cnnviz.viz.hooks import run_to
+    # Checked once per architecture (arguments, input shape) and layer: it depends on the code, not the weights.
+    arch = getattr(model, "arch", None)
+    key = (type(model).__qualname__, arch or str(model), repr(getattr(model, "model_args", None)),
+           tuple(x.shape[1:]), layer)
+    if key not in _VERIFIED:
+        from cnnviz.viz.hooks import run_to
 
-    view = private_view(model)
-    expected = run_to(view, x.detach().to(h.device), layer)
-    if expected.shape != h.shape or not torch.allclose(expected, h, rtol=1e-4, atol=1e-4):
-        raise ValueError(f"the layers up to {layer!r} are not a plain sequential stack applied to the input; "
-                         "use method='autograd'")
+        expected = run_to(private_view(model), x.detach().to(h.device), layer)
+        if expected.shape != h.shape or not torch.allclose(expected, h, rtol=1e-4, atol=1e-4):
+            raise ValueError(f"the layers up to {layer!r} are not a plain sequential stack applied to the input; "
+                             "use method='autograd'")
+        _VERIFIED.add(key)
     y, xx, value = _pick_unit(h, channel, position)
     signal = torch.zeros_like(h)
     signal[0, channel, y, xx] = value if keep_value else 1.0
