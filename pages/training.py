@@ -81,6 +81,9 @@ def monitor(run_id: str) -> None:
     if info.state == "missing":
         st.warning("This run folder no longer exists (deleted?).")
         return
+    was_active, st.session_state["train_was_active"] = st.session_state.get("train_was_active"), info.active
+    if was_active and not info.active:
+        st.rerun()  # it just ended: refresh the whole page (run list labels) and stop polling
     box = {"failed": st.error, "done": st.success, "stopped": st.warning}.get(info.state, st.info)
     box(f"**{info.state}**: {md_escape(info.message) or '...'}")
     for problem in info.problems:
