@@ -53,7 +53,8 @@ try:
         image, label = open_image(upload.getvalue()), None
     elif split is not None:
         idx = right.number_input("Validation image", 0, len(split.images) - 1, 0)
-        image, label = split.images[int(idx)], int(split.labels[int(idx)])
+        truth = int(split.labels[int(idx)])
+        image, label = split.images[int(idx)], session.class_index(subject.meta, split.wnids[truth], truth)
     else:
         image, label = session.demo_image(), None
     x, seen = session.prepare(image, subject.meta)
@@ -64,7 +65,6 @@ layers = session.layer_choices(subject)
 layer = left.selectbox("Layer", layers, index=layers.index(session.default_layer(subject)))
 right.image(render.upscale(seen, 128), caption=f"What the network saw ({seen.shape[0]}x{seen.shape[1]}, "
             "after its own preprocessing)")
-
 
 
 def tab_filters():

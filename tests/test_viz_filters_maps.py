@@ -87,3 +87,12 @@ def test_list_snapshots(tmp_path):
     (e / "epoch_004.safetensors").write_bytes(b"x")  # no metadata: not listed
     assert [s.epoch for s in list_snapshots(tmp_path / "run")] == [1, 3, 10]
     assert list_snapshots(tmp_path / "nothing") == []
+
+
+def test_class_index_maps_dataset_classes_to_model_outputs():
+    from cnnviz.viz.session import class_index
+
+    meta = {"classes": ["n1", "n2"], "num_classes": 2}
+    assert class_index(meta, "n2", 0) == 1 and class_index(meta, "n9", 0) is None
+    assert class_index({"classes": None, "num_classes": 3}, "x", 2) == 2
+    assert class_index({"classes": None, "num_classes": 3}, "x", 7) is None

@@ -185,3 +185,14 @@ def deconv_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: st
     p = deconvnet(subject.model, x, layer, int(channel), method=method)
     box = unit_region(subject.model, layer, *p.position, subject.input_size)
     return p, projection_figure(seen, p.image, box), box
+
+
+def class_index(meta: dict, wnid: str | None, label: int | None = None) -> int | None:
+    """The model's output index for a dataset class (by wnid, as checkpoints store their class order); None when
+    the model does not know that class. Without class names in the metadata, the dataset's index if in range."""
+    classes = meta.get("classes")
+    if classes and wnid is not None:
+        return classes.index(wnid) if wnid in classes else None
+    if label is not None and 0 <= label < int(meta["num_classes"]):
+        return int(label)
+    return None

@@ -104,3 +104,18 @@ def test_across_training_slider_over_epoch_snapshots():
     _run(at)
     assert "first-layer filters after epoch 2" in _captions(at)
     assert "strongest projection of" in _captions(at)
+
+
+def test_top9_scan_from_a_synthetic_validation_set(checkpoint):
+    from cnnviz.data import make_synthetic
+    from cnnviz.paths import data_dir
+
+    make_synthetic(data_dir() / "tiny-imagenet-200", num_classes=3, train_per_class=2, val_per_class=4)
+    at = _run(AppTest.from_file(PAGE, default_timeout=240))
+    assert any(n.label == "Validation image" for n in at.number_input)
+    _button(at, "Scan the validation set").click()
+    _run(at)
+    assert "receptive-field patches" in _captions(at)
+    assert any("top9" in d.proto.id and d.proto.label == "CSV"
+               for d in at.get("download_button"))
+    assert list((data_dir() / "viz_cache").glob("*.npz"))  # cached per checkpoint and layer
