@@ -4,8 +4,10 @@ A grey square slides over the image; for every position we record (a) the total 
 feature map, (b) the probability of the true (or chosen) class, (c) the most probable class. "Grey" is the
 dataset mean, which is exactly 0 after normalisation with the checkpoint's mean/std.
 
-All occluded copies are built at once on the device and evaluated in large batches under
-``torch.inference_mode`` (one forward per chunk; the layer map alone stops the forward early). Positions
+All occluded copies are built on the device and evaluated in large batches under ``torch.inference_mode``
+on a private, cached copy of the model with batch norms fused into the convolutions and channels-last
+layout (:func:`cnnviz.viz.hooks.inference_copy`); the feature-map total (a) uses forwards that stop at the
+layer. Positions
 are the top-left corners ``0, stride, 2*stride, ...`` that keep the square inside the image (captum's
 ``Occlusion`` uses the same grid); ``map[i, j]`` is the value with the square at rows
 ``i*stride .. i*stride+size`` and columns ``j*stride .. j*stride+size``.
