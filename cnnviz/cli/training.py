@@ -90,11 +90,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             jobs.resume(run_dir, force=args.force, epochs=args.epochs)
             print(run_dir)
             return 0
-        from cnnviz.fsutil import read_json
+        from cnnviz.fsutil import atomic_write_json, read_json
 
-        cfg = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+        raw = read_json(run_dir / "config.json")
+        cfg = TrainConfig.from_dict(raw)
         if args.epochs:
             cfg.epochs = args.epochs
+            cfg.validate()
+            atomic_write_json(run_dir / "config.json", {**raw, "epochs": cfg.epochs})  # config.json stays the truth
     else:
         cfg = config_from_args(args)
         if args.force:
