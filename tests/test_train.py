@@ -250,3 +250,10 @@ def test_worker_imports_no_ui_libraries():
             "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+
+
+def test_periodic_mid_epoch_resume_points(synthetic):
+    run_dir, state, _ = _train(tiny_config(epochs=1, save_every_min=1e-5))
+    assert state == "done"
+    assert "mid-epoch resume point saved at step" in (run_dir / "train.log").read_text()
+    assert torch.load(run_dir / "optim.pt", weights_only=True)["step_in_epoch"] == 0  # the epoch-end save is last
