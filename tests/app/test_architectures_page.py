@@ -128,6 +128,10 @@ def test_tiny_imagenet_input_uses_200_classes(page):
     rows = _layers(at)
     assert rows.iloc[0]["input"] == "3x64x64"
     assert rows.iloc[-1]["output"] == "200"
+    at = _pick(page, "lenet5", "64x64 (Tiny ImageNet)")  # RGB at 64x64: C1 has 6 x (3x5x5 + 1) parameters
+    assert not at.error
+    rows = _layers(at)
+    assert rows.iloc[0]["input"] == "3x64x64" and rows.iloc[0]["params"] == 456
     _pick(page, "vgg16")
 
 
@@ -174,7 +178,7 @@ def test_compare_view_totals_and_accuracy_chart(page):
     table = at.dataframe[0].value.set_index("architecture")
     assert {vgg, cnnviz.get_card("resnet50").display_name} <= set(table.index)
     assert set(table["input"]) == {"3x64x64"} and set(table["classes"]) == {200}
-    # An architecture that cannot be built like this is named in a message; the others still show.
-    assert all("LeNet" in e.value for e in at.error)
+    assert not at.error  # LeNet-5 too: RGB at 64x64 (its card says so)
+    assert table.loc[cnnviz.get_card("lenet5").display_name, "params"] > 60_000
     at.toggle(key="cmp_tiny").set_value(False)
     _open_tab(at, "arch_view", "One architecture")
