@@ -21,7 +21,9 @@ def _leave_legacy_page_mode() -> None:
     ``st.navigation``: a first visitor who deep-links ``/training`` (a bookmark, or an open tab reconnecting
     after a server restart) would get ``pages/training.py`` run alone, without app.py's layout and sidebar,
     and a navigation listing ``app`` and ``_shared`` as pages. This module is imported by app.py and every
-    page, once per server process: leave that mode and rerun, so the URL is resolved by ``st.navigation``."""
+    page, once per server process: leave that mode and rerun, so the URL is resolved by ``st.navigation``.
+    Called at the very end of this module: a concurrent first visitor that got this module while it was
+    being imported then still finds every name in it."""
     try:
         from streamlit.runtime.pages_manager import PagesManager
     except ImportError:  # another Streamlit layout: nothing to do
@@ -29,9 +31,6 @@ def _leave_legacy_page_mode() -> None:
     if PagesManager.uses_pages_directory and st.runtime.exists():
         PagesManager.uses_pages_directory = False
         st.rerun()
-
-
-_leave_legacy_page_mode()
 
 
 @st.cache_resource(show_spinner=False)
@@ -86,3 +85,6 @@ def val_split_cached():
 def md_escape(text: str) -> str:
     """Text shown through Markdown (file names, class names) with Markdown's special characters escaped."""
     return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|~$" else c for c in str(text))
+
+
+_leave_legacy_page_mode()  # last: see its docstring
