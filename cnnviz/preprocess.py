@@ -63,7 +63,10 @@ def to_image(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> Im
     """Undo normalisation of a ``3 x H x W`` (or ``1 x 3 x H x W``) tensor: what the network saw."""
     if x.dim() == 4:
         x = x[0]
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    c = x.shape[0]  # 3, or 1 for a grayscale (paper LeNet-5) input: shown as gray RGB
+    m = torch.tensor(list(mean)[:c], dtype=x.dtype, device=x.device).view(c, 1, 1)
+    s = torch.tensor(list(std)[:c], dtype=x.dtype, device=x.device).view(c, 1, 1)
+    if c == 1:
+        x, m, s = x.expand(3, -1, -1), m.expand(3, 1, 1), s.expand(3, 1, 1)
     arr = ((x * s + m).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr)

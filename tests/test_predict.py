@@ -147,15 +147,28 @@ def test_float16_starter_checkpoint_predicts_like_float32(tmp_path):
 
 
 def test_predict_across_reports_a_model_that_cannot_take_the_image(tmp_path, ckpt):
+    from cnnviz.checkpoint import build_meta
     from cnnviz.models import create_model
     from cnnviz.predict import predict_across
 
     gray = create_model("lenet5", num_classes=10, input_size=32).eval()  # the paper's 1-channel LeNet-5
-    assert gray.model_args.get("in_channels", 1) in (None, 1)
-    from cnnviz.checkpoint import build_meta
-
-    items = predict_across([("gray", gray, build_meta(gray)), ("rgb", ckpt.model, ckpt.meta)],
+    broken_meta = {**build_meta(gray), "in_channels": 3}  # metadata that lies about what the model takes
+    items = predict_across([("broken", gray, broken_meta), ("rgb", ckpt.model, ckpt.meta)],
                            [("a.png", Image.new("RGB", (50, 50), "red"))])
     assert [r.checkpoint for r in items[0].results] == ["rgb"]
-    assert "1-channel" in items[0].errors["gray"]
+    assert "1-channel" in items[0].errors["broken"]
     assert items[0].results[0].extra["view"].size == (64, 64)
+
+
+def test_predict_across_feeds_a_one_channel_model_grayscale(ckpt):
+    from cnnviz.checkpoint import build_meta
+    from cnnviz.models import create_model
+    from cnnviz.predict import predict_across
+
+    gray = create_model("lenet5", num_classes=10, input_size=32).eval()
+    items = predict_across([("gray", gray, build_meta(gray)), ("rgb", ckpt.model, ckpt.meta)],
+                           [("a.png", Image.new("RGB", (50, 50), "red"))])
+    assert [r.checkpoint for r in items[0].results] == ["gray", "rgb"]
+    assert not items[0].errors
+    view = items[0].results[0].extra["view"]
+    assert view.size == (32, 32)
