@@ -112,13 +112,13 @@ def tab_top9():
         top = viz.scan(subject.model, split.images, layer, mean=mean, std=std, input_size=subject.input_size[1],
                        progress=lambda d, n: bar.progress(d / n, f"{d}/{n} images (any click stops the scan)"),
                        cache_dir=viz.top9.default_cache_dir() if subject.cache_key else None,
-                       model_key=subject.cache_key)
+                       model_key=subject.cache_key, channels=subject.input_size[0])
         st.session_state["top9"] = (subject.name, layer, top)
     hit = st.session_state.get("top9")
     if hit and hit[:2] == (subject.name, layer):
         channel = st.number_input("Feature map", 0, hit[2].channels - 1, int(hit[2].values[:, 0].argmax()))
         fig = viz.patches(subject.model, split.images, hit[2], channel, mean=mean, std=std,
-                          input_size=subject.input_size[1]).image()
+                          input_size=subject.input_size[1], channels=subject.input_size[0]).image()
         st.image(fig, caption="deconvnet projections (left) and receptive-field patches (right), ZF Fig. 2")
         downloads("top9", fig, None, hit[2].to_csv())
 

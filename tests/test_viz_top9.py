@@ -113,3 +113,16 @@ def test_patches_and_projections_on_a_zoo_model():
         assert patch.shape == (b - t, rgt - left, 3) and proj.shape == patch.shape
     img = fig.image(cell=32)
     assert img.dtype == np.uint8 and img.shape[1] > img.shape[0]
+
+
+def test_grayscale_models_get_the_luma_like_to_tensor_for():
+    from PIL import Image
+
+    from cnnviz.preprocess import to_tensor_for
+
+    img = np.random.default_rng(2).integers(0, 255, size=(1, 64, 64, 3), dtype=np.uint8)
+    meta = {"input_size": 64, "mean": [0.4], "std": [0.2], "in_channels": 1}
+    ours = top9.preprocess_batch(img, meta["mean"], meta["std"], 64, "cpu", channels=1)
+    ref = to_tensor_for(Image.fromarray(img[0]), meta)
+    assert ours.shape == ref.shape == (1, 1, 64, 64)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)

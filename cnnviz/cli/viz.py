@@ -187,11 +187,12 @@ def _top9(args, subject) -> int:
 
     top = viz.scan(subject.model, split.images, layer, mean=mean, std=std, input_size=subject.input_size[1],
                    batch_size=args.batch_size, progress=progress, limit=args.limit,
-                   cache_dir=cache if subject.cache_key else None, model_key=subject.cache_key)
+                   cache_dir=cache if subject.cache_key else None, model_key=subject.cache_key,
+                   channels=subject.input_size[0])
     print(file=sys.stderr)
     channel = args.channel if args.channel is not None else int(np.argmax(top.values[:, 0]))
     fig = viz.patches(subject.model, split.images, top, channel, mean=mean, std=std,
-                      input_size=subject.input_size[1])
+                      input_size=subject.input_size[1], channels=subject.input_size[0])
     print(f"{layer}[{channel}]: images {fig.images}, activations {[round(v, 3) for v in fig.values]}")
     arr = np.stack([top.values, top.index, top.ys, top.xs], axis=-1).astype(np.float64)
     _save(args, fig.image(), arr)

@@ -26,8 +26,10 @@ class Subject:
 
     @property
     def input_size(self) -> tuple[int, int, int]:
+        from cnnviz.preprocess import input_channels
+
         s = int(self.meta["input_size"])
-        return (3, s, s)
+        return (input_channels(self.meta), s, s)
 
     def class_name(self, k: int) -> str:
         names = self.meta.get("class_names") or []

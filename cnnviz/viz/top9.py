@@ -74,14 +74,17 @@ class TopK:
         return "\n".join(lines) + "\n"
 
 
-def preprocess_batch(images: np.ndarray, mean, std, size: int, device) -> torch.Tensor:
-    """uint8 ``N x H x W x 3`` -> normalised float ``N x 3 x size x size`` on ``device`` (bilinear,
-    antialiased resize only when the stored size differs from the network's input)."""
+def preprocess_batch(images: np.ndarray, mean, std, size: int, device, channels: int = 3) -> torch.Tensor:
+    """uint8 ``N x H x W x 3`` -> normalised float ``N x channels x size x size`` on ``device`` (bilinear,
+    antialiased resize only when the stored size differs from the network's input). ``channels=1``: ITU-R
+    601 luma, as ``cnnviz.preprocess.to_tensor_for`` does for a grayscale (paper LeNet-5) checkpoint."""
     x = torch.from_numpy(np.array(images, copy=True)).to(device).permute(0, 3, 1, 2).float().div_(255)
     if x.shape[2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    m = torch.tensor(mean, dtype=x.dtype, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=device).view(1, 3, 1, 1)
+    if channels == 1:
+        x = (x * torch.tensor([0.299, 0.587, 0.114], device=device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    m = torch.tensor(list(mean)[:channels], dtype=x.dtype, device=device).view(1, channels, 1, 1)
+    s = torch.tensor(list(std)[:channels], dtype=x.dtype, device=device).view(1, channels, 1, 1)
     return (x - m) / s
 
 
@@ -116,14 +119,14 @@ def _cancelled(cancel) -> bool:
 def scan(model: nn.Module, images: np.ndarray, layer: str, *, mean, std, input_size: int | None = None,
          k: int = 9, batch_size: int = 200, progress: Callable[[int, int], object] | None = None,
          cancel: threading.Event | Callable[[], bool] | None = None, cache_dir: str | Path | None = None,
-         model_key: str | None = None, limit: int | None = None) -> TopK:
+         model_key: str | None = None, limit: int | None = None, channels: int = 3) -> TopK:
     """The ``k`` strongest activations per channel of ``layer`` over ``images`` (uint8 ``N x H x W x 3``).
 
     ``mean``/``std``/``input_size`` are the checkpoint's preprocessing (its metadata). ``progress(done,
     total)`` is called after every batch; returning ``False`` cancels, as does setting ``cancel`` (an
     Event) or ``cancel()`` returning True: :class:`ScanCancelled` is raised and nothing is cached.
     With ``cache_dir`` and ``model_key`` (e.g. :func:`checkpoint_fingerprint`) a finished scan is saved and
-    reused. ``limit`` scans only the first ``limit`` images.
+    reused. ``limit`` scans only the first ``limit`` images; ``channels=1`` feeds grayscale (1-channel models).
     """
     if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}")
@@ -154,7 +157,7 @@ def scan(model: nn.Module, images: np.ndarray, layer: str, *, mean, std, input_s
         for start in range(0, n, batch_size):
             if _cancelled(cancel):
                 raise ScanCancelled(f"scan of {layer} cancelled after {start} of {n} images")
-            x = preprocess_batch(images[start:start + batch_size], mean, std, size, device)
+            x = preprocess_batch(images[start:start + batch_size], mean, std, size, device, channels)
             forward_quietly(view, x)
             fmap = store.pop(layer, None)
             if fmap is None:
@@ -212,11 +215,12 @@ class Top9Figure:
 
 
 def patches(model: nn.Module, images: np.ndarray, top: TopK, channel: int, *, mean, std,
-            input_size: int | None = None, project: bool = True) -> Top9Figure:
+            input_size: int | None = None, project: bool = True, channels: int = 3) -> Top9Figure:
     """The receptive-field patches of ``channel``'s top hits and their deconvnet projections (ZF Fig. 2).
 
     Each projection is contrast-normalised on its own (0 = grey), as ZF display them.
     """
+    from cnnviz.preprocess import to_image
     from cnnviz.viz.deconv import deconvnet
     from cnnviz.viz.maps import unit_region
 
@@ -231,11 +235,10 @@ def patches(model: nn.Module, images: np.ndarray, top: TopK, channel: int, *, me
         if i < 0:
             continue
         y, x = int(top.ys[channel, r]), int(top.xs[channel, r])
-        box = unit_region(model, top.layer, y, x, (3, size, size))
+        box = unit_region(model, top.layer, y, x, (channels, size, size))
         t, left, b, rgt = box
-        xin = preprocess_batch(images[i:i + 1], mean, std, size, device)
-        shown = ((xin[0].cpu() * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1))
-                 .clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        xin = preprocess_batch(images[i:i + 1], mean, std, size, device, channels)
+        shown = np.asarray(to_image(xin.cpu(), mean, std))  # what the network saw
         out.patches.append(shown[t:b, left:rgt])
         if project:
             proj = deconvnet(model, xin, top.layer, channel, position=(y, x)).image
