@@ -244,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         "**The machine was shared** with other engineers' tests and builds while this ran: absolute times are "
         "pessimistic; the zero counts are the point.",
     ]
+    if stats.failed_requests:
+        lines += ["", "Failed requests to the server: " + "; ".join(f"`{u.replace(server.url, '')}`"
+                                                               for u in stats.failed_requests[:5]) + "."]
     body = "## Load: concurrent sessions (bench_load)\n\n" + "\n".join(x for x in lines if x is not None) + "\n"
     print(body)
     for what, items in (("failed requests", stats.failed_requests), ("external", stats.external[:2]),
