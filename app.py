@@ -1,20 +1,29 @@
 """cnnviz dashboard entry point: ``streamlit run app.py``.
 
-Routing and the shared sidebar only; every page lives in ``pages/`` and every computation in ``cnnviz``.
+Routing and the shared sidebar only; every page lives in ``app_pages/`` and every computation in ``cnnviz``.
+
+Why ``app_pages/`` and not ``pages/``: Streamlit treats a folder named ``pages`` beside the entry script as its
+legacy multipage app until ``st.navigation`` has run once in the server process, so on a fresh server the
+first visitor (or a tab reconnecting after a restart, deep-linked to ``/training``) got that page alone,
+without this file's sidebar, and a menu listing ``app`` and ``_shared``. Any other folder name avoids it.
 """
+
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="cnnviz: the classic CNNs", page_icon=":material/neurology:", layout="wide")
+# A local icon: an emoji or ":material/..." favicon makes every browser fetch it from a CDN.
+st.set_page_config(page_title="cnnviz: the classic CNNs", page_icon=str(Path(__file__).parent / "assets" / "icon.png"),
+                   layout="wide")
 
-from pages._shared import render_sidebar  # noqa: E402
+from app_pages._shared import render_sidebar  # noqa: E402
 
 pages = [
-    st.Page("pages/architectures.py", title="Architectures", icon=":material/account_tree:", default=True),
-    st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
-    st.Page("pages/visualize.py", title="Visualize", icon=":material/visibility:"),
-    st.Page("pages/predict.py", title="Predict", icon=":material/target:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/architectures.py", title="Architectures", icon=":material/account_tree:", default=True),
+    st.Page("app_pages/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("app_pages/visualize.py", title="Visualize", icon=":material/visibility:"),
+    st.Page("app_pages/predict.py", title="Predict", icon=":material/target:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
 ]
 navigation = st.navigation(pages)
 render_sidebar()

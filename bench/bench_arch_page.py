@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 import cnnviz
 from bench._report import write_section
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "architectures.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "architectures.py")
 
 
 def _timed_run(at: AppTest) -> float:
@@ -53,7 +53,7 @@ def main() -> None:
     lines = [
         "## Architectures page (`bench/bench_arch_page.py`)",
         "",
-        "Streamlit AppTest reruns of `pages/architectures.py` (server-side time: script, layer table, figures; "
+        "Streamlit AppTest reruns of `app_pages/architectures.py` (server-side time: script, layer table, figures; "
         "not the browser's drawing). *First pick*: the architecture's table is computed (paper input, "
         "float32) and the Parameters chart built; *again*: the same pick with the table from `st.cache_data`; "
         "*diagram*: opening the Block diagram tab (first time: the model's structure on the meta device + "

@@ -16,7 +16,7 @@ from cnnviz.runs import RunError, create_run, new_run_id, resolve_run
 from tests._synthetic import tiny_config
 
 CONFIG = REPO_ROOT / ".streamlit" / "config.toml"
-CODE = sorted([*(REPO_ROOT / "cnnviz").rglob("*.py"), *(REPO_ROOT / "pages").rglob("*.py"), REPO_ROOT / "app.py"])
+CODE = sorted([*(REPO_ROOT / "cnnviz").rglob("*.py"), *(REPO_ROOT / "app_pages").rglob("*.py"), REPO_ROOT / "app.py"])
 
 
 def test_streamlit_config_defaults_are_safe():
@@ -142,7 +142,7 @@ def test_pixel_cap_is_well_below_pillows_bomb_limits():
 def test_error_details_go_to_the_log_not_the_page(caplog):
     import streamlit as st
 
-    from pages._shared import show_error
+    from app_pages._shared import show_error
 
     shown = []
     original = st.error

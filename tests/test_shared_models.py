@@ -21,7 +21,7 @@ from cnnviz.paths import checkpoints_dir
 from cnnviz.viz import hook_counts
 from tests.predict_helpers import image_bytes
 
-PAGES = Path(__file__).resolve().parents[1] / "pages"
+PAGES = Path(__file__).resolve().parents[1] / "app_pages"
 
 
 @pytest.fixture
@@ -52,8 +52,8 @@ def _click(at: AppTest, label: str) -> AppTest:
 
 
 def test_pages_never_mutate_the_shared_cached_model(checkpoint):
+    from app_pages._shared import load_checkpoint_cached
     from cnnviz.catalog import list_checkpoints
-    from pages._shared import load_checkpoint_cached
 
     path = next(i.path for i in list_checkpoints() if i.name == "starter/shared_lenet")  # what the pages pass
     assert Path(path).resolve() == checkpoint.resolve()

@@ -13,8 +13,8 @@ from cnnviz.paths import checkpoints_dir
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
-PAGES = ["pages/architectures.py", "pages/training.py", "pages/visualize.py", "pages/predict.py",
-         "pages/compare.py"]
+PAGES = ["app_pages/architectures.py", "app_pages/training.py", "app_pages/visualize.py", "app_pages/predict.py",
+         "app_pages/compare.py"]
 
 
 def _run(at: AppTest) -> AppTest:

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import cnnviz
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "architectures.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "architectures.py")
 
 
 def _run(at: AppTest) -> AppTest:

@@ -14,7 +14,7 @@ from cnnviz.paths import checkpoints_dir, data_dir
 from tests.predict_helpers import default_arch, image_bytes, make_checkpoint, write_run
 from tests.test_compare import _metrics
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "compare.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "compare.py")
 
 
 def _run(at: AppTest) -> AppTest:

@@ -13,7 +13,7 @@ from cnnviz.paths import checkpoints_dir, data_dir
 from tests.predict_helpers import image_bytes, make_checkpoint
 from tests.test_predict_images import _bomb_png, _tiff
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "predict.py")
 
 
 def _run(at: AppTest) -> AppTest:

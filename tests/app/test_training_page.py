@@ -17,7 +17,7 @@ from cnnviz.runs import create_run
 from cnnviz.training_view import SYNTHETIC_LABEL
 from tests._synthetic import tiny_config
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "training.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "training.py")
 
 
 def _run(at: AppTest) -> AppTest:

@@ -14,7 +14,7 @@ from cnnviz.checkpoint import build_meta, save_checkpoint
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "visualize.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "visualize.py")
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ def test_training_journey_second_tab_reload_server_restart_compare_predict_visua
     expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(re.escape(run.name)),
                                                                                timeout=30_000)
     # the restarted server's first visitor deep-links /training: still the whole app (sidebar, navigation),
-    # not Streamlit's legacy pages/ mode (which listed "app" and "shared" as pages and skipped app.py)
+    # not Streamlit's legacy app_pages/ mode (which listed "app" and "shared" as pages and skipped app.py)
     nav = page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")
     expect(nav).to_have_count(5)
     assert [t.split()[-1] for t in nav.all_inner_texts()] == ["Architectures", "Training", "Visualize",

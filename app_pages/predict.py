@@ -4,12 +4,12 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 from cnnviz.catalog import list_checkpoints
 from cnnviz.checkpoint import CheckpointError
 from cnnviz.compare_figures import topk_figure
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
 from cnnviz.predict import predict_across, results_to_csv
-from pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 
 st.title("Predict")
 st.caption("What do trained networks think an image shows? Each checkpoint sees the image exactly as it was "

@@ -2,12 +2,12 @@
 
 import streamlit as st
 
+from app_pages._shared import md_escape, show_error
 from cnnviz import get_card, jobs, list_models
 from cnnviz import training_view as tv
 from cnnviz.figures_arch import variant_specs
 from cnnviz.paths import checkpoints_dir
 from cnnviz.runs import list_runs, read_run
-from pages._shared import md_escape, show_error
 
 st.title("Training")
 names = list_models()

@@ -3,12 +3,12 @@
 import numpy as np
 import streamlit as st
 
+from app_pages._shared import load_checkpoint_cached, show_error, val_split_cached
 from cnnviz import viz
 from cnnviz.catalog import list_checkpoints
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image
 from cnnviz.models import list_models
 from cnnviz.viz import render, session
-from pages._shared import load_checkpoint_cached, show_error, val_split_cached
 
 st.title("Visualize")
 st.caption("Zeiler & Fergus, *Visualizing and Understanding Convolutional Networks* (ECCV 2014), on your model.")

@@ -16,23 +16,6 @@ from cnnviz.paths import checkpoints_dir
 log = logging.getLogger("cnnviz.app")
 
 
-def _leave_legacy_page_mode() -> None:
-    """A fresh server starts in Streamlit's legacy ``pages/`` mode until ``app.py`` has once called
-    ``st.navigation``: a first visitor who deep-links ``/training`` (a bookmark, or an open tab reconnecting
-    after a server restart) would get ``pages/training.py`` run alone, without app.py's layout and sidebar,
-    and a navigation listing ``app`` and ``_shared`` as pages. This module is imported by app.py and every
-    page, once per server process: leave that mode and rerun, so the URL is resolved by ``st.navigation``.
-    Called at the very end of this module: a concurrent first visitor that got this module while it was
-    being imported then still finds every name in it."""
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # another Streamlit layout: nothing to do
-        return
-    if PagesManager.uses_pages_directory and st.runtime.exists():
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 @st.cache_resource(show_spinner=False)
 def device_description() -> str:
     return describe_device(pick_device("auto"))
@@ -86,5 +69,3 @@ def md_escape(text: str) -> str:
     """Text shown through Markdown (file names, class names) with Markdown's special characters escaped."""
     return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|~$" else c for c in str(text))
 
-
-_leave_legacy_page_mode()  # last: see its docstring

@@ -3,9 +3,9 @@
 import streamlit as st
 
 import cnnviz
+from app_pages._shared import show_error
 from cnnviz import figures_arch as fa
 from cnnviz.summary import layer_table
-from pages._shared import show_error
 
 
 def columns(exact: bool = False) -> dict:
