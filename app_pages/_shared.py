@@ -11,6 +11,7 @@ import logging
 import streamlit as st
 
 from cnnviz.device import describe_device, pick_device
+from cnnviz.figures_arch import variant_specs
 from cnnviz.paths import checkpoints_dir
 
 log = logging.getLogger("cnnviz.app")
@@ -69,3 +70,18 @@ def md_escape(text: str) -> str:
     """Text shown through Markdown (file names, class names) with Markdown's special characters escaped."""
     return "".join("\\" + c if c in "\\`*_{}[]()#+-.!<>|~$" else c for c in str(text))
 
+
+
+def variant_widgets(card, key_prefix: str, columns: int = 4) -> dict:
+    """One widget per variant option of a model card (from ``figures_arch.variant_specs``); all values."""
+    values, cols = {}, st.columns(columns)
+    for i, spec in enumerate(variant_specs(card)):
+        col, key = cols[i % columns], f"{key_prefix}_{card.name}_{spec.name}"
+        if spec.kind == "bool":
+            values[spec.name] = col.checkbox(spec.name, spec.default, help=spec.help, key=key)
+        elif spec.kind in ("int", "float"):
+            values[spec.name] = col.number_input(spec.name, value=spec.default, help=spec.help, key=key)
+        else:
+            values[spec.name] = col.selectbox(spec.name, spec.choices, help=spec.help, key=key,
+                                              format_func=lambda v: "model default" if v is None else str(v))
+    return values

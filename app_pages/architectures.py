@@ -3,7 +3,7 @@
 import streamlit as st
 
 import cnnviz
-from app_pages._shared import show_error
+from app_pages._shared import show_error, variant_widgets
 from cnnviz import figures_arch as fa
 from cnnviz.summary import layer_table
 
@@ -28,17 +28,9 @@ def diagram_for(arch: str, variant: tuple, side: int | None, classes: int | None
     return fa.block_diagram(table_for(arch, variant, side, classes, "float32"), **dict(variant))
 
 
-def variant_widgets(card) -> tuple:
-    values = {}
-    for spec, col in zip(fa.variant_specs(card), st.columns(4), strict=False):
-        key = f"arch_{card.name}_{spec.name}"
-        if spec.kind == "bool":
-            values[spec.name] = col.checkbox(spec.name, spec.default, help=spec.help, key=key)
-        elif spec.kind in ("int", "float"):
-            values[spec.name] = col.number_input(spec.name, value=spec.default, help=spec.help, key=key)
-        else:
-            values[spec.name] = col.selectbox(spec.name, spec.choices, help=spec.help, key=key,
-                                              format_func=lambda v: "model default" if v is None else str(v))
+def variant_choice(card) -> tuple:
+    """The options the user changed from the card's defaults (the table cache key)."""
+    values = variant_widgets(card, "arch")
     return tuple(sorted((k, v) for k, v in values.items() if v != card.default_variant.get(k)))
 
 
@@ -56,7 +48,7 @@ def single() -> None:
                                     key=f"arch_classes_{side is None}"))
     dtype = c[4].selectbox("dtype", ["float32", "float16", "bfloat16"], key="arch_dtype")
     batch = int(c[5].number_input("Batch size", 1, 4096, 64, key="arch_batch"))
-    variant = variant_widgets(card) if card.variants else ()
+    variant = variant_choice(card) if card.variants else ()
     with st.expander(f"Model card: {card.display_name}", expanded=False):
         st.markdown(fa.card_markdown(card))
     try:

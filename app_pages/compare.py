@@ -121,5 +121,5 @@ with image_tab:
 with export_tab:
     st.write("One zip: tables (CSV and Markdown), figures (PNG) and each model's training configuration (JSON).")
     if st.button("Build the export bundle"):
-        st.download_button("Download comparison.zip", cmp.export_bundle(sel, evals), "comparison.zip",
+        st.download_button("Download comparison.zip", lambda: cmp.export_bundle(sel, evals), "comparison.zip",
                            "application/zip", on_click="ignore")

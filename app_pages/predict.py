@@ -104,4 +104,4 @@ for item in items[:MAX_SHOWN]:
         st.error(f"{md_escape(name)} cannot predict this image: {md_escape(message)}")
 
 if all_results:
-    st.download_button("Download results (CSV)", results_to_csv(all_results), "predictions.csv", "text/csv")
+    st.download_button("Download results (CSV)", lambda: results_to_csv(all_results), "predictions.csv", "text/csv")

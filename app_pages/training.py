@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from app_pages._shared import md_escape, show_error
+from app_pages._shared import md_escape, show_error, variant_widgets
 from cnnviz import get_card, jobs, list_models
 from cnnviz import training_view as tv
-from cnnviz.figures_arch import variant_specs
 from cnnviz.paths import checkpoints_dir
 from cnnviz.runs import list_runs, read_run
 
@@ -14,16 +13,7 @@ names = list_models()
 arch = st.selectbox("Architecture", names, format_func=lambda n: get_card(n).display_name, key="train_arch",
                     index=names.index("resnet18") if "resnet18" in names else 0)
 with st.form("train_form"):
-    variant, cols = {}, st.columns(4)
-    for i, spec in enumerate(variant_specs(get_card(arch))):
-        col, key = cols[i % 4], f"train_{arch}_{spec.name}"
-        if spec.kind == "bool":
-            variant[spec.name] = col.checkbox(spec.name, spec.default, help=spec.help, key=key)
-        elif spec.kind in ("int", "float"):
-            variant[spec.name] = col.number_input(spec.name, value=spec.default, help=spec.help, key=key)
-        else:
-            variant[spec.name] = col.selectbox(spec.name, spec.choices, help=spec.help, key=key,
-                                               format_func=lambda v: "model default" if v is None else str(v))
+    variant = variant_widgets(get_card(arch), "train")
     choices = tv.dataset_choices()
     data = st.selectbox("Dataset", choices, format_func=lambda c: c.label, key="train_data")
     c = st.columns(4)
