@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+_LOAD_AT_START = os.getloadavg()  # before this benchmark adds its own load
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -241,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Round k of a session redraws all k of its images (the uploader keeps earlier files), so later uploads "
         "do more work; the first uploads also wait for the checkpoint to load into the shared cache. "
-        "**The machine was shared** with other engineers' tests and builds while this ran: absolute times are "
-        "pessimistic; the zero counts are the point.",
+        f"Load average when the run started: {_LOAD_AT_START[0]:.1f} (above ~1 means other work shared the "
+        "2 cores, and absolute times are pessimistic); the server, Chromium and the training job share the cores "
+        "in any case. The zero counts are the point.",
     ]
     if stats.failed_requests:
         lines += ["", "Failed requests to the server: " + "; ".join(f"`{u.replace(server.url, '')}`"
