@@ -117,6 +117,19 @@ def check_input(x: torch.Tensor, arch: str, channels: int, min_side: int) -> Non
         )
 
 
+def fc_head(model: nn.Module, x: torch.Tensor, arch: str) -> torch.Tensor:
+    """AlexNet/ZFNet head: check pool5 is the size the FC layers were built for, flatten, classify."""
+    expected = (256, model.feature_size, model.feature_size)
+    if tuple(x.shape[1:]) != expected:
+        raise InputSizeError(
+            f"this {arch} was built for {model.input_size}x{model.input_size} inputs (pool5 "
+            f"{model.feature_size}x{model.feature_size}x256) but got a feature map of shape "
+            f"{tuple(x.shape[1:])}: build it with input_size set to your images' side"
+        )
+    x = torch.flatten(x, 1)  # N x 9216
+    return model.classifier(x)  # fc6, fc7 -> N x 4096; fc8 -> N x num_classes
+
+
 def resolve_stem(stem: str, input_size: int) -> str:
     if stem not in ("auto", "paper", "small"):
         raise ValueError(f"stem must be 'auto', 'paper' or 'small', got {stem!r}")
@@ -221,15 +234,7 @@ class AlexNet(nn.Module):
         return self.features(x)  # pool5 -> N x 256 x 6 x 6
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        expected = (256, self.feature_size, self.feature_size)
-        if tuple(x.shape[1:]) != expected:
-            raise InputSizeError(
-                f"this AlexNet was built for {self.input_size}x{self.input_size} inputs (pool5 "
-                f"{self.feature_size}x{self.feature_size}x256) but got a feature map of shape "
-                f"{tuple(x.shape[1:])}: build it with input_size set to your images' side"
-            )
-        x = torch.flatten(x, 1)  # N x 9216
-        return self.classifier(x)  # fc6, fc7 -> N x 4096; fc8 -> N x num_classes
+        return fc_head(self, x, "AlexNet")  # N x 256 x 6 x 6 -> N x 9216 -> N x num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

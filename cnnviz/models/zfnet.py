@@ -23,13 +23,14 @@ import torch.nn as nn
 
 from cnnviz.models.alexnet import (
     check_input,
+    fc_head,
     init_kaiming,
     paper_lrn,
     resolve_stem,
     smallest_input,
     trace_sizes,
 )
-from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
+from cnnviz.models.registry import ModelCard, PaperFigures, register_model
 
 
 class ZFNet(nn.Module):
@@ -108,15 +109,7 @@ class ZFNet(nn.Module):
         return self.features(x)  # pool5 -> N x 256 x 6 x 6
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        expected = (256, self.feature_size, self.feature_size)
-        if tuple(x.shape[1:]) != expected:
-            raise InputSizeError(
-                f"this ZFNet was built for {self.input_size}x{self.input_size} inputs (pool5 "
-                f"{self.feature_size}x{self.feature_size}x256) but got a feature map of shape "
-                f"{tuple(x.shape[1:])}: build it with input_size set to your images' side"
-            )
-        x = torch.flatten(x, 1)  # N x 9216
-        return self.classifier(x)  # fc6, fc7 -> N x 4096; fc8 -> N x num_classes
+        return fc_head(self, x, "ZFNet")  # N x 256 x 6 x 6 -> N x 9216 -> N x num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
