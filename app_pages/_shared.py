@@ -58,12 +58,22 @@ def _val_split(root: str):
     return load_split(root, "val")
 
 
-def val_split_cached():
-    """The validation Split (memory-mapped, shared read-only), or None when no dataset is found."""
+def val_split_cached(missing: str | None = None):
+    """The validation Split (memory-mapped, shared read-only), or None when there is none to use.
+
+    A dataset that cannot be read is reported on the page (details to the log); ``missing`` is shown as an
+    info message when no dataset is found at all."""
     from cnnviz.data import find_dataset
 
     root = find_dataset()
-    return None if root is None else _val_split(str(root))
+    try:
+        split = None if root is None else _val_split(str(root))
+    except (ValueError, OSError) as e:
+        show_error(f"The validation set cannot be read: {e}", e)
+        return None
+    if split is None and missing:
+        st.info(missing)
+    return split
 
 
 def md_escape(text: str) -> str:

@@ -59,15 +59,9 @@ with cost_tab:
 
 evals = {}
 with class_tab:
-    split = None
-    try:
-        split = val_split_cached()
-    except (ValueError, OSError) as e:
-        show_error(f"The validation set cannot be read: {e}", e)
-    if split is None:
-        st.info("No Tiny ImageNet dataset found: per-class accuracy and confusion need the validation set "
-                "(prepare it on the Training page or with `python -m cnnviz data prepare`).")
-    else:
+    split = val_split_cached("No Tiny ImageNet dataset found: per-class accuracy and confusion need the validation "
+                             "set (prepare it on the Training page or with `python -m cnnviz data prepare`).")
+    if split is not None:
         per_class = st.select_slider("Validation images per class", [5, 10, 25, 50], value=10)
         if st.toggle("Evaluate the selected models (computed once per checkpoint, then cached)"):
             idx = cmp.subset_indices(split.labels, per_class)

@@ -44,15 +44,9 @@ elif source == "Camera":
         except ImageError as e:
             st.error(f"camera: {md_escape(e)}")
 else:
-    split = None
-    try:
-        split = val_split_cached()
-    except (ValueError, OSError) as e:
-        show_error(f"The validation set cannot be read: {e}", e)
-    if split is None:
-        st.info("No Tiny ImageNet dataset found: prepare it on the Training page (or `python -m cnnviz data "
-                "prepare`), or upload images instead.")
-    else:
+    split = val_split_cached("No Tiny ImageNet dataset found: prepare it on the Training page (or `python -m "
+                             "cnnviz data prepare`), or upload images instead.")
+    if split is not None:
         c1, c2 = st.columns(2)
         count = c1.slider("How many validation images", 1, 16, 4)
         seed = c2.number_input("Random seed", 0, 10**6, 0)

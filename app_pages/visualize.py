@@ -43,11 +43,7 @@ except (ValueError, OSError) as e:
     st.stop()
 
 upload = right.file_uploader("Image", type=list(ALLOWED_EXTENSIONS), help="Empty: a validation or demo image.")
-try:
-    split = val_split_cached()
-except (ValueError, OSError) as e:
-    split = None
-    show_error(f"The validation set cannot be read: {e}", e)
+split = val_split_cached()
 try:
     if upload is not None:
         image, label = open_image(upload.getvalue()), None
