@@ -5,6 +5,7 @@ Fixtures:
   waits until it answers, yields the base URL and kills it afterwards (server log printed on failure);
 * ``page``: a fresh Chromium page (``--no-sandbox --disable-gpu --disable-background-networking``);
 * ``wait_idle(page)``: waits on Streamlit's own signal that the script finished running;
+* ``choose(page, label, option)``: picks an option in a selectbox, retrying a click that lost a re-render race;
 * ``shot(page, name)``: saves a screenshot under the test's temporary folder and returns its path.
 """
 
@@ -142,6 +143,33 @@ def pytest_runtest_makereport(item, call):
 def wait_idle(page, timeout: float = 60_000) -> None:
     """Wait until Streamlit reports that the script has finished running (its own signal, no sleeps)."""
     page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=timeout)
+
+
+def choose(page, label: str, option, *, type_text: str | None = None, attempts: int = 4) -> None:
+    """Pick ``option`` (exact text, or a compiled regex) in the selectbox whose label contains ``label``.
+
+    Why the retries: Streamlit's option list is a virtualised React list that re-renders while typed text filters
+    it and while a rerun lands; a click can then wait on a node that was just detached ("element is not stable")
+    until the long default timeout. CI saw exactly that once, so each try gets a short timeout, then the list is
+    closed with Escape and opened again. A real failure (the option never appears) still fails after the last try.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
+    exact = isinstance(option, str)
+    for attempt in range(attempts):
+        wait_idle(page)
+        box.click()
+        if type_text:
+            page.keyboard.type(type_text)
+        try:
+            page.get_by_role("option", name=option, exact=exact).first.click(timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+    wait_idle(page)
 
 
 def assert_no_errors(page) -> None:

@@ -12,7 +12,7 @@ import pytest
 import cnnviz
 from cnnviz import figures_arch as fa
 from cnnviz.summary import layer_table
-from tests.e2e.conftest import assert_no_errors, shot, wait_idle
+from tests.e2e.conftest import assert_no_errors, choose, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -27,10 +27,7 @@ def _pick(page, arch: str) -> None:
     """Choose an architecture in the selectbox and wait until the page shows that architecture's totals."""
     card = cnnviz.get_card(arch)
     params = layer_table(arch, fa.input_shape(arch)).totals["params"]
-    box = page.get_by_test_id("stSelectbox").filter(has_text="Architecture").first
-    box.click()
-    page.keyboard.type(card.display_name)
-    page.get_by_role("option", name=card.display_name, exact=True).click()
+    choose(page, "Architecture", card.display_name, type_text=card.display_name)
     # The exact totals sentence is unique per architecture: it appears once the rerun has rendered.
     page.get_by_text(f"Exactly {params:,} parameters", exact=False).first.wait_for()
     wait_idle(page)

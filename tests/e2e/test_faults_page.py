@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from cnnviz.runs import create_run, process_start_time
 from tests._synthetic import tiny_config
-from tests.e2e.conftest import assert_no_errors, shot, wait_idle
+from tests.e2e.conftest import assert_no_errors, choose, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -63,9 +63,7 @@ def test_a_run_killed_torn_and_deleted_under_the_polling_page(app_server, page, 
         _running_run(base / "checkpoints", "torn-run", worker.pid)
         page.reload()
         wait_idle(page)
-        page.get_by_test_id("stSelectbox").filter(has_text="Run").first.click()
-        page.get_by_role("option", name=re.compile(r"^torn-run")).click()
-        wait_idle(page)
+        choose(page, "Run", re.compile(r"^torn-run"))
         expect(status.filter(has_text="running")).to_be_visible(timeout=30_000)
         (base / "checkpoints" / "torn-run" / "status.json").write_text('{"state": "runn')
         expect(page.get_by_text("warning: status.json: damaged (not valid JSON)")).to_be_visible(timeout=30_000)

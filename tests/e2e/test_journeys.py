@@ -26,7 +26,7 @@ from playwright.sync_api import expect
 from cnnviz.data import make_synthetic
 from cnnviz.runs import list_runs, pid_alive, read_run
 from tests.conftest import SHARED_ZIP
-from tests.e2e.conftest import assert_no_errors, shot, wait_idle
+from tests.e2e.conftest import assert_no_errors, choose, shot, wait_idle
 from tests.predict_helpers import image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -34,17 +34,11 @@ pytestmark = pytest.mark.e2e
 EPOCHS = 5
 
 
-def _choose(page, label: str, option: str) -> None:
-    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
-
-
 def _fill_form(page) -> None:
     page.get_by_role("heading", name="Training").first.wait_for()
-    _choose(page, "Architecture", "LeNet-5")
-    _choose(page, "variant", "modern")
-    _choose(page, "Optimizer", "adamw")
+    choose(page, "Architecture", "LeNet-5")
+    choose(page, "variant", "modern")
+    choose(page, "Optimizer", "adamw")
     page.get_by_label("Epochs", exact=True).fill(str(EPOCHS))
     page.get_by_label("Batch size", exact=True).fill("16")  # 160 images: 10 steps per epoch
 

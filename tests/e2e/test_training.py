@@ -8,14 +8,7 @@ import re
 from playwright.sync_api import expect
 
 from tests._synthetic import install_synthetic
-from tests.e2e.conftest import assert_no_errors, shot, wait_idle
-
-
-def _choose(page, label: str, option: str) -> None:
-    box = page.get_by_test_id("stSelectbox").filter(has_text=label).first
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
+from tests.e2e.conftest import assert_no_errors, choose, shot, wait_idle
 
 
 def test_start_a_synthetic_run_and_watch_it_finish(app_server, page, tmp_path, tmp_path_factory):
@@ -25,9 +18,9 @@ def test_start_a_synthetic_run_and_watch_it_finish(app_server, page, tmp_path, t
     page.goto(server.url + "/training")
     wait_idle(page)
     expect(page.get_by_text("No runs yet")).to_be_visible()
-    _choose(page, "Architecture", "LeNet-5")
-    _choose(page, "variant", "modern")
-    _choose(page, "Optimizer", "adamw")
+    choose(page, "Architecture", "LeNet-5")
+    choose(page, "variant", "modern")
+    choose(page, "Optimizer", "adamw")
     expect(page.get_by_role("combobox", name="Dataset")).to_have_value(re.compile("Synthetic demo set"))
     page.get_by_role("button", name="Start").click()
     wait_idle(page)
@@ -58,9 +51,9 @@ def test_double_start_reload_stop_resume(app_server, page, tmp_path, tmp_path_fa
     server = app_server(base=base, env={"OMP_NUM_THREADS": "1", "CNNVIZ_FAULT": "sleep=0.4"})
     page.goto(server.url + "/training")
     wait_idle(page)
-    _choose(page, "Architecture", "LeNet-5")
-    _choose(page, "variant", "modern")
-    _choose(page, "Optimizer", "adamw")
+    choose(page, "Architecture", "LeNet-5")
+    choose(page, "variant", "modern")
+    choose(page, "Optimizer", "adamw")
     for name, value in (("Epochs", "3"), ("Batch size", "16")):
         field = page.get_by_role("spinbutton", name=name, exact=True)
         field.fill(value)
