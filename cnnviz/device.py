@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 
 
@@ -22,6 +25,46 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested == "mps" and not has_mps:
         raise RuntimeError("MPS was requested but Apple's Metal backend is not available; use cpu or auto")
     return torch.device(requested)
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bf16 natively: x86 ``avx512_bf16`` or ``amx_bf16``, Arm ``bf16``.
+
+    Read from ``/proc/cpuinfo`` (or the text given). oneDNN's own ``_is_mkldnn_bf16_supported`` is not enough:
+    it also says yes for any AVX512-BW CPU (Skylake), where bf16 is emulated and slower than fp32. Where there is
+    no ``/proc/cpuinfo`` (macOS, Windows) that check is the best available and is used.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            try:
+                return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            except (AttributeError, RuntimeError):  # a build without oneDNN
+                return False
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def bf16_autocast_ok(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds training up on ``device``: always on CUDA; on the CPU only where it computes
+    bf16 natively (:func:`cpu_has_native_bf16`). Elsewhere CPU autocast emulates bf16 and runs slower than fp32.
+
+    Measured on the 2-core AMD EPYC (AVX512-BF16) dev machine, one training step at 64x64, batch 128: ResNet-18
+    198 -> 309 img/s, GoogLeNet 155 -> 216, NiN (cifar) 19 -> 44.
+    """
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and _native_bf16_here()
+
+
+@functools.cache
+def _native_bf16_here() -> bool:
+    return cpu_has_native_bf16()
 
 
 def describe_device(device: torch.device | None = None) -> str:

@@ -3,7 +3,9 @@
 They let Predict and Compare work on a fresh clone. Each is made from a run's ``best`` checkpoint by
 :func:`export_starter`, which writes the float16 file, then measures the *shipped* file's val top-1/top-5 with
 the same code as ``python -m cnnviz evaluate`` and records them in its metadata (``metrics.val_top1``,
-``metrics.val_top5``, ``metrics.val_n``, ``metrics.evaluated_with``). The README table is generated from
+``metrics.val_top5``, ``metrics.val_n``, ``metrics.evaluated_with``). Heads used only in training are left out of the shipped file
+(GoogLeNet's two auxiliary classifiers: 4.7M of its 10.9M parameters at 200 classes), which leaves eval-mode
+outputs unchanged and keeps all starters within the 40 MB budget. The README table is generated from
 that metadata by :func:`starter_table`, so the numbers shown are the numbers measured.
 """
 
@@ -16,6 +18,7 @@ import torch
 
 from cnnviz.checkpoint import checkpoint_paths, load_checkpoint, read_meta, save_checkpoint
 from cnnviz.fsutil import atomic_write_json
+from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
 
 STARTER_DIR_NAME = "starter"
@@ -41,6 +44,23 @@ def _source_checkpoint(source: str | Path) -> Path:
     return w
 
 
+def inference_only(model: torch.nn.Module) -> tuple[torch.nn.Module, list[str]]:
+    """``(model, dropped)``: the same network without heads that only training uses, and what was dropped.
+
+    GoogLeNet's auxiliary classifiers (``aux1``, ``aux2``) only add training losses (paper, Section 5); in eval
+    mode the model returns the main logits alone, so dropping them changes no prediction. Other models come
+    back unchanged.
+    """
+    if not getattr(model, "aux_logits", False):
+        return model, []
+    lean = create_model(model.arch, **{**model.model_args, "aux_logits": False})
+    keep = set(lean.state_dict())
+    state = model.state_dict()
+    dropped = sorted({k.split(".")[0] for k in state if k not in keep})
+    lean.load_state_dict({k: v for k, v in state.items() if k in keep}, strict=True)
+    return lean.eval(), dropped
+
+
 def export_starter(source: str | Path, name: str, *, data: str | None = None, root: str | Path | None = None,
                    device: str = "auto") -> dict[str, Any]:
     """Write ``starter/<name>`` as float16 from a run or checkpoint, evaluate it, record the result.
@@ -53,11 +73,12 @@ def export_starter(source: str | Path, name: str, *, data: str | None = None, ro
         raise ValueError(f"starter name must be a plain file name, got {name!r}")
     src = _source_checkpoint(source)
     ckpt = load_checkpoint(src, "cpu")
-    meta = dict(ckpt.meta)
+    model, dropped = inference_only(ckpt.model)
+    meta = {**ckpt.meta, "model_args": dict(model.model_args)}
     meta["starter"] = {"name": name, "source": str(src.parent.name + "/" + src.name),
-                       "train_config": meta.get("train_config", {})}
+                       "train_config": meta.get("train_config", {}), "dropped_training_only_heads": dropped}
     out = starter_dir(root) / name
-    save_checkpoint(out, ckpt.model, meta, dtype=torch.float16)
+    save_checkpoint(out, model, meta, dtype=torch.float16)
     result = evaluate_checkpoint(out, data=data, device=device)
     meta = read_meta(out)
     meta["metrics"] = {**(meta.get("metrics") or {}), "val_top1": result["top1"], "val_top5": result["top5"],

@@ -9,7 +9,7 @@ What the loop does, and why:
 
 * batches come from :class:`cnnviz.data.BatchPipeline` (the whole uint8 split on the device, augmentation
   batched on the device), never from a per-image DataLoader;
-* bf16 autocast on CUDA (no loss scaler needed, unlike fp16), channels_last, optional ``torch.compile``;
+* bf16 autocast on CUDA and on CPUs with native bf16 (no loss scaler needed, unlike fp16), channels_last, optional ``torch.compile``;
 * SGD with (Nesterov) momentum or AdamW; no weight decay on biases and norm parameters (1-d tensors), the
   usual practice since "Bag of Tricks" (He et al., 2019); label smoothing; linear warm-up then cosine, or a
   one-cycle schedule; the learning rate is a pure function of the global step, so resuming needs only the step;
@@ -57,6 +57,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnviz import __version__
+from cnnviz.device import bf16_autocast_ok
 from cnnviz.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from cnnviz.models import InputSizeError, create_model, get_card, list_models
 from cnnviz.paths import data_dir
@@ -96,7 +97,7 @@ class TrainConfig:
     augment: str = "crop_flip"
     device: str = "auto"
     seed: int = 0
-    amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    amp: bool = True  # bf16 autocast for training on CUDA and on CPUs with native bf16 (device.bf16_autocast_ok)
     channels_last: bool = True
     compile: bool = False
     input_size: int = 64
@@ -734,7 +735,9 @@ class Trainer:
         self._session_step0 = self.global_step
         self._session_t0 = time.time()
         dev = self.device
-        amp = cfg.amp and dev.type == "cuda"
+        # Evaluation stays fp32 on the CPU (see evaluate): the recorded val accuracy is then the one that
+        # `cnnviz evaluate` and Predict reproduce on any CPU, with or without bf16 kernels.
+        amp = cfg.amp and bf16_autocast_ok(dev)
         self._write_status(state="running", message="training", device=str(dev), reason=None)
         log.info("training %s on %s: %d epochs x %d steps, batch %d x %d", cfg.arch, dev, cfg.epochs,
                  self.steps_per_epoch, cfg.batch_size, self.dist.world_size)
@@ -980,7 +983,7 @@ def add_config_args(p: argparse.ArgumentParser, require_arch: bool = False) -> N
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--seed", type=int)
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast on CUDA")
+    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast (CUDA, or a CPU with native bf16)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
     p.add_argument("--keep-snapshots", action="store_true", default=None,
                    help="save epochs/epoch_NNN.safetensors every epoch")

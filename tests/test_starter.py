@@ -48,3 +48,29 @@ def test_export_refuses_a_name_that_is_a_path(tmp_path):
 
     with pytest.raises(ValueError, match="plain file name"):
         export_starter(tmp_path, "../evil")
+
+
+def test_googlenet_starter_drops_its_auxiliary_heads_and_predicts_the_same(tmp_path):
+    """The auxiliary classifiers only serve training: the starter file leaves them out (4.7M parameters at 200
+    classes), and every eval-mode prediction stays what the full checkpoint gives."""
+    root = make_synthetic(tmp_path / "syn", num_classes=3, train_per_class=4, val_per_class=4, seed=2)
+    val = load_split(root, "val")
+    torch.manual_seed(0)
+    model = create_model("googlenet", num_classes=len(val.wnids), input_size=64).eval()
+    assert model.aux_logits
+    meta = build_meta(model, classes=val.wnids, class_names=val.class_names, mean=val.mean, std=val.std, epoch=1,
+                      train_config={"data": str(root)})
+    save_checkpoint(tmp_path / "run" / "best", model, meta)
+
+    export_starter(tmp_path / "run", "googlenet_demo", data=str(root), root=tmp_path / "ckpts", device="cpu")
+
+    shipped = load_checkpoint(tmp_path / "ckpts" / "starter" / "googlenet_demo")
+    assert shipped.meta["model_args"]["aux_logits"] is False
+    assert shipped.meta["starter"]["dropped_training_only_heads"] == ["aux1", "aux2"]
+    assert not any(k.startswith("aux") for k in shipped.model.state_dict())
+    full_params = sum(p.numel() for p in model.parameters())
+    lean_params = sum(p.numel() for p in shipped.model.parameters())
+    assert full_params - lean_params > 1_000_000
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), shipped.model(x), atol=5e-2)  # float16 weights: close, not equal
