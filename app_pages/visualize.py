@@ -81,12 +81,16 @@ def tab_filters():
 
 
 def tab_maps():
-    c1, c2, c3 = st.columns(3)
-    channel = c1.number_input("Feature map (empty = strongest)", 0, None, None, key="fm_ch")
-    uy, ux = c2.number_input("Unit row (empty = strongest)", 0, None, None), c3.number_input("Unit column", 0, None, None)
-    fm, grid, detail, _, _, _ = session.feature_figure(subject, x, seen, layer, channel,
-                                                       None if uy is None or ux is None else (uy, ux))
-    st.image(detail)
+    channel = st.number_input("Feature map (empty = strongest)", 0, None, None, key="fm_ch")
+    key = f"fm_pick_{layer}_{channel}"  # a new chart (and no stale click) for each layer and map
+    picked = st.session_state.get(key)  # the click on this chart (feature_figure clamps it to the map)
+    unit = viz.maps.unit_from_selection(picked) if picked else None
+    fm, grid, detail, channel, unit, box = session.feature_figure(subject, x, seen, layer, channel, unit)
+    left_col, right_col = st.columns(2)
+    left_col.plotly_chart(viz.maps.unit_picker(fm.maps[channel], unit, f"{layer}[{channel}]: click a unit"),
+                          on_select="rerun", selection_mode="points", key=key)
+    right_col.image(detail, caption=f"unit {unit} ({'clicked' if picked and unit else 'strongest'}) and the input "
+                    f"region {box} it sees (receptive field)")
     st.image(grid, caption=f"{layer}: the strongest {min(64, len(fm.order))} of {len(fm.order)} maps, strongest first")
     downloads("feature_maps", grid, fm.maps, fm.table().to_csv(index=False))
 

@@ -96,3 +96,28 @@ def test_class_index_maps_dataset_classes_to_model_outputs():
     assert class_index(meta, "n2", 0) == 1 and class_index(meta, "n9", 0) is None
     assert class_index({"classes": None, "num_classes": 3}, "x", 2) == 2
     assert class_index({"classes": None, "num_classes": 3}, "x", 7) is None
+
+
+def test_unit_picker_figure_and_reading_a_click_back():
+    """The clickable feature map: one marker per unit carrying its (row, column), the current unit outlined,
+    and a click event (Streamlit's selection dict) read back as that unit; nonsense and stale clicks are None."""
+    from cnnviz.viz.maps import unit_from_selection, unit_picker
+
+    fmap = np.arange(6 * 9, dtype=np.float32).reshape(6, 9)
+    fig = unit_picker(fmap, (4, 7), "conv[3]")
+    heat, markers = fig.data
+    assert heat.type == "heatmap" and np.array_equal(np.asarray(heat.z), fmap)
+    assert len(markers.x) == 6 * 9
+    k = 4 * 9 + 7
+    assert (markers.y[k], markers.x[k]) == (4, 7) and tuple(markers.customdata[k]) == (4, 7)
+    (outline,) = fig.layout.shapes
+    assert (outline.x0, outline.x1, outline.y0, outline.y1) == (6.5, 7.5, 3.5, 4.5)
+    assert tuple(fig.layout.yaxis.range) == (5.5, -0.5)  # row 0 on top, the plot area is exactly the map
+
+    click = {"selection": {"points": [{"x": 7, "y": 4, "curve_number": 1, "point_index": k}]}}
+    assert unit_from_selection(click, (6, 9)) == (4, 7)
+    assert unit_from_selection(click) == (4, 7)
+    assert unit_from_selection(click, (4, 4)) is None  # from a bigger map: not a unit of this one
+    assert unit_from_selection({"selection": {"points": []}}, (6, 9)) is None
+    assert unit_from_selection({"selection": {"points": [{"x": "a", "y": None}]}}, (6, 9)) is None
+    assert unit_from_selection(None) is None

@@ -107,3 +107,53 @@ def strongest_unit(fm: FeatureMaps, channel: int) -> tuple[int, int]:
     """(y, x) of the strongest activation of ``channel``."""
     y, x = divmod(int(np.argmax(fm.maps[channel])), fm.maps.shape[2])
     return y, x
+
+
+def unit_picker(fmap: np.ndarray, unit: tuple[int, int] | None = None, title: str = ""):
+    """A plotly figure of one feature map (``h x w``) on which a click picks a unit.
+
+    Plotly heatmaps report no click selection through Streamlit's ``on_select`` (streamlit/streamlit#8760), so
+    the map is a heatmap for the eye with one near-transparent square marker per unit on top, which does;
+    each marker carries its ``(row, column)``. The current ``unit`` is outlined. Read a click back with
+    :func:`unit_from_selection`.
+    """
+    import plotly.graph_objects as go
+
+    h, w = fmap.shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    fig = go.Figure(go.Heatmap(z=fmap, colorscale="Gray", showscale=True, hoverinfo="skip",
+                               colorbar={"title": "activation", "thickness": 12}))
+    fig.add_trace(go.Scatter(
+        x=cols.ravel(), y=rows.ravel(), mode="markers", customdata=np.stack([rows.ravel(), cols.ravel()], 1),
+        marker={"symbol": "square", "size": max(4, 300 // max(h, w)), "opacity": 0.01, "color": "white"},
+        hovertemplate="unit (%{y}, %{x})<br>activation %{text}<extra></extra>",
+        text=[f"{v:.3g}" for v in fmap.ravel()], showlegend=False))
+    if unit is not None:
+        y, x = unit
+        fig.add_shape(type="rect", x0=x - 0.5, x1=x + 0.5, y0=y - 0.5, y1=y + 0.5,
+                      line={"color": "red", "width": 2})
+    # Fixed ranges (row 0 on top) with square cells: plotly then shrinks the axis domain rather than padding a
+    # range, so the plotting area is exactly the map.
+    fig.update_yaxes(range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain", title="row", showgrid=False)
+    fig.update_xaxes(range=[-0.5, w - 0.5], constrain="domain", title="column", showgrid=False)
+    fig.update_layout(title=title, height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10}, clickmode="event+select",
+                      dragmode=False)
+    return fig
+
+
+def unit_from_selection(event, shape: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """The ``(row, column)`` clicked on a :func:`unit_picker` chart, from Streamlit's selection event (a dict or
+    the event object ``st.plotly_chart(..., on_select="rerun")`` returns); ``None`` when nothing valid was
+    clicked, or the click lies outside a map of ``shape`` when one is given (say, the layer changed since)."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return None
+    for p in reversed(points or []):
+        try:
+            y, x = int(round(float(p["y"]))), int(round(float(p["x"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if y >= 0 and x >= 0 and (shape is None or (y < shape[0] and x < shape[1])):
+            return y, x
+    return None

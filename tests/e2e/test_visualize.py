@@ -59,3 +59,41 @@ def test_filters_projection_and_occlusion_render(app_server, page, tmp_path):
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
     assert not page.js_errors, page.js_errors
     shot(page, tmp_path, "visualize")
+
+
+def test_clicking_a_unit_on_a_feature_map_outlines_its_input_region(app_server, page, tmp_path):
+    """ZF's question "what does this unit see?": a click on a cell of the feature map picks that unit, and the
+    page names it and outlines its receptive field in the input."""
+    from cnnviz.checkpoint import load_checkpoint
+    from cnnviz.viz import session
+    from cnnviz.viz.hooks import output_shapes
+    from cnnviz.viz.maps import unit_region
+
+    base = tmp_path / "app"
+    _checkpoint(base / "checkpoints")
+    ck = load_checkpoint(base / "checkpoints" / "starter" / "tiny_lenet")
+    subject = session.Subject(ck.model, ck.meta, "tiny_lenet", None)
+    layer = session.default_layer(subject)
+    _, h, w = output_shapes(subject.model, subject.input_size)[layer]
+    assert h >= 4 and w >= 4, (layer, h, w)  # a map with cells worth clicking
+
+    server = app_server(base=base)
+    page.goto(server.url + "/visualize")
+    wait_idle(page)
+    _tab(page, "Feature maps")
+    chart = page.get_by_test_id("stPlotlyChart").first
+    plot_area = chart.locator(".nsewdrag").first  # plotly's plotting area = the map's extent
+    plot_area.wait_for()
+    for row, col in [(1, 2), (h - 2, w - 1)]:
+        chart.scroll_into_view_if_needed()
+        box = plot_area.bounding_box()
+        page.mouse.move(box["x"] + (col + 0.5) / w * box["width"], box["y"] + (row + 0.5) / h * box["height"])
+        page.mouse.down()
+        page.mouse.up()
+        wait_idle(page)
+        region = unit_region(subject.model, layer, row, col, subject.input_size)
+        expect(page.get_by_text(f"unit ({row}, {col}) (clicked) and the input region {region}").first).to_be_visible(
+            timeout=30_000)
+    assert_no_errors(page)
+    assert not page.js_errors, page.js_errors
+    shot(page, tmp_path, "visualize_feature_maps_click")
