@@ -10,7 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.checkpoint import build_meta, save_checkpoint
+from cnnviz.checkpoint import build_meta, load_checkpoint, save_checkpoint
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
 
@@ -86,16 +86,29 @@ def test_bad_channel_is_a_clean_message(checkpoint):
     assert any("does not exist" in e.value for e in at.error)
 
 
-def test_across_training_slider_over_epoch_snapshots():
-    run = checkpoints_dir() / "run-1"
-    for epoch in (1, 2):
-        torch.manual_seed(epoch)
-        m = create_model("lenet5", num_classes=3, input_size=64)
-        save_checkpoint(run / "epochs" / f"epoch_{epoch:03d}", m, build_meta(m, epoch=epoch))
-    save_checkpoint(run / "best", m, build_meta(m, epoch=2))
+def test_across_training_slider_over_a_real_runs_epoch_snapshots(tmp_path_factory):
+    """ZF Fig. 4 on a real run: the training code itself (keep_snapshots) writes epochs/epoch_NNN, the page
+    finds them, the slider offers exactly those epochs, and moving it shows the filters of that epoch, which
+    differ from the previous epoch's because the network learnt in between."""
+    import numpy as np
+
+    from cnnviz.runs import create_run
+    from cnnviz.train import run_training
+    from cnnviz.viz import filter_grid, list_snapshots
+    from tests._synthetic import install_synthetic, tiny_config
+
+    install_synthetic(tmp_path_factory)
+    cfg = tiny_config(epochs=2, keep_snapshots=True, max_steps_per_epoch=4)
+    run = create_run(cfg.to_dict())
+    assert run_training(run, cfg, to_stderr=False) == "done"
+    snaps = list_snapshots(run)
+    assert [s.epoch for s in snaps] == [1, 2]
+    first, second = (filter_grid(load_checkpoint(s.path).model).image for s in snaps)
+    assert not np.array_equal(first, second), "the two epochs' filters should differ"
+
     at = AppTest.from_file(PAGE, default_timeout=240)
     _run(at)
-    at.selectbox[0].select(next(o for o in at.selectbox[0].options if o.startswith("run-1/best")))
+    at.selectbox[0].select(next(o for o in at.selectbox[0].options if o.startswith(f"{run.name}/best")))
     _run(at)
     slider = at.select_slider[0]
     assert list(slider.options) == ["1", "2"]
