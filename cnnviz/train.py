@@ -894,6 +894,8 @@ def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stde
             held.append(fd)
         cfg.validate()
         trainer._write_status(state="running", message="starting")
+        if dist.main:
+            _reserve_space(run_dir)
         return trainer.run()
     except BaseException as e:  # noqa: BLE001 - every failure ends in status.json, with a message
         failure = _as_failure(e, cfg, run_dir)
@@ -903,6 +905,8 @@ def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stde
             log.exception("training failed")
         else:
             log.error("%s", failure.message)
+        if failure.reason == "disk_full":
+            _release_space(run_dir)  # room for the status.json that tells the user
         try:
             trainer._write_status(state="failed", message=failure.message, reason=failure.reason, eta_s=None)
         except OSError as e2:
@@ -910,6 +914,7 @@ def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stde
                   file=sys.stderr)
         return "failed"
     finally:
+        _release_space(run_dir)
         for sig, h in previous.items():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(sig, h)
@@ -925,6 +930,26 @@ def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stde
         for h in list(log.handlers):
             log.removeHandler(h)
             h.close()
+
+
+RESERVE_NAME, RESERVE_BYTES = ".space-reserve", 256 * 1024
+
+
+def _reserve_space(run_dir: Path) -> None:
+    """Hold a little disk space for the last word of a worker that meets a full disk.
+
+    On a really full disk (tests/test_faults_disk.py fills a tmpfs) the failed save cannot be reported either:
+    status.json is written atomically, through a new file. Without room the page could only say that the worker
+    "stopped unexpectedly". Deleting this reserve just before writing the "disk full" status makes that
+    write succeed. It is written with real zeros, not as a sparse file, so the space is truly held.
+    """
+    with open(run_dir / RESERVE_NAME, "wb") as f:
+        f.write(b"\0" * RESERVE_BYTES)
+
+
+def _release_space(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(run_dir / RESERVE_NAME)
 
 
 def _as_failure(e: BaseException, cfg: TrainConfig, run_dir: Path) -> TrainingFailed | None:
