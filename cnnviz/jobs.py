@@ -36,6 +36,7 @@ from cnnviz.runs import (
     process_start_time,
     read_run,
     resolve_run,
+    unusable_folder,
     write_status,
 )
 
@@ -176,7 +177,10 @@ def start(config, root: str | Path | None = None, force: bool = False, env: dict
     # Take the device lock before the folder exists: a refused start (a second click) leaves nothing behind.
     held = None
     if not (force or cfg.allow_concurrent):
-        held = try_lock(device_lock_path(key, root))
+        try:
+            held = try_lock(device_lock_path(key, root))
+        except OSError as e:  # the lock lives in the checkpoints folder: it is read-only, full or not ours
+            raise unusable_folder(e, root) from e
         if held is None:
             raise JobBusy(_busy_message(key, lock_holder(device_lock_path(key, root))))
     try:

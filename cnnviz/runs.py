@@ -19,9 +19,11 @@ any moment while a page shows it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,8 +323,21 @@ def create_run(config: dict[str, Any], root: str | Path | None = None, run_id: s
     except FileExistsError as e:
         raise RunError(f"a run called {run_id!r} already exists") from e
     except OSError as e:
-        raise OSError(e.errno, f"cannot create the run folder in {root}: {e.strerror or e}") from e
+        if path.is_dir():  # made, then a write failed (a full disk): leave no half-made run behind
+            shutil.rmtree(path, ignore_errors=True)
+        raise unusable_folder(e, root) from e
     return path
+
+
+def unusable_folder(e: OSError, root: str | Path) -> OSError:
+    """The ``OSError`` to show when the checkpoints folder cannot take a new run: which folder, why (a full
+    disk, a read-only file system, no permission) and what to do about it."""
+    hint = {errno.ENOSPC: "free some space on that disk, or", errno.EDQUOT: "free some of your quota, or",
+            errno.EROFS: "it is on a read-only file system;", errno.EACCES: "you may not write there;",
+            errno.EPERM: "you may not write there;"}.get(e.errno, "")
+    return OSError(e.errno, f"cannot create the run folder in {root}: {e.strerror or e}. "
+                            f"{hint + ' ' if hint else ''}set CNNVIZ_CHECKPOINTS to a writable folder with room "
+                            "for checkpoints")
 
 
 def write_status(path: str | Path, **fields: Any) -> dict[str, Any]:

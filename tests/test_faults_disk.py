@@ -7,6 +7,7 @@ and says so; tests/test_train.py's injected ENOSPC/EACCES saves cover the same c
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -37,10 +38,8 @@ def small_disk(tmp_path, tmp_path_factory, monkeypatch):
         yield mnt
     finally:
         for pid_file in mnt.glob("*/worker.pid"):
-            try:
+            with contextlib.suppress(OSError, ValueError, KeyError):
                 os.killpg(json.loads(pid_file.read_text())["pid"], signal.SIGKILL)
-            except (OSError, ValueError, KeyError):
-                pass
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
@@ -79,3 +78,24 @@ def test_a_disk_that_fills_up_mid_run_fails_clearly_keeps_the_last_checkpoint_an
     done = wait_state(run)
     assert done.state == "done", done.message
     assert [m["epoch"] for m in read_run(run).metrics] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("fault", ["full", "read_only"])
+def test_a_full_or_read_only_checkpoints_folder_is_refused_at_start_and_leaves_nothing(small_disk, fault):
+    """Start on a folder that cannot take a run: a message that names the folder, the cause and the fix,
+    no half-made run folder, and no worker."""
+    from cnnviz.runs import list_runs
+
+    if fault == "full":
+        _fill(small_disk)
+        (small_disk / "filler.bin").rename(small_disk / "someone-elses-file.bin")
+    else:
+        assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode == 0
+    with pytest.raises(OSError) as info:
+        jobs.start(tiny_config(epochs=1), env=FAST)
+    message = str(info.value)
+    assert f"cannot create the run folder in {small_disk}" in message and "CNNVIZ_CHECKPOINTS" in message
+    assert ("No space left" in message) if fault == "full" else ("Read-only" in message)
+    assert list_runs() == []
+    assert [p.name for p in small_disk.iterdir() if not p.name.startswith(".")] == (
+        ["someone-elses-file.bin"] if fault == "full" else [])
