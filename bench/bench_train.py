@@ -5,7 +5,8 @@
         --batch-size 512 --steps 200 --compile --peak-tflops 989            # one H100, Tiny ImageNet
 
 Each architecture runs twice in the same process: a baseline (fp32, contiguous, no compile) and the fast
-path (bf16 autocast on CUDA + channels_last, + torch.compile when asked); the ratio is printed. MFU counts
+path (bf16 autocast where it pays: CUDA, or a CPU with native bf16;
++ channels_last, + torch.compile when asked); the ratio is printed. MFU counts
 3 x forward MACs x 2 FLOPs per image (forward + backward), from cnnviz.summary's layer table.
 """
 
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row))
     if args.no_write:
         return 0
-    fast_name = "bf16 + channels_last" if args.device.startswith("cuda") else "channels_last (no autocast on CPU)"
+    from cnnviz.device import bf16_autocast_ok, pick_device
+
+    bf16 = bf16_autocast_ok(pick_device(args.device))
+    fast_name = "bf16 + channels_last" if bf16 else "channels_last (no native bf16: no autocast)"
     if args.compile:
         fast_name += " + compile"
     lines = [f"## Training throughput (`bench.bench_train`, {args.device}, data {args.data}, batch "
