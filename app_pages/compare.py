@@ -43,7 +43,7 @@ curves_tab, cost_tab, class_tab, image_tab, export_tab = st.tabs(
 curves = cmp.curves_frame(sel)
 with curves_tab:
     if curves.empty:
-        st.info("No per-epoch metrics among the selected models (starter checkpoints keep only final numbers).")
+        st.info("No per-epoch metrics among the selected models (a starter exported without its run keeps only final numbers).")
     else:
         c1, c2 = st.columns(2)
         metric = c1.selectbox("Metric", [m for m in cmp.CURVE_METRICS if m in set(curves["metric"])],

@@ -56,6 +56,9 @@ class CompareEntry:
     model_args: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)  # hyper-parameters
     metrics: list[dict[str, Any]] = field(default_factory=list)  # one per epoch (a starter: its recorded one)
+    # A starter: the per-epoch metrics of the run it came from (its curves); its headline accuracy stays the
+    # one measured on the shipped file, in ``metrics``.
+    history: list[dict[str, Any]] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     checkpoint: Path | None = None  # best (else last) weights
     meta: dict[str, Any] = field(default_factory=dict)  # that checkpoint's metadata
@@ -116,6 +119,7 @@ def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
         entries.append(CompareEntry(
             id=info.name, kind="starter", arch=info.arch, model_args=dict(info.meta.get("model_args") or {}),
             config=dict(info.meta.get("train_config") or {}), metrics=[metrics] if metrics else [],
+            history=[h for h in info.meta.get("history") or [] if isinstance(h, dict)],
             checkpoint=info.path, meta=info.meta))
     return entries
 
@@ -191,10 +195,11 @@ def entry_row(entry: CompareEntry) -> dict[str, Any]:
     params, macs = model_stats(entry)
     m = entry.metrics
     top1, top5 = _numbers(m, "val_top1"), _numbers(m, "val_top5")
-    elapsed = _numbers(m, "elapsed_s")
-    epoch_times = _numbers(m, "epoch_time_s")
-    speed = _numbers(m, "images_per_s")
-    peak = _numbers(m, "peak_mem_bytes")
+    trained = m if entry.kind == "run" else (entry.history or m)  # a starter's cost: from its run's history
+    elapsed = _numbers(trained, "elapsed_s")
+    epoch_times = _numbers(trained, "epoch_time_s")
+    speed = _numbers(trained, "images_per_s")
+    peak = _numbers(trained, "peak_mem_bytes")
     if entry.kind == "run":
         epochs = len(m)
     else:
@@ -232,13 +237,12 @@ def compare_table(entries: Sequence[CompareEntry]) -> CompareTable:
 
 def curves_frame(entries: Sequence[CompareEntry], metrics: Sequence[str] = CURVE_METRICS) -> pd.DataFrame:
     """Per-epoch curves in long format: ``model, epoch, elapsed_s, metric, value``. ``elapsed_s`` is the
-    run's own wall clock (``elapsed_s``; summed ``epoch_time_s`` when absent)."""
+    run's own wall clock (``elapsed_s``; summed ``epoch_time_s`` when absent). A starter contributes the
+    history of the run it was exported from, when its metadata keeps one."""
     rows = []
     for e in entries:
-        if e.kind != "run":
-            continue
         clock = 0.0
-        for i, m in enumerate(e.metrics):
+        for i, m in enumerate(e.metrics if e.kind == "run" else e.history):
             epoch = m.get("epoch", i + 1)
             if isinstance(m.get("elapsed_s"), (int, float)):
                 clock = float(m["elapsed_s"])

@@ -20,6 +20,7 @@ from cnnviz.checkpoint import checkpoint_paths, load_checkpoint, read_meta, save
 from cnnviz.fsutil import atomic_write_json
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
+from cnnviz.runs import read_metrics
 
 STARTER_DIR_NAME = "starter"
 SIZE_BUDGET_BYTES = 40 * 1024 * 1024  # all starters together (issue 5)
@@ -77,6 +78,10 @@ def export_starter(source: str | Path, name: str, *, data: str | None = None, ro
     meta = {**ckpt.meta, "model_args": dict(model.model_args)}
     meta["starter"] = {"name": name, "source": str(src.parent.name + "/" + src.name),
                        "train_config": meta.get("train_config", {}), "dropped_training_only_heads": dropped}
+    # The run's per-epoch metrics up to the exported epoch: Compare draws a starter's training curves from it.
+    last_epoch = meta.get("epoch") if isinstance(meta.get("epoch"), int) else None
+    meta["history"] = [m for m in read_metrics(src.parent / "metrics.jsonl")
+                       if last_epoch is None or (isinstance(m.get("epoch"), int) and m["epoch"] <= last_epoch)]
     out = starter_dir(root) / name
     save_checkpoint(out, model, meta, dtype=torch.float16)
     result = evaluate_checkpoint(out, data=data, device=device)

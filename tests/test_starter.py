@@ -22,6 +22,8 @@ def test_export_records_the_accuracy_that_evaluate_measures(tmp_path):
                       train_config={"data": str(root)})
     run = tmp_path / "run"
     save_checkpoint(run / "best", model, meta)
+    history = [{"epoch": e, "val_top1": 0.1 * e, "elapsed_s": 5.0 * e, "images_per_s": 80.0} for e in (1, 2, 3, 4)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
 
     result = export_starter(run, "lenet5_demo", data=str(root), root=tmp_path / "ckpts", device="cpu")
 
@@ -34,6 +36,16 @@ def test_export_records_the_accuracy_that_evaluate_measures(tmp_path):
     assert saved["metrics"]["val_top1"] == again["top1"] == result["top1"]
     assert saved["metrics"]["val_top5"] == again["top5"]
     assert saved["metrics"]["val_n"] == len(val.labels)
+    # The run's curves travel with it, up to the exported epoch (3; epoch 4 came after the best checkpoint).
+    assert saved["history"] == history[:3]
+    from cnnviz.compare import compare_table, curves_frame, list_entries
+
+    (entry,) = list_entries(tmp_path / "ckpts")
+    curve = curves_frame([entry])
+    assert curve[curve.metric == "val_top1"]["value"].tolist() == [0.1, 0.2, 0.1 * 3]
+    row = compare_table([entry]).frame.iloc[0]
+    assert row["best_val_top1"] == result["top1"]  # the headline stays the number measured on the shipped file
+    assert row["train_time_s"] == 15.0 and row["images_per_s"] == 80.0
     # The float16 round trip keeps the weights close to the original.
     loaded = load_checkpoint(shipped).model
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
