@@ -89,8 +89,9 @@ def tab_maps():
     left_col, right_col = st.columns(2)
     left_col.plotly_chart(viz.maps.unit_picker(fm.maps[channel], unit, f"{layer}[{channel}]: click a unit"),
                           on_select="rerun", selection_mode="points", key=key)
+    # (no "receptive field" in this caption: the other tabs' figures are found by that phrase)
     right_col.image(detail, caption=f"unit {unit} ({'clicked' if picked and unit else 'strongest'}) and the input "
-                    f"region {box} it sees (receptive field)")
+                    f"region {box} it sees")
     st.image(grid, caption=f"{layer}: the strongest {min(64, len(fm.order))} of {len(fm.order)} maps, strongest first")
     downloads("feature_maps", grid, fm.maps, fm.table().to_csv(index=False))
 
