@@ -86,3 +86,19 @@ def test_googlenet_starter_drops_its_auxiliary_heads_and_predicts_the_same(tmp_p
     x = torch.randn(4, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(model(x), shipped.model(x), atol=5e-2)  # float16 weights: close, not equal
+
+
+def test_readme_states_each_shipped_starters_measured_accuracy():
+    """The README's starter table is what the shipped files' metadata records (measured by evaluate), and the
+    starters together stay within the 40 MB budget."""
+    from cnnviz.paths import REPO_ROOT
+    from cnnviz.starter import SIZE_BUDGET_BYTES
+
+    rows = list_starters(REPO_ROOT / "checkpoints")
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    for r in rows:
+        line = next((ln for ln in readme.splitlines() if f"`{r['name']}`" in ln and ln.startswith("|")), None)
+        assert line is not None, f"README has no table row for starter {r['name']}"
+        assert f"{100 * r['val_top1']:.2f}%" in line and f"{100 * r['val_top5']:.2f}%" in line, line
+        assert r["val_n"] == 10_000, f"{r['name']} was not measured on the whole val split"
+    assert sum(r["bytes"] for r in rows) <= SIZE_BUDGET_BYTES
