@@ -21,7 +21,8 @@ if not infos:
             "`checkpoints/starter/` (see the README).")
     st.stop()
 by_name = {i.name: i for i in infos}
-chosen = st.multiselect("Checkpoints", list(by_name), default=list(by_name)[:2],
+starters = [n for n, i in by_name.items() if i.kind == "starter"]
+chosen = st.multiselect("Checkpoints", list(by_name), default=starters[:4] or list(by_name)[:2],
                         format_func=lambda n: by_name[n].label,
                         help="Several checkpoints are shown side by side; agreement is highlighted.")
 source = st.radio("Images from", ["Upload", "Camera", "Validation set"], horizontal=True)

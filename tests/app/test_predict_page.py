@@ -44,7 +44,7 @@ def test_no_checkpoints_says_how_to_get_some():
 
 def test_upload_two_checkpoints_side_by_side_and_bad_files_each_get_an_error(two_checkpoints):
     at = _run(AppTest.from_file(PAGE))
-    assert at.multiselect[0].value == ["starter/alpha", "starter/beta"]  # the first two by default
+    assert at.multiselect[0].value == ["starter/alpha", "starter/beta"]  # the starters (up to 4) by default
     at.file_uploader[0].set_value([
         ("cat.jpg", image_bytes("JPEG", (120, 90), seed=1), "image/jpeg"),
         ("empty.png", b"", "image/png"),
@@ -150,3 +150,19 @@ def test_a_large_batch_shows_twelve_charts_and_offers_the_csv(two_checkpoints):
     _run(at)
     assert len(_charts(at)) == 24 and "first 12 of 14" in at.info[0].value
     assert len(at.get("download_button")) == 1
+
+
+def test_default_selection_is_the_starters_up_to_four_else_the_first_two():
+    """A fresh clone opens Predict on every shipped starter (there are four), not on an arbitrary two."""
+    root = checkpoints_dir()
+    for i, name in enumerate(["a", "b", "c", "d", "e"]):
+        make_checkpoint(root / "starter" / name, seed=i)
+    at = _run(AppTest.from_file(PAGE))
+    assert at.multiselect[0].value == ["starter/a", "starter/b", "starter/c", "starter/d"]
+    import shutil
+
+    shutil.rmtree(root / "starter")
+    for i, name in enumerate(["run-x", "run-y", "run-z"]):
+        make_checkpoint(root / name / "best", seed=i)
+    at = _run(AppTest.from_file(PAGE))
+    assert len(at.multiselect[0].value) == 2 and all(v.startswith("run-") for v in at.multiselect[0].value)
