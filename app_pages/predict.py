@@ -22,7 +22,8 @@ if not infos:
     st.stop()
 by_name = {i.name: i for i in infos}
 starters = [n for n, i in by_name.items() if i.kind == "starter"]
-chosen = st.multiselect("Checkpoints", list(by_name), default=starters[:4] or list(by_name)[:2],
+default = starters[:4] if len(starters) > 1 else list(by_name)[:2]  # the shipped starters, else the first two
+chosen = st.multiselect("Checkpoints", list(by_name), default=default,
                         format_func=lambda n: by_name[n].label,
                         help="Several checkpoints are shown side by side; agreement is highlighted.")
 source = st.radio("Images from", ["Upload", "Camera", "Validation set"], horizontal=True)
