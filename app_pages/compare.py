@@ -15,7 +15,8 @@ if not entries:
             "`checkpoints/starter/`.")
     st.stop()
 ids = [e.id for e in entries]
-chosen = st.multiselect("Models", ids, default=ids[:2], help="Runs (newest first) and starter checkpoints.")
+default = ids[:2] if any(e.kind == "run" for e in entries) else ids[:4]  # a fresh clone: the shipped starters
+chosen = st.multiselect("Models", ids, default=default, help="Runs (newest first) and starter checkpoints.")
 sel = [e for e in entries if e.id in chosen]
 if not sel:
     st.info("Choose one or more models.")

@@ -57,13 +57,14 @@ def default_arch() -> str:
 
 def make_checkpoint(stem: Path, *, arch: str | None = None, num_classes: int = 10, input_size: int = 64,
                     seed: int = 0, metrics: dict | None = None, wnids: list[str] | None = None,
-                    dtype=None) -> Path:
+                    dtype=None, extra_meta: dict | None = None) -> Path:
     """Save a random-weight checkpoint at ``stem`` (``stem.safetensors`` + ``stem.json``); returns the weights."""
     torch.manual_seed(seed)
     model = create_model(arch or default_arch(), num_classes=num_classes, input_size=input_size).eval()
     wnids = wnids or [f"n{i:08d}" for i in range(num_classes)]
     meta = build_meta(model, classes=wnids, class_names=[f"thing {i}, a kind of thing" for i in range(num_classes)],
-                      mean=(0.48, 0.45, 0.40), std=(0.28, 0.27, 0.28), epoch=1, metrics=metrics or {})
+                      mean=(0.48, 0.45, 0.40), std=(0.28, 0.27, 0.28), epoch=1, metrics=metrics or {},
+                      **(extra_meta or {}))
     weights, _ = save_checkpoint(stem, model, meta, dtype=dtype)
     return weights
 

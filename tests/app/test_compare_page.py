@@ -112,3 +112,15 @@ def test_bad_image_in_same_image_tab(two_runs):
     at.file_uploader[0].set_value(("x.png", b"nope", "image/png"))
     _run(at)
     assert any(e.value.startswith("x\\.png: not a supported image") for e in at.error), [e.value for e in at.error]
+
+
+def test_a_fresh_clone_compares_its_starters_by_default():
+    """No runs yet: Compare opens on the shipped starters (up to four) with their curves, not on two of them."""
+    root = checkpoints_dir()
+    history = [{"epoch": e, "val_top1": 0.1 * e, "elapsed_s": 10.0 * e} for e in (1, 2)]
+    for i, name in enumerate(["a", "b", "c", "d", "e"]):
+        make_checkpoint(root / "starter" / name, metrics={"val_top1": 0.2, "val_top5": 0.5}, seed=i,
+                        extra_meta={"history": history})
+    at = _run(AppTest.from_file(PAGE))
+    assert at.multiselect[0].value == ["starter/a", "starter/b", "starter/c", "starter/d"]
+    assert _charts(at), "the starters' training curves should be drawn"
