@@ -9,7 +9,8 @@ What the loop does, and why:
 
 * batches come from :class:`cnnviz.data.BatchPipeline` (the whole uint8 split on the device, augmentation
   batched on the device), never from a per-image DataLoader;
-* bf16 autocast on CUDA and on CPUs with native bf16 (no loss scaler needed, unlike fp16), channels_last, optional ``torch.compile``;
+* bf16 autocast on CUDA and on CPUs with native bf16 (no loss scaler needed, unlike fp16), channels_last,
+  optional ``torch.compile``;
 * SGD with (Nesterov) momentum or AdamW; no weight decay on biases and norm parameters (1-d tensors), the
   usual practice since "Bag of Tricks" (He et al., 2019); label smoothing; linear warm-up then cosine, or a
   one-cycle schedule; the learning rate is a pure function of the global step, so resuming needs only the step;
@@ -914,7 +915,8 @@ def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stde
                   file=sys.stderr)
         return "failed"
     finally:
-        _release_space(run_dir)
+        if dist.main:  # rank 0 owns the reserve
+            _release_space(run_dir)
         for sig, h in previous.items():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(sig, h)
