@@ -84,13 +84,13 @@ def tab_maps():
     channel = st.number_input("Feature map (empty = strongest)", 0, None, None, key="fm_ch")
     key = f"fm_pick_{layer}_{channel}"  # a new chart (and no stale click) for each layer and map
     picked = st.session_state.get(key)  # the click on this chart (feature_figure clamps it to the map)
-    unit = viz.maps.unit_from_selection(picked) if picked else None
-    fm, grid, detail, channel, unit, box = session.feature_figure(subject, x, seen, layer, channel, unit)
+    clicked = viz.maps.unit_from_selection(picked) if picked else None
+    fm, grid, detail, channel, unit, box = session.feature_figure(subject, x, seen, layer, channel, clicked)
     left_col, right_col = st.columns(2)
     left_col.plotly_chart(viz.maps.unit_picker(fm.maps[channel], unit, f"{layer}[{channel}]: click a unit"),
                           on_select="rerun", selection_mode="points", key=key)
     # (no "receptive field" in this caption: the other tabs' figures are found by that phrase)
-    right_col.image(detail, caption=f"unit {unit} ({'clicked' if picked and unit else 'strongest'}) and the input "
+    right_col.image(detail, caption=f"unit {unit} ({'clicked' if clicked else 'strongest'}) and the input "
                     f"region {box} it sees")
     st.image(grid, caption=f"{layer}: the strongest {min(64, len(fm.order))} of {len(fm.order)} maps, strongest first")
     downloads("feature_maps", grid, fm.maps, fm.table().to_csv(index=False))
