@@ -51,6 +51,8 @@ def _assert_unchanged(model, snap):
     state, modes, req, grads = snap
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), f"{k} changed"
+        # nor converted: a scan runs a bf16, channels-last copy, never the shared weights themselves
+        assert (v.dtype, v.stride()) == (state[k].dtype, state[k].stride()), f"{k} converted"
     assert {n: m.training for n, m in model.named_modules()} == modes
     assert {n: p.requires_grad for n, p in model.named_parameters()} == req
     assert all(p.grad is None for p in model.parameters())

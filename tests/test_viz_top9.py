@@ -35,10 +35,12 @@ def _net():
     return net.eval()
 
 
-def test_scan_returns_planted_strongest_images_in_order():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_scan_returns_planted_strongest_images_in_order(precision):
     images = _dataset()
     seen = []
-    r = scan(_net(), images, "0", mean=MEAN, std=STD, batch_size=16, progress=lambda d, n: seen.append((d, n)))
+    r = scan(_net(), images, "0", mean=MEAN, std=STD, batch_size=16, precision=precision,
+             progress=lambda d, n: seen.append((d, n)))
     assert r.values.shape == (2, 9) and r.map_size == (27, 27) and r.images_seen == 70
     assert r.index[0].tolist() == PLANTED[:9]
     assert np.all(np.diff(r.values[0]) <= 0)
@@ -126,3 +128,51 @@ def test_grayscale_models_get_the_luma_like_to_tensor_for():
     ref = to_tensor_for(Image.fromarray(img[0]), meta)
     assert ours.shape == ref.shape == (1, 1, 64, 64)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+
+
+def test_bf16_scan_agrees_with_fp32_on_a_zoo_model():
+    # The fast path (a bf16, channels-last copy; the banded-matmul LRN) must find what float32 finds.
+    from cnnviz.models import create_model
+
+    torch.manual_seed(0)
+    # Kaiming init (zero biases): activations follow the input (the paper init's bias of 1 flattens them).
+    model = create_model("alexnet", num_classes=5, input_size=64, init="kaiming").eval()
+    rng = np.random.default_rng(3)
+    contrast = np.linspace(0.1, 1.0, 24).reshape(24, 1, 1, 1)  # images differ clearly in how hard they drive units
+    images = (128 + contrast * rng.uniform(-127, 127, size=(24, 64, 64, 3))).astype(np.uint8)
+    ref = scan(model, images, "features.relu2", mean=MEAN, std=STD, precision="fp32")
+    fast = scan(model, images, "features.relu2", mean=MEAN, std=STD, precision="bf16")
+    live = ref.values[:, 0] > 1e-3 * ref.values.max()  # channels that fire at all
+    assert live.sum() > 100
+    np.testing.assert_allclose(fast.values[live, 0], ref.values[live, 0], rtol=0.03)
+    # Near-ties may swap; a clear winner (2% ahead of the runner-up in float32) must be found by bf16 too.
+    clear = live & (ref.values[:, 0] > 1.02 * ref.values[:, 1])
+    assert clear.sum() > 50
+    np.testing.assert_array_equal(fast.index[clear, 0], ref.index[clear, 0])
+
+
+def test_precision_is_part_of_the_cache_key(tmp_path):
+    images = _dataset()
+    with pytest.raises(ValueError, match="precision"):
+        scan(_net(), images, "0", mean=MEAN, std=STD, precision="fp16")
+    scan(_net(), images, "0", mean=MEAN, std=STD, cache_dir=tmp_path, model_key="k", precision="fp32")
+    scan(_net(), images, "0", mean=MEAN, std=STD, cache_dir=tmp_path, model_key="k", precision="bf16")
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_scan_copy_converts_only_its_own_tensors():
+    from cnnviz.models import create_model
+
+    model = create_model("resnet18", num_classes=5, input_size=32).eval()
+    before = {k: (v.dtype, v.stride(), v.data_ptr()) for k, v in model.state_dict().items()}
+    view = top9.scan_copy(model, torch.bfloat16)
+    for k, v in view.state_dict().items():
+        if v.is_floating_point():
+            assert v.dtype == torch.bfloat16, k
+        if v.dim() == 4:
+            assert v.is_contiguous(memory_format=torch.channels_last), k
+    assert {k: (v.dtype, v.stride(), v.data_ptr()) for k, v in model.state_dict().items()} == before
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        fast = view(x.bfloat16().contiguous(memory_format=torch.channels_last)).float()
+        torch.testing.assert_close(fast, model(x), rtol=0.05, atol=0.05)

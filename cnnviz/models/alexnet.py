@@ -25,6 +25,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
+from cnnviz.models.layers import LocalResponseNorm
 from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
 
 # Section 3.3: b = a / (k + alpha * sum_{n adjacent maps} a^2) ^ beta with k=2, n=5, alpha=1e-4, beta=0.75.
@@ -34,28 +35,6 @@ LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 
 # Below this input side the paper's strided stem leaves (almost) nothing: "auto" switches to the small stem.
 SMALL_INPUT_BELOW = 128
-
-
-class LocalResponseNorm(nn.LocalResponseNorm):
-    """``nn.LocalResponseNorm`` within each of ``groups`` channel groups (one group per GPU).
-
-    In the paper's two-GPU network each GPU normalised the maps it held, so the 5-map window never reaches
-    across the two halves; with ``groups=1`` this is exactly ``nn.LocalResponseNorm``. (A subclass with the
-    same class name, so tables and tools that key on the type name treat it as the LRN it is.)
-    """
-
-    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, groups: int = 1) -> None:
-        super().__init__(size, alpha=alpha, beta=beta, k=k)
-        self.groups = groups
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.groups == 1:
-            return super().forward(x)
-        return torch.cat([super(LocalResponseNorm, self).forward(part)
-                          for part in x.chunk(self.groups, dim=1)], dim=1)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", groups={self.groups}"
 
 
 def paper_lrn(groups: int = 1) -> LocalResponseNorm:

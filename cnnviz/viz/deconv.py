@@ -185,7 +185,7 @@ def project_switches(model: nn.Module, x: torch.Tensor, layer: str, channel: int
             h, switches = F.max_pool2d(h, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
                                        return_indices=True)
         elif isinstance(m, nn.LocalResponseNorm):
-            h = F.local_response_norm(h, m.size, m.alpha, m.beta, m.k)
+            h = m(h)  # the module itself: AlexNet's LRN works within each GPU's half (groups=2)
         elif isinstance(m, nn.BatchNorm2d):
             h = F.batch_norm(h, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
         records.append((m, in_shape, switches))
