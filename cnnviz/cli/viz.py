@@ -49,7 +49,10 @@ def register(sub) -> None:
             q.add_argument("--method", choices=("auto", "autograd", "switches"), default="auto")
         if name == "top9":
             q.add_argument("--limit", type=int, help="scan only the first N val images")
-            q.add_argument("--batch-size", type=int, default=200)
+            q.add_argument("--batch-size", type=int, default=None,
+                           help="images per forward pass (default: 16 on a CPU, 256 on a GPU)")
+            q.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                           help="auto (default): bf16 where the device computes it natively, else fp32")
             q.add_argument("--cache-dir", metavar="DIR", help="scan cache (default: <data>/viz_cache)")
         if name == "occlusion":
             q.add_argument("--size", type=int, default=8, help="square side in pixels (default 8)")
@@ -186,7 +189,7 @@ def _top9(args, subject) -> int:
         print(f"\rscanning {layer}: {done}/{total}", end="", file=sys.stderr, flush=True)
 
     top = viz.scan(subject.model, split.images, layer, mean=mean, std=std, input_size=subject.input_size[1],
-                   batch_size=args.batch_size, progress=progress, limit=args.limit,
+                   batch_size=args.batch_size, precision=args.precision, progress=progress, limit=args.limit,
                    cache_dir=cache if subject.cache_key else None, model_key=subject.cache_key,
                    channels=subject.input_size[0])
     print(file=sys.stderr)

@@ -45,7 +45,8 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     ``groups=2`` is AlexNet's: in the paper's two-GPU network each GPU normalised the maps it held, so the
     window never reaches across the two halves; ``groups=1`` is exactly ``nn.LocalResponseNorm``. It stays a
     subclass with the same class name, so tables, hooks and the deconvnet treat it as the LRN it is. The
-    normalising factor is always computed in float32 (only the window sum follows autocast).
+    normalising factor is computed in float32, except for bf16 inputs with no gradient wanted (inference on
+    a bf16 copy, as the top-9 scan runs), where it stays in bf16.
     """
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, groups: int = 1) -> None:
@@ -70,7 +71,12 @@ class LocalResponseNorm(nn.LocalResponseNorm):
             window = torch.matmul(band, sq.reshape(n, c, h * w)).view(n, c, h, w)
         # Few passes and few temporaries (each is a full-size tensor): in place where autograd allows it.
         grad = torch.is_grad_enabled() and x.requires_grad
-        denom = window.to(torch.promote_types(x.dtype, torch.float32)) + self.k
+        if x.dtype == torch.bfloat16 and not grad:
+            # bf16 inference (a top-9 scan): the factor in bf16 too, about 1.15x faster for AlexNet's scan;
+            # it adds an error of the order of bf16's own rounding of the output (about 0.4%).
+            denom = window + self.k
+        else:  # training and float32: the factor in float32
+            denom = window.to(torch.promote_types(x.dtype, torch.float32)) + self.k
         if self.beta == 0.75:  # d^-0.75 = 1 / sqrt(d * sqrt(d)): much cheaper than pow
             scale = (denom * denom.sqrt()).rsqrt() if grad else denom.mul_(denom.sqrt()).rsqrt_()
         else:
