@@ -1,5 +1,7 @@
 """Visualize: a checkpoint (or a random init) + an image -> Zeiler & Fergus figures. Logic lives in cnnviz.viz."""
 
+import time
+
 import numpy as np
 import streamlit as st
 
@@ -109,11 +111,13 @@ def tab_top9():
         return st.info("Top-9 needs the validation set: prepare Tiny ImageNet on the Training page.")
     mean, std = session.mean_std(subject.meta)
     if st.button("Scan the validation set"):
-        bar = st.progress(0.0, "scanning…")
+        bar, start = st.progress(0.0, "scanning…"), time.perf_counter()
         top = viz.scan(subject.model, split.images, layer, mean=mean, std=std, input_size=subject.input_size[1],
                        progress=lambda d, n: bar.progress(d / n, f"{d}/{n} images (any click stops the scan)"),
                        cache_dir=viz.top9.default_cache_dir() if subject.cache_key else None,
                        model_key=subject.cache_key, channels=subject.input_size[0])
+        bar.progress(1.0, f"{top.images_seen:,} images in {time.perf_counter() - start:.1f} s (kept on disk for "
+                     "this checkpoint and layer)")
         st.session_state["top9"] = (subject.name, layer, top)
     hit = st.session_state.get("top9")
     if hit and hit[:2] == (subject.name, layer):

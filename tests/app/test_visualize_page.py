@@ -129,6 +129,7 @@ def test_top9_scan_from_a_synthetic_validation_set(checkpoint):
     _button(at, "Scan the validation set").click()
     _run(at)
     assert "receptive-field patches" in _captions(at)
+    assert any("12 images in" in p.proto.text for p in at.get("progress"))  # the finished bar: count and time
     assert any("top9" in d.proto.id and d.proto.label == "CSV"
                for d in at.get("download_button"))
     assert list((data_dir() / "viz_cache").glob("*.npz"))  # cached per checkpoint and layer

@@ -97,3 +97,27 @@ def test_clicking_a_unit_on_a_feature_map_outlines_its_input_region(app_server, 
     assert_no_errors(page)
     assert not page.js_errors, page.js_errors
     shot(page, tmp_path, "visualize_feature_maps_click")
+
+
+def test_top9_scan_shows_progress_then_the_zf_figure(app_server, page, tmp_path):
+    from cnnviz.data import make_synthetic
+
+    base = tmp_path / "app"
+    _checkpoint(base / "checkpoints")
+    make_synthetic(base / "data" / "tiny-imagenet-200", num_classes=3, train_per_class=2, val_per_class=20)
+    server = app_server(base=base)
+    page.goto(server.url + "/visualize")
+    wait_idle(page)
+    _tab(page, "Top-9")
+    page.get_by_role("button", name="Scan the validation set").click()
+    wait_idle(page, timeout=120_000)
+    # the finished bar says how many images and how long; then ZF Fig. 2: projections beside patches
+    expect(page.get_by_text("60 images in").first).to_be_visible(timeout=60_000)
+    fig = page.locator("[data-testid=stImage]").filter(has_text="receptive-field patches").locator("img")
+    expect(fig).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=fig.element_handle())
+    assert fig.evaluate("img => img.naturalWidth > img.naturalHeight")  # two 3x3 grids side by side
+    assert list((base / "data" / "viz_cache").glob("*.npz"))  # kept on disk for this checkpoint and layer
+    assert_no_errors(page)
+    assert not page.js_errors, page.js_errors
+    shot(page, tmp_path, "visualize_top9")
