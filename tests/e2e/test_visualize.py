@@ -26,6 +26,14 @@ def _tab(page, name):
     wait_idle(page)
 
 
+def _loaded_image(page, caption_text):
+    """The ``st.image`` whose caption contains ``caption_text``, once visible and fully decoded."""
+    img = page.locator("[data-testid=stImage]").filter(has_text=caption_text).locator("img")
+    expect(img).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+    return img
+
+
 def test_filters_projection_and_occlusion_render(app_server, page, tmp_path):
     base = tmp_path / "app"
     _checkpoint(base / "checkpoints")
@@ -43,17 +51,13 @@ def test_filters_projection_and_occlusion_render(app_server, page, tmp_path):
     expect(page.get_by_text("each filter scaled to its own").first).to_be_visible()
     # Deconvnet projection
     _tab(page, "Deconvnet")
-    proj = page.locator("[data-testid=stImage]").filter(has_text="receptive field").locator("img")
-    expect(proj).to_be_visible()
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=proj.element_handle())
+    _loaded_image(page, "receptive field")
     # Occlusion map
     _tab(page, "Occlusion")
     page.get_by_role("button", name="Run occlusion").click()
     wait_idle(page, timeout=120_000)
     expect(page.get_by_text("grey square 8x8").first).to_be_visible(timeout=60_000)
-    occl = page.locator("[data-testid=stImage]").filter(has_text="grey square 8x8").locator("img")
-    expect(occl).to_be_visible()
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=occl.element_handle())
+    occl = _loaded_image(page, "grey square 8x8")
     assert occl.evaluate("img => img.naturalWidth") > 300  # four labelled maps side by side
     assert_no_errors(page)
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
@@ -113,9 +117,7 @@ def test_top9_scan_shows_progress_then_the_zf_figure(app_server, page, tmp_path)
     wait_idle(page, timeout=120_000)
     # the finished bar says how many images and how long; then ZF Fig. 2: projections beside patches
     expect(page.get_by_text("60 images in").first).to_be_visible(timeout=60_000)
-    fig = page.locator("[data-testid=stImage]").filter(has_text="receptive-field patches").locator("img")
-    expect(fig).to_be_visible()
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=fig.element_handle())
+    fig = _loaded_image(page, "receptive-field patches")
     assert fig.evaluate("img => img.naturalWidth > img.naturalHeight")  # two 3x3 grids side by side
     assert list((base / "data" / "viz_cache").glob("*.npz"))  # kept on disk for this checkpoint and layer
     assert_no_errors(page)
