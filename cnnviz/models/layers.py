@@ -25,17 +25,12 @@ def _band(channels: int, size: int, groups: int, scale: float, device: torch.dev
     # Built outside inference mode even when first asked for inside it (a top-9 scan): a cached inference
     # tensor could not be saved for backward later (training, deconvnet projections).
     with torch.inference_mode(False):
-        return _make_band(channels, size, groups, scale, device, dtype)
-
-
-def _make_band(channels: int, size: int, groups: int, scale: float, device: torch.device,
-               dtype: torch.dtype) -> torch.Tensor:
-    c = torch.arange(channels, device=device)
-    offset = c.view(1, -1) - c.view(-1, 1)  # j - c
-    inside = (offset >= -(size // 2)) & (offset <= (size - 1) // 2)
-    group = c // (channels // groups)
-    inside &= group.view(-1, 1) == group.view(1, -1)
-    return inside.to(dtype) * scale
+        c = torch.arange(channels, device=device)
+        offset = c.view(1, -1) - c.view(-1, 1)  # j - c
+        inside = (offset >= -(size // 2)) & (offset <= (size - 1) // 2)
+        group = c // (channels // groups)
+        inside &= group.view(-1, 1) == group.view(1, -1)
+        return inside.to(dtype) * scale
 
 
 class LocalResponseNorm(nn.LocalResponseNorm):
@@ -60,9 +55,7 @@ class LocalResponseNorm(nn.LocalResponseNorm):
             raise ValueError(f"LRN with groups={self.groups} needs N x C x H x W input with C divisible by "
                              f"{self.groups}, got {tuple(x.shape)}")
         n, c, h, w = x.shape
-        band = _band(c, self.size, self.groups, self.alpha / self.size, x.device,
-                     x.dtype if x.dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16)
-                     else torch.float32)
+        band = _band(c, self.size, self.groups, self.alpha / self.size, x.device, x.dtype)
         sq = x * x
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
             # N x H x W x C rows times B^T: one GEMM over every pixel, no transposed copy

@@ -143,7 +143,8 @@ def scan_copy(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module
 
 
 def scan(model: nn.Module, images: np.ndarray, layer: str, *, mean, std, input_size: int | None = None,
-         k: int = 9, batch_size: int | None = None, precision: str = "auto", progress: Callable[[int, int], object] | None = None,
+         k: int = 9, batch_size: int | None = None, precision: str = "auto",
+         progress: Callable[[int, int], object] | None = None,
          cancel: threading.Event | Callable[[], bool] | None = None, cache_dir: str | Path | None = None,
          model_key: str | None = None, limit: int | None = None, channels: int = 3) -> TopK:
     """The ``k`` strongest activations per channel of ``layer`` over ``images`` (uint8 ``N x H x W x 3``).
