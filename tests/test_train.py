@@ -272,3 +272,47 @@ def test_cpu_bf16_autocast_only_where_the_cpu_computes_bf16_natively(cpuinfo, na
     from cnnviz.device import cpu_has_native_bf16
 
     assert cpu_has_native_bf16(cpuinfo) is native
+
+
+def test_weight_average_is_evaluated_saved_and_resumed(synthetic):
+    """EMA on: the saved checkpoint is the average (it evaluates to the recorded top-1), the live weights'
+    accuracy is recorded beside it, and a resumed run continues the same average."""
+    cfg = tiny_config(epochs=2, max_steps_per_epoch=4, ema_decay=0.9, ema_every=2, tta_flip=True)
+    run_dir, state, info = _train(cfg)
+    assert state == "done", info.message
+    m = info.metrics[-1]
+    assert {"val_top1_raw", "val_top1_tta", "val_top5_tta"} <= set(m)
+    assert 0 <= m["val_top1_tta"] <= m["val_top5_tta"] <= 1
+    resume = torch.load(run_dir / "optim.pt", weights_only=True)
+    assert resume["ema"]["updates"] == 4  # 8 steps, every 2nd
+    saved = load_checkpoint(run_dir / "last.safetensors").model.state_dict()
+    live, avg = resume["model"], resume["ema"]["model"]
+    key = next(k for k, v in live.items() if v.is_floating_point() and v.ndim > 1)
+    assert torch.equal(saved[key], avg[key]) and not torch.equal(saved[key], live[key])
+    ev = evaluate_checkpoint(run_dir / "last.safetensors", device="cpu")
+    assert ev["top1"] == pytest.approx(m["val_top1"], abs=1e-6)
+    cfg.epochs = 3
+    assert run_training(run_dir, cfg, to_stderr=False) == "done"
+    assert torch.load(run_dir / "optim.pt", weights_only=True)["ema"]["updates"] == 6
+
+
+def test_flip_tta_averages_the_mirror_images_logits():
+    from cnnviz.train import evaluate
+
+    class Asymmetric(torch.nn.Module):  # class 0 when the left half is brighter, with a bias towards 1
+        def forward(self, x):
+            left, right = x[..., : x.shape[-1] // 2].mean((1, 2, 3)), x[..., x.shape[-1] // 2:].mean((1, 2, 3))
+            return torch.stack([left - right, right - left + 0.5], 1)
+
+    x = torch.zeros(4, 3, 8, 8)
+    x[:, :, :, :4] = 1.0  # plain: logits (1, -0.5) -> 0; mirror: (-1, 1.5) -> 1; their sum (0, 1) -> 1
+    y = torch.zeros(4, dtype=torch.long)
+    r = evaluate(Asymmetric(), [(x, y)], torch.device("cpu"), tta_flip=True)
+    assert r["top1"] == 1.0 and r["top1_tta"] == 0.0 and r["top5_tta"] == 1.0
+
+
+def test_ema_settings_are_checked():
+    with pytest.raises(ValueError, match="EMA decay"):
+        tiny_config(ema_decay=1.0).validate()
+    with pytest.raises(ValueError, match="EMA interval"):
+        tiny_config(ema_every=0).validate()
