@@ -160,9 +160,11 @@ def _launch(run_dir: Path, cfg, force: bool, env: dict[str, str] | None, dev_fd:
             os.close(fd)  # the child holds its own copies of the descriptions
 
 
-def start(config, root: str | Path | None = None, force: bool = False, env: dict[str, str] | None = None) -> Path:
+def start(config, root: str | Path | None = None, force: bool = False, env: dict[str, str] | None = None,
+          run_id: str | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Validate ``config`` (a :class:`~cnnviz.train.TrainConfig` or a dict), create the run folder and start
-    its detached worker; returns the run folder.
+    its detached worker; returns the run folder. ``run_id`` names the folder (default: a new unique id);
+    ``extra`` adds keys to ``config.json`` that the worker ignores (the zoo records its id there).
 
     Raises ``ValueError`` for a bad config (before anything is written), :class:`JobBusy` when another job
     holds the device (unless ``force`` or ``config.allow_concurrent``), ``OSError`` when the checkpoints folder
@@ -184,7 +186,7 @@ def start(config, root: str | Path | None = None, force: bool = False, env: dict
         if held is None:
             raise JobBusy(_busy_message(key, lock_holder(device_lock_path(key, root))))
     try:
-        run_dir = create_run({**cfg.to_dict(), **code_version()}, root)
+        run_dir = create_run({**cfg.to_dict(), **code_version(), **(extra or {})}, root, run_id=run_id)
     except BaseException:
         if held is not None:
             os.close(held)

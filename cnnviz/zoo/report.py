@@ -1,0 +1,186 @@
+"""docs/zoo.md: the zoo's comparison table beside the published numbers, what each trick paid, and two plots.
+
+Everything in the table comes from the result files (:mod:`cnnviz.zoo.results`) and, for parameters and
+MACs, from :func:`cnnviz.summary.layer_table` of the architecture as trained. MFU (model FLOPs utilisation) is
+``6 x MACs x images/s`` over the bf16 matrix-multiply rate measured on the same card by ``bench/bench_zoo.py``
+(``--bench``): forward 2 FLOPs per MAC, backward twice that; element-wise work (LRN, batch norm, ReLU) is not
+counted, as usual for MFU. Without a measured ceiling the MFU column says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cnnviz.fsutil import atomic_write_text
+from cnnviz.zoo.recipe import MEMBERS, member
+from cnnviz.zoo.results import list_results, results_dir
+
+# Published from-scratch Tiny ImageNet top-1 (val unless stated), each with its source. Only figures whose
+# source we could read are listed; none exists that we found for LeNet-5, ZFNet, NiN or GoogLeNet.
+PUBLISHED: dict[str, list[dict[str, Any]]] = {
+    "resnet18": [
+        {"top1": 60.69, "note": "3x3 stem, no max pool, 100 epochs, SGD lr 0.5",
+         "source": "https://github.com/zeyuanyin/torchvision-tiny-imagenet"},
+        {"top1": 64.98, "note": "3x3 stem, no max pool, 100 epochs, 90k train images; 1.6 h on one RTX 3090",
+         "source": "https://github.com/cs-giung/giung2-jax/tree/main/projects/Baseline-TinyImageNet"},
+    ],
+    "resnet50": [
+        {"top1": 69.73, "note": "3x3 stem, no max pool, 100 epochs; 5.7 h on one RTX 3090",
+         "source": "https://github.com/cs-giung/giung2-jax/tree/main/projects/Baseline-TinyImageNet"},
+    ],
+    "vgg16": [
+        {"top1": 58.74, "note": "VGG-16-BN, FC layers 512 wide (not 4096), 100 epochs",
+         "source": "https://github.com/cs-giung/giung2-jax/tree/main/projects/Baseline-TinyImageNet"},
+        {"top1": 53.48, "note": "VGG-16 without BN, same recipe",
+         "source": "https://github.com/cs-giung/giung2-jax/tree/main/projects/Baseline-TinyImageNet"},
+    ],
+    "vgg11": [
+        {"top1": 56.50, "note": "VGG-11-BN, FC layers 512 wide, 100 epochs",
+         "source": "https://github.com/cs-giung/giung2-jax/tree/main/projects/Baseline-TinyImageNet"},
+    ],
+    "alexnet": [
+        {"top1": 41.8, "note": "an AlexNet-like net (5 conv, 3 FC), best single model, on the test split",
+         "source": "Yao & Miller, Tiny ImageNet Classification with Convolutional Neural Networks (Stanford "
+                   "CS231n report, 2015)"},
+    ],
+}
+
+
+def model_size(arch: str, model_args: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(parameters, MACs per image) of the architecture as trained (GoogLeNet with its aux heads)."""
+    from cnnviz.compare import _model_stats
+
+    return _model_stats(arch, json.dumps(model_args, sort_keys=True, default=str))
+
+
+def _pct(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def _human(n: float | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.3g}"
+
+
+def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None) -> list[dict[str, Any]]:
+    """One row per result: the numbers of the table, computed once (the plots use them too)."""
+    order = {m.family: i for i, m in enumerate(MEMBERS)}
+    out = []
+    for r in sorted(results, key=lambda r: order.get(r["family"], 99)):
+        params, macs = model_size(r["arch"], r.get("model_args") or {})
+        ips = r.get("images_per_s")
+        mfu = (6 * macs * ips / ceiling_flops) if (ceiling_flops and macs and ips) else None
+        out.append({
+            "family": r["family"], "arch": r["arch"], "top1": r["val_top1"], "top5": r.get("val_top5"),
+            "top1_tta": r.get("val_top1_tta"), "top1_raw": r.get("val_top1_raw"), "params": params, "macs": macs,
+            "epochs": r.get("epochs"), "train_s": r.get("train_time_s"), "wall_s": r.get("wall_time_s"),
+            "images_per_s": ips, "mfu": mfu, "device": r.get("device_name"), "config": r.get("config") or {},
+        })
+    return out
+
+
+def recipe_lines(table: list[dict[str, Any]]) -> list[str]:
+    """The shared recipe (what every row has in common) and where the members differ."""
+    if not table:
+        return []
+    shared_keys = ("epochs", "batch_size", "augment", "label_smoothing", "schedule", "warmup_epochs",
+                   "ema_decay", "ema_every", "tta_flip", "amp", "channels_last", "compile", "data")
+    lines = ["| setting | value |", "| --- | --- |"]
+    for k in shared_keys:
+        values = {json.dumps(row["config"].get(k)) for row in table}
+        lines.append(f"| {k} | {values.pop() if len(values) == 1 else 'differs: ' + ', '.join(sorted(values))} |")
+    lines += ["", "Per family (the only settings that differ; the reason is in the last column):", "",
+              "| family | architecture | variant | optimizer | lr | weight decay | why |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in table:
+        c, m = row["config"], member(row["family"])
+        variant = ", ".join(f"{k}={v}" for k, v in (c.get("variant") or {}).items()) or "-"
+        lines.append(f"| {row['family']} | {row['arch']} | {variant} | {c.get('optimizer')} | {c.get('lr'):g} | "
+                     f"{c.get('weight_decay'):g} | {m.why} |")
+    return lines
+
+
+def write_plots(table: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """``zoo_acc_vs_macs.png`` and ``zoo_acc_vs_time.png`` (log x axes, every family labelled)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    paths = []
+    for key, xlabel, name in (("macs", "MACs per 64x64 image (log scale)", "zoo_acc_vs_macs.png"),
+                              ("train_s", "training time, seconds (log scale)", "zoo_acc_vs_time.png")):
+        pts = [r for r in table if r.get(key)]
+        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+        for r in pts:
+            ax.scatter(r[key], 100 * r["top1"], s=40)
+            ax.annotate(r["family"], (r[key], 100 * r["top1"]), textcoords="offset points", xytext=(5, 4),
+                        fontsize=9)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _human(v)))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("val top-1 (%)")
+        devices = sorted({r["device"] for r in pts if r.get("device")})
+        ax.set_title(f"Tiny ImageNet, one recipe{' on ' + ', '.join(devices) if devices else ''}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / name
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.md",
+                 bench: str | Path | None = None) -> Path:
+    """Write the report (and its plots beside it) from the result files; returns its path."""
+    found = list_results(results or results_dir())
+    ceiling, bench_data = None, {}
+    if bench:
+        bench_data = json.loads(Path(bench).read_text())
+        ceiling = bench_data.get("bf16_matmul_flops")
+    table = rows(found, ceiling)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# The zoo: every family on Tiny ImageNet under one recipe", "",
+             "Generated by `python -m cnnviz zoo report` from the result files in `checkpoints/results/`; "
+             "do not edit by hand.", ""]
+    if not table:
+        lines += ["No zoo has been trained yet. `python -m cnnviz zoo train` trains one (see "
+                  "`scripts/gpu_zoo.sh` for the one-GPU-session plan), `python -m cnnviz zoo import` brings its "
+                  "results here."]
+    else:
+        lines += ["| family | top-1 | top-5 | top-1 flip TTA | top-1 without EMA | params | MACs | epochs | "
+                  "train s | img/s | MFU | device | published top-1 |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in table:
+            pub = "; ".join(f"{p['top1']:.1f}% [{i + 1}]" for i, p in enumerate(PUBLISHED.get(r["family"], [])))
+            mfu = "n/a (no ceiling measured)" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+            lines.append(
+                f"| {r['family']} ({r['arch']}) | {_pct(r['top1'])} | {_pct(r['top5'])} | {_pct(r['top1_tta'])} | "
+                f"{_pct(r['top1_raw'])} | {_human(r['params'])} | {_human(r['macs'])} | {r['epochs']} | "
+                f"{r['train_s']:.0f} | {r['images_per_s']:,.0f} | {mfu} | {r['device']} | {pub or '-'} |")
+        n = sorted({int(r.get("val_n") or 0) for r in found})
+        lines += ["", f"Top-1 and top-5 are measured on all {'/'.join(f'{k:,}' for k in n)} val images from the "
+                  "best epoch's checkpoint (with the weight average) by the same code as Compare's evaluation; "
+                  "the flip-TTA and no-EMA columns are the training run's own evaluation of that epoch.", "",
+                  "![accuracy vs MACs](zoo_acc_vs_macs.png) ![accuracy vs training time](zoo_acc_vs_time.png)",
+                  "", "## The recipe", ""] + recipe_lines(table)
+        write_plots(table, out.parent)
+    lines += ["", "## Published numbers", ""]
+    for fam, pubs in PUBLISHED.items():
+        for i, p in enumerate(pubs):
+            lines.append(f"- {fam} [{i + 1}]: {p['top1']:.2f}% top-1, {p['note']}. Source: {p['source']}")
+    lines.append("- LeNet-5, ZFNet, NiN, GoogLeNet: no from-scratch Tiny ImageNet figure whose source we could read.")
+    if bench_data.get("tricks"):
+        lines += ["", "## What each trick paid", "", "| trick | measured | card |", "| --- | --- | --- |"]
+        lines += [f"| {t['name']} | {t['result']} | {t.get('device', '')} |" for t in bench_data["tricks"]]
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out
