@@ -110,7 +110,8 @@ def calibrate(members: list[Member], recipe: Recipe, *, steps: int = 10, warmup:
               progress: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
     """Measure each member's training rate here: ``warmup`` untimed then ``steps`` timed steps on real
     batches of the recipe's data, with the recipe's precision and layout. Returns, per family,
-    ``images_per_s`` and ``epoch_s`` (train split plus the evaluation passes)."""
+    ``images_per_s``, ``epoch_s`` (train split plus the evaluation passes) and ``warmup_s`` (the untimed steps:
+    cuDNN's autotuning, and compilation when the recipe compiles)."""
     import torch
 
     from cnnviz.data import BatchPipeline, load_split
@@ -132,21 +133,24 @@ def calibrate(members: list[Member], recipe: Recipe, *, steps: int = 10, warmup:
         model = create_model(m.arch, num_classes=len(train.wnids), input_size=cfg.input_size, **m.variant)
         model = model.to(dev, memory_format=fmt).train()
         opt = make_optimizer(cfg, model, dev)
+        step_model = torch.compile(model) if recipe.compile else model
+        t_start = time.perf_counter()
         crit = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         aux = float(getattr(model, "aux_loss_weight", 0.0) or 0.0)
         batches = iter(pipe)
-        t0 = 0.0
+        t0, warmup_s = 0.0, 0.0
         for i in range(warmup + steps):
             if i == warmup:
                 _sync(dev)
                 t0 = time.perf_counter()
+                warmup_s = t0 - t_start
             try:
                 x, y = next(batches)
             except StopIteration:
                 batches = iter(pipe)
                 x, y = next(batches)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
-                loss, _ = compute_loss(model(x), y, crit, aux)
+                loss, _ = compute_loss(step_model(x), y, crit, aux)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -154,11 +158,11 @@ def calibrate(members: list[Member], recipe: Recipe, *, steps: int = 10, warmup:
         ips = steps * recipe.batch_size / max(time.perf_counter() - t0, 1e-9)
         n_train = len(train.labels) if recipe.max_steps_per_epoch is None else min(
             len(train.labels), recipe.max_steps_per_epoch * recipe.batch_size)
-        out[m.family] = {"images_per_s": ips,
+        out[m.family] = {"images_per_s": ips, "warmup_s": warmup_s,
                          "epoch_s": epoch_seconds(ips, n_train, len(val.labels), passes)}
         if progress:
             progress(f"calibrated {m.family}: {ips:,.0f} img/s, about {out[m.family]['epoch_s']:.1f} s an epoch")
-        del model, opt
+        del model, opt, step_model
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     return out
@@ -185,8 +189,6 @@ def create_zoo(members: list[Member], recipe: Recipe, *, budget_s: float | None 
         config_for(m, recipe, "zoo-check")  # every config valid before anything is written
     plan: dict[str, Any] = {"epochs_from": "given"}
     if budget_s is not None:
-        if not budget_s > 0:
-            raise ValueError(f"the budget must be a positive number of seconds (got {budget_s!r})")
         calibration = calibration or calibrate(members, recipe)
         missing = [m.family for m in members if m.family not in calibration]
         if missing:
@@ -195,6 +197,8 @@ def create_zoo(members: list[Member], recipe: Recipe, *, budget_s: float | None 
                                     overhead_s)
         plan = {"epochs_from": "budget", "budget_s": budget_s, "overhead_s": overhead_s,
                 "estimated_s": sum(calibration[m.family]["epoch_s"] for m in members) * recipe.epochs}
+    if calibration and concurrency > 1:  # longest first packs K lanes best (LPT scheduling)
+        members = sorted(members, key=lambda m: -calibration.get(m.family, {}).get("epoch_s", 0))
     zoo_id = zoo_id or new_zoo_id()
     if not ZOO_ID_RE.match(zoo_id):
         raise ValueError(f"{zoo_id!r} is not a valid zoo id (zoo-...)")
@@ -233,7 +237,6 @@ def run_zoo(zoo_dir: str | Path, *, poll_s: float = 2.0, echo: Callable[[str], N
     export its starter when the zoo asks) as it finishes. Returns ``{family: final state}``."""
     from cnnviz import jobs
     from cnnviz.runs import FINAL_STATES, read_run
-    from cnnviz.zoo.results import collect_result, export_member
 
     zoo_dir = Path(zoo_dir)
     manifest = read_manifest(zoo_dir)
@@ -246,14 +249,21 @@ def run_zoo(zoo_dir: str | Path, *, poll_s: float = 2.0, echo: Callable[[str], N
     active: dict[str, Path] = {}
     states = {f: "done" for f in done_before}
     t0 = time.time()
-    while pending or active:
+    finished: list[tuple[str, Path]] = []
+    while pending or active or finished:
+        # Free slots are filled before results are collected: the next member trains while the driver
+        # evaluates and exports the one that just finished.
         while pending and len(active) < int(manifest["concurrency"]):
             fam = pending.pop(0)
             run_dir = _ensure_running(zoo_dir, manifest, member(fam), recipe, runs_root, jobs, echo)
             if run_dir is not None:
                 active[fam] = run_dir
             manifest = read_manifest(zoo_dir)
-        time.sleep(poll_s if active else 0)
+        for fam, run_dir in finished:
+            states[fam] = _collect(zoo_dir, manifest, fam, run_dir, echo)
+        finished = []
+        if active:
+            time.sleep(poll_s)
         for fam, run_dir in list(active.items()):
             info = read_run(run_dir)
             if info.state not in FINAL_STATES or info.alive:
@@ -266,20 +276,35 @@ def run_zoo(zoo_dir: str | Path, *, poll_s: float = 2.0, echo: Callable[[str], N
                 continue
             best = max((m.get("val_top1", 0) for m in info.metrics), default=0)
             _log(zoo_dir, f"{fam}: done, {len(info.metrics)} epochs, best val top-1 {best:.2%}", echo)
-            try:
-                collect_result(run_dir, fam, zoo_dir / "results", zoo_id=manifest["id"])
-                _log(zoo_dir, f"{fam}: results written", echo)
-                if manifest.get("export"):
-                    r = export_member(run_dir, fam, zoo_dir)
-                    _log(zoo_dir, f"{fam}: starter exported ({r['bytes'] / 2**20:.1f} MiB, val top-1 "
-                                  f"{r['top1']:.2%} from the shipped file)", echo)
-            except Exception as e:  # noqa: BLE001 - one member's failed export must not stop the others
-                states[fam] = "failed"
-                _update(zoo_dir, states={fam: f"results failed: {e}"})
-                _log(zoo_dir, f"{fam}: collecting results failed: {type(e).__name__}: {e}", echo)
+            finished.append((fam, run_dir))
     _update(zoo_dir, finished=time.time(), wall_s=time.time() - t0)
     _log(zoo_dir, "zoo finished: " + ", ".join(f"{f} {s}" for f, s in states.items()), echo)
     return states
+
+
+def _collect(zoo_dir: Path, manifest: dict, fam: str, run_dir: Path, echo) -> str:
+    """Export the member's starter when the zoo asks, then write its result file (last, so that a result file
+    on disk means the member is complete: scripts/gpu_zoo.sh sends a member once its result file exists)."""
+    from cnnviz.zoo.results import collect_result, export_member
+
+    starter, state = None, "done"
+    if manifest.get("export"):
+        try:
+            starter = export_member(run_dir, fam, zoo_dir)
+            _log(zoo_dir, f"{fam}: starter exported ({starter['bytes'] / 2**20:.1f} MiB, val top-1 "
+                          f"{starter['top1']:.2%} from the shipped file)", echo)
+        except Exception as e:  # noqa: BLE001 - a failed export must not lose the member's results
+            state = "failed"
+            _update(zoo_dir, states={fam: f"export failed: {e}"})
+            _log(zoo_dir, f"{fam}: exporting its starter failed: {type(e).__name__}: {e}", echo)
+    try:
+        collect_result(run_dir, fam, zoo_dir / "results", zoo_id=manifest["id"], starter=starter)
+        _log(zoo_dir, f"{fam}: results written", echo)
+        return state
+    except Exception as e:  # noqa: BLE001 - one member's failure must not stop the others
+        _update(zoo_dir, states={fam: f"results failed: {e}"})
+        _log(zoo_dir, f"{fam}: collecting results failed: {type(e).__name__}: {e}", echo)
+        return "failed"
 
 
 def _ensure_running(zoo_dir: Path, manifest: dict, m: Member, recipe: Recipe, runs_root: Path, jobs,

@@ -53,7 +53,7 @@ def _median(xs: list[float]) -> float | None:
 
 
 def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo_id: str | None = None,
-                   batch_size: int = 500) -> Path:
+                   batch_size: int = 500, starter: dict[str, Any] | None = None) -> Path:
     """Evaluate the run's ``best`` checkpoint on the whole val split (confusion matrix) and write
     ``out_dir/<family>.json``; returns its path."""
     from cnnviz.checkpoint import load_checkpoint
@@ -91,6 +91,7 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
         "history": metrics,
         "wnids": list(val.wnids), "class_names": list(val.class_names),
         "confusion": ev.confusion.astype(int).tolist(), "top5_correct": int(ev.top5_correct),
+        "starter": starter,  # the exported file's own evaluation and size, when one was exported
         "collected": time.time(),
     }
     out = Path(out_dir) / f"{family}.json"
@@ -107,7 +108,7 @@ def export_member(run_dir: str | Path, family: str, zoo_dir: str | Path) -> dict
     name = f"{family}_tinyimagenet"
     r = export_starter(run_dir, name, root=zoo_dir, compress="auto")
     weights = starter_dir(zoo_dir) / f"{name}.safetensors"
-    return {**r, "bytes": weights.stat().st_size}
+    return {**r, "name": name, "checkpoint": weights.name, "bytes": weights.stat().st_size}
 
 
 def read_result(path: str | Path) -> dict[str, Any]:

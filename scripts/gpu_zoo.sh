@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The zoo on one lent GPU, within one developer session: 15 minutes of device time in all (the machine's start,
+# every call, every idle wait), at most 10 minutes a command, at most 64 MiB carried per call (working tree +
+# carried paths), at most 8 files of 16 MiB (64 MiB in all) back per call, and the machine goes back 30 s after
+# a call ends unless the next call comes. Issue 10. Rehearsed on the CPU with `scripts/gpu_zoo.sh rehearse`.
+#
+# THE PLAN (times are planning margins, not measurements; the budget adapts to what is left):
+#   here    bash scripts/gpu_zoo.sh pack       split the 217 MiB zip into 4 parts of <= 55 MiB under .gpu/parts/,
+#                                              set the 36 MiB of starters aside (the tree is then ~1 MiB)
+#   t=0:00  run "bash scripts/gpu_zoo.sh bench"          carry .gpu/parts/part-aa          ~1.5 min start
+#           ceilings (bf16 matmul, copy), every member's training rate, trick ladder,       + ~2.5 min bench
+#           one vs two members at once (bench/bench_zoo.py, synthetic data)
+#   t=4:00  run "bash scripts/gpu_zoo.sh recv"           carry .gpu/parts/part-ab          ~0.3 min
+#   t=4:20  run "bash scripts/gpu_zoo.sh recv"           carry .gpu/parts/part-ac          ~0.3 min
+#   t=4:40  run "bash scripts/gpu_zoo.sh launch B K"     carry .gpu/parts/part-ad .gpu/parts/SHA256
+#           join + sha256 check, decode the data (~20 s), start the zoo DETACHED (setsid) with a budget of
+#           B seconds and K members at once; returns at once.  B = budget_left_s - 200 (final call + 2 min)
+#   t=5:20  run "bash scripts/gpu_zoo.sh poll 240"  ...  each call waits until members finish (at most 240 s),
+#           then brings back their result files and compressed starters (<= 8 files a call). Call again
+#           at once (< 30 s) or the machine is given back and the detached zoo is lost.
+#   ~t=11   run "bash scripts/gpu_zoo.sh final"          ImageFolder+DataLoader vs our pipeline (ResNet-18,
+#           ~60 s), the manifest, the driver log and anything not yet fetched.
+#   ~t=12   give_back.  >= 2 minutes stay in hand for a failed call.
+#   here    bash scripts/gpu_zoo.sh unpack DIR...  the fetched folders (files_at of each call) ->
+#           zoo import, bench numbers into docs/benchmarks.md, docs/zoo.md; then `restore` the starters that
+#           were not replaced.
+# If a call fails: rerun the same call once (parts already on the machine are kept while it is warm); if the
+# machine was lost, start again from `bench` only when at least 9 minutes are left, else give back.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PHASE=${1:?usage: scripts/gpu_zoo.sh pack|restore|bench|recv|launch|poll|final|unpack|rehearse}
+shift || true
+PARTS=.gpu/parts
+ZIP=${ZIP:-../shared/data/tiny-imagenet-200.zip}
+PART_SIZE=${PART_SIZE:-55M}
+PY=${PY:-python3}
+OUT=${OUT:-.gpu/out}
+mkdir -p .gpu "$OUT"
+export PYTHONUNBUFFERED=1
+# On the device everything lives in the repo copy's ignored .gpu/ (kept between calls while the machine is warm).
+export CNNVIZ_DATA=${CNNVIZ_DATA:-$PWD/.gpu/data} CNNVIZ_CHECKPOINTS=${CNNVIZ_CHECKPOINTS:-$PWD/.gpu/checkpoints}
+
+zoo_dir() { ls -d "$CNNVIZ_CHECKPOINTS"/zoo/zoo-* 2>/dev/null | tail -1; }
+
+send_new() {  # copy results/starters not yet sent into $OUT, at most $1 members (3 files each)
+  local max=$1 n=0 zd; zd=$(zoo_dir); [ -n "$zd" ] || return 0
+  touch .gpu/sent
+  for r in "$zd"/results/*.json; do
+    [ -e "$r" ] || continue
+    local fam; fam=$(basename "$r" .json)
+    grep -qx "$fam" .gpu/sent && continue
+    [ "$n" -ge "$max" ] && break
+    cp "$r" "$OUT/"; cp "$zd"/starter/"${fam}"_tinyimagenet.* "$OUT/" 2>/dev/null || true
+    echo "$fam" >> .gpu/sent; n=$((n + 1))
+  done
+}
+
+case "$PHASE" in
+pack)  # here, before the first call
+  [ -f "$ZIP" ] || { echo "no zip at $ZIP" >&2; exit 1; }
+  rm -rf "$PARTS"; mkdir -p "$PARTS"
+  split -b "$PART_SIZE" -a 2 "$ZIP" "$PARTS/part-"
+  (cd "$(dirname "$ZIP")" && sha256sum "$(basename "$ZIP")") | awk '{print $1"  tin.zip"}' > "$PARTS/SHA256"
+  if [ -z "${SPLIT_ONLY:-}" ] && [ -d checkpoints/starter ] && [ ! -d .gpu/starter-aside ]; then
+    git rm -r -q --cached checkpoints/starter && mv checkpoints/starter .gpu/starter-aside
+  fi
+  ls -l "$PARTS"
+  echo "what travels besides a part: $(git ls-files --cached --others --exclude-standard | grep -v '^checkpoints/starter/' | xargs du -cb 2>/dev/null | tail -1)";;
+restore)  # here, after the session (starters the zoo replaced are already in checkpoints/starter)
+  if [ -d .gpu/starter-aside ]; then
+    mkdir -p checkpoints/starter
+    cp -n .gpu/starter-aside/* checkpoints/starter/ && rm -rf .gpu/starter-aside
+    git reset -q HEAD -- checkpoints/starter
+  fi
+  git status --short checkpoints/starter | head;;
+bench)  # device, call 1
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  $PY -c "import torch, torchvision, sys; print(sys.version.split()[0], torch.__version__, torchvision.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
+  $PY bench/bench_zoo.py device --out "$OUT/bench_device.json" ${BENCH_ARGS:-} | tail -5
+  ls -l "$PARTS";;
+recv)  # device, calls 2-3: the part came with the call
+  ls -l "$PARTS"; du -sh "$PARTS";;
+launch)  # device, call 4: B = zoo budget in seconds, K = members at once
+  B=${1:?budget seconds}; K=${2:-2}
+  cat "$PARTS"/part-* > .gpu/tin.zip
+  (cd .gpu && sha256sum -c parts/SHA256) || { echo "the joined zip does not match its checksum" >&2; exit 1; }
+  rm -f "$PARTS"/part-*
+  $PY -m cnnviz data prepare --source .gpu/tin.zip 2>&1 | tail -3
+  PLAN=${ZOO_PLAN:---budget-s $B}  # the rehearsal gives --epochs 1 instead: a CPU is no GPU
+  setsid nohup $PY -m cnnviz zoo train --families "${FAMILIES:-core}" $PLAN --concurrency "$K" \
+    --export --device "${DEVICE:-cuda}" ${ZOO_ARGS:-} > .gpu/zoo.out 2>&1 < /dev/null &
+  sleep 5; tail -5 .gpu/zoo.out;;
+poll)  # device, calls 5..: wait up to $1 s for members to finish, bring back at most two
+  WAIT=${1:-240}; t=0; touch .gpu/sent
+  while [ "$t" -lt "$WAIT" ]; do
+    zd=$(zoo_dir)
+    if [ -n "$zd" ]; then
+      ready=$(for r in "$zd"/results/*.json; do [ -e "$r" ] && basename "$r" .json; done | grep -cvxf .gpu/sent 2>/dev/null || true)
+      [ "${ready:-0}" -ge 1 ] && sleep 15 && break  # a second member often finishes right after
+      pgrep -f "cnnviz zoo train" >/dev/null || break
+    fi
+    sleep 5; t=$((t + 5))
+  done
+  send_new 2
+  $PY -m cnnviz zoo status --format json > "$OUT/status.json" 2>/dev/null || true
+  $PY -m cnnviz zoo status 2>/dev/null || tail -20 .gpu/zoo.out
+  pgrep -f "cnnviz zoo train" >/dev/null && echo "ZOO RUNNING" || echo "ZOO ENDED";;
+final)  # device, last call
+  $PY bench/bench_zoo.py dataloader --zip .gpu/tin.zip --out "$OUT/bench_dataloader.json" ${BENCH_ARGS:---steps 40} | tail -8 || true
+  send_new 1
+  zd=$(zoo_dir); [ -n "$zd" ] && cp "$zd/zoo.json" "$OUT/zoo.json" && cp "$zd/driver.log" "$OUT/driver.log"
+  ls -l "$OUT";;
+unpack)  # here: the files_at folders of the calls, in order
+  mkdir -p .gpu/fetched; for d in "$@"; do cp -f "$d"/* .gpu/fetched/ 2>/dev/null || true; done
+  mkdir -p .gpu/fetched/zoo; for f in .gpu/fetched/*.json .gpu/fetched/*.safetensors; do
+    case "$(basename "$f")" in bench_*|status.json|zoo.json) ;; *) cp "$f" .gpu/fetched/zoo/ ;; esac; done
+  .venv/bin/python -m cnnviz zoo import .gpu/fetched/zoo
+  .venv/bin/python -m bench.bench_zoo write .gpu/fetched/bench_*.json
+  .venv/bin/python -m cnnviz zoo report --bench .gpu/fetched/bench_device.json;;
+rehearse)  # here, on the CPU: every device phase against a copy of the tree, with a tiny zoo on the real data
+  [ -f "$PARTS/SHA256" ] || SPLIT_ONLY=1 bash scripts/gpu_zoo.sh pack
+  R=$(mktemp -d /tmp/gpu-zoo-rehearsal.XXXX); echo "rehearsal in $R"
+  git ls-files -z --cached --others --exclude-standard | grep -zv '^checkpoints/starter/' | xargs -0 cp --parents -t "$R"
+  mkdir -p "$R/$PARTS"
+  # the device has no streamlit, captum, plotly or torchinfo: make them unimportable, as there
+  mkdir -p "$R/.gpu/block"; printf 'import sys\nfor m in ("streamlit","captum","plotly","torchinfo"):\n    sys.modules[m] = None\n' > "$R/.gpu/block/sitecustomize.py"
+  export PYTHONPATH="$R/.gpu/block" PY="$PWD/.venv/bin/python" DEVICE=cpu
+  export CNNVIZ_DATA="$R/.gpu/data" CNNVIZ_CHECKPOINTS="$R/.gpu/checkpoints"
+  call() { local n=$1; shift; echo "== call $n: $*"; (cd "$R" && OUT="$R/out$n" bash scripts/gpu_zoo.sh "$@"); ls "$R/out$n"; }
+  cp "$PARTS"/part-aa "$R/$PARTS/"; BENCH_ARGS="--device cpu --small --families lenet5 --steps 2" call 1 bench
+  for p in ab ac; do cp "$PARTS/part-$p" "$R/$PARTS/"; call "2$p" recv; done
+  cp "$PARTS"/part-ad "$PARTS/SHA256" "$R/$PARTS/"
+  FAMILIES=lenet5,googlenet ZOO_PLAN="--epochs 1" ZOO_ARGS="--max-steps-per-epoch 3 --batch-size 32" call 4 launch 0 2
+  for i in 1 2 3 4 5 6 7 8; do call "5_$i" poll 300 | tee "$R/poll.txt" | tail -3; grep -q "ZOO ENDED" "$R/poll.txt" && break; done
+  BENCH_ARGS="--device cpu --small --steps 1 --workers 2" call 9 final | tail -12
+  echo "rehearsal done: $R";;
+*) echo "unknown phase $PHASE" >&2; exit 2;;
+esac
