@@ -18,23 +18,58 @@ import plotly.graph_objects as go
 METRIC_LABELS = {"train_loss": "train loss", "val_loss": "val loss", "train_acc": "train accuracy",
                  "val_top1": "val top-1", "val_top5": "val top-5", "lr": "learning rate",
                  "images_per_s": "images/s"}
-AGREE, DISAGREE, NEUTRAL = "#2e7d32", "#c62828", "#1f77b4"
+CORRECT, WRONG, NEUTRAL = "#2e7d32", "#c62828", "#1f77b4"
+AGREE, DISAGREE = CORRECT, "#ef6c00"  # agreement is not correctness: another colour, and its own legend
 
 
-def topk_figure(result, agrees: bool | None = None, height: int = 220) -> go.Figure:
-    """Horizontal bars of a :class:`cnnviz.predict.PredictResult`, best class on top. ``agrees`` colours the
-    top bar (green: agrees with the majority of models, red: does not)."""
-    preds = list(result.predictions)[::-1]
-    colours = [NEUTRAL] * len(preds)
-    if agrees is not None and preds:
-        colours[-1] = AGREE if agrees else DISAGREE
-    names = [_short(p.name) for p in preds]
-    fig = go.Figure(go.Bar(x=[p.prob * 100 for p in preds], y=names, orientation="h", marker_color=colours,
-                           text=[f"{p.prob * 100:.1f}%" for p in preds], textposition="auto",
-                           hovertext=[f"{p.name} ({p.wnid})" for p in preds], hoverinfo="text"))
-    fig.update_layout(height=height, margin=dict(l=0, r=10, t=10, b=30), xaxis_title="probability (%)",
-                      xaxis_range=[0, 100], yaxis=dict(type="category"), showlegend=False)
+def topk_figure(result, agrees: bool | None = None, height: int = 240, *, truth: str | None = None) -> go.Figure:
+    """Horizontal bars of a :class:`cnnviz.predict.PredictResult`, best class on top, with a legend for
+    every colour used.
+
+    ``truth`` (the true class's wnid, validation images) colours by correctness: the true class green
+    wherever it is in the top-k, a wrong top-1 red, the other guesses blue; the title says whether top-1 is
+    right. Without it, ``agrees`` (True/False: this model's top-1 is / is not the class most models name)
+    colours the top bar green / orange; None leaves every bar blue ("guesses")."""
+    preds = list(result.predictions)[::-1]  # plotly draws the first category at the bottom
+    kinds = ["guess"] * len(preds)
+    title = None
+    if truth is not None and preds:
+        kinds = ["true class" if p.wnid == truth else "guess" for p in preds]
+        if preds[-1].wnid != truth:
+            kinds[-1] = "wrong top-1"
+        rank = next((i + 1 for i, p in enumerate(result.predictions) if p.wnid == truth), None)
+        title = ("top-1 correct" if rank == 1 else f"top-1 wrong; true class at rank {rank}" if rank
+                 else f"top-1 wrong; true class not in the top {len(preds)}")
+    elif agrees is not None and preds:
+        kinds[-1] = "top-1 agrees with most models" if agrees else "top-1 differs from most models"
+    colours = {"true class": CORRECT, "wrong top-1": WRONG, "guess": NEUTRAL,
+               "top-1 agrees with most models": AGREE, "top-1 differs from most models": DISAGREE}
+    labels = _unique([_short(p.name) for p in preds])
+    fig = go.Figure()
+    for kind in dict.fromkeys(kinds):  # one trace per colour: that is what gives each colour a legend entry
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        fig.add_bar(x=[preds[i].prob * 100 for i in idx], y=[labels[i] for i in idx], orientation="h",
+                    name=kind if kind != "guess" else ("other guesses" if len(set(kinds)) > 1 else "guesses"),
+                    marker_color=colours[kind], text=[f"{preds[i].prob * 100:.1f}%" for i in idx],
+                    textposition="auto", hovertext=[f"{preds[i].name} ({preds[i].wnid})" for i in idx],
+                    hoverinfo="text")
+    coloured = len(set(kinds)) > 1 or kinds[:1] != ["guess"]
+    fig.update_layout(height=height, margin=dict(l=0, r=10, t=30 if title else 10, b=30),
+                      xaxis_title="probability (%)", xaxis_range=[0, 100], barmode="overlay",
+                      yaxis=dict(type="category", categoryorder="array", categoryarray=labels),
+                      showlegend=coloured, legend=dict(orientation="h", y=-0.35, x=0, font=dict(size=11)),
+                      title=dict(text=title, font=dict(size=13)) if title else None)
     return fig
+
+
+def _unique(labels: list[str]) -> list[str]:
+    """Category labels made unique (two classes can share a first synonym), so no bar hides another."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
 
 
 def _short(name: str, limit: int = 28) -> str:

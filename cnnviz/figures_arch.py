@@ -26,7 +26,7 @@ import torch.nn as nn
 from plotly.subplots import make_subplots
 
 from cnnviz.models.registry import ModelCard, create_model, get_card
-from cnnviz.summary import MACS_NOTE, cs231n_memory, human, human_bytes, writeup_errors
+from cnnviz.summary import MACS_NOTE, cs231n_memory, human, human_bytes, param_count, writeup_errors
 
 MAC_NOTE = "MACs are multiply-accumulates (1 MAC = 2 FLOPs); memory uses decimal units (1 MB = 10^6 bytes)."
 __all__ = ["MACS_NOTE", "MAC_NOTE", "human", "human_bytes"]  # re-exported for pages and notebooks
@@ -51,8 +51,11 @@ def _pair(p: tuple[int, int] | None) -> str:
 
 
 # ---------------------------------------------------------------- the card, the table and totals
-def card_markdown(card: ModelCard) -> str:
-    """The model card as Markdown: paper, the paper's own figures, key ideas, deviations, 64x64 changes."""
+def card_markdown(card: ModelCard, table: Any = None) -> str:
+    """The model card as Markdown: paper, the paper's own figures, key ideas, deviations, 64x64 changes.
+
+    With the page's ``table``, the card also gives our parameter count at that input and class count (the
+    same :func:`cnnviz.summary.param_count` as the headline), beside the paper's own figure."""
     f = card.figures
 
     def pct(v: float | None) -> str:
@@ -63,6 +66,9 @@ def card_markdown(card: ModelCard) -> str:
              f"top-5 error {pct(f.top5_error)}" + (f", {f.gmacs:g} GMACs" if f.gmacs else "") + "."
              + (f" _{f.note}_" if f.note else ""),
              f"**Paper's input:** {_shape(card.paper_input)}, {card.paper_classes} classes."]
+    if table is not None:
+        parts.append(f"**Our count at {_shape(table.input)}, {table.classes} classes:** "
+                     f"{param_count(table).sentence(exact=True)}.")
     for title, items in (("Key ideas", card.key_ideas), ("Where our code differs from the paper", card.deviations),
                          ("What changes at 64x64 (Tiny ImageNet)", card.adaptations_64)):
         if items:
@@ -73,10 +79,11 @@ def card_markdown(card: ModelCard) -> str:
 # ---------------------------------------------------------------- the table and totals
 # Columns of display_frame / compare_frame by unit (the page formats counts as K/M/G and bytes as kB/MB).
 COUNT_COLUMNS = ("params", "weights", "biases", "activations", "MACs", "connections", "activations / image",
-                 "MACs / image", "paper params")
+                 "MACs / image", "paper params", "training-only params")
 BYTE_COLUMNS = ("activation memory", "parameter memory", "activation memory / image")
 COLUMN_HELP = {
-    "params": "weights + biases",
+    "params": "weights + biases (comparing architectures: at inference, without training-only heads)",
+    "training-only params": "heads used only in training (GoogLeNet's auxiliary classifiers), not in params",
     "activations": "output elements per image",
     "activation memory": "per image, in the chosen dtype",
     "MACs": "multiply-accumulates per image (1 MAC = 2 FLOPs); K/M/B = thousand/million/billion",
@@ -123,10 +130,11 @@ _MEMORY_PARTS = ("weights", "grads", "optim", "activations")  # byte keys of Lay
 def totals(table: Any, batch_size: int = 1, optimizer: str = "sgd") -> dict[str, tuple[str, str]]:
     """Headline figures for the page: label -> (short value, exact value with units)."""
     t = table.totals
+    count = param_count(table)
     mem = table.training_memory(batch_size, optimizer)
     parts = ", ".join(f"{k} {human_bytes(mem[k])}" for k in _MEMORY_PARTS)
     return {
-        "Parameters": (human(t["params"]), f"{t['params']:,} parameters"),
+        "Parameters": (human(count.inference), count.sentence(exact=True)),
         "Parameter memory": (human_bytes(t["param_bytes"]), f"{t['param_bytes']:,} bytes in {table.dtype}"),
         "Activations / image": (human(t["activations"]), f"{t['activations']:,} output elements per image"),
         "Activation memory": (human_bytes(t["activation_bytes"]), f"{t['activation_bytes']:,} bytes per image"),
@@ -136,10 +144,13 @@ def totals(table: Any, batch_size: int = 1, optimizer: str = "sgd") -> dict[str,
 
 
 def exact_totals(table: Any) -> str:
-    """One sentence with the exact totals (the metrics above it are rounded)."""
+    """One sentence with the exact totals (the metrics above it are rounded); training-only heads are named."""
     t = table.totals
-    return (f"Exactly {t['params']:,} parameters, {t['activations']:,} activations and {t['macs']:,} MACs "
-            f"per {'x'.join(map(str, table.input))} image.")
+    count = param_count(table)
+    heads = (f" at inference (the training-only auxiliary classifiers add {count.training_only:,}: "
+             f"{count.total:,} in training)" if count.training_only else "")
+    return (f"Exactly {count.inference:,} parameters{heads}, {t['activations']:,} activations and {t['macs']:,} "
+            f"MACs per {'x'.join(map(str, table.input))} image.")
 
 
 def training_memory_frame(table: Any, batch_size: int, optimizer: str = "sgd") -> pd.DataFrame:
@@ -267,12 +278,14 @@ def compare_frame(entries: list[tuple[ModelCard, Any]]) -> pd.DataFrame:
     for card, table in entries:
         t = table.totals
         f = card.figures
+        count = param_count(table)
         records.append({
             "architecture": card.display_name,
             "year": card.year,
             "input": _shape(table.input),
             "classes": table.classes,
-            "params": t["params"],
+            "params": count.inference,
+            "training-only params": count.training_only,
             "parameter memory": t["param_bytes"],
             "activations / image": t["activations"],
             "activation memory / image": t["activation_bytes"],
