@@ -94,16 +94,24 @@ def curves_figure(curves: pd.DataFrame, metric: str = "val_top1", x: str = "epoc
 
 
 def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1") -> go.Figure:
-    """Accuracy against MACs or parameters (log x); bubble area ~ training time (or parameters)."""
+    """Accuracy against MACs or parameters (log x, 1-2-5 ticks in K/M/G); bubble area ~ training time (or
+    parameters). Models without the numbers are named under the chart with the reason, never dropped silently."""
+    from cnnviz.figures_arch import note_left_out, readable_log_axis
+
+    labels = {"macs": "MACs per image", "params": "parameters", "best_val_top1": "best val top-1",
+              "train_time_s": "training time (s)"}
+    missing = table[table[x].isna() | table[y].isna()] if x in table and y in table else table
+    left_out = [f"{r['model']} (no {labels.get(x, x) if pd.isna(r.get(x)) else labels.get(y, y)} yet)"
+                for _, r in missing.iterrows()]
     df = table.dropna(subset=[x, y]).copy()
     size_col = "train_time_s" if df.get("train_time_s") is not None and df["train_time_s"].notna().all() else "params"
     df["_size"] = df[size_col].astype(float).fillna(1.0) if size_col in df else 1.0
-    labels = {"macs": "MACs per image", "params": "parameters", "best_val_top1": "best val top-1",
-              "train_time_s": "training time (s)"}
     fig = px.scatter(df, x=x, y=y, size="_size", color="arch", text="model", log_x=True, size_max=45,
                      hover_data={"_size": False, "params": True, "macs": True}, labels=labels)
     fig.update_traces(textposition="top center")
     fig.update_layout(height=380, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%")
+    readable_log_axis(fig, list(df[x].astype(float)))
+    note_left_out(fig, left_out)
     return fig
 
 

@@ -297,36 +297,102 @@ def compare_frame(entries: list[tuple[ModelCard, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def accuracy_vs_macs_chart(entries: list[tuple[ModelCard, Any]], metric: str = "top5") -> go.Figure:
-    """Paper accuracy (100 - reported error) against our MACs at the paper's input; bubble area ~ parameters.
+def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    """Tick values 1-2-5 per decade covering ``[lo, hi]`` and their labels in K/M/G ("500M", "1G", "2G"),
+    for log axes: plotly's own labels on a short log range read "6 7 8 9 1 2"."""
+    import math
 
-    Only architectures evaluated on ImageNet (1000 classes) and reporting the chosen error are plotted:
-    LeNet-5's figures are for MNIST and NiN's for CIFAR-10 (``PaperFigures.dataset``): not comparable.
+    if not (lo > 0 and hi > 0):
+        return [], []
+    lo, hi = min(lo, hi), max(lo, hi)
+    values = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+              for m in (1, 2, 5)]
+    below = [v for v in values if v <= lo]
+    above = [v for v in values if v >= hi]
+    values = [v for v in values if (below[-1] if below else lo) <= v <= (above[0] if above else hi)]
+    return values, [human(int(v)) if v >= 1 else f"{v:g}" for v in values]
+
+
+def readable_log_axis(fig: go.Figure, values: list[float], axis: str = "xaxis") -> None:
+    """Give ``fig``'s log ``axis`` 1-2-5 ticks labelled in K/M/G over the range of ``values``."""
+    values = [float(v) for v in values if v and v > 0]
+    if not values:
+        return
+    ticks, labels = log_ticks(min(values), max(values))
+    fig.update_layout({axis: dict(type="log", tickmode="array", tickvals=ticks, ticktext=labels)})
+
+
+def note_left_out(fig: go.Figure, left_out: list[str]) -> None:
+    """Say under the plot which entries are not drawn, and why (a chart never drops a model silently)."""
+    if left_out:
+        text = "Not plotted: " + "; ".join(left_out) + "."
+        fig.add_annotation(text=_wrap(text, 150), xref="paper", yref="paper", x=0, y=-0.2, xanchor="left",
+                           yanchor="top", showarrow=False, align="left", font=dict(size=11, color="#555555"))
+        fig.update_layout(margin=dict(b=60 + 16 * text.count(" ") // 20))
+
+
+def _wrap(text: str, width: int) -> str:
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line])
+
+
+def paper_accuracy_points(entries: list[tuple[ModelCard, Any]], metric: str = "top5"
+                          ) -> tuple[list[tuple[ModelCard, Any]], list[str]]:
+    """The entries the accuracy chart can plot, and for each other one why not ("NiN: its paper reports
+    CIFAR-10 results, not ImageNet"; "GoogLeNet: its paper reports no top-1 error")."""
+    key = "top1_error" if metric == "top1" else "top5_error"
+    label = "top-1" if metric == "top1" else "top-5"
+    points, left_out = [], []
+    for card, table in entries:
+        if card.figures.dataset != "ImageNet":
+            left_out.append(f"{card.display_name} (its paper reports {card.figures.dataset} results, not ImageNet)")
+        elif getattr(card.figures, key) is None:
+            left_out.append(f"{card.display_name} (its paper reports no {label} error)")
+        else:
+            points.append((card, table))
+    return points, left_out
+
+
+def accuracy_vs_macs_chart(entries: list[tuple[ModelCard, Any]], metric: str = "top5") -> go.Figure:
+    """Paper accuracy (100 - reported error) against our MACs at the paper's input; bubble area ~ parameters
+    at inference (:func:`cnnviz.summary.param_count`).
+
+    Only architectures evaluated on ImageNet (1000 classes) and reporting the chosen error can be plotted:
+    LeNet-5's figures are for MNIST and NiN's for CIFAR-10 (``PaperFigures.dataset``). Every architecture
+    left out is named under the chart with the reason. The log MACs axis has 1-2-5 ticks in M/G.
     """
     key = "top1_error" if metric == "top1" else "top5_error"
-    pts = [(c, t) for c, t in entries
-           if c.figures.dataset == "ImageNet" and getattr(c.figures, key) is not None]
+    pts, left_out = paper_accuracy_points(entries, metric)
     fig = go.Figure()
     if pts:
-        params = [t.totals["params"] for _, t in pts]
+        params = [param_count(t).inference for _, t in pts]
         biggest = max(params)
         fig.add_scatter(
-            x=[t.totals["macs"] / 1e9 for _, t in pts],
+            x=[t.totals["macs"] for _, t in pts],
             y=[100 - getattr(c.figures, key) for c, _ in pts],
             mode="markers+text", text=[c.display_name for c, _ in pts], textposition="top center",
             marker=dict(size=[8 + 52 * (p / biggest) ** 0.5 for p in params], sizemode="diameter",
                         color=[c.year for c, _ in pts], colorscale="Viridis", showscale=True,
                         colorbar=dict(title="year", tickformat="d", dtick=1), line=dict(width=1, color="white"), opacity=0.8),
-            customdata=[[human(p), c.figures.note or ""] for (c, _), p in zip(pts, params, strict=True)],
-            hovertemplate="<b>%{text}</b><br>%{x:.2f} GMACs<br>accuracy %{y:.2f}%<br>%{customdata[0]} parameters"
-                          "<br>%{customdata[1]}<extra></extra>",
+            customdata=[[human(p), c.figures.note or "", human(t.totals["macs"])]
+                        for (c, t), p in zip(pts, params, strict=True)],
+            hovertemplate="<b>%{text}</b><br>%{customdata[2]} MACs<br>accuracy %{y:.2f}%<br>%{customdata[0]} "
+                          "parameters<br>%{customdata[1]}<extra></extra>",
         )
     label = "top-1" if metric == "top1" else "top-5"
     fig.update_layout(
-        title=f"Paper {label} accuracy vs MACs (bubble size: parameters)", height=460,
-        xaxis=dict(title="GMACs per image at the paper's input (ours)", type="log"),
+        title=f"Paper {label} accuracy vs MACs (bubble size: parameters at inference)", height=460,
+        xaxis=dict(title="MACs per image at the paper's input (ours, log scale)", type="log"),
         yaxis=dict(title=f"{label} accuracy % (paper, ImageNet)"), margin=dict(l=10, r=10, t=50, b=10),
     )
+    readable_log_axis(fig, [t.totals["macs"] for _, t in pts])
+    note_left_out(fig, left_out)
     return fig
 
 

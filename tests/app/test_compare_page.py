@@ -190,3 +190,17 @@ def test_per_class_of_a_synthetic_run_uses_the_synthetic_validation_set():
     assert not at.error, [e.value for e in at.error]
     titles = [e.label for e in at.expander]
     assert len(titles) == 1 and "on 100 images" in titles[0], titles
+
+
+def test_googlenet_parameters_equal_the_architectures_count():
+    """The Compare table counts a GoogLeNet checkpoint (auxiliary heads in its file) as the Architectures page
+    does at 64x64 and 200 classes: 6,178,552 at inference, the training-only heads in their own column."""
+    from cnnviz.summary import parameter_count
+
+    make_checkpoint(checkpoints_dir() / "starter" / "g", arch="googlenet", num_classes=200)
+    at = _run(AppTest.from_file(PAGE))
+    row = at.dataframe[0].value.set_index("model").loc["starter/g"]
+    count = parameter_count("googlenet", (3, 64, 64), 200)
+    assert (row["params"], row["training-only params"]) == (count.inference, count.training_only) \
+        == (6_178_552, 4_739_728)
+    assert any("training-only params" in c.value for c in at.caption)
