@@ -80,6 +80,11 @@ ids = [r.id for r in runs]
 if st.session_state.get("train_run") not in ids:
     st.session_state["train_run"] = ids[0]
 labels = {r.id: r.state for r in runs}  # the states the selector shows; the fragment refreshes them on a change
+if st.session_state.get("train_labels") != labels:
+    # Streamlit's selectbox keeps showing an option's old text when only format_func's text changes;
+    # setting its value again makes the browser redraw it with the new state
+    st.session_state["train_labels"] = labels
+    st.session_state["train_run"] = st.session_state["train_run"]
 run_id = st.selectbox("Run", ids, key="train_run", format_func=lambda i: f"{i} ({labels[i]})")
 
 

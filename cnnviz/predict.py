@@ -279,9 +279,9 @@ class KnownClasses:
         """What the models know, as a user should read it before trusting a top-5."""
         size = self.dataset.input_size
         seen = f", and see every image at {size}x{size} pixels" if size else ""
-        text = (f"{', '.join(self.checkpoints)} can only name the {len(self.wnids)} classes of "
-                f"{self.dataset.name} they were trained on{seen}. Every image gets one of these classes, "
-                "even an image that shows none of them")
+        text = (f"{', '.join(self.checkpoints)} can only name the {len(self.wnids)} classes they were trained on "
+                f"({self.dataset.name}){seen}. Every image gets one of these classes, even an image that shows "
+                "none of them")
         missing = self.missing_subject()
         return text + (f" (there is no '{missing}' class, for example)." if missing else ".")
 

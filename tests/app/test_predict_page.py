@@ -182,7 +182,7 @@ def test_the_page_states_the_classes_the_models_know_and_searches_them():
     make_checkpoint(checkpoints_dir() / "starter" / "tiny", num_classes=200)
     at = _run(AppTest.from_file(PAGE))
     said = " ".join(m.value for m in at.markdown).replace("\\", "")
-    assert "200 classes of Tiny ImageNet" in said and "64x64" in said and "'person'" in said, said
+    assert "200 classes they were trained on (Tiny ImageNet)" in said and "64x64" in said and "'person'" in said, said
     at.text_input(key="predict_class_query").set_value("thing 19")
     _run(at)
     hits = at.dataframe[0].value
