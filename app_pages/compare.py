@@ -27,7 +27,7 @@ for e in sel:
         st.warning(f"{md_escape(e.id)}: {md_escape(problem)}")
 mixed = cmp.mixed_classes(sel)
 MIXED_NOTE = (f"These models were trained on different classes: {md_escape(mixed or '')}. Their accuracies do not "
-              "measure the same task (chance is 1 / classes), so read each curve against its own dataset.")
+              "measure the same task (chance is 1 / classes): read each model against its own dataset.")
 
 table = cmp.compare_table(sel)
 hp_cols = [c for c in table.frame.columns if c.startswith("hp: ")]
@@ -56,9 +56,9 @@ with curves_tab:
                               format_func=lambda m: cf.METRIC_LABELS.get(m, m))
         x = c2.radio("x axis", ["epoch", "elapsed_s"], horizontal=True,
                      format_func=lambda v: "by epoch" if v == "epoch" else "by wall-clock time")
-        st.plotly_chart(cf.curves_figure(curves, metric, x), key="curves")
         if mixed:
             st.warning(MIXED_NOTE)
+        st.plotly_chart(cf.curves_figure(curves, metric, x), key="curves")
 with cost_tab:
     if mixed:
         st.warning(MIXED_NOTE)

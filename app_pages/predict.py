@@ -36,7 +36,7 @@ if groups:
         query = st.text_input("Class name or id", key="predict_class_query", placeholder="e.g. cat, bus, person")
         for group in groups:
             hits = group.search(query)
-            st.caption(f"{len(hits)} of {len(group.wnids)} classes of {md_escape(group.dataset.label)}"
+            st.caption(f"{len(hits)} of {len(group.wnids)} classes ({md_escape(group.dataset.name)})"
                        + (f" match '{md_escape(query)}'" if query.strip() else ""))
             if hits:
                 st.dataframe(hits, hide_index=True, height=min(400, 38 + 35 * len(hits)))

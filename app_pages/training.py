@@ -59,7 +59,7 @@ with st.form("train_form"):
     snaps = c[3].checkbox("Keep every epoch's weights", key="train_snaps",
                           help="epochs/epoch_NNN.safetensors, for Visualize's 'across training' view (disk!)")
     if data.synthetic:
-        st.caption(f"The synthetic set is generated patterns for a quick demo, not Tiny ImageNet. {tv.DEMO_HELP}")
+        st.caption(f"**Not Tiny ImageNet.** {tv.DEMO_HELP}")
     st.caption(estimate(arch, tuple(sorted(variant.items())), data, int(batch), device))
     start = st.form_submit_button("Start", type="primary")
 if start:

@@ -22,9 +22,9 @@ CORRECT, WRONG, NEUTRAL = "#2e7d32", "#c62828", "#1f77b4"
 AGREE, DISAGREE = CORRECT, "#ef6c00"  # agreement is not correctness: another colour, and its own legend
 
 
-def topk_figure(result, agrees: bool | None = None, height: int = 240, *, truth: str | None = None) -> go.Figure:
-    """Horizontal bars of a :class:`cnnviz.predict.PredictResult`, best class on top, with a legend for
-    every colour used.
+def topk_figure(result, agrees: bool | None = None, height: int = 220, *, truth: str | None = None) -> go.Figure:
+    """Horizontal bars of a :class:`cnnviz.predict.PredictResult` (probability in %), best class on top, with a
+    legend for every colour used.
 
     ``truth`` (the true class's wnid, validation images) colours by correctness: the true class green
     wherever it is in the top-k, a wrong top-1 red, the other guesses blue; the title says whether top-1 is
@@ -46,18 +46,20 @@ def topk_figure(result, agrees: bool | None = None, height: int = 240, *, truth:
                "top-1 agrees with most models": AGREE, "top-1 differs from most models": DISAGREE}
     labels = _unique([_short(p.name) for p in preds])
     fig = go.Figure()
-    for kind in dict.fromkeys(kinds):  # one trace per colour: that is what gives each colour a legend entry
+    for rank, kind in enumerate(k for k in colours if k in kinds):  # one trace per colour: one legend entry each
         idx = [i for i, k in enumerate(kinds) if k == kind]
         fig.add_bar(x=[preds[i].prob * 100 for i in idx], y=[labels[i] for i in idx], orientation="h",
                     name=kind if kind != "guess" else ("other guesses" if len(set(kinds)) > 1 else "guesses"),
                     marker_color=colours[kind], text=[f"{preds[i].prob * 100:.1f}%" for i in idx],
                     textposition="auto", hovertext=[f"{preds[i].name} ({preds[i].wnid})" for i in idx],
-                    hoverinfo="text")
+                    hoverinfo="text", legendrank=rank)
     coloured = len(set(kinds)) > 1 or kinds[:1] != ["guess"]
-    fig.update_layout(height=height, margin=dict(l=0, r=10, t=30 if title else 10, b=30),
-                      xaxis_title="probability (%)", xaxis_range=[0, 100], barmode="overlay",
+    fig.update_layout(height=height + (45 if coloured else 0), margin=dict(l=0, r=10, t=30 if title else 10,
+                                                                            b=65 if coloured else 25),
+                      xaxis=dict(range=[0, 100], ticksuffix="%"), barmode="overlay",
                       yaxis=dict(type="category", categoryorder="array", categoryarray=labels),
-                      showlegend=coloured, legend=dict(orientation="h", y=-0.35, x=0, font=dict(size=11)),
+                      showlegend=coloured, legend=dict(orientation="h", y=-0.12, yanchor="top", x=0,
+                                                       font=dict(size=11)),
                       title=dict(text=title, font=dict(size=13)) if title else None)
     return fig
 
@@ -108,7 +110,7 @@ def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1"
     df["_size"] = df[size_col].astype(float).fillna(1.0) if size_col in df else 1.0
     fig = px.scatter(df, x=x, y=y, size="_size", color="arch", text="model", log_x=True, size_max=45,
                      hover_data={"_size": False, "params": True, "macs": True}, labels=labels)
-    fig.update_traces(textposition="top center")
+    fig.update_traces(textposition="top center", marker_sizemin=6)  # a 7-second demo run stays visible
     fig.update_layout(height=380, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%")
     readable_log_axis(fig, list(df[x].astype(float)))
     note_left_out(fig, left_out)
@@ -118,7 +120,10 @@ def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1"
 def per_class_figure(per_class: pd.DataFrame, models: Sequence[str], top: int = 20) -> go.Figure:
     """Grouped bars: per-class accuracy of each model for the ``top`` classes where they differ most."""
     df = per_class.head(top)
-    fig = go.Figure([go.Bar(name=m, x=[_short(n, 18) for n in df["name"]], y=df[m]) for m in models])
+    # unique labels: two classes shortened alike ("synthetic: vertic…") would stack into one taller bar
+    labels = _unique([_short(n, 18) for n in df["name"]])
+    fig = go.Figure([go.Bar(name=m, x=labels, y=df[m], hovertext=list(df["name"]),
+                            hovertemplate="%{hovertext}: %{y:.0%}<extra>" + m + "</extra>") for m in models])
     fig.update_layout(barmode="group", height=360, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%",
                       yaxis_title="val accuracy", legend_title_text="")
     return fig
@@ -133,7 +138,7 @@ def confusion_figure(ev, max_classes: int = 200) -> go.Figure:
         idx = np.sort(np.argsort(-errors, kind="stable")[:max_classes])
     sub = cm[np.ix_(idx, idx)]
     norm = sub / np.maximum(sub.sum(1, keepdims=True), 1)
-    names = [_short(ev.names[i], 20) for i in idx]
+    names = _unique([_short(ev.names[i], 20) for i in idx])  # a repeated label would merge two rows
     fig = go.Figure(go.Heatmap(z=norm, x=names, y=names, colorscale="Blues", zmin=0, zmax=1,
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.0%}<extra></extra>"))
     fig.update_layout(height=520, margin=dict(l=0, r=0, t=30, b=0), xaxis_title="predicted",

@@ -84,6 +84,7 @@ BYTE_COLUMNS = ("activation memory", "parameter memory", "activation memory / im
 COLUMN_HELP = {
     "params": "weights + biases (comparing architectures: at inference, without training-only heads)",
     "training-only params": "heads used only in training (GoogLeNet's auxiliary classifiers), not in params",
+    "parameter memory": "bytes of params (at inference) in the chosen dtype",
     "activations": "output elements per image",
     "activation memory": "per image, in the chosen dtype",
     "MACs": "multiply-accumulates per image (1 MAC = 2 FLOPs); K/M/B = thousand/million/billion",
@@ -135,12 +136,21 @@ def totals(table: Any, batch_size: int = 1, optimizer: str = "sgd") -> dict[str,
     parts = ", ".join(f"{k} {human_bytes(mem[k])}" for k in _MEMORY_PARTS)
     return {
         "Parameters": (human(count.inference), count.sentence(exact=True)),
-        "Parameter memory": (human_bytes(t["param_bytes"]), f"{t['param_bytes']:,} bytes in {table.dtype}"),
+        "Parameter memory": _param_memory(table, count),
         "Activations / image": (human(t["activations"]), f"{t['activations']:,} output elements per image"),
         "Activation memory": (human_bytes(t["activation_bytes"]), f"{t['activation_bytes']:,} bytes per image"),
         "MACs / image": (human(t["macs"]), f"{t['macs']:,} multiply-accumulates per image"),
         f"Training, batch {batch_size}": (human_bytes(mem["total"]), f"{optimizer}: {parts}"),
     }
+
+
+def _param_memory(table: Any, count: Any) -> tuple[str, str]:
+    """Bytes of the parameters the headline counts (at inference); training-only heads said apart."""
+    size = table.totals["param_bytes"] // max(1, count.total)
+    exact = f"{count.inference * size:,} bytes in {table.dtype}"
+    if count.training_only:
+        exact += f" at inference; {table.totals['param_bytes']:,} in training (auxiliary classifiers included)"
+    return human_bytes(count.inference * size), exact
 
 
 def exact_totals(table: Any) -> str:
@@ -174,8 +184,10 @@ def highlights(table: Any) -> list[str]:
         share = getattr(top, key) / total
         value = human_bytes(getattr(top, key)) if key == "activation_bytes" else human(getattr(top, key))
         aux = ", auxiliary classifier used in training only" if getattr(top, "train_only", False) else ""
+        whole = " (training-only heads included)" if key == "params" and any(
+            getattr(r, "train_only", False) for r in rows) else ""
         sentence = f"**{noun}:** `{top.name}` ({top.type}{aux}, output {_shape(top.output_shape)}) " \
-                   f"holds {value}, {share:.0%} of the total"
+                   f"holds {value}, {share:.0%} of the total{whole}"
         if key == "activation_bytes":
             first = [r for r in rows if r.activation_bytes][: max(1, len(rows) // 5)]
             part = sum(r.activation_bytes for r in first) / total
@@ -286,7 +298,7 @@ def compare_frame(entries: list[tuple[ModelCard, Any]]) -> pd.DataFrame:
             "classes": table.classes,
             "params": count.inference,
             "training-only params": count.training_only,
-            "parameter memory": t["param_bytes"],
+            "parameter memory": t["param_bytes"] * count.inference // max(1, count.total),
             "activations / image": t["activations"],
             "activation memory / image": t["activation_bytes"],
             "MACs / image": t["macs"],
@@ -326,9 +338,11 @@ def note_left_out(fig: go.Figure, left_out: list[str]) -> None:
     """Say under the plot which entries are not drawn, and why (a chart never drops a model silently)."""
     if left_out:
         text = "Not plotted: " + "; ".join(left_out) + "."
-        fig.add_annotation(text=_wrap(text, 150), xref="paper", yref="paper", x=0, y=-0.2, xanchor="left",
+        wrapped = _wrap(text, 130)
+        lines = wrapped.count("<br>") + 1
+        fig.add_annotation(text=wrapped, xref="paper", yref="paper", x=0, y=-0.16, xanchor="left",
                            yanchor="top", showarrow=False, align="left", font=dict(size=11, color="#555555"))
-        fig.update_layout(margin=dict(b=60 + 16 * text.count(" ") // 20))
+        fig.update_layout(margin=dict(b=70 + 16 * lines), height=(fig.layout.height or 400) + 16 * lines)
 
 
 def _wrap(text: str, width: int) -> str:

@@ -323,3 +323,17 @@ def test_bubble_chart_names_what_it_cannot_plot_and_reads_its_log_axis():
     note = " ".join(a.text for a in fig.layout.annotations)
     assert "fresh-run (no best val top-1 yet)" in note
     assert list(fig.layout.xaxis.ticktext) == ["2M", "5M", "10M", "20M", "50M", "100M", "200M", "500M"]
+
+
+def test_per_class_bars_of_classes_with_the_same_short_name_stay_apart():
+    """Two classes shortened to the same label ("synthetic: vertical stripes" and "... (coarse)") were drawn
+    as one category, their accuracies stacked into a bar of 190%."""
+    import pandas as pd
+
+    from cnnviz.compare_figures import per_class_figure
+
+    frame = pd.DataFrame({"wnid": ["s1", "s10"], "name": ["synthetic: vertical stripes",
+                                                          "synthetic: vertical stripes (coarse)"],
+                          "run": [1.0, 0.9], "spread": [0.0, 0.0]})
+    bar = per_class_figure(frame, ["run"]).data[0]
+    assert len(set(bar.x)) == 2 and list(bar.y) == [1.0, 0.9]
