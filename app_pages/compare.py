@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
+from cnnviz import comparable
 from cnnviz import compare as cmp
 from cnnviz import compare_figures as cf
 from cnnviz.checkpoint import CheckpointError
@@ -25,7 +26,7 @@ if not sel:
 for e in sel:
     for problem in e.problems:
         st.warning(f"{md_escape(e.id)}: {md_escape(problem)}")
-mixed = cmp.mixed_classes(sel)
+mixed = comparable.mixed_classes(sel)
 MIXED_NOTE = (f"These models were trained on different classes: {md_escape(mixed or '')}. Their accuracies do not "
               "measure the same task (chance is 1 / classes): read each model against its own dataset.")
 
@@ -69,7 +70,7 @@ with cost_tab:
 
 evals = {}
 with class_tab:
-    plan = cmp.evaluation_plan(sel)
+    plan = comparable.evaluation_plan(sel)
     if plan.refusal:
         st.warning(md_escape(plan.refusal))
     elif plan.missing:
