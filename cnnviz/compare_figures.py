@@ -54,11 +54,12 @@ def topk_figure(result, agrees: bool | None = None, height: int = 220, *, truth:
                     textposition="auto", hovertext=[f"{preds[i].name} ({preds[i].wnid})" for i in idx],
                     hoverinfo="text", legendrank=rank)
     coloured = len(set(kinds)) > 1 or kinds[:1] != ["guess"]
-    fig.update_layout(height=height + (45 if coloured else 0), margin=dict(l=0, r=10, t=30 if title else 10,
+    fig.update_layout(height=height + (45 if coloured else 0), margin=dict(l=0, r=18, t=30 if title else 10,
                                                                             b=65 if coloured else 25),
-                      xaxis=dict(range=[0, 100], ticksuffix="%"), barmode="overlay",
+                      xaxis=dict(range=[0, 100], tickvals=[0, 50, 100], ticktext=["0%", "50%", "100%"], automargin=True),
+                      barmode="overlay",
                       yaxis=dict(type="category", categoryorder="array", categoryarray=labels),
-                      showlegend=coloured, legend=dict(orientation="h", y=-0.12, yanchor="top", x=0,
+                      showlegend=coloured, legend=dict(orientation="h", y=-0.2, yanchor="top", x=0,
                                                        font=dict(size=11)),
                       title=dict(text=title, font=dict(size=13)) if title else None)
     return fig
