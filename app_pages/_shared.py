@@ -58,14 +58,15 @@ def _val_split(root: str):
     return load_split(root, "val")
 
 
-def val_split_cached(missing: str | None = None):
-    """The validation Split (memory-mapped, shared read-only), or None when there is none to use.
+def val_split_cached(missing: str | None = None, root=None):
+    """The validation Split (memory-mapped, shared read-only) of Tiny ImageNet (or of the dataset folder
+    ``root``), or None when there is none to use.
 
     A dataset that cannot be read is reported on the page (details to the log); ``missing`` is shown as an
     info message when no dataset is found at all."""
     from cnnviz.data import find_dataset
 
-    root = find_dataset()
+    root = find_dataset(root)
     try:
         split = None if root is None else _val_split(str(root))
     except (ValueError, OSError) as e:

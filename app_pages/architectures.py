@@ -49,15 +49,18 @@ def single() -> None:
     dtype = c[4].selectbox("dtype", ["float32", "float16", "bfloat16"], key="arch_dtype")
     batch = int(c[5].number_input("Batch size", 1, 4096, 64, key="arch_batch"))
     variant = variant_choice(card) if card.variants else ()
-    with st.expander(f"Model card: {card.display_name}", expanded=False):
-        st.markdown(fa.card_markdown(card))
+    table, problem = None, None
     try:
         table = table_for(arch, variant, side, classes, dtype)
     except (ValueError, TypeError) as e:  # InputSizeError is a ValueError: a message, not a traceback
-        return show_error(str(e), e)
+        problem = (str(e), e)
     except Exception as e:  # noqa: BLE001 - the details go to the server log
-        return show_error(f"Could not build the table for {card.display_name} ({type(e).__name__}); "
-                          "the details are in the server log.", e)
+        problem = (f"Could not build the table for {card.display_name} ({type(e).__name__}); "
+                   "the details are in the server log.", e)
+    with st.expander(f"Model card: {card.display_name}", expanded=False):
+        st.markdown(fa.card_markdown(card, table))
+    if problem:
+        return show_error(*problem)
     for col, (label, (value, exact)) in zip(st.columns(6), fa.totals(table, batch).items(), strict=True):
         col.metric(label, value, help=exact)
     st.caption(f"{fa.exact_totals(table)} {fa.MAC_NOTE} Training memory: weights + gradients + SGD momentum "

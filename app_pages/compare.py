@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
+from cnnviz import comparable
 from cnnviz import compare as cmp
 from cnnviz import compare_figures as cf
 from cnnviz.checkpoint import CheckpointError
@@ -15,8 +16,9 @@ if not entries:
             "`checkpoints/starter/`.")
     st.stop()
 ids = [e.id for e in entries]
-default = ids[:2] if any(e.kind == "run" for e in entries) else ids[:4]  # a fresh clone: the shipped starters
-chosen = st.multiselect("Models", ids, default=default, help="Runs (newest first) and starter checkpoints.")
+default = cmp.default_selection(entries)
+chosen = st.multiselect("Models", ids, default=default,
+                        help="Starter checkpoints first, then runs newest first (the same order on every page).")
 sel = [e for e in entries if e.id in chosen]
 if not sel:
     st.info("Choose one or more models.")
@@ -24,6 +26,9 @@ if not sel:
 for e in sel:
     for problem in e.problems:
         st.warning(f"{md_escape(e.id)}: {md_escape(problem)}")
+mixed = comparable.mixed_classes(sel)
+MIXED_NOTE = (f"These models were trained on different classes: {md_escape(mixed or '')}. Their accuracies do not "
+              "measure the same task (chance is 1 / classes): read each model against its own dataset.")
 
 table = cmp.compare_table(sel)
 hp_cols = [c for c in table.frame.columns if c.startswith("hp: ")]
@@ -32,12 +37,13 @@ st.dataframe(table.frame.style.set_properties(subset=hp_cols, **{"background-col
                  "best_val_top1": st.column_config.NumberColumn("best val top-1", format="percent"),
                  "best_val_top5": st.column_config.NumberColumn("best val top-5", format="percent"),
                  "params": st.column_config.NumberColumn(format="compact"),
+                 "training-only params": st.column_config.NumberColumn(format="compact"),
                  "macs": st.column_config.NumberColumn("MACs", format="compact"),
                  "peak_mem_bytes": st.column_config.NumberColumn("peak memory (bytes)", format="compact"),
                  "train_time_s": st.column_config.NumberColumn("training time (s)", format="%.0f"),
                  "images_per_s": st.column_config.NumberColumn("images/s", format="%.0f")})
 st.caption("Highlighted: hyper-parameters that differ between the selected models"
-           + (f" ({', '.join(table.differing)})." if table.differing else " (none differ)."))
+           + (f" ({', '.join(table.differing)})." if table.differing else " (none differ).") + " " + cmp.PARAMS_NOTE)
 
 curves_tab, cost_tab, class_tab, image_tab, export_tab = st.tabs(
     ["Curves", "Accuracy vs cost", "Per class & confusion", "Same image", "Export"])
@@ -51,8 +57,12 @@ with curves_tab:
                               format_func=lambda m: cf.METRIC_LABELS.get(m, m))
         x = c2.radio("x axis", ["epoch", "elapsed_s"], horizontal=True,
                      format_func=lambda v: "by epoch" if v == "epoch" else "by wall-clock time")
+        if mixed:
+            st.warning(MIXED_NOTE)
         st.plotly_chart(cf.curves_figure(curves, metric, x), key="curves")
 with cost_tab:
+    if mixed:
+        st.warning(MIXED_NOTE)
     c1, c2 = st.columns(2)
     c1.plotly_chart(cf.bubble_figure(table.frame, "macs"), key="bubble-macs")
     c2.plotly_chart(cf.bubble_figure(table.frame, "params"), key="bubble-params")
@@ -60,14 +70,18 @@ with cost_tab:
 
 evals = {}
 with class_tab:
-    split = val_split_cached("No Tiny ImageNet dataset found: per-class accuracy and confusion need the validation "
-                             "set (prepare it on the Training page or with `python -m cnnviz data prepare`).")
+    plan = comparable.evaluation_plan(sel)
+    if plan.refusal:
+        st.warning(md_escape(plan.refusal))
+    elif plan.missing:
+        st.info(plan.missing)
+    split = val_split_cached(root=plan.root) if plan.root is not None else None
     if split is not None:
         per_class = st.select_slider("Validation images per class", [5, 10, 25, 50], value=10)
         if st.toggle("Evaluate the selected models (computed once per checkpoint, then cached)"):
             idx = cmp.subset_indices(split.labels, per_class)
             images, labels = split.images[idx], split.labels[idx]
-            for e in (e for e in sel if e.checkpoint is not None):
+            for e in plan.entries:
                 bar = st.progress(0.0, text=f"evaluating {e.id}")
                 try:
                     evals[e.id] = cmp.cached_evaluation(e.checkpoint, images, labels, split.wnids, split.class_names,

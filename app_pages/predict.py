@@ -9,7 +9,7 @@ from cnnviz.catalog import list_checkpoints
 from cnnviz.checkpoint import CheckpointError
 from cnnviz.compare_figures import topk_figure
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
-from cnnviz.predict import predict_across, results_to_csv
+from cnnviz.predict import known_classes, predict_across, results_to_csv
 
 st.title("Predict")
 st.caption("What do trained networks think an image shows? Each checkpoint sees the image exactly as it was "
@@ -25,7 +25,24 @@ starters = [n for n, i in by_name.items() if i.kind == "starter"]
 default = starters[:4] if len(starters) > 1 else list(by_name)[:2]  # the shipped starters, else the first two
 chosen = st.multiselect("Checkpoints", list(by_name), default=default,
                         format_func=lambda n: by_name[n].label,
-                        help="Several checkpoints are shown side by side; agreement is highlighted.")
+                        help="Several checkpoints are shown side by side. Listed as on every page: starters "
+                             "first, then runs newest first.")
+groups = known_classes([(n, by_name[n].meta) for n in chosen])
+for group in groups:  # a bordered note, always shown: what a top-5 can and cannot mean
+    st.container(border=True).markdown(f":material/category: **What these models know.** "
+                                       f"{md_escape(group.sentence())}")
+if groups:
+    with st.expander("Search the classes these models know"):
+        query = st.text_input("Class name or id", key="predict_class_query", placeholder="e.g. cat, bus, person")
+        for group in groups:
+            hits = group.search(query)
+            st.caption(f"{len(hits)} of {len(group.wnids)} classes ({md_escape(group.dataset.name)})"
+                       + (f" match '{md_escape(query)}'" if query.strip() else ""))
+            if hits:
+                st.dataframe(hits, hide_index=True, height=min(400, 38 + 35 * len(hits)))
+            else:
+                st.warning(f"No class matches '{md_escape(query)}': these models cannot name it. An image of it "
+                           "gets the closest class they know, often with a confident-looking probability.")
 source = st.radio("Images from", ["Upload", "Camera", "Validation set"], horizontal=True)
 
 images, true_labels = [], {}
@@ -53,10 +70,9 @@ else:
         count = c1.slider("How many validation images", 1, 16, 4)
         seed = c2.number_input("Random seed", 0, 10**6, 0)
         for i in np.random.default_rng(int(seed)).choice(len(split.labels), count, replace=False):
-            label = split.class_names[int(split.labels[i])]
             name = f"val #{int(i)}"
             images.append((name, Image.fromarray(np.asarray(split.images[i]))))
-            true_labels[name] = label
+            true_labels[name] = (split.wnids[int(split.labels[i])], split.class_names[int(split.labels[i])])
 
 if not chosen:
     st.info("Choose at least one checkpoint.")
@@ -81,8 +97,12 @@ if len(items) > MAX_SHOWN:
 all_results = [r for item in items[MAX_SHOWN:] for r in item.results]
 for item in items[:MAX_SHOWN]:
     st.subheader(md_escape(item.image), anchor=False)
-    if item.image in true_labels:
-        st.caption(f"true class: **{md_escape(true_labels[item.image])}**")
+    truth = true_labels.get(item.image, (None, None))[0]
+    if truth is not None:
+        st.caption(f"true class: **{md_escape(true_labels[item.image][1])}**. Bars are coloured by correctness "
+                   "against it (legend under each chart).")
+    for warning in item.warnings:
+        st.warning(md_escape(warning), icon=":material/photo_size_select_small:")
     if len(item.results) > 1:
         (st.success if item.agreement.unanimous else st.warning)(md_escape(item.agreement.summary))
     cols = st.columns(max(1, len(item.results)))
@@ -92,8 +112,8 @@ for item in items[:MAX_SHOWN]:
             view = r.extra.get("view")
             if view is not None:
                 st.image(view, width=128, caption=f"as the network sees it ({view.width}×{view.height})")
-            agrees = item.agreement.agrees.get(r.checkpoint) if len(item.results) > 1 else None
-            st.plotly_chart(topk_figure(r, agrees), key=f"bars-{item.image}-{r.checkpoint}",
+            agrees = None if truth is not None else item.agreement.agrees_with_majority(r.checkpoint)
+            st.plotly_chart(topk_figure(r, agrees, truth=truth), key=f"bars-{item.image}-{r.checkpoint}",
                             config={"displayModeBar": False})
         all_results.append(r)
     for name, message in item.errors.items():

@@ -8,17 +8,43 @@ from cnnviz import training_view as tv
 from cnnviz.paths import checkpoints_dir
 from cnnviz.runs import list_runs, read_run
 
+
+@st.cache_data(show_spinner="Measuring a training step on this machine...", max_entries=64)
+def measured_step(arch: str, variant: dict, batch: int, device: str) -> dict:
+    return tv.measure_train_step(arch, variant, batch, device)
+
+
+def estimate(arch: str, variant: tuple, data, batch: int, device: str) -> str:
+    """The time per epoch before Start: an earlier run of this architecture, else a short measured step."""
+    return tv.epoch_estimate(arch, {k: v for k, v in variant if v is not None}, data, batch, device, list_runs(),
+                             measure=measured_step).text
+
+
 st.title("Training")
 names = list_models()
+choices = tv.dataset_choices()
+
+
+def follow_defaults(variant_only: bool = False) -> None:
+    """The form's defaults follow the dataset (and, for a demo variant, the architecture): applied at once."""
+    data = st.session_state.get("train_data", choices[0])
+    for key, value in tv.form_defaults(st.session_state["train_arch"], data.synthetic).items():
+        if not variant_only or key.startswith(f"train_{st.session_state['train_arch']}_"):
+            st.session_state[key] = value
+
+
 arch = st.selectbox("Architecture", names, format_func=lambda n: get_card(n).display_name, key="train_arch",
-                    index=names.index("resnet18") if "resnet18" in names else 0)
+                    index=names.index("resnet18") if "resnet18" in names else 0,
+                    on_change=follow_defaults, kwargs={"variant_only": True})
+data = st.selectbox("Dataset", choices, format_func=lambda c: c.label, key="train_data", on_change=follow_defaults,
+                    help=tv.DEMO_HELP)
+for key, value in tv.form_defaults(arch, data.synthetic).items():
+    st.session_state.setdefault(key, value)  # first visit: the chosen dataset's defaults
 with st.form("train_form"):
     variant = variant_widgets(get_card(arch), "train")
-    choices = tv.dataset_choices()
-    data = st.selectbox("Dataset", choices, format_func=lambda c: c.label, key="train_data")
     c = st.columns(4)
-    epochs = c[0].number_input("Epochs", 1, 1000, 2 if data.synthetic else 30, key="train_epochs")
-    batch = c[1].number_input("Batch size", 1, 65536, 64 if data.synthetic else 256, key="train_batch")
+    epochs = c[0].number_input("Epochs", 1, 1000, key="train_epochs")
+    batch = c[1].number_input("Batch size", 1, 65536, key="train_batch")
     optimizer = c[2].selectbox("Optimizer", ["sgd", "adamw"], key="train_opt")
     lr = c[3].number_input("Learning rate (empty: 0.1 SGD, 0.002 AdamW)", value=None, min_value=0.0,
                            format="%.5f", key="train_lr")
@@ -33,7 +59,8 @@ with st.form("train_form"):
     snaps = c[3].checkbox("Keep every epoch's weights", key="train_snaps",
                           help="epochs/epoch_NNN.safetensors, for Visualize's 'across training' view (disk!)")
     if data.synthetic:
-        st.caption("The synthetic set is generated patterns for a quick demo, not Tiny ImageNet.")
+        st.caption(f"**Not Tiny ImageNet.** {tv.DEMO_HELP}")
+    st.caption(estimate(arch, tuple(sorted(variant.items())), data, int(batch), device))
     start = st.form_submit_button("Start", type="primary")
 if start:
     try:
@@ -52,8 +79,13 @@ if not runs:
 ids = [r.id for r in runs]
 if st.session_state.get("train_run") not in ids:
     st.session_state["train_run"] = ids[0]
-run_id = st.selectbox("Run", ids, key="train_run",
-                      format_func=lambda i: f"{i} ({next(r.state for r in runs if r.id == i)})")
+labels = {r.id: r.state for r in runs}  # the states the selector shows; the fragment refreshes them on a change
+if st.session_state.get("train_labels") != labels:
+    # Streamlit's selectbox keeps showing an option's old text when only format_func's text changes;
+    # setting its value again makes the browser redraw it with the new state
+    st.session_state["train_labels"] = labels
+    st.session_state["train_run"] = st.session_state["train_run"]
+run_id = st.selectbox("Run", ids, key="train_run", format_func=lambda i: f"{i} ({labels[i]})")
 
 
 def act(action, *args, **kw):
@@ -71,9 +103,11 @@ def monitor(run_id: str) -> None:
     if info.state == "missing":
         st.warning("This run folder no longer exists (deleted?).")
         return
-    was_active, st.session_state["train_was_active"] = st.session_state.get("train_was_active"), info.active
-    if was_active and not info.active:
-        st.rerun()  # it just ended: refresh the whole page (run list labels) and stop polling
+    if info.state != labels.get(run_id) and st.session_state.get("train_refreshed") != (run_id, info.state):
+        # queued -> running -> done: refresh the whole page, so the run selector shows the real state (and
+        # polling stops once the run has ended); once per state, so a flickering read cannot loop
+        st.session_state["train_refreshed"] = (run_id, info.state)
+        st.rerun()
     box = {"failed": st.error, "done": st.success, "stopped": st.warning}.get(info.state, st.info)
     box(f"**{info.state}**: {md_escape(info.message) or '...'}")
     for problem in info.problems:

@@ -8,12 +8,22 @@ Layout under :func:`cnnviz.paths.checkpoints_dir` (see DESIGN.md)::
     <name>.safetensors + <name>.json                     dropped in by a user
 
 Only the metadata JSON is read here (never the weights), so listing is cheap and safe to repeat on every page
-run. Broken entries (a torn JSON, weights without metadata, an empty weights file) never raise: they come back
+run.
+
+**The one ordering** of checkpoints and runs, used by every page (Predict, Compare, Visualize, Training) and
+the CLI: shipped starters first (by name), then training runs **newest first** (by the run's creation time,
+:func:`run_created`; ties by run id), ``best`` before ``last`` within a run, then loose files (by name).
+Newest first because the run a user just trained is the one they look for; starters first because they are
+the fixed reference every comparison starts from. :func:`sort_runs` is that run order for code that lists runs
+itself (``cnnviz.runs.list_runs``). Broken entries (a torn JSON, weights without metadata, an empty weights file) never raise: they come back
 with ``error`` set when ``include_broken=True`` and are left out otherwise.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +67,10 @@ class CheckpointInfo:
         return self.meta.get("input_size")
 
     @property
+    def dataset(self) -> DatasetInfo:
+        return dataset_of(self.meta)
+
+    @property
     def metrics(self) -> dict[str, Any]:
         m = self.meta.get("metrics")
         return m if isinstance(m, dict) else {}
@@ -74,6 +88,69 @@ class CheckpointInfo:
         if self.error:
             parts.append("[unusable]")
         return " ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------- datasets
+_IMAGENET_WNID = re.compile(r"^n\d{8}$")
+_SYNTHETIC_WNID = re.compile(r"^s\d{7}$")  # cnnviz.data.synthetic_classes
+SYNTHETIC_NAME = "synthetic demo set"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a checkpoint (or run) was trained on, read from its metadata alone."""
+
+    name: str  # "Tiny ImageNet", "ImageNet", "synthetic demo set", "ImageNet subset", "unknown dataset"
+    num_classes: int | None
+    input_size: int | None
+    classes: tuple[str, ...] = ()  # class ids (wnids) in output order; empty when the metadata has none
+    data: str = ""  # the training configuration's data spec ("auto", "synthetic", a folder) when recorded
+
+    @property
+    def label(self) -> str:
+        """``"Tiny ImageNet, 200 classes at 64x64"``."""
+        parts = [self.name]
+        if self.num_classes:
+            parts.append(f"{self.num_classes} classes" + (f" at {self.input_size}x{self.input_size}"
+                                                          if self.input_size else ""))
+        return ", ".join(parts)
+
+    @property
+    def key(self) -> tuple:
+        """Equal for models whose outputs mean the same classes (their class lists, else name and count):
+        only such models can be compared class by class."""
+        return self.classes or (self.name, self.num_classes)
+
+
+def _int_or_none(v: Any) -> int | None:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def dataset_of(meta: dict[str, Any] | None, config: dict[str, Any] | None = None,
+               status: dict[str, Any] | None = None) -> DatasetInfo:
+    """The dataset a checkpoint was trained on, from its metadata (a run's ``config`` and ``status`` fill in
+    before its first checkpoint). An explicit ``meta["dataset"]`` name wins; else the training data spec
+    (``"synthetic"``) and the class ids decide: synthetic ids (``s0000001``) are the synthetic demo set,
+    ImageNet wnids (``n01443537``) are Tiny ImageNet with 200 classes, ImageNet with 1000, else a subset."""
+    meta, config, status = meta or {}, config or {}, status or {}
+    train_config = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
+    data = str(train_config.get("data") or config.get("data") or "")
+    classes = meta.get("classes") if isinstance(meta.get("classes"), list) else []
+    classes = tuple(str(c) for c in classes)
+    n = (_int_or_none(meta.get("num_classes")) or _int_or_none(status.get("num_classes"))
+         or (len(classes) or None))
+    size = _int_or_none(meta.get("input_size")) or _int_or_none(config.get("input_size"))
+    if isinstance(meta.get("dataset"), str) and meta["dataset"].strip():
+        name = meta["dataset"].strip()
+    elif data == "synthetic" or (classes and all(_SYNTHETIC_WNID.match(c) for c in classes)):
+        name = SYNTHETIC_NAME
+    elif classes and all(_IMAGENET_WNID.match(c) for c in classes):
+        name = {200: "Tiny ImageNet", 1000: "ImageNet"}.get(len(classes), "ImageNet subset")
+    elif data == "auto" and n == 200:  # the trainer's "auto" finds Tiny ImageNet
+        name = "Tiny ImageNet"
+    else:
+        name = "unknown dataset"
+    return DatasetInfo(name=name, num_classes=n, input_size=size, classes=classes, data=data)
 
 
 def _pct(v: float) -> str:
@@ -111,10 +188,34 @@ def _inside(p: Path, root: Path) -> bool:
         return False
 
 
+def run_created(run_dir: str | Path) -> float:
+    """When a run was created (seconds since the epoch): ``config.json``'s ``created``, else
+    ``status.json``'s, else the folder's modification time (0 when even that cannot be read). Never raises."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "status.json"):
+        try:
+            value = json.loads((run_dir / name).read_text(encoding="utf-8")).get("created")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    try:
+        return run_dir.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def sort_runs(run_dirs: Iterable[str | Path]) -> list[Path]:
+    """Run folders in the one run order: newest first (:func:`run_created`), ties by run id."""
+    dirs = [Path(p) for p in run_dirs]
+    return sorted(sorted(dirs, key=lambda p: p.name), key=run_created, reverse=True)
+
+
 def list_checkpoints(root: str | Path | None = None, *, include_broken: bool = False) -> list[CheckpointInfo]:
-    """Every checkpoint under ``root`` (default :func:`checkpoints_dir`): starters first (by name), then
-    run checkpoints (by run id, ``best`` before ``last``), then loose files. Never raises for a broken entry;
-    a missing root gives an empty list. Symlinks leading outside ``root`` are ignored."""
+    """Every checkpoint under ``root`` (default :func:`checkpoints_dir`) in the one ordering (module
+    docstring): starters first (by name), then run checkpoints (runs newest first, ``best`` before ``last``),
+    then loose files (by name). Never raises for a broken entry; a missing root gives an empty list. Symlinks
+    leading outside ``root`` are ignored."""
     root = Path(root).resolve() if root is not None else checkpoints_dir()
     if not root.is_dir():
         return []
@@ -142,8 +243,8 @@ def list_checkpoints(root: str | Path | None = None, *, include_broken: bool = F
         for stem in stems(starter):
             add(describe(stem, name=f"starter/{stem.name}", kind="starter"))
     try:
-        run_dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name != "starter"
-                          and not p.name.startswith("."))
+        run_dirs = sort_runs(p for p in root.iterdir() if p.is_dir() and p.name != "starter"
+                             and not p.name.startswith("."))
     except OSError:
         run_dirs = []
     for run_dir in run_dirs:

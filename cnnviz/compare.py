@@ -2,7 +2,7 @@
 
 ::
 
-    entries = list_entries()                     # runs (cnnviz.runs) + starter checkpoints
+    entries = list_entries()                     # starter checkpoints + runs (cnnviz.catalog's order)
     table = compare_table(entries[:3])           # one row per model; .differing names the hyper-parameters
     curves = curves_frame(entries[:3])           # long format: entry, epoch, elapsed_s, metric, value
     ev = cached_evaluation(entries[0].checkpoint, split)   # confusion on the val set, cached on disk (.npz)
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cnnviz.catalog import list_checkpoints
+from cnnviz.catalog import DatasetInfo, dataset_of, list_checkpoints
 from cnnviz.checkpoint import load_checkpoint, read_meta
 from cnnviz.fsutil import atomic_write_bytes
 from cnnviz.paths import checkpoints_dir, data_dir
@@ -72,8 +72,13 @@ class CompareEntry:
 
     @property
     def num_classes(self) -> int | None:
-        v = self.model_args.get("num_classes") or self.meta.get("num_classes")
+        v = self.model_args.get("num_classes") or self.meta.get("num_classes") or self.status.get("num_classes")
         return int(v) if v else None
+
+    @property
+    def dataset(self) -> DatasetInfo:
+        """What it was trained on (its checkpoint's metadata; a run's config before its first checkpoint)."""
+        return dataset_of(self.meta, self.config, self.status)
 
 
 def _run_entry(run: Any) -> CompareEntry:
@@ -106,10 +111,11 @@ def _read_runs(root: Path) -> list[Any]:
 
 
 def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
-    """Every run (newest first) followed by the starter checkpoints (by name). Never raises for a damaged
-    run or checkpoint: what could not be read is listed in ``problems``."""
+    """The starter checkpoints (by name), then every run (newest first): the one ordering of
+    :mod:`cnnviz.catalog`. Never raises for a damaged run or checkpoint: what could not be read is listed in
+    ``problems``."""
     root = Path(root) if root is not None else checkpoints_dir()
-    entries = [_run_entry(r) for r in _read_runs(root)]
+    entries = []
     for info in list_checkpoints(root):
         if info.kind != "starter":
             continue
@@ -121,45 +127,60 @@ def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
             config=dict(info.meta.get("train_config") or {}), metrics=[metrics] if metrics else [],
             history=[h for h in info.meta.get("history") or [] if isinstance(h, dict)],
             checkpoint=info.path, meta=info.meta))
-    return entries
+    return entries + [_run_entry(r) for r in _read_runs(root)]
+
+
+def default_selection(entries: Sequence[CompareEntry], starters: int = 4, runs: int = 2) -> list[str]:
+    """What Compare opens on: the shipped starters (up to ``starters``, the fixed reference) and the newest
+    ``runs`` runs, in the one ordering; the starters stay selected however many runs exist."""
+    return ([e.id for e in entries if e.kind == "starter"][:starters]
+            + [e.id for e in entries if e.kind == "run"][:runs])
 
 
 # ----------------------------------------------------------------------------------------------- the table
+PARAMS_NOTE = ("params: at each model's own input and classes, at inference; heads used only in training "
+               "(GoogLeNet's auxiliary classifiers) are counted apart, in 'training-only params', when a model has them.")
+
+
 @functools.lru_cache(maxsize=64)
-def _model_stats(arch: str, args_json: str) -> tuple[int | None, int | None]:
-    """(parameters, MACs per image) of an architecture built with these arguments (``cnnviz.summary``'s
-    table, built without allocating weights; parameters by counting when the summary cannot be made)."""
+def _model_stats(arch: str, args_json: str) -> tuple[int | None, int | None, int]:
+    """(parameters at inference, MACs per image, training-only parameters) of an architecture built with these
+    arguments: :func:`cnnviz.summary.param_count` of its layer table (built without allocating weights), the
+    same count the Architectures page shows; parameters by counting when the summary cannot be made."""
     from cnnviz.models import create_model
+    from cnnviz.summary import layer_table, param_count
 
     args = json.loads(args_json)
     size = int(args.pop("input_size", None) or 224)
     classes = args.pop("num_classes", None)
     channels = int(args.get("in_channels") or 3)
     try:
-        from cnnviz.summary import layer_table
-
         table = layer_table(arch, input_size=(channels, size, size), num_classes=classes, **args)
-        return int(table.totals["params"]), int(table.totals["macs"])
+        count = param_count(table)
+        return count.inference, int(table.totals["macs"]), count.training_only
     except Exception:  # noqa: BLE001 - fall back to a real model below
         pass
     try:
         model = create_model(arch, num_classes=classes, input_size=size, **args)
     except (KeyError, TypeError, ValueError):
-        return None, None
+        return None, None, 0
     params = sum(p.numel() for p in model.parameters())
     try:
-        from cnnviz.summary import layer_table
-
         table = layer_table(model, input_size=(int(getattr(model, "in_channels", channels)), size, size))
-        return params, int(table.totals["macs"])
+        count = param_count(table)
+        return count.inference, int(table.totals["macs"]), count.training_only
     except Exception:  # noqa: BLE001 - MACs are optional (summary absent or failing): leave them blank
-        return params, None
+        return params, None, 0
 
 
 def model_stats(entry: CompareEntry) -> tuple[int | None, int | None]:
-    """(parameters, MACs) for an entry's architecture, or (None, None) when it cannot be rebuilt."""
+    """(parameters at inference, MACs) for an entry's architecture, or (None, None) when it cannot be rebuilt."""
+    return _entry_stats(entry)[:2]
+
+
+def _entry_stats(entry: CompareEntry) -> tuple[int | None, int | None, int]:
     if not entry.arch:
-        return None, None
+        return None, None, 0
     return _model_stats(entry.arch, json.dumps(entry.model_args, sort_keys=True, default=str))
 
 
@@ -192,7 +213,7 @@ def differing_hyperparameters(entries: Sequence[CompareEntry]) -> list[str]:
 
 def entry_row(entry: CompareEntry) -> dict[str, Any]:
     """The comparison numbers of one entry, straight from its files."""
-    params, macs = model_stats(entry)
+    params, macs, training_only = _entry_stats(entry)
     m = entry.metrics
     top1, top5 = _numbers(m, "val_top1"), _numbers(m, "val_top5")
     trained = m if entry.kind == "run" else (entry.history or m)  # a starter's cost: from its run's history
@@ -205,8 +226,9 @@ def entry_row(entry: CompareEntry) -> dict[str, Any]:
     else:
         epochs = int(entry.meta["epoch"]) if isinstance(entry.meta.get("epoch"), int) else None
     return {
-        "model": entry.id, "kind": entry.kind, "arch": entry.arch, "input": entry.input_size,
-        "classes": entry.num_classes, "params": params, "macs": macs, "epochs": epochs,
+        "model": entry.id, "kind": entry.kind, "arch": entry.arch, "dataset": entry.dataset.name,
+        "input": entry.input_size, "classes": entry.num_classes, "params": params,
+        "training-only params": training_only, "macs": macs, "epochs": epochs,
         "best_val_top1": max(top1) if top1 else None, "best_val_top5": max(top5) if top5 else None,
         "train_time_s": elapsed[-1] if elapsed else (sum(epoch_times) if epoch_times else None),
         "images_per_s": sum(speed) / len(speed) if speed else None,
@@ -232,7 +254,10 @@ def compare_table(entries: Sequence[CompareEntry]) -> CompareTable:
             v = flat.get(k)
             row[f"hp: {k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
         rows.append(row)
-    return CompareTable(frame=pd.DataFrame(rows), differing=differing)
+    frame = pd.DataFrame(rows)
+    if "training-only params" in frame and not frame["training-only params"].fillna(0).any():
+        frame = frame.drop(columns="training-only params")  # only GoogLeNet-style models with their heads
+    return CompareTable(frame=frame, differing=differing)
 
 
 def curves_frame(entries: Sequence[CompareEntry], metrics: Sequence[str] = CURVE_METRICS) -> pd.DataFrame:

@@ -25,8 +25,9 @@ import torch
 import torch.nn as nn
 from plotly.subplots import make_subplots
 
+from cnnviz.figure_notes import note_left_out, readable_log_axis
 from cnnviz.models.registry import ModelCard, create_model, get_card
-from cnnviz.summary import MACS_NOTE, cs231n_memory, human, human_bytes, writeup_errors
+from cnnviz.summary import MACS_NOTE, cs231n_memory, human, human_bytes, param_count, writeup_errors
 
 MAC_NOTE = "MACs are multiply-accumulates (1 MAC = 2 FLOPs); memory uses decimal units (1 MB = 10^6 bytes)."
 __all__ = ["MACS_NOTE", "MAC_NOTE", "human", "human_bytes"]  # re-exported for pages and notebooks
@@ -51,8 +52,11 @@ def _pair(p: tuple[int, int] | None) -> str:
 
 
 # ---------------------------------------------------------------- the card, the table and totals
-def card_markdown(card: ModelCard) -> str:
-    """The model card as Markdown: paper, the paper's own figures, key ideas, deviations, 64x64 changes."""
+def card_markdown(card: ModelCard, table: Any = None) -> str:
+    """The model card as Markdown: paper, the paper's own figures, key ideas, deviations, 64x64 changes.
+
+    With the page's ``table``, the card also gives our parameter count at that input and class count (the
+    same :func:`cnnviz.summary.param_count` as the headline), beside the paper's own figure."""
     f = card.figures
 
     def pct(v: float | None) -> str:
@@ -63,6 +67,9 @@ def card_markdown(card: ModelCard) -> str:
              f"top-5 error {pct(f.top5_error)}" + (f", {f.gmacs:g} GMACs" if f.gmacs else "") + "."
              + (f" _{f.note}_" if f.note else ""),
              f"**Paper's input:** {_shape(card.paper_input)}, {card.paper_classes} classes."]
+    if table is not None:
+        parts.append(f"**Our count at {_shape(table.input)}, {table.classes} classes:** "
+                     f"{param_count(table).sentence(exact=True)}.")
     for title, items in (("Key ideas", card.key_ideas), ("Where our code differs from the paper", card.deviations),
                          ("What changes at 64x64 (Tiny ImageNet)", card.adaptations_64)):
         if items:
@@ -73,10 +80,12 @@ def card_markdown(card: ModelCard) -> str:
 # ---------------------------------------------------------------- the table and totals
 # Columns of display_frame / compare_frame by unit (the page formats counts as K/M/G and bytes as kB/MB).
 COUNT_COLUMNS = ("params", "weights", "biases", "activations", "MACs", "connections", "activations / image",
-                 "MACs / image", "paper params")
+                 "MACs / image", "paper params", "training-only params")
 BYTE_COLUMNS = ("activation memory", "parameter memory", "activation memory / image")
 COLUMN_HELP = {
-    "params": "weights + biases",
+    "params": "weights + biases (comparing architectures: at inference, without training-only heads)",
+    "training-only params": "heads used only in training (GoogLeNet's auxiliary classifiers), not in params",
+    "parameter memory": "bytes of params (at inference) in the chosen dtype",
     "activations": "output elements per image",
     "activation memory": "per image, in the chosen dtype",
     "MACs": "multiply-accumulates per image (1 MAC = 2 FLOPs); K/M/B = thousand/million/billion",
@@ -123,11 +132,12 @@ _MEMORY_PARTS = ("weights", "grads", "optim", "activations")  # byte keys of Lay
 def totals(table: Any, batch_size: int = 1, optimizer: str = "sgd") -> dict[str, tuple[str, str]]:
     """Headline figures for the page: label -> (short value, exact value with units)."""
     t = table.totals
+    count = param_count(table)
     mem = table.training_memory(batch_size, optimizer)
     parts = ", ".join(f"{k} {human_bytes(mem[k])}" for k in _MEMORY_PARTS)
     return {
-        "Parameters": (human(t["params"]), f"{t['params']:,} parameters"),
-        "Parameter memory": (human_bytes(t["param_bytes"]), f"{t['param_bytes']:,} bytes in {table.dtype}"),
+        "Parameters": (human(count.inference), count.sentence(exact=True)),
+        "Parameter memory": _param_memory(table, count),
         "Activations / image": (human(t["activations"]), f"{t['activations']:,} output elements per image"),
         "Activation memory": (human_bytes(t["activation_bytes"]), f"{t['activation_bytes']:,} bytes per image"),
         "MACs / image": (human(t["macs"]), f"{t['macs']:,} multiply-accumulates per image"),
@@ -135,11 +145,23 @@ def totals(table: Any, batch_size: int = 1, optimizer: str = "sgd") -> dict[str,
     }
 
 
+def _param_memory(table: Any, count: Any) -> tuple[str, str]:
+    """Bytes of the parameters the headline counts (at inference); training-only heads said apart."""
+    size = table.totals["param_bytes"] // max(1, count.total)
+    exact = f"{count.inference * size:,} bytes in {table.dtype}"
+    if count.training_only:
+        exact += f" at inference; {table.totals['param_bytes']:,} in training (auxiliary classifiers included)"
+    return human_bytes(count.inference * size), exact
+
+
 def exact_totals(table: Any) -> str:
-    """One sentence with the exact totals (the metrics above it are rounded)."""
+    """One sentence with the exact totals (the metrics above it are rounded); training-only heads are named."""
     t = table.totals
-    return (f"Exactly {t['params']:,} parameters, {t['activations']:,} activations and {t['macs']:,} MACs "
-            f"per {'x'.join(map(str, table.input))} image.")
+    count = param_count(table)
+    heads = (f" at inference (the training-only auxiliary classifiers add {count.training_only:,}: "
+             f"{count.total:,} in training)" if count.training_only else "")
+    return (f"Exactly {count.inference:,} parameters{heads}, {t['activations']:,} activations and {t['macs']:,} "
+            f"MACs per {'x'.join(map(str, table.input))} image.")
 
 
 def training_memory_frame(table: Any, batch_size: int, optimizer: str = "sgd") -> pd.DataFrame:
@@ -163,8 +185,10 @@ def highlights(table: Any) -> list[str]:
         share = getattr(top, key) / total
         value = human_bytes(getattr(top, key)) if key == "activation_bytes" else human(getattr(top, key))
         aux = ", auxiliary classifier used in training only" if getattr(top, "train_only", False) else ""
+        whole = " (training-only heads included)" if key == "params" and any(
+            getattr(r, "train_only", False) for r in rows) else ""
         sentence = f"**{noun}:** `{top.name}` ({top.type}{aux}, output {_shape(top.output_shape)}) " \
-                   f"holds {value}, {share:.0%} of the total"
+                   f"holds {value}, {share:.0%} of the total{whole}"
         if key == "activation_bytes":
             first = [r for r in rows if r.activation_bytes][: max(1, len(rows) // 5)]
             part = sum(r.activation_bytes for r in first) / total
@@ -267,13 +291,15 @@ def compare_frame(entries: list[tuple[ModelCard, Any]]) -> pd.DataFrame:
     for card, table in entries:
         t = table.totals
         f = card.figures
+        count = param_count(table)
         records.append({
             "architecture": card.display_name,
             "year": card.year,
             "input": _shape(table.input),
             "classes": table.classes,
-            "params": t["params"],
-            "parameter memory": t["param_bytes"],
+            "params": count.inference,
+            "training-only params": count.training_only,
+            "parameter memory": t["param_bytes"] * count.inference // max(1, count.total),
             "activations / image": t["activations"],
             "activation memory / image": t["activation_bytes"],
             "MACs / image": t["macs"],
@@ -284,36 +310,57 @@ def compare_frame(entries: list[tuple[ModelCard, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def accuracy_vs_macs_chart(entries: list[tuple[ModelCard, Any]], metric: str = "top5") -> go.Figure:
-    """Paper accuracy (100 - reported error) against our MACs at the paper's input; bubble area ~ parameters.
+def paper_accuracy_points(entries: list[tuple[ModelCard, Any]], metric: str = "top5"
+                          ) -> tuple[list[tuple[ModelCard, Any]], list[str]]:
+    """The entries the accuracy chart can plot, and for each other one why not ("NiN: its paper reports
+    CIFAR-10 results, not ImageNet"; "GoogLeNet: its paper reports no top-1 error")."""
+    key = "top1_error" if metric == "top1" else "top5_error"
+    label = "top-1" if metric == "top1" else "top-5"
+    points, left_out = [], []
+    for card, table in entries:
+        if card.figures.dataset != "ImageNet":
+            left_out.append(f"{card.display_name} (its paper reports {card.figures.dataset} results, not ImageNet)")
+        elif getattr(card.figures, key) is None:
+            left_out.append(f"{card.display_name} (its paper reports no {label} error)")
+        else:
+            points.append((card, table))
+    return points, left_out
 
-    Only architectures evaluated on ImageNet (1000 classes) and reporting the chosen error are plotted:
-    LeNet-5's figures are for MNIST and NiN's for CIFAR-10 (``PaperFigures.dataset``): not comparable.
+
+def accuracy_vs_macs_chart(entries: list[tuple[ModelCard, Any]], metric: str = "top5") -> go.Figure:
+    """Paper accuracy (100 - reported error) against our MACs at the paper's input; bubble area ~ parameters
+    at inference (:func:`cnnviz.summary.param_count`).
+
+    Only architectures evaluated on ImageNet (1000 classes) and reporting the chosen error can be plotted:
+    LeNet-5's figures are for MNIST and NiN's for CIFAR-10 (``PaperFigures.dataset``). Every architecture
+    left out is named under the chart with the reason. The log MACs axis has 1-2-5 ticks in M/G.
     """
     key = "top1_error" if metric == "top1" else "top5_error"
-    pts = [(c, t) for c, t in entries
-           if c.figures.dataset == "ImageNet" and getattr(c.figures, key) is not None]
+    pts, left_out = paper_accuracy_points(entries, metric)
     fig = go.Figure()
     if pts:
-        params = [t.totals["params"] for _, t in pts]
+        params = [param_count(t).inference for _, t in pts]
         biggest = max(params)
         fig.add_scatter(
-            x=[t.totals["macs"] / 1e9 for _, t in pts],
+            x=[t.totals["macs"] for _, t in pts],
             y=[100 - getattr(c.figures, key) for c, _ in pts],
             mode="markers+text", text=[c.display_name for c, _ in pts], textposition="top center",
             marker=dict(size=[8 + 52 * (p / biggest) ** 0.5 for p in params], sizemode="diameter",
                         color=[c.year for c, _ in pts], colorscale="Viridis", showscale=True,
                         colorbar=dict(title="year", tickformat="d", dtick=1), line=dict(width=1, color="white"), opacity=0.8),
-            customdata=[[human(p), c.figures.note or ""] for (c, _), p in zip(pts, params, strict=True)],
-            hovertemplate="<b>%{text}</b><br>%{x:.2f} GMACs<br>accuracy %{y:.2f}%<br>%{customdata[0]} parameters"
-                          "<br>%{customdata[1]}<extra></extra>",
+            customdata=[[human(p), c.figures.note or "", human(t.totals["macs"])]
+                        for (c, t), p in zip(pts, params, strict=True)],
+            hovertemplate="<b>%{text}</b><br>%{customdata[2]} MACs<br>accuracy %{y:.2f}%<br>%{customdata[0]} "
+                          "parameters<br>%{customdata[1]}<extra></extra>",
         )
     label = "top-1" if metric == "top1" else "top-5"
     fig.update_layout(
-        title=f"Paper {label} accuracy vs MACs (bubble size: parameters)", height=460,
-        xaxis=dict(title="GMACs per image at the paper's input (ours)", type="log"),
+        title=f"Paper {label} accuracy vs MACs (bubble size: parameters at inference)", height=460,
+        xaxis=dict(title="MACs per image at the paper's input (ours, log scale)", type="log"),
         yaxis=dict(title=f"{label} accuracy % (paper, ImageNet)"), margin=dict(l=10, r=10, t=50, b=10),
     )
+    readable_log_axis(fig, [t.totals["macs"] for _, t in pts])
+    note_left_out(fig, left_out)
     return fig
 
 

@@ -26,7 +26,14 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from cnnviz.catalog import DatasetInfo, dataset_of
 from cnnviz.preprocess import to_image, to_tensor_for
+
+# An upload whose shorter side is under this fraction of the model's input is blown up so much that the
+# network sees mostly interpolation (a 1x1 PNG becomes one flat colour): say so beside its predictions.
+MUCH_SMALLER = 0.5
+# Things people photograph that a model may not know; the sentence names the first one that is not a class.
+COMMON_SUBJECTS = ("person", "face", "car", "phone")
 
 
 @dataclass
@@ -141,6 +148,16 @@ class Agreement:
     agrees: dict[str, bool]  # checkpoint -> its top-1 is the majority class
 
     @property
+    def has_majority(self) -> bool:
+        """More than half of the models name the same class (4 models split 2-2 have none)."""
+        return self.total > 1 and 2 * self.votes > self.total
+
+    def agrees_with_majority(self, checkpoint: str) -> bool | None:
+        """Whether this checkpoint's top-1 is the majority's class; None when there is no majority to agree
+        with (one model, or no class named by more than half of them)."""
+        return self.agrees.get(checkpoint) if self.has_majority else None
+
+    @property
     def summary(self) -> str:
         if not self.total:
             return "no predictions"
@@ -245,6 +262,60 @@ def measure_latency(model: nn.Module, meta: dict | None = None, *, input_size: i
 
 
 @dataclass
+class KnownClasses:
+    """The classes one or more checkpoints can name (they share this class list)."""
+
+    dataset: DatasetInfo
+    checkpoints: list[str]
+    wnids: list[str]
+    names: list[str]
+
+    def missing_subject(self) -> str | None:
+        """The first of :data:`COMMON_SUBJECTS` that no class name mentions (None when all are classes)."""
+        text = " ".join(self.names).lower()
+        return next((w for w in COMMON_SUBJECTS if w not in text), None)
+
+    def sentence(self) -> str:
+        """What the models know, as a user should read it before trusting a top-5."""
+        size = self.dataset.input_size
+        seen = f", and see every image at {size}x{size} pixels" if size else ""
+        text = (f"{', '.join(self.checkpoints)} can only name the {len(self.wnids)} classes they were trained on "
+                f"({self.dataset.name}){seen}. Every image gets one of these classes, even an image that shows "
+                "none of them")
+        missing = self.missing_subject()
+        return text + (f" (there is no '{missing}' class, for example)." if missing else ".")
+
+    def search(self, query: str) -> list[dict[str, str]]:
+        """Classes whose name or id contains ``query`` (case-insensitive), in output order; all when empty."""
+        q = query.strip().lower()
+        return [{"class": n, "id": w} for w, n in zip(self.wnids, self.names, strict=True)
+                if not q or q in n.lower() or q in w.lower()]
+
+
+def known_classes(models: Sequence[tuple[str, dict]]) -> list[KnownClasses]:
+    """The class lists of ``(name, meta)`` checkpoints, one :class:`KnownClasses` per distinct list."""
+    groups: dict[tuple, KnownClasses] = {}
+    for name, meta in models:
+        wnids, names = class_labels(meta)
+        key = tuple(wnids)
+        if key not in groups:
+            groups[key] = KnownClasses(dataset_of(meta), [], wnids, names)
+        groups[key].checkpoints.append(name)
+    return list(groups.values())
+
+
+def size_warning(img: Image.Image, input_size: int) -> str | None:
+    """A sentence when ``img`` is much smaller than the model's input (shorter side under
+    :data:`MUCH_SMALLER` of it), else None."""
+    w, h = img.size
+    if min(w, h) >= MUCH_SMALLER * input_size:
+        return None
+    return (f"This image is {w}x{h} pixels, much smaller than the {input_size}x{input_size} the model expects: it "
+            f"is enlarged {input_size / min(w, h):.0f}x, so the network sees mostly interpolation and its "
+            "top-5 below says little about the picture.")
+
+
+@dataclass
 class ImagePredictions:
     """One image through several checkpoints: results side by side and how they agree."""
 
@@ -252,6 +323,7 @@ class ImagePredictions:
     results: list[PredictResult]
     agreement: Agreement
     errors: dict[str, str] = field(default_factory=dict)  # checkpoint -> why it could not predict
+    warnings: list[str] = field(default_factory=list)  # e.g. an image much smaller than the input
 
 
 def predict_across(models: Sequence[tuple[str, nn.Module, dict]], images: Sequence[tuple[str, Image.Image]],
@@ -271,5 +343,8 @@ def predict_across(models: Sequence[tuple[str, nn.Module, dict]], images: Sequen
             if with_view:
                 r.extra["view"] = network_view(img, meta)
             results.append(r)
-        out.append(ImagePredictions(image=image_name, results=results, agreement=agreement(results), errors=errors))
+        sizes = sorted({int(meta["input_size"]) for _, _, meta in models if meta.get("input_size")}, reverse=True)
+        small = size_warning(img, sizes[0]) if sizes else None
+        out.append(ImagePredictions(image=image_name, results=results, agreement=agreement(results), errors=errors,
+                                    warnings=[small] if small else []))
     return out

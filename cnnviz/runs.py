@@ -266,15 +266,18 @@ def is_run_dir(path: Path) -> bool:
 
 
 def list_runs(root: str | Path | None = None) -> list[RunInfo]:
-    """Every run under the checkpoints folder, newest first."""
+    """Every run under the checkpoints folder, newest first (the one run order: ``cnnviz.catalog.sort_runs``)."""
+    # imported here: catalog -> checkpoint -> models is heavier than this module
+    from cnnviz.catalog import sort_runs
+
     root = Path(root) if root is not None else checkpoints_dir()
     try:
         entries = list(root.iterdir())
     except OSError:
         return []
     runs = [read_run(p) for p in entries if not p.name.startswith(".") and p.name != "starter" and is_run_dir(p)]
-    runs.sort(key=lambda r: (r.status.get("created") or r.config.get("created") or r.mtime), reverse=True)
-    return runs
+    order = {path: i for i, path in enumerate(sort_runs(r.path for r in runs))}
+    return sorted(runs, key=lambda r: order[Path(r.path)])
 
 
 def resolve_run(run: str | Path | RunInfo, root: str | Path | None = None) -> Path:

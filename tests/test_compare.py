@@ -305,3 +305,35 @@ def test_val_accuracy_equals_the_training_codes_evaluate(tmp_path):
     ev = cached_evaluation(weights, val.images, val.labels, val.wnids, val.class_names, cache_dir=tmp_path / "c")
     assert ev.n == ref["n"] == 32
     assert ev.top1 == pytest.approx(ref["top1"]) and ev.top5 == pytest.approx(ref["top5"])
+
+
+def test_bubble_chart_names_what_it_cannot_plot_and_reads_its_log_axis():
+    """Issue 11 (charts): a model without accuracy or MACs is named under the accuracy-vs-cost chart, not
+    dropped silently; the log axis has K/M/G labels, not plotly's bare "2 5" minor digits."""
+    import pandas as pd
+
+    from cnnviz.compare_figures import bubble_figure
+
+    frame = pd.DataFrame([
+        {"model": "a", "arch": "x", "macs": 3e6, "params": 1e5, "best_val_top1": 0.3, "train_time_s": 10.0},
+        {"model": "b", "arch": "y", "macs": 4e8, "params": 2e6, "best_val_top1": 0.5, "train_time_s": 20.0},
+        {"model": "fresh-run", "arch": "y", "macs": 4e8, "params": 2e6, "best_val_top1": None, "train_time_s": None},
+    ])
+    fig = bubble_figure(frame, "macs")
+    note = " ".join(a.text for a in fig.layout.annotations)
+    assert "fresh-run (no best val top-1 yet)" in note
+    assert list(fig.layout.xaxis.ticktext) == ["2M", "5M", "10M", "20M", "50M", "100M", "200M", "500M"]
+
+
+def test_per_class_bars_of_classes_with_the_same_short_name_stay_apart():
+    """Two classes shortened to the same label ("synthetic: vertical stripes" and "... (coarse)") were drawn
+    as one category, their accuracies stacked into a bar of 190%."""
+    import pandas as pd
+
+    from cnnviz.compare_figures import per_class_figure
+
+    frame = pd.DataFrame({"wnid": ["s1", "s10"], "name": ["synthetic: vertical stripes",
+                                                          "synthetic: vertical stripes (coarse)"],
+                          "run": [1.0, 0.9], "spread": [0.0, 0.0]})
+    bar = per_class_figure(frame, ["run"]).data[0]
+    assert len(set(bar.x)) == 2 and list(bar.y) == [1.0, 0.9]

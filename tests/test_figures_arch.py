@@ -97,3 +97,22 @@ def test_compare_frame_and_accuracy_chart():
     alex = cnnviz.get_card("alexnet")
     i = list(fig.data[0].text).index(alex.display_name)
     assert fig.data[0].y[i] == pytest.approx(100 - alex.figures.top1_error)
+
+
+def test_accuracy_chart_names_every_family_it_leaves_out_and_reads_its_log_axis():
+    """Issue 11: the accuracy-vs-MACs chart dropped NiN silently and its log axis read "6 7 8 9 1 2". Every
+    architecture not plotted is named under the chart with the reason; ticks are 1-2-5 labelled in M/G."""
+    archs = ("lenet5", "alexnet", "nin", "googlenet", "vgg16", "resnet18")
+    entries = [(cnnviz.get_card(a), layer_table(a, fa.input_shape(a))) for a in archs]
+    fig = fa.accuracy_vs_macs_chart(entries, "top1")
+    plotted = set(fig.data[0].text)
+    note = " ".join(a.text for a in fig.layout.annotations).replace("<br>", " ")
+    for arch in archs:
+        name = cnnviz.get_card(arch).display_name
+        assert (name in plotted) != (name in note), arch  # drawn, or named as left out: never silently dropped
+    assert "CIFAR-10" in note and "MNIST" in note and "no top-1 error" in note  # NiN, LeNet-5, GoogLeNet
+    ticks = list(fig.layout.xaxis.ticktext)
+    assert ticks and all(t[-1] in "KMG" and t[:-1].replace(".", "").isdigit() for t in ticks), ticks
+    assert "1G" in ticks and "10G" in ticks  # AlexNet's 0.7G ... VGG-16's 15.5G
+    macs = [t.totals["macs"] for c, t in entries if c.display_name in plotted]
+    assert min(fig.layout.xaxis.tickvals) <= min(macs) and max(fig.layout.xaxis.tickvals) >= max(macs)

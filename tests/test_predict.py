@@ -172,3 +172,23 @@ def test_predict_across_feeds_a_one_channel_model_grayscale(ckpt):
     assert not items[0].errors
     view = items[0].results[0].extra["view"]
     assert view.size == (32, 32)
+
+
+def test_agreement_colours_only_a_real_majority_and_always_with_a_legend():
+    """Issue 11: when every model named another class, one bar was still green, and nothing said what green
+    meant. Agreement colours need more than half of the models, and each colour has a legend entry."""
+    from cnnviz.compare_figures import topk_figure
+    from cnnviz.predict import ClassProb, PredictResult, agreement
+
+    def result(name, top):
+        return PredictResult("img", name, [ClassProb(0, top, top, 0.6), ClassProb(1, "other", "other", 0.1)], 1.0)
+
+    split = agreement([result("a", "n1"), result("b", "n2"), result("c", "n3")])
+    assert [split.agrees_with_majority(m) for m in "abc"] == [None, None, None]
+    two_of_three = agreement([result("a", "n1"), result("b", "n1"), result("c", "n3")])
+    assert [two_of_three.agrees_with_majority(m) for m in "abc"] == [True, True, False]
+    fig = topk_figure(result("c", "n3"), two_of_three.agrees_with_majority("c"))
+    assert fig.layout.showlegend and {t.name for t in fig.data} == {"top-1 differs from most models",
+                                                                    "other guesses"}
+    plain = topk_figure(result("a", "n1"))
+    assert not plain.layout.showlegend and [t.name for t in plain.data] == ["guesses"]

@@ -72,3 +72,38 @@ def test_find_and_describe():
     assert find_checkpoint("starter/none") is None
     d = describe(root / "starter" / "m.json")
     assert d.ok and d.path.suffix == ".safetensors" and d.size > 0
+
+
+def test_one_ordering_runs_newest_first_by_creation_time():
+    """Issue 11: Visualize listed runs oldest first, Compare newest first. The catalog's one order: starters by
+    name, then runs newest first by their creation time (config.json), whatever their names; list_runs and
+    Compare's entries follow it."""
+    import json
+
+    from cnnviz.compare import list_entries
+    from cnnviz.runs import list_runs
+
+    root = checkpoints_dir()
+    make_checkpoint(root / "starter" / "s")
+    for name, created in (("a-newest", 300.0), ("z-oldest", 100.0), ("m-middle", 200.0)):
+        make_checkpoint(root / name / "best")
+        (root / name / "config.json").write_text(json.dumps({"arch": default_arch(), "created": created}))
+        (root / name / "status.json").write_text(json.dumps({"state": "done"}))
+    order = ["a-newest", "m-middle", "z-oldest"]
+    assert [i.name for i in list_checkpoints()] == ["starter/s"] + [f"{r}/best" for r in order]
+    assert [r.id for r in list_runs()] == order
+    assert [e.id for e in list_entries()] == ["starter/s", *order]
+
+
+def test_dataset_of_a_checkpoint_from_its_metadata():
+    from cnnviz.catalog import dataset_of
+
+    tiny = dataset_of({"classes": [f"n{i:08d}" for i in range(200)], "num_classes": 200, "input_size": 64})
+    assert (tiny.name, tiny.label) == ("Tiny ImageNet", "Tiny ImageNet, 200 classes at 64x64")
+    imagenet = dataset_of({"classes": [f"n{i:08d}" for i in range(1000)], "num_classes": 1000, "input_size": 224})
+    assert imagenet.label == "ImageNet, 1000 classes at 224x224"
+    synthetic = dataset_of({"classes": [f"s{i:07d}" for i in range(1, 11)], "num_classes": 10, "input_size": 64})
+    assert synthetic.name == "synthetic demo set" and synthetic.key != tiny.key
+    run = dataset_of({}, config={"data": "synthetic", "input_size": 64}, status={"num_classes": 10})
+    assert (run.name, run.num_classes) == ("synthetic demo set", 10)
+    assert dataset_of({"dataset": "Places365", "num_classes": 365}).name == "Places365"  # an explicit name wins

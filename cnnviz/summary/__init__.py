@@ -6,6 +6,7 @@ every column's definition, :mod:`cnnviz.summary.trace` for the receptive-field c
 """
 
 from cnnviz.summary.notes import KNOWN_WRITEUP_ERRORS, WriteupError, cs231n_memory, writeup_errors
+from cnnviz.summary.params import ParamCount, param_count, parameter_count
 from cnnviz.summary.table import (
     MACS_NOTE,
     LayerRow,
@@ -22,6 +23,7 @@ from cnnviz.summary.trace import Geometry
 __all__ = [
     "KNOWN_WRITEUP_ERRORS",
     "MACS_NOTE",
+    "ParamCount",
     "Geometry",
     "LayerRow",
     "LayerTable",
@@ -32,6 +34,8 @@ __all__ = [
     "human_bytes",
     "input_region",
     "layer_table",
+    "param_count",
+    "parameter_count",
     "receptive_fields",
     "writeup_errors",
 ]

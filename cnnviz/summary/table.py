@@ -290,14 +290,20 @@ def _display_rows(t: LayerTable) -> tuple[list[str], list[list[str]]]:
 
 
 def _totals_lines(t: LayerTable) -> list[str]:
+    from cnnviz.summary.params import param_count  # the one count every view shows
+
     tot = t.totals
+    count = param_count(t)
     return [
-        f"Parameters: {tot['params']:,} ({human(tot['params'])}), {human_bytes(tot['param_bytes'])} as {t.dtype}",
+        f"Parameters: {count.inference:,} ({human(count.inference)})"
+        + (f" at inference; the training-only auxiliary classifiers add {count.training_only:,} "
+           f"({count.total:,} in training, {human_bytes(tot['param_bytes'])} as {t.dtype})" if count.training_only
+           else f", {human_bytes(tot['param_bytes'])} as {t.dtype}"),
         f"Forward activations per image: {tot['activations']:,} ({human(tot['activations'])}), "
         f"{human_bytes(tot['activation_bytes'])}",
         f"MACs per image: {tot['macs']:,} ({human(tot['macs'])})",
     ] + ([f"Rows marked (train) ({n} of them: auxiliary classifiers) run only in training: they count in the "
-          "parameters and the training memory, not in the per-image activations and MACs."]
+          "training parameters and memory, not in the inference parameters, per-image activations and MACs."]
          if (n := sum(r.train_only for r in t.rows)) else [])
 
 

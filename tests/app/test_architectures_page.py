@@ -151,7 +151,9 @@ def test_every_architecture_renders(page):
         assert not at.error, (arch, [e.value for e in at.error])
         rows = _layers(at)
         assert len(rows) > 5, arch
-        assert rows["params"].sum() == int(_metric_help(at, "Parameters").split()[0].replace(",", "")), arch
+        # the headline counts the model at inference: training-only rows (GoogLeNet's aux heads) apart
+        inference = rows[~rows["training only"]] if "training only" in rows else rows
+        assert inference["params"].sum() == int(_metric_help(at, "Parameters").split()[0].replace(",", "")), arch
         assert at.get("plotly_chart"), arch
     _open_tab(page, "arch_charts", "Block diagram")
     for arch in cnnviz.list_models():
@@ -182,3 +184,34 @@ def test_compare_view_totals_and_accuracy_chart(page):
     assert table.loc[cnnviz.get_card("lenet5").display_name, "params"] > 60_000
     at.toggle(key="cmp_tiny").set_value(False)
     _open_tab(at, "arch_view", "One architecture")
+
+
+def test_one_parameter_count_per_model_in_every_view(page):
+    """Issue 11: GoogLeNet showed 10.9M (headline), 13M (compare), 6.8M/7.0M (card) and 6.2M (Compare page).
+    One function counts it for the input and classes in question; each view says where the training-only
+    auxiliary classifiers are (not) counted."""
+    from cnnviz.summary import parameter_count
+
+    tiny = parameter_count("googlenet", (3, 64, 64), 200)
+    paper = parameter_count("googlenet")
+    assert (tiny.inference, tiny.training_only, paper.inference) == (6_178_552, 4_739_728, 6_998_552)
+    at = _pick(page, "googlenet", "64x64 (Tiny ImageNet)")
+    headline = _metric_help(at, "Parameters")
+    assert headline.startswith("6,178,552 parameters at inference") and "auxiliary classifiers add 4,739,728" \
+        in headline, headline
+    assert next(m.value for m in at.metric if m.label == "Parameters") == "6.18M"
+    card = " ".join(m.value for m in at.markdown)
+    assert "Our count at 3x64x64, 200 classes:** 6,178,552 parameters at inference" in card
+    assert "Exactly 6,178,552 parameters at inference" in " ".join(c.value for c in at.caption)
+    at = _open_tab(at, "arch_view", "Compare architectures")
+    at.multiselect(key="cmp_names").set_value(["googlenet", "vgg16"])
+    at.toggle(key="cmp_tiny").set_value(True)
+    _run(at)
+    row = at.dataframe[0].value.set_index("architecture").loc[cnnviz.get_card("googlenet").display_name]
+    assert (row["params"], row["training-only params"]) == (6_178_552, 4_739_728)
+    at.toggle(key="cmp_tiny").set_value(False)
+    _run(at)
+    row = at.dataframe[0].value.set_index("architecture").loc[cnnviz.get_card("googlenet").display_name]
+    assert (row["params"], row["training-only params"]) == (6_998_552, 6_379_728)
+    _open_tab(at, "arch_view", "One architecture")
+    _pick(page, "vgg16")

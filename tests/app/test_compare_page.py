@@ -124,3 +124,83 @@ def test_a_fresh_clone_compares_its_starters_by_default():
     at = _run(AppTest.from_file(PAGE))
     assert at.multiselect[0].value == ["starter/a", "starter/b", "starter/c", "starter/d"]
     assert _charts(at), "the starters' training curves should be drawn"
+
+
+def _synthetic_run(name: str, created: float, seed: int = 0) -> None:
+    """A finished 10-class run on the synthetic demo set (its checkpoint has the synthetic class ids)."""
+    from cnnviz.data import synthetic_classes
+
+    folder = write_run(checkpoints_dir() / name, config={"arch": default_arch(), "data": "synthetic",
+                                                         "input_size": 64, "created": created},
+                       metrics=_metrics(2, [0.3, 0.5]), checkpoint=False)
+    make_checkpoint(folder / "best", num_classes=10, wnids=[w for w, _ in synthetic_classes(10)], seed=seed,
+                    metrics={"val_top1": 0.5}, extra_meta={"train_config": {"data": "synthetic"}})
+
+
+def _tiny_imagenet_starter(name: str, seed: int = 0) -> None:
+    make_checkpoint(checkpoints_dir() / "starter" / name, num_classes=200, seed=seed,
+                    metrics={"val_top1": 0.2, "val_top5": 0.4},
+                    extra_meta={"history": [{"epoch": 1, "val_top1": 0.2, "elapsed_s": 10.0}]})
+
+
+def test_starters_stay_selected_once_runs_exist_in_the_one_order():
+    """Issue 11: two runs used to push the starters out of the default selection. The options follow the one
+    ordering (cnnviz.catalog): starters by name, then runs newest first."""
+    for i, name in enumerate(["b", "a", "c", "d", "e"]):
+        _tiny_imagenet_starter(name, seed=i)
+    _synthetic_run("run-old", created=100.0)
+    _synthetic_run("run-new", created=300.0)
+    _synthetic_run("run-mid", created=200.0)
+    at = _run(AppTest.from_file(PAGE))
+    assert at.multiselect[0].options == ["starter/a", "starter/b", "starter/c", "starter/d", "starter/e",
+                                         "run-new", "run-mid", "run-old"]
+    assert at.multiselect[0].value == ["starter/a", "starter/b", "starter/c", "starter/d", "run-new", "run-mid"]
+
+
+def test_dataset_and_class_columns_and_mixed_classes_are_refused_per_class():
+    """A 10-class synthetic run beside 200-class Tiny ImageNet starters: the table says which is which; the
+    curves share a chart with a note; per-class accuracy and confusion are refused, saying why."""
+    from cnnviz.data import make_synthetic
+
+    make_synthetic(data_dir() / "synthetic", num_classes=10, train_per_class=2, val_per_class=2)
+    _tiny_imagenet_starter("tiny")
+    _synthetic_run("run-syn", created=100.0)
+    at = _run(AppTest.from_file(PAGE))
+    df = at.dataframe[0].value.set_index("model")
+    assert df.loc["starter/tiny", "dataset"] == "Tiny ImageNet" and df.loc["starter/tiny", "classes"] == 200
+    assert df.loc["run-syn", "dataset"] == "synthetic demo set" and df.loc["run-syn", "classes"] == 10
+    warnings = [w.value for w in at.warning]
+    assert any("trained on different classes" in w and "chance" in w for w in warnings), warnings
+    refusal = [w for w in warnings if "Per\\-class accuracy and confusion" in w or "Per-class accuracy" in w]
+    assert refusal and "same classes" in refusal[0] and "synthetic demo set" in refusal[0], warnings
+    assert not at.toggle, "no evaluation is offered for a mixed selection"
+
+
+def test_per_class_of_a_synthetic_run_uses_the_synthetic_validation_set():
+    """Issue 11: a synthetic run was evaluated against Tiny ImageNet (an error about wnids, or the wrong
+    images). It is evaluated on the synthetic set it was trained on: 10 classes x 10 images."""
+    from cnnviz.data import make_synthetic
+
+    make_synthetic(data_dir() / "synthetic", num_classes=10, train_per_class=2, val_per_class=12)
+    make_synthetic(data_dir() / "tiny-imagenet-200", num_classes=3, train_per_class=2, val_per_class=12)
+    _synthetic_run("run-syn", created=100.0)
+    at = _run(AppTest.from_file(PAGE))
+    at.toggle[0].set_value(True)
+    _run(at)
+    assert not at.error, [e.value for e in at.error]
+    titles = [e.label for e in at.expander]
+    assert len(titles) == 1 and "on 100 images" in titles[0], titles
+
+
+def test_googlenet_parameters_equal_the_architectures_count():
+    """The Compare table counts a GoogLeNet checkpoint (auxiliary heads in its file) as the Architectures page
+    does at 64x64 and 200 classes: 6,178,552 at inference, the training-only heads in their own column."""
+    from cnnviz.summary import parameter_count
+
+    make_checkpoint(checkpoints_dir() / "starter" / "g", arch="googlenet", num_classes=200)
+    at = _run(AppTest.from_file(PAGE))
+    row = at.dataframe[0].value.set_index("model").loc["starter/g"]
+    count = parameter_count("googlenet", (3, 64, 64), 200)
+    assert (row["params"], row["training-only params"]) == (count.inference, count.training_only) \
+        == (6_178_552, 4_739_728)
+    assert any("training-only params" in c.value for c in at.caption)

@@ -166,3 +166,75 @@ def test_default_selection_is_the_starters_up_to_four_else_the_first_two():
         make_checkpoint(root / name / "best", seed=i)
     at = _run(AppTest.from_file(PAGE))
     assert len(at.multiselect[0].value) == 2 and all(v.startswith("run-") for v in at.multiselect[0].value)
+
+
+def _legend_and_colours(spec: dict) -> tuple[set[str], dict[str, str], dict[str, str]]:
+    """The legend entries of a bar chart, each bar's colour by its label, and each label's wnid."""
+    names = {t["name"] for t in spec["data"]} if spec["layout"].get("showlegend") else set()
+    colours = {y: t["marker"]["color"] for t in spec["data"] for y in t["y"]}
+    wnids = {y: h.rsplit("(", 1)[1].rstrip(")") for t in spec["data"] for y, h in zip(t["y"], t["hovertext"], strict=True)}
+    return names, colours, wnids
+
+
+def test_the_page_states_the_classes_the_models_know_and_searches_them():
+    """Issue 11: nothing said what the models can recognise. The page names the class list (how many, which
+    dataset, the input size), that there is no 'person' class, and searches the list."""
+    make_checkpoint(checkpoints_dir() / "starter" / "tiny", num_classes=200)
+    at = _run(AppTest.from_file(PAGE))
+    said = " ".join(m.value for m in at.markdown).replace("\\", "")
+    assert "200 classes they were trained on (Tiny ImageNet)" in said and "64x64" in said and "'person'" in said, said
+    at.text_input(key="predict_class_query").set_value("thing 19")
+    _run(at)
+    hits = at.dataframe[0].value
+    assert sorted(hits["class"]) == sorted(f"thing {i}, a kind of thing" for i in [19, *range(190, 200)])
+    assert any("11 of 200 classes" in c.value for c in at.caption)
+    at.text_input(key="predict_class_query").set_value("person")
+    _run(at)
+    assert any("No class matches 'person'" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def test_validation_bars_are_coloured_by_correctness_with_a_legend():
+    """Issue 11: in validation mode the bars meant 'agrees with the majority', without a legend (a wrong top-1
+    could be green). Now: the true class is green wherever it is, a wrong top-1 red, and a legend says so."""
+    from cnnviz.compare_figures import CORRECT, WRONG
+    from cnnviz.data import make_synthetic
+
+    root = make_synthetic(data_dir() / "tiny-imagenet-200", num_classes=3, train_per_class=2, val_per_class=4)
+    wnids = (root / "wnids.txt").read_text().split()
+    for seed, name in enumerate(["one", "two"]):
+        make_checkpoint(checkpoints_dir() / "starter" / name, num_classes=3, wnids=wnids, seed=seed)
+    at = _run(AppTest.from_file(PAGE))
+    at.radio[0].set_value("Validation set")
+    _run(at)
+    at.slider[0].set_value(3)
+    _run(at)
+    from cnnviz.data import load_split
+
+    split = load_split(root, "val")
+    wnid_of = dict(zip(split.class_names, split.wnids, strict=True))
+    truths = [wnid_of[c.value.split("**")[1].replace("\\", "")] for c in at.caption
+              if c.value.startswith("true class")]
+    charts = _charts(at)
+    assert len(truths) == 3 and len(charts) == 6
+    for i, spec in enumerate(charts):
+        truth = truths[i // 2]
+        legend, colours, wnids = _legend_and_colours(spec)
+        top = spec["layout"]["yaxis"]["categoryarray"][-1]  # the best class is drawn on top
+        right = wnids[top] == truth
+        assert colours[top] == (CORRECT if right else WRONG)
+        assert spec["layout"]["title"]["text"].startswith("top-1 correct" if right else "top-1 wrong")
+        true_bar = next(y for y, w in wnids.items() if w == truth)  # 3 classes: always among the bars
+        assert colours[true_bar] == CORRECT
+        assert "true class" in legend and (right or "wrong top-1" in legend), legend
+
+
+def test_an_upload_much_smaller_than_the_input_is_warned():
+    """Issue 11: a 1x1 PNG got a confident-looking top-5 silently. The page says its size and the model's."""
+    make_checkpoint(checkpoints_dir() / "starter" / "alpha")
+    at = _run(AppTest.from_file(PAGE))
+    at.file_uploader[0].set_value([("dot.png", image_bytes("PNG", (1, 1)), "image/png"),
+                                   ("fine.png", image_bytes("PNG", (48, 48)), "image/png")])
+    _run(at)
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and "1x1 pixels" in warnings[0] and "64x64" in warnings[0], warnings
+    assert len(_charts(at)) == 2  # it is still predicted, with the warning beside it

@@ -67,6 +67,7 @@ def test_start_passes_the_form_to_jobs_start_and_shows_the_run(monkeypatch):
     at.selectbox(key="train_arch").set_value("lenet5")
     _run(at)
     at.selectbox(key="train_data").set_value(SYNTHETIC_LABEL)
+    _run(at)  # the dataset is chosen first (its defaults follow at once), then the fields
     at.number_input(key="train_epochs").set_value(3)
     at.number_input(key="train_batch").set_value(32)
     at.selectbox(key="train_opt").set_value("adamw")
@@ -124,3 +125,42 @@ def test_delete_asks_for_confirmation_first():
     _click(at, at.button(key="train_delete"))
     _click(at, at.button(key="train_yes"))
     assert not run.exists()
+
+
+def test_choosing_the_synthetic_set_updates_the_defaults_at_once():
+    """Issue 11: choosing "Synthetic" inside the form left Epochs 30 and Batch 256 until Start was pressed.
+    The defaults follow the dataset as soon as it is chosen, LeNet-5's demo variant included."""
+    from cnnviz.data import make_synthetic
+    from cnnviz.paths import data_dir
+
+    make_synthetic(data_dir() / "tiny-imagenet-200", num_classes=3, train_per_class=2, val_per_class=2)
+    at = _run(AppTest.from_file(PAGE))
+    at.selectbox(key="train_arch").set_value("lenet5")
+    _run(at)
+    assert at.selectbox(key="train_data").value.spec == "auto"  # Tiny ImageNet is there: it comes first
+    assert (at.number_input(key="train_epochs").value, at.number_input(key="train_batch").value) == (30, 256)
+    assert at.selectbox(key="train_lenet5_variant").value == "paper"
+    at.selectbox(key="train_data").set_value(SYNTHETIC_LABEL)
+    _run(at)  # no Start: the form is not submitted
+    assert (at.number_input(key="train_epochs").value, at.number_input(key="train_batch").value) == (5, 32)
+    assert at.selectbox(key="train_opt").value == "adamw"
+    assert at.selectbox(key="train_lenet5_variant").value == "modern"
+    assert any("learns this set slowly" in c.value for c in at.caption)  # the page says why
+    at.selectbox(key="train_data").set_value(at.selectbox(key="train_data").options[0])
+    _run(at)
+    assert (at.number_input(key="train_epochs").value, at.number_input(key="train_batch").value) == (30, 256)
+
+
+def test_an_epoch_time_estimate_appears_before_start():
+    """Issue 11: no time estimate before Start. From an earlier run of the same architecture (saying which),
+    else from a short training step measured on this machine."""
+    at = _run(AppTest.from_file(PAGE))
+    at.selectbox(key="train_arch").set_value("lenet5")
+    _run(at)
+    estimate = next(c.value for c in at.caption if c.value.startswith("Estimated time per epoch"))
+    assert "measured now" in estimate and "MACs per image" in estimate, estimate
+    _fake_run("lenet-before", state="done", pid=None)  # tiny_config: lenet5 on the synthetic set, 500 img/s
+    _run(at)
+    estimate = next(c.value for c in at.caption if c.value.startswith("Estimated time per epoch"))
+    assert "from the earlier run lenet\\-before" in estimate or "from the earlier run lenet-before" in estimate
+    assert "500 images/s" in estimate

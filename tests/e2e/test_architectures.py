@@ -11,7 +11,7 @@ import pytest
 
 import cnnviz
 from cnnviz import figures_arch as fa
-from cnnviz.summary import layer_table
+from cnnviz.summary import layer_table, param_count
 from tests.e2e.conftest import assert_no_errors, choose, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ def _open(page, url: str) -> None:
 def _pick(page, arch: str) -> None:
     """Choose an architecture in the selectbox and wait until the page shows that architecture's totals."""
     card = cnnviz.get_card(arch)
-    params = layer_table(arch, fa.input_shape(arch)).totals["params"]
+    params = param_count(layer_table(arch, fa.input_shape(arch))).inference  # the headline's one count
     choose(page, "Architecture", card.display_name, type_text=card.display_name)
     # The exact totals sentence is unique per architecture: it appears once the rerun has rendered.
     page.get_by_text(f"Exactly {params:,} parameters", exact=False).first.wait_for()

@@ -61,3 +61,32 @@ def test_upload_shows_five_bars_per_checkpoint(app_server, page, tmp_path):
     wait_idle(page)
     print(f"upload -> charts, checkpoints cached: {time.perf_counter() - t0:.2f} s")
     assert_no_errors(page)
+
+
+def test_validation_mode_colours_by_correctness_with_a_legend(app_server, page, tmp_path):
+    """Issue 11: validation bars meant "agrees with the majority", with no legend. In the browser each chart
+    has a legend naming its colours ("true class", and "wrong top-1" when it is wrong), and the page says
+    which classes the models know."""
+    from cnnviz.data import make_synthetic
+
+    base = tmp_path / "app"
+    root = make_synthetic(base / "data" / "tiny-imagenet-200", num_classes=3, train_per_class=2, val_per_class=4)
+    wnids = (root / "wnids.txt").read_text().split()
+    make_checkpoint(base / "checkpoints" / "starter" / "alpha", num_classes=3, wnids=wnids, seed=1)
+    server = app_server(base=base)
+    page.goto(server.url + "/predict")
+    wait_idle(page)
+    expect(page.get_by_text("What these models know.")).to_be_visible()
+    page.get_by_text("Validation set").click()
+    wait_idle(page)
+    charts = page.get_by_test_id("stPlotlyChart")
+    expect(charts).to_have_count(4, timeout=60_000)  # the slider's default: 4 validation images
+    wait_idle(page)
+    for i in range(4):
+        legend = charts.nth(i).locator(".legendtext").all_text_contents()
+        title = charts.nth(i).locator(".gtitle").text_content()
+        assert "true class" in legend, legend
+        assert ("wrong top-1" in legend) == title.startswith("top-1 wrong"), (legend, title)
+    assert_no_errors(page)
+    assert not page.js_errors, page.js_errors
+    shot(page, tmp_path, "predict-validation")

@@ -22,6 +22,10 @@ def test_start_a_synthetic_run_and_watch_it_finish(app_server, page, tmp_path, t
     choose(page, "variant", "modern")
     choose(page, "Optimizer", "adamw")
     expect(page.get_by_role("combobox", name="Dataset")).to_have_value(re.compile("Synthetic demo set"))
+    field = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    expect(field).to_have_value("5")  # the synthetic demo's default (issue 11); 2 are enough here
+    field.fill("2")
+    field.press("Tab")
     page.get_by_role("button", name="Start").click()
     wait_idle(page)
     # The run appears at once (queued or already running) ...
@@ -31,6 +35,7 @@ def test_start_a_synthetic_run_and_watch_it_finish(app_server, page, tmp_path, t
     expect(page.get_by_text(re.compile(r"finished 2 epochs; best val top-1"))).to_be_visible()
     chart = page.get_by_test_id("stPlotlyChart").first
     expect(chart.locator(".scatterlayer .trace").first).to_be_visible()
+    _no_axis_title_overlaps_a_subplot_title(chart)
     shot(page, tmp_path, "training-done")
     # A reload (or a restarted server) re-attaches: the run is read back from its folder.
     page.reload()
@@ -61,6 +66,8 @@ def test_double_start_reload_stop_resume(app_server, page, tmp_path, tmp_path_fa
     page.get_by_role("button", name="Start").dblclick()
     wait_idle(page)
     expect(page.get_by_text(re.compile(r"epoch 1/3, step \d+/10"))).to_be_visible(timeout=90_000)
+    # Issue 11: the selector said "(queued)" while the run was going; it shows the real state
+    expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(r"\(running\)$"))
     runs = [p for p in (base / "checkpoints").iterdir() if p.name.startswith("lenet5-")]
     assert len(runs) == 1, runs  # two clicks, one worker
     page.reload()
@@ -76,3 +83,18 @@ def test_double_start_reload_stop_resume(app_server, page, tmp_path, tmp_path_fa
     assert len(metrics) == 3  # nothing lost or repeated across the stop
     assert_no_errors(page)
     assert not page.js_errors, page.js_errors
+
+
+def _no_axis_title_overlaps_a_subplot_title(chart) -> None:
+    """Issue 11: the "epoch" axis titles under the top row sat on the bottom row's subplot titles."""
+    def box(el):
+        b = el.bounding_box()
+        return b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]
+
+    titles = [box(t) for t in chart.locator(".annotation-text").all()]  # "loss", "accuracy", ...
+    axes = [box(t) for t in chart.locator("text[class^='x'][class$='title']").all() if t.text_content().strip()]
+    assert len(titles) == 4 and axes, (titles, axes)
+    for a in axes:
+        for t in titles:
+            apart = a[2] <= t[0] or t[2] <= a[0] or a[3] <= t[1] or t[3] <= a[1]
+            assert apart, f"axis title {a} overlaps subplot title {t}"
