@@ -16,6 +16,9 @@ if not entries:
             "`checkpoints/starter/`.")
     st.stop()
 ids = [e.id for e in entries]
+if any(e.kind == "zoo" for e in entries):
+    st.caption("Opens on **the zoo**: one model per family trained under one recipe (`zoo/...`); the table, "
+               "the published numbers and the recipe are in docs/zoo.md.")
 default = cmp.default_selection(entries)
 chosen = st.multiselect("Models", ids, default=default,
                         help="Starter checkpoints first, then runs newest first (the same order on every page).")
@@ -73,15 +76,20 @@ with class_tab:
     plan = comparable.evaluation_plan(sel)
     if plan.refusal:
         st.warning(md_escape(plan.refusal))
-    elif plan.missing:
+    else:
+        evals.update(cmp.stored_evaluations(sel))  # zoo results: measured on the whole val split already
+        if evals:
+            st.caption(f"{', '.join(evals)}: measured on all validation images when they were trained.")
+    todo = [e for e in plan.entries if e.id not in evals]
+    if plan.missing and todo:
         st.info(plan.missing)
-    split = val_split_cached(root=plan.root) if plan.root is not None else None
+    split = val_split_cached(root=plan.root) if plan.root is not None and todo else None
     if split is not None:
         per_class = st.select_slider("Validation images per class", [5, 10, 25, 50], value=10)
         if st.toggle("Evaluate the selected models (computed once per checkpoint, then cached)"):
             idx = cmp.subset_indices(split.labels, per_class)
             images, labels = split.images[idx], split.labels[idx]
-            for e in plan.entries:
+            for e in todo:
                 bar = st.progress(0.0, text=f"evaluating {e.id}")
                 try:
                     evals[e.id] = cmp.cached_evaluation(e.checkpoint, images, labels, split.wnids, split.class_names,

@@ -78,8 +78,8 @@ def evaluation_plan(entries: Sequence[CompareEntry]) -> EvaluationPlan:
     """Per-class accuracy and confusion compare models class by class, so every entry must have the same
     classes (else ``refusal``); they are evaluated on the validation split of the dataset they were trained
     on (a synthetic run on the synthetic set, not on Tiny ImageNet)."""
-    usable = [e for e in entries if e.checkpoint is not None]
-    mixed = mixed_classes(usable)
+    usable = [e for e in entries if e.checkpoint is not None and e.evaluation is None]
+    mixed = mixed_classes([e for e in entries if e.checkpoint is not None or e.evaluation is not None])
     if mixed:
         return EvaluationPlan(None, usable, refusal=(
             "Per-class accuracy and confusion compare models class by class, so they need models trained on "

@@ -50,8 +50,8 @@ CURVE_METRICS = ("val_top1", "val_top5", "val_loss", "train_loss", "train_acc", 
 class CompareEntry:
     """One comparable model: a training run or a starter checkpoint."""
 
-    id: str  # run id, or "starter/<name>"
-    kind: str  # "run" | "starter"
+    id: str  # run id, "starter/<name>", or "zoo/<family>"
+    kind: str  # "run" | "starter" | "zoo" (a zoo member's result file: cnnviz.zoo.results)
     arch: str | None
     model_args: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)  # hyper-parameters
@@ -64,6 +64,9 @@ class CompareEntry:
     meta: dict[str, Any] = field(default_factory=dict)  # that checkpoint's metadata
     state: str = "done"
     problems: list[str] = field(default_factory=list)
+    # A zoo result's confusion matrix over the whole val split, measured when it was trained: its per-class
+    # view needs no evaluation (and no weights).
+    evaluation: EvalResult | None = None
 
     @property
     def input_size(self) -> int | None:
@@ -127,12 +130,45 @@ def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
             config=dict(info.meta.get("train_config") or {}), metrics=[metrics] if metrics else [],
             history=[h for h in info.meta.get("history") or [] if isinstance(h, dict)],
             checkpoint=info.path, meta=info.meta))
-    return entries + [_run_entry(r) for r in _read_runs(root)]
+    return entries + _zoo_entries(root) + [_run_entry(r) for r in _read_runs(root)]
+
+
+def _zoo_entries(root: Path) -> list[CompareEntry]:
+    """One entry per zoo result file in ``checkpoints/results/`` (by family, in the zoo's order), with the
+    starter exported from it as its checkpoint when that file is here."""
+    from cnnviz.starter import starter_dir
+    from cnnviz.zoo.recipe import ALL_FAMILIES
+    from cnnviz.zoo.results import list_results, results_dir
+
+    order = {f: i for i, f in enumerate(ALL_FAMILIES)}
+    out = []
+    for r in sorted(list_results(results_dir(root)), key=lambda r: order.get(r["family"], 99)):
+        starter = r.get("starter") or {}
+        weights = starter_dir(root) / str(starter.get("checkpoint") or "-")
+        args = dict(r.get("model_args") or {})
+        meta = {"arch": r["arch"], "model_args": args, "num_classes": len(r["wnids"]),
+                "input_size": args.get("input_size"), "classes": r["wnids"], "class_names": r.get("class_names"),
+                "train_config": r.get("config") or {}, "epoch": r.get("epochs")}
+        ev = EvalResult(confusion=np.asarray(r["confusion"], dtype=np.int64), top5_correct=int(r["top5_correct"]),
+                        wnids=list(r["wnids"]), names=list(r.get("class_names") or r["wnids"]))
+        history = [{**m, "val_top1": m.get("val_top1")} for m in r["history"]]
+        out.append(CompareEntry(id=f"zoo/{r['family']}", kind="zoo", arch=r["arch"], model_args=args,
+                                config=dict(r.get("config") or {}), metrics=history, history=history,
+                                checkpoint=weights if weights.is_file() else None, meta=meta, evaluation=ev))
+    return out
+
+
+def stored_evaluations(entries: Sequence[CompareEntry]) -> dict[str, EvalResult]:
+    """The evaluations that came with the entries (zoo results), by entry id."""
+    return {e.id: e.evaluation for e in entries if e.evaluation is not None}
 
 
 def default_selection(entries: Sequence[CompareEntry], starters: int = 4, runs: int = 2) -> list[str]:
     """What Compare opens on: the shipped starters (up to ``starters``, the fixed reference) and the newest
     ``runs`` runs, in the one ordering; the starters stay selected however many runs exist."""
+    zoo = [e.id for e in entries if e.kind == "zoo"]
+    if zoo:  # the comparison the project exists for: every family under one recipe (docs/zoo.md)
+        return zoo
     return ([e.id for e in entries if e.kind == "starter"][:starters]
             + [e.id for e in entries if e.kind == "run"][:runs])
 
@@ -216,12 +252,12 @@ def entry_row(entry: CompareEntry) -> dict[str, Any]:
     params, macs, training_only = _entry_stats(entry)
     m = entry.metrics
     top1, top5 = _numbers(m, "val_top1"), _numbers(m, "val_top5")
-    trained = m if entry.kind == "run" else (entry.history or m)  # a starter's cost: from its run's history
+    trained = m if entry.kind in ("run", "zoo") else (entry.history or m)  # a starter's: its run's history
     elapsed = _numbers(trained, "elapsed_s")
     epoch_times = _numbers(trained, "epoch_time_s")
     speed = _numbers(trained, "images_per_s")
     peak = _numbers(trained, "peak_mem_bytes")
-    if entry.kind == "run":
+    if entry.kind in ("run", "zoo"):
         epochs = len(m)
     else:
         epochs = int(entry.meta["epoch"]) if isinstance(entry.meta.get("epoch"), int) else None
@@ -230,6 +266,8 @@ def entry_row(entry: CompareEntry) -> dict[str, Any]:
         "input": entry.input_size, "classes": entry.num_classes, "params": params,
         "training-only params": training_only, "macs": macs, "epochs": epochs,
         "best_val_top1": max(top1) if top1 else None, "best_val_top5": max(top5) if top5 else None,
+        **({"best_val_top1": entry.evaluation.top1, "best_val_top5": entry.evaluation.top5}  # docs/zoo.md's
+           if entry.evaluation is not None else {}),
         "train_time_s": elapsed[-1] if elapsed else (sum(epoch_times) if epoch_times else None),
         "images_per_s": sum(speed) / len(speed) if speed else None,
         "peak_mem_bytes": int(max(peak)) if peak else None,
@@ -267,7 +305,7 @@ def curves_frame(entries: Sequence[CompareEntry], metrics: Sequence[str] = CURVE
     rows = []
     for e in entries:
         clock = 0.0
-        for i, m in enumerate(e.metrics if e.kind == "run" else e.history):
+        for i, m in enumerate(e.metrics if e.kind in ("run", "zoo") else e.history):
             epoch = m.get("epoch", i + 1)
             if isinstance(m.get("elapsed_s"), (int, float)):
                 clock = float(m["elapsed_s"])

@@ -204,3 +204,39 @@ def test_googlenet_parameters_equal_the_architectures_count():
     assert (row["params"], row["training-only params"]) == (count.inference, count.training_only) \
         == (6_178_552, 4_739_728)
     assert any("training-only params" in c.value for c in at.caption)
+
+
+def _zoo_result(family: str, arch: str, variant: dict, confusion: list[list[int]], top1s: list[float]) -> dict:
+    wnids = [f"n{i:08d}" for i in range(len(confusion))]
+    return {"format": "cnnviz-zoo-result/1", "family": family, "arch": arch, "zoo": "zoo-test",
+            "model_args": {**variant, "num_classes": len(wnids), "input_size": 64},
+            "config": {"arch": arch, "data": "auto", "epochs": len(top1s), "optimizer": "sgd"},
+            "val_top1": float(np.trace(confusion) / np.sum(confusion)), "val_top5": 1.0, "val_n": int(np.sum(confusion)),
+            "history": [{"epoch": i + 1, "val_top1": t, "elapsed_s": 10.0 * (i + 1), "images_per_s": 1000.0}
+                        for i, t in enumerate(top1s)],
+            "wnids": wnids, "class_names": [f"class {i}" for i in range(len(wnids))],
+            "confusion": confusion, "top5_correct": int(np.sum(confusion)), "epochs": len(top1s), "starter": None}
+
+
+def test_compare_opens_on_the_zoo_results_without_weights_or_data():
+    """Result files alone (no checkpoint, no dataset here): the zoo is selected, its numbers are the result
+    files' full-val measurements, and the per-class view needs no evaluation."""
+    res = checkpoints_dir() / "results"
+    res.mkdir(parents=True)
+    a = _zoo_result("lenet5", "lenet5", {"variant": "modern"}, [[8, 2], [4, 6]], [0.4, 0.55])
+    b = _zoo_result("resnet18", "resnet18", {"stem": "tiny"}, [[9, 1], [1, 9]], [0.7, 0.85])
+    (res / "lenet5.json").write_text(json.dumps(a))
+    (res / "resnet18.json").write_text(json.dumps(b))
+    at = _run(AppTest.from_file(PAGE))
+    assert at.multiselect[0].value == ["zoo/lenet5", "zoo/resnet18"]
+    assert any("the zoo" in c.value for c in at.caption)
+    df = at.dataframe[0].value.set_index("model")
+    assert df.loc["zoo/lenet5", "best_val_top1"] == pytest.approx(0.7)  # 14/20 from the confusion, not 0.55
+    assert df.loc["zoo/resnet18", "best_val_top1"] == pytest.approx(0.9)
+    assert df.loc["zoo/resnet18", "epochs"] == 2
+    charts = _charts(at)
+    assert {t["name"] for t in next(iter(charts.values()))["data"]} == {"zoo/lenet5", "zoo/resnet18"}
+    per_class = [c for k, c in charts.items() if "per-class" in k or "per_class" in k]
+    assert per_class, list(charts)  # drawn from the stored confusion matrices, without any evaluation
+    assert not at.toggle  # nothing to evaluate: no toggle offered
+    assert any("measured on all validation images" in c.value for c in at.caption)
