@@ -40,7 +40,8 @@ export PYTHONUNBUFFERED=1
 # On the device everything lives in the repo copy's ignored .gpu/ (kept between calls while the machine is warm).
 export CNNVIZ_DATA=${CNNVIZ_DATA:-$PWD/.gpu/data} CNNVIZ_CHECKPOINTS=${CNNVIZ_CHECKPOINTS:-$PWD/.gpu/checkpoints}
 
-zoo_dir() { ls -d "$CNNVIZ_CHECKPOINTS"/zoo/zoo-* 2>/dev/null | tail -1; }
+zoo_dir() { local d last=""; for d in "$CNNVIZ_CHECKPOINTS"/zoo/zoo-*; do [ -d "$d" ] && last=$d; done; echo "$last"; }
+driver_alive() { pgrep -f "cnnviz zoo train" >/dev/null; }
 
 send_new() {  # copy results/starters not yet sent into $OUT, at most $1 members (3 files each)
   local max=$1 n=0 zd; zd=$(zoo_dir); [ -n "$zd" ] || return 0
@@ -93,22 +94,24 @@ launch)  # device, call 4: B = zoo budget in seconds, K = members at once
 poll)  # device, calls 5..: wait up to $1 s for members to finish, bring back at most two
   WAIT=${1:-240}; t=0; touch .gpu/sent
   while [ "$t" -lt "$WAIT" ]; do
-    zd=$(zoo_dir)
+    zd=$(zoo_dir); ready=0
     if [ -n "$zd" ]; then
-      ready=$(for r in "$zd"/results/*.json; do [ -e "$r" ] && basename "$r" .json; done | grep -cvxf .gpu/sent 2>/dev/null || true)
-      [ "${ready:-0}" -ge 1 ] && sleep 15 && break  # a second member often finishes right after
-      pgrep -f "cnnviz zoo train" >/dev/null || break
+      for r in "$zd"/results/*.json; do
+        if [ -e "$r" ] && ! grep -qx "$(basename "$r" .json)" .gpu/sent; then ready=$((ready + 1)); fi
+      done
     fi
+    if [ "$ready" -ge 1 ]; then sleep 15; break; fi  # a second member often finishes right after
+    driver_alive || break
     sleep 5; t=$((t + 5))
   done
   send_new 2
   $PY -m cnnviz zoo status --format json > "$OUT/status.json" 2>/dev/null || true
   $PY -m cnnviz zoo status 2>/dev/null || tail -20 .gpu/zoo.out
-  pgrep -f "cnnviz zoo train" >/dev/null && echo "ZOO RUNNING" || echo "ZOO ENDED";;
+  if driver_alive; then echo "ZOO RUNNING"; else echo "ZOO ENDED"; tail -3 .gpu/zoo.out; fi;;
 final)  # device, last call
   $PY bench/bench_zoo.py dataloader --zip .gpu/tin.zip --out "$OUT/bench_dataloader.json" ${BENCH_ARGS:---steps 40} | tail -8 || true
   send_new 1
-  zd=$(zoo_dir); [ -n "$zd" ] && cp "$zd/zoo.json" "$OUT/zoo.json" && cp "$zd/driver.log" "$OUT/driver.log"
+  zd=$(zoo_dir); if [ -n "$zd" ]; then cp "$zd/zoo.json" "$zd/driver.log" "$OUT/"; fi
   ls -l "$OUT";;
 unpack)  # here: the files_at folders of the calls, in order
   mkdir -p .gpu/fetched; for d in "$@"; do cp -f "$d"/* .gpu/fetched/ 2>/dev/null || true; done
@@ -131,7 +134,10 @@ rehearse)  # here, on the CPU: every device phase against a copy of the tree, wi
   for p in ab ac; do cp "$PARTS/part-$p" "$R/$PARTS/"; call "2$p" recv; done
   cp "$PARTS"/part-ad "$PARTS/SHA256" "$R/$PARTS/"
   FAMILIES=lenet5,googlenet ZOO_PLAN="--epochs 1" ZOO_ARGS="--max-steps-per-epoch 3 --batch-size 32" call 4 launch 0 2
-  for i in 1 2 3 4 5 6 7 8; do call "5_$i" poll 300 | tee "$R/poll.txt" | tail -3; grep -q "ZOO ENDED" "$R/poll.txt" && break; done
+  for i in 1 2 3 4 5 6 7 8; do
+    call "5_$i" poll 300 > "$R/poll.txt" 2>&1 || { cat "$R/poll.txt"; exit 1; }
+    tail -4 "$R/poll.txt"; if grep -q "ZOO ENDED" "$R/poll.txt"; then break; fi
+  done
   BENCH_ARGS="--device cpu --small --steps 1 --workers 2" call 9 final | tail -12
   echo "rehearsal done: $R";;
 *) echo "unknown phase $PHASE" >&2; exit 2;;
