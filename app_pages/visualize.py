@@ -37,8 +37,8 @@ except (ValueError, OSError) as e:
     show_error(f"This model cannot be loaded: {e}", e)
     st.stop()
 if subject.note:
-    st.warning(f"These weights are not a trained model's ({subject.note}): every figure below shows what the "
-               "untrained network does, and says so in its caption.")
+    st.warning(f"Not a trained model: {subject.note}. Read every figure below as what a (nearly) untrained "
+               "network does, not as a finding; each caption says so.")
 
 upload = right.file_uploader("Image", type=list(ALLOWED_EXTENSIONS), help="Empty: a validation or demo image.")
 split = val_split_cached()

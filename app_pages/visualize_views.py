@@ -81,7 +81,7 @@ def _movement(key: tuple, _model, meta: dict, layer: str):
 def show_movement(model, meta: dict, layer: str, key: tuple, where=st) -> None:
     """The "trained vs random" numbers beside a filter grid, with a sentence; a warning when near the start."""
     mv = _movement(key, model, meta, layer)
-    cols = where.columns(2)
+    cols = [where, where]  # one above the other: the labels stay whole in a narrow column
     cols[0].metric("moved from the random start", "n/a" if mv.distance is None else f"{mv.distance:.2f}",
                    help="||W - W0|| / ||W0||: W0 is the layer as initialised (rebuilt from the run's seed).")
     cols[1].metric("neighbour-pixel correlation", "n/a" if mv.smoothness is None else f"{mv.smoothness:+.2f}",
@@ -212,7 +212,7 @@ def attribution_view(ctx: Context) -> None:
     left, right = st.columns(2)
     with left:
         target = class_picker(ctx, "attr", "Class to explain")
-    cam_default = default_cam_layer(subject.model, subject.input_size)
+    cam_default = default_cam_layer(subject.model, subject.input_size, session.layer_shapes(subject))
     cam_layer = right.selectbox("Grad-CAM layer", ctx.layers, index=ctx.layers.index(cam_default),
                                 key=f"attr_cam_{cam_default}",
                                 help="Default: the last layer whose maps are larger than 1x1 (at a 1x1 layer the "

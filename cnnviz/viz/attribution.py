@@ -39,11 +39,13 @@ LABELS = {"saliency": "Saliency (gradient)", "deconvnet": "Deconvnet", "guided_b
           "guided_grad_cam": "Guided Grad-CAM"}
 
 
-def default_cam_layer(model: nn.Module, input_size: tuple[int, int, int]) -> str:
+def default_cam_layer(model: nn.Module, input_size: tuple[int, int, int],
+                      shapes: dict[str, tuple[int, ...]] | None = None) -> str:
     """The layer Grad-CAM looks at by default: the last one, in execution order, whose output is a map larger
     than 1x1 (ResNet: ``layer4``, GoogLeNet: ``inception5b``, AlexNet: ``features``; a global average pool
-    after it has 1x1 maps and would make the CAM a constant)."""
-    shapes = output_shapes(model, input_size)
+    after it has 1x1 maps and would make the CAM a constant). ``shapes``: the model's output shapes when the
+    caller has them (:func:`cnnviz.viz.hooks.output_shapes`)."""
+    shapes = shapes if shapes is not None else output_shapes(model, input_size)
     names = [n for n, s in shapes.items() if len(s) == 3 and s[1] * s[2] > 1]
     if not names:
         raise ValueError("this model has no layer with maps larger than 1x1 for Grad-CAM")
@@ -209,8 +211,8 @@ class SanityCheck:
                 score, reading = r.note or "n/a: a map is constant", "no score: one of the two maps has no picture"
             else:
                 score = f"{r.spearman_abs:.2f}"
-                reading = ("barely changed: the map does not depend on what the model learnt" if r.spearman_abs > 0.5
-                           else "changed: the map depends on the learnt weights")
+                reading = ("similar: the map depends little on what the model learnt" if r.spearman_abs > 0.5 else
+                           "partly changed" if r.spearman_abs > 0.2 else "changed: the map depends on the learnt weights")
             rows.append({"method": LABELS.get(r.method, r.method), "rank correlation, original vs randomised": score,
                          "reading": reading})
         return pd.DataFrame(rows)

@@ -189,18 +189,23 @@ def sanity_figure(seen: np.ndarray, check, subject: Subject | None = None, cell:
     return render.stack([top, bottom], pad=8)
 
 
-_LAYERS: dict = {}
+_SHAPES: dict = {}
+
+
+def layer_shapes(subject: Subject) -> dict[str, tuple[int, ...]]:
+    """Output shape of every layer (:func:`cnnviz.viz.hooks.output_shapes`), cached per architecture,
+    arguments and input size (they do not depend on the weights): one forward pass per architecture."""
+    from cnnviz.viz.hooks import output_shapes
+
+    key = (subject.meta.get("arch"), repr(subject.meta.get("model_args")), subject.input_size)
+    if key not in _SHAPES:
+        _SHAPES[key] = output_shapes(subject.model, subject.input_size)
+    return _SHAPES[key]
 
 
 def layer_choices(subject: Subject) -> list[str]:
-    """Layers with spatial outputs (the ones every visualisation here can look at), in execution order;
-    cached per architecture, arguments and input size (it does not depend on the weights)."""
-    from cnnviz.viz.hooks import map_layers
-
-    key = (subject.meta.get("arch"), repr(subject.meta.get("model_args")), subject.input_size)
-    if key not in _LAYERS:
-        _LAYERS[key] = map_layers(subject.model, subject.input_size)
-    return _LAYERS[key]
+    """Layers with spatial outputs (the ones every visualisation here can look at), in execution order."""
+    return [n for n, s in layer_shapes(subject).items() if len(s) == 3]
 
 
 # The Visualize page opens on the deepest layer whose maps are at least this many units a side: deeper maps
@@ -211,10 +216,7 @@ MIN_DEFAULT_MAP = 8
 def default_layer(subject: Subject) -> str:
     """A mid-to-deep layer worth looking at: the last layer (inside ``features`` when the model has one) whose
     maps are at least :data:`MIN_DEFAULT_MAP` x :data:`MIN_DEFAULT_MAP`; else the last one larger than 1x1."""
-    from cnnviz.viz.hooks import output_shapes
-
-    layers = layer_choices(subject)
-    shapes = output_shapes(subject.model, subject.input_size)
+    layers, shapes = layer_choices(subject), layer_shapes(subject)
     for keep in (lambda h, w: min(h, w) >= MIN_DEFAULT_MAP, lambda h, w: h * w > 1):
         picked = [n for n in layers if keep(*shapes[n][1:])]
         inside = [n for n in picked if n.startswith("features.")]
