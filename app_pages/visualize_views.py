@@ -74,8 +74,8 @@ def class_picker(ctx: Context, key: str, label: str = "Class") -> int:
 
 
 @st.cache_data(show_spinner="Measuring how far the filters moved from their random start…", max_entries=64)
-def _movement(key: tuple, _model, meta: dict, layer: str):
-    return filter_movement(_model, meta, layer)
+def _movement(key: tuple, _model, _meta: dict, layer: str):
+    return filter_movement(_model, _meta, layer)  # ``key`` names the weights (checkpoint file, or a random init)
 
 
 def show_movement(model, meta: dict, layer: str, key: tuple, where=st) -> None:

@@ -16,7 +16,11 @@ checkpoint (not timed), then times what a user does most:
 Each time runs from the click to the script having finished with the view's figure visible (Streamlit's
 ``data-test-script-state``, watched by a MutationObserver, so a click that has not started its rerun yet is
 not taken for a finished one). The older commit is exported with ``git archive`` into a temporary folder
-and run from there, one server at a time. Writes its section of docs/benchmarks.md (``visualize_click``).
+and run from there, one server at a time.
+
+The same clicks are also timed without a browser (Streamlit's AppTest, in a subprocess importing that
+checkout's code): the server's script time alone, which the machine's load disturbs less than a browser
+round trip. Writes its section of docs/benchmarks.md (``visualize_click``).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def _timed_view(page, name: str, marker: str) -> float:
 
     t0 = time.perf_counter()
     page.get_by_role("tab", name=name).click()
-    expect(page.locator("[data-testid=stImage]").filter(has_text=marker).first).to_be_visible()
+    expect(page.locator("[data-testid=stImage]").filter(has_text=marker).first).to_be_visible(timeout=180_000)
     _idle(page)
     return time.perf_counter() - t0
 
@@ -119,6 +123,52 @@ def measure(root: Path, starters: list[dict], data: Path | None, label: str) -> 
     return times
 
 
+# The same clicks through AppTest (no browser): run in a subprocess whose sys.path starts at the checkout,
+# so the old page imports the old library. Prints one JSON object {kind: [seconds, ...]}.
+_APPTEST = r"""
+import json, os, sys, time
+sys.path.insert(0, os.getcwd())
+import torch
+from streamlit.testing.v1 import AppTest
+torch.set_num_threads(1)
+at = AppTest.from_file(os.path.join(os.getcwd(), "app_pages", "visualize.py"), default_timeout=600)
+at.run()
+lazy = sys.argv[2] == "lazy"  # the page's tabs run only the open view (a tab switch is a rerun)
+times = {"next image": [], "option": [], "open a view": []}
+def timed(kind):
+    t = time.perf_counter(); at.run(); times[kind].append(time.perf_counter() - t)
+    assert not at.exception, [e.value for e in at.exception]
+for name in json.loads(sys.argv[1]):
+    at.selectbox[0].select(next(o for o in at.selectbox[0].options if o.startswith("starter/" + name + " ")))
+    at.run()
+    step = next((n for n in at.number_input if n.label == "Validation image"), None)
+    for _ in range(3 if step else 0):
+        step.increment(); timed("next image")
+    radio = next(r for r in at.radio if r.label == "Scale")
+    for v in ("global", "per_filter"):
+        radio.set_value(v); timed("option")
+    for view in ("Feature maps", "Deconvnet", "Filters"):
+        if lazy:
+            at.session_state["viz_view"] = view; timed("open a view")
+print(json.dumps(times))
+"""
+
+
+def measure_script(root: Path, starters: list[dict], data: Path | None, lazy: bool) -> dict[str, list[float]]:
+    """Server-side script time of the same clicks, through AppTest, for the app checked out at ``root``."""
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="cnnviz-apptest-") as d:
+        base = Path(d)
+        shutil.copytree(REPO / "checkpoints" / "starter", base / "checkpoints" / "starter")
+        env = {**os.environ, "CNNVIZ_CHECKPOINTS": str(base / "checkpoints"),
+               "CNNVIZ_DATA": str(data or base / "data"), "PYTHONPATH": str(root)}
+        out = subprocess.run([sys.executable, "-c", _APPTEST, json.dumps([s["name"] for s in starters]),
+                              "lazy" if lazy else "all"], cwd=root,
+                             env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def _export(ref: str, folder: Path) -> Path:
     """The app as committed at ``ref`` (tracked files only), unpacked into ``folder``."""
     folder.mkdir(parents=True)
@@ -152,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     data = find_dataset()
     data_dir = data.parent if data is not None else None
     with tempfile.TemporaryDirectory(prefix="cnnviz-before-") as d:
-        old = measure(_export(args.before, Path(d) / "src"), starters, data_dir, "before")
+        old_root = _export(args.before, Path(d) / "src")
+        old = measure(old_root, starters, data_dir, "before")
+        old_script = measure_script(old_root, starters, data_dir, lazy=False)
     new = measure(REPO, starters, data_dir, "after")
+    new_script = measure_script(REPO, starters, data_dir, lazy=True)
     load_end = os.getloadavg()
     every_old = [t for ts in old.values() for t in ts]
     every_new = [t for ts in new.values() for t in ts]
@@ -171,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         *(_row(k, old[k], new[k]) for k in old),
         _row("every click above", every_old, every_new),
         "| goal | | at most 1 s | |", "",
+        "The same clicks without a browser (AppTest: the server's script time only; on the older page a tab "
+        "switch runs nothing, so it has no *open a view* row):", "",
+        "| click | before | after | before / after |", "|---|---|---|---|",
+        *(_row(k, old_script[k], new_script[k]) for k in old_script),
+        _row("every click above", [t for ts in old_script.values() for t in ts],
+             [t for ts in new_script.values() for t in ts]), "",
         f"Load average (1 min) at the start: {load_start[0]:.1f}, at the end: {load_end[0]:.1f}, on "
         f"{os.cpu_count()} cores (above ~1: other work shared the cores, and the server and Chromium share them "
         "with the page).",
