@@ -225,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         _row("every click above", every_old, every_new),
         "| goal | | at most 1 s | |", "",
         "The same clicks without a browser (AppTest: the server's script time only; on the older page a tab "
-        "switch runs nothing, so it has no *open a view* row):", "",
+        "switch runs nothing, so it has no *open a view* row). The script is the part the page controls; the rest of a "
+        "browser click is the websocket round trip, sending the figures and drawing them, which the load on "
+        "the cores stretches (the first *open a view* also loads plotly.js into the tab):", "",
         "| click | before | after | before / after |", "|---|---|---|---|",
         *(_row(k, old_script[k], new_script[k]) for k in old_script),
         _row("every click above", [t for ts in old_script.values() for t in ts],

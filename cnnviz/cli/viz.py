@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     layer = args.layer or _default_layer(subject)
     if cmd == "maps":
         fm = viz.feature_maps(model, x, layer)
-        _save(args, fm.grid(), fm.maps)
+        _save(args, session.maps_figure(fm), fm.maps)
     elif cmd == "deconv":
         channel = args.channel if args.channel is not None else viz.top_channels(model, x, layer, 1)[0][0]
         p = viz.deconvnet(model, x, layer, channel, method=args.method)

@@ -297,11 +297,15 @@ def feature_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: s
                           render.text_block("in the model's input pixels (x1, y1 exclusive)", shown.shape[1], size=10,
                                             color=(60, 60, 60))])
     detail = render.side_by_side([fmap, shown])
+    return fm, maps_figure(fm, max_maps), detail, channel, unit, box
+
+
+def maps_figure(fm, max_maps: int = 64) -> np.ndarray:
+    """The strongest ``max_maps`` feature maps as a grid (:meth:`FeatureMaps.grid`) with its grey colour bar."""
     maps_grid = fm.grid(max_maps)
-    grid = render.stack([maps_grid, render.colorbar(
+    return render.stack([maps_grid, render.colorbar(
         "gray", "lowest", "highest", "activation: each map on its own scale, black = its lowest, white = its highest",
         min(maps_grid.shape[1], 360))])
-    return fm, grid, detail, channel, unit, box
 
 
 def deconv_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: str, channel: int | None = None,
