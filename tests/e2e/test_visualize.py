@@ -30,7 +30,7 @@ def _tab(page, name):
 def _loaded_image(page, caption_text):
     """The ``st.image`` whose caption contains ``caption_text``, once visible and fully decoded."""
     img = page.locator("[data-testid=stImage]").filter(has_text=caption_text).locator("img")
-    expect(img).to_be_visible()
+    expect(img).to_be_visible(timeout=60_000)  # a tab click reruns the page (lazy tabs): it may not have begun yet
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
     return img
 
