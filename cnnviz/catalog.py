@@ -262,3 +262,16 @@ def find_checkpoint(name: str, root: str | Path | None = None) -> CheckpointInfo
         if info.name == name:
             return info
     return None
+
+
+def most_accurate(infos, arch: str | None = None) -> CheckpointInfo | None:
+    """The usable checkpoint (of ``arch``, when given) with the highest recorded val top-1, or None when none
+    records one. Ties keep the listing order (starters first)."""
+    best, best_top1 = None, None
+    for info in infos:
+        top1 = info.metrics.get("val_top1")
+        if not info.ok or (arch is not None and info.arch != arch) or not isinstance(top1, (int, float)):
+            continue
+        if best_top1 is None or top1 > best_top1:
+            best, best_top1 = info, top1
+    return best

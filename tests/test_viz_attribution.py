@@ -99,3 +99,72 @@ def test_sanity_check_guided_backprop_barely_changes_gradient_does():
     assert s["guided_backprop"] > 0.6 and s["guided_backprop"] > s["saliency"] + 0.2, s
     casc = sanity_check(_vgg_like(), _image(), 0, methods=("saliency",), mode="cascading", steps=3)
     assert casc.scores.randomized.tolist() == [1, 2, 3]
+
+
+# --- Grad-CAM looks at real maps (issue 11) ---------------------------------------------------------------------
+
+def _one_arch_per_family() -> list[str]:
+    from cnnviz.models import get_card, list_models
+
+    first: dict[str, str] = {}
+    for arch in list_models():
+        first.setdefault(get_card(arch).family, arch)
+    return list(first.values())
+
+
+@pytest.mark.parametrize("arch", _one_arch_per_family())
+def test_grad_cam_default_layer_has_real_maps_for_every_family(arch):
+    """The default Grad-CAM layer is the last one with maps larger than 1x1 (ResNet and GoogLeNet used to get
+    their 1x1 average pool: a constant CAM), and the CAM there is a picture, not a constant."""
+    from cnnviz.viz.attribution import default_cam_layer
+    from cnnviz.viz.hooks import output_shapes
+    from cnnviz.viz.session import demo_image, prepare, random_subject
+
+    subject = random_subject(arch, num_classes=10)
+    x, _ = prepare(demo_image(64), subject.meta)
+    layer = default_cam_layer(subject.model, subject.input_size)
+    shapes = output_shapes(subject.model, subject.input_size)
+    _, h, w = shapes[layer]
+    assert h * w > 1, (layer, shapes[layer])
+    later = list(shapes)[list(shapes).index(layer) + 1:]
+    assert all(len(shapes[n]) != 3 or shapes[n][1] * shapes[n][2] == 1 for n in later), "not the last one"
+    # ReLU'd CAMs of a random net may be empty for one class; over the first few classes one is a real map
+    cams = [attribute(subject.model, x, t, methods=("grad_cam",)) for t in range(4)]
+    assert all(a.cam_layer == layer and a.cam_size == (h, w) for a in cams)
+    assert any(a.blank("grad_cam") is None for a in cams), [a.blank("grad_cam") for a in cams]
+
+
+def test_a_1x1_layer_or_constant_map_is_na_not_a_stretched_constant():
+    from cnnviz.viz import render
+    from cnnviz.viz.attribution import blank_reason
+    from cnnviz.viz.session import attribution_figure, demo_image, prepare, random_subject
+
+    subject = random_subject("resnet18", num_classes=10)
+    x, seen = prepare(demo_image(64), subject.meta)
+    a = attribute(subject.model, x, 0, methods=("grad_cam",), cam_layer="avgpool")
+    assert a.cam_size == (1, 1) and a.blank("grad_cam") == "n/a: this layer's map is 1x1"
+    assert blank_reason(np.full((8, 8), 6.001) + np.float32(1e-7) * np.arange(64).reshape(8, 8)).startswith(
+        "n/a: constant map")
+    assert blank_reason(np.zeros((4, 4))) == "n/a: constant map (0 everywhere)"
+    # the figure draws a grey square with the reason, no colours of the inferno map
+    panel = attribution_figure(seen, a, subject)[:, 170:]  # right of the image
+    colourful = (panel.max(axis=2).astype(int) - panel.min(axis=2)) > 40
+    assert not colourful.any()
+    assert render.heat_panel(np.eye(4), "inferno", "t", "m").shape[0] > 160 + 20  # title, map, colour bar
+
+
+def test_sanity_check_scores_are_never_empty():
+    """Adebayo's table has a number or an "n/a: <why>" for every method, never None/NaN shown to a user."""
+    from cnnviz.viz.session import demo_image, prepare, random_subject, sanity_figure
+
+    subject = random_subject("resnet18", num_classes=10)
+    x, seen = prepare(demo_image(64), subject.meta)
+    sc = sanity_check(subject.model, x, 0, methods=("saliency", "grad_cam"), cam_layer="avgpool")
+    table = sc.table()
+    scores = dict(zip(table.method, table["rank correlation, original vs randomised"], strict=True))
+    assert scores["Grad-CAM"].startswith("n/a: this layer's map is 1x1"), scores
+    assert float(scores["Saliency (gradient)"]) == pytest.approx(sc.scores.spearman_abs[0], abs=0.005)
+    # original (top row) and randomised (bottom row) side by side in one figure
+    fig = sanity_figure(seen, sc, subject)
+    from cnnviz.viz.session import attribution_figure
+    assert fig.shape[0] > 2 * attribution_figure(seen, sc.original, subject).shape[0] - 20

@@ -89,3 +89,31 @@ def test_to_pixels_spreads_the_map_over_the_image():
     px = r.to_pixels(r.prob, (64, 64))
     assert px.shape == (64, 64)
     assert px[28, 36] == pytest.approx(r.prob[3, 4])
+
+
+def _contains_rows(img: np.ndarray, row: np.ndarray) -> bool:
+    """True when some row of ``img`` holds ``row`` (W x 3) exactly, at any horizontal offset."""
+    w = row.shape[0]
+    for y in range(img.shape[0]):
+        for x0 in range(img.shape[1] - w + 1):
+            if img[y, x0, 0] == row[0, 0] and np.array_equal(img[y, x0:x0 + w], row):
+                return True
+    return False
+
+
+def test_occlusion_figure_has_colour_bars_and_a_class_legend():
+    """ZF Fig. 7 with what its colours mean: (a) and (b) carry colour bars, (c) a legend of its classes."""
+    from cnnviz.viz import render
+    from cnnviz.viz.session import Subject, occlusion_figure
+
+    net = BrightSquareDetector().eval()
+    res = occlusion(net, _image_with_object(), 1, size=8, stride=4, layer="features", channel=0)
+    subject = Subject(net, {"class_names": ["grey", "bright square"], "num_classes": 2}, "detector", None)
+    fig = occlusion_figure(np.zeros((64, 64, 3), np.uint8), res, subject, cell=192)
+    for cmap in ("viridis", "magma"):  # the bars' ramps, exactly as render.colorbar draws them
+        ramp = render.colormap(np.linspace(0.0, 1.0, 192 - 4)[None, :], cmap, 0.0, 1.0)[0]
+        assert _contains_rows(fig, ramp), cmap
+    colors = render.categorical_colors(res.top_class)
+    below_maps = fig[2 * 14 + 192 + 8:]  # under the titles and the maps: bars, text and the legend
+    for rgb in colors.values():  # every class shown in (c) has its swatch in the legend
+        assert (below_maps == np.array(rgb, np.uint8)).all(axis=2).sum() >= 64, rgb

@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
 
     subject = _subject(args)
     model, cmd = subject.model, args.viz_command
+    if subject.note:
+        print(f"note: {subject.note}")  # figures of untrained weights must say so (issue 11)
     if cmd == "filters":
         layer = args.layer or viz.conv_layers(model)[0]
         fig = viz.filter_grid(model, layer, args.normalise) if args.channel is None else \
@@ -151,12 +153,13 @@ def run(args: argparse.Namespace) -> int:
     layer = args.layer or _default_layer(subject)
     if cmd == "maps":
         fm = viz.feature_maps(model, x, layer)
-        _save(args, fm.grid(), fm.maps)
+        _save(args, session.maps_figure(fm), fm.maps)
     elif cmd == "deconv":
         channel = args.channel if args.channel is not None else viz.top_channels(model, x, layer, 1)[0][0]
         p = viz.deconvnet(model, x, layer, channel, method=args.method)
         box = viz.unit_region(model, layer, *p.position, subject.input_size)
-        print(f"{layer}[{channel}] unit {p.position} = {p.value:.4g} ({p.method}); receptive field {box}")
+        print(f"{layer}[{channel}] unit (row, column) {p.position} = {p.value:.4g} ({p.method}); receptive field "
+              f"{session.box_text(box)} in input pixels")
         _save(args, session.projection_figure(seen, p.image, box), p.image)
     elif cmd == "occlusion":
         channel = args.channel
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         a = viz.attribute(model, x, args.target, methods)
         print(f"explaining {subject.class_name(a.target)}")
-        _save(args, session.attribution_figure(seen, a), np.stack([a.maps[m] for m in methods]))
+        _save(args, session.attribution_figure(seen, a, subject), np.stack([a.maps[m] for m in methods]))
     return 0
 
 

@@ -3,7 +3,12 @@
 Methods (captum classes): ``saliency`` (``Saliency``, |gradient|, Simonyan et al. 2014), ``deconvnet``
 (``Deconvolution``, ZF's backward rule), ``guided_backprop`` (``GuidedBackprop``), ``integrated_gradients``
 (``IntegratedGradients``, baseline = the dataset mean, i.e. 0 after normalisation), ``grad_cam``
-(``LayerGradCam`` on the last feature map, upsampled) and ``guided_grad_cam`` (``GuidedGradCam``).
+(``LayerGradCam``, upsampled) and ``guided_grad_cam`` (``GuidedGradCam``). Both Grad-CAMs look at the chosen
+layer or, by default, the last layer whose maps are larger than 1x1 (:func:`default_cam_layer`, read from the
+model's own output shapes): at a 1x1 layer (a global average pool) the CAM is one number, a constant picture.
+
+A map that is constant (a CAM at a 1x1 layer, or a ReLU'd CAM with nothing positive) is not drawn as a colour
+stretch of float noise: :func:`blank_reason` says why it is empty and the figures show that text instead.
 
 Pixel maps are reduced over colour channels by the maximum absolute value (Simonyan et al.). Everything runs
 on a private view of the model (captum's hooks never touch a shared model).
@@ -26,7 +31,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from cnnviz.viz.hooks import map_layers, private_view
+from cnnviz.viz.hooks import output_shapes, private_view
 
 METHODS = ("saliency", "deconvnet", "guided_backprop", "integrated_gradients", "grad_cam", "guided_grad_cam")
 LABELS = {"saliency": "Saliency (gradient)", "deconvnet": "Deconvnet", "guided_backprop": "Guided backprop",
@@ -34,13 +39,35 @@ LABELS = {"saliency": "Saliency (gradient)", "deconvnet": "Deconvnet", "guided_b
           "guided_grad_cam": "Guided Grad-CAM"}
 
 
-def default_cam_layer(model: nn.Module, input_size: tuple[int, int, int]) -> str:
-    """The layer Grad-CAM looks at: ``features`` (the conv body, by the zoo's convention) when it outputs a
-    map, otherwise the last layer with a spatial output."""
-    names = map_layers(model, input_size)
+def default_cam_layer(model: nn.Module, input_size: tuple[int, int, int],
+                      shapes: dict[str, tuple[int, ...]] | None = None) -> str:
+    """The layer Grad-CAM looks at by default: the last one, in execution order, whose output is a map larger
+    than 1x1 (ResNet: ``layer4``, GoogLeNet: ``inception5b``, AlexNet: ``features``; a global average pool
+    after it has 1x1 maps and would make the CAM a constant). ``shapes``: the model's output shapes when the
+    caller has them (:func:`cnnviz.viz.hooks.output_shapes`)."""
+    shapes = shapes if shapes is not None else output_shapes(model, input_size)
+    names = [n for n, s in shapes.items() if len(s) == 3 and s[1] * s[2] > 1]
     if not names:
-        raise ValueError("this model has no layer with a spatial output for Grad-CAM")
-    return "features" if "features" in names else names[-1]
+        raise ValueError("this model has no layer with maps larger than 1x1 for Grad-CAM")
+    return names[-1]
+
+
+# A map whose spread is below this fraction of its largest magnitude is constant (float noise, not signal).
+CONSTANT_TOLERANCE = 1e-5
+
+
+def blank_reason(values: np.ndarray, cam_size: tuple[int, int] | None = None) -> str | None:
+    """Why a map must not be drawn as a heat map (None when it can be): the CAM's layer has 1x1 maps, or the map
+    is constant (every value the same up to float noise)."""
+    if cam_size is not None and cam_size[0] * cam_size[1] == 1:
+        return "n/a: this layer's map is 1x1"
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0 or not np.isfinite(a).all():
+        return "n/a: no finite values"
+    scale = max(float(np.abs(a).max()), 1e-30)
+    if float(np.ptp(a)) <= CONSTANT_TOLERANCE * scale:
+        return f"n/a: constant map ({float(a.flat[0]):.3g} everywhere)"
+    return None
 
 
 @dataclass
@@ -49,6 +76,12 @@ class Attributions:
     maps: dict[str, np.ndarray]  # method -> H x W float32 (pixel maps: max |a| over channels; CAMs: >= 0)
     raw: dict[str, np.ndarray] = field(default_factory=dict)  # method -> C x H x W (or 1 x H x W) float32
     cam_layer: str | None = None
+    cam_size: tuple[int, int] | None = None  # (h, w) of the CAM layer's maps, before upsampling
+
+    def blank(self, method: str) -> str | None:
+        """Why ``method``'s map is not a picture (see :func:`blank_reason`), or None."""
+        cam = self.cam_size if method in ("grad_cam", "guided_grad_cam") else None
+        return blank_reason(self.maps[method], cam)
 
 
 def _reduce(a: torch.Tensor) -> np.ndarray:
@@ -87,6 +120,7 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | None = None, meth
         cam_layer = cam_layer or default_cam_layer(view, tuple(x.shape[1:]))
     raw: dict[str, torch.Tensor] = {}
     maps: dict[str, np.ndarray] = {}
+    cam_size = None
     with torch.enable_grad(), warnings.catch_warnings():
         # captum warns that it sets (and removes) backward hooks on the ReLUs: of the private view, by design
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
@@ -104,13 +138,17 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | None = None, meth
             elif m == "grad_cam":
                 layer = dict(view.named_modules())[cam_layer]
                 cam = LayerGradCam(view, layer).attribute(xi, target=target, relu_attributions=True)
+                cam_size = tuple(int(v) for v in cam.shape[2:])
                 a = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
             else:  # guided_grad_cam
                 layer = dict(view.named_modules())[cam_layer]
                 a = GuidedGradCam(view, layer).attribute(xi, target=target)
             raw[m] = a.detach()
             maps[m] = a.detach()[0, 0].float().cpu().numpy() if m == "grad_cam" else _reduce(a)
-    return Attributions(target, maps, {k: v[0].float().cpu().numpy() for k, v in raw.items()}, cam_layer)
+    if cam_layer is not None and cam_size is None:
+        shape = output_shapes(view, tuple(x.shape[1:])).get(cam_layer)
+        cam_size = tuple(shape[1:]) if shape is not None and len(shape) == 3 else None
+    return Attributions(target, maps, {k: v[0].float().cpu().numpy() for k, v in raw.items()}, cam_layer, cam_size)
 
 
 def parametrised_layers(model: nn.Module) -> list[str]:
@@ -160,19 +198,36 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 class SanityCheck:
     original: Attributions
     randomized: Attributions  # after the last randomisation step
-    scores: pd.DataFrame  # columns: step, randomized (layers re-initialised, top-down), method, spearman_abs
+    scores: pd.DataFrame  # columns: step, randomized (layers re-initialised, top-down), method, spearman_abs, note
     mode: str
+
+    def table(self) -> pd.DataFrame:
+        """The last step's scores for people: method, the rank correlation as text (never empty: "n/a: ..."
+        with the reason when a map is constant), and what it means."""
+        last = self.scores[self.scores.step == self.scores.step.max()]
+        rows = []
+        for r in last.itertuples():
+            if r.note or not np.isfinite(r.spearman_abs):
+                score, reading = r.note or "n/a: a map is constant", "no score: one of the two maps has no picture"
+            else:
+                score = f"{r.spearman_abs:.2f}"
+                reading = ("similar: the map depends little on what the model learnt" if r.spearman_abs > 0.5 else
+                           "partly changed" if r.spearman_abs > 0.2 else "changed: the map depends on the learnt weights")
+            rows.append({"method": LABELS.get(r.method, r.method), "rank correlation, original vs randomised": score,
+                         "reading": reading})
+        return pd.DataFrame(rows)
 
 
 def sanity_check(model: nn.Module, x: torch.Tensor, target: int | None = None, methods=METHODS, *,
-                 mode: str = "full", steps: int = 4, seed: int = 0, ig_steps: int = 16) -> SanityCheck:
+                 mode: str = "full", steps: int = 4, seed: int = 0, ig_steps: int = 16,
+                 cam_layer: str | None = None) -> SanityCheck:
     """Adebayo et al.'s model-randomisation test: attributions on the trained model vs on re-initialised copies.
 
     ``mode="full"`` re-initialises every layer at once; ``"cascading"`` re-initialises ``steps`` growing
     top-down slices (the top layer, ..., all layers), reporting the similarity at each step. A similarity near
     1 means the method does not depend on what the model learnt.
     """
-    original = attribute(model, x, target, methods, ig_steps=ig_steps)
+    original = attribute(model, x, target, methods, cam_layer=cam_layer, ig_steps=ig_steps)
     target = original.target
     n_layers = len(parametrised_layers(model))
     if mode == "full":
@@ -185,6 +240,10 @@ def sanity_check(model: nn.Module, x: torch.Tensor, target: int | None = None, m
         rand = randomized_copy(model, "full" if mode == "full" else "cascading", layers=n, seed=seed)
         rand_attr = attribute(rand, x, target, methods, cam_layer=original.cam_layer, ig_steps=ig_steps)
         for m in methods:
+            why = original.blank(m) or rand_attr.blank(m)
+            note = "" if why is None else \
+                f"{why} ({'original' if original.blank(m) else 'randomised'} model): no rank correlation"
             rows.append({"step": len(rows) // len(methods), "randomized": n, "method": m,
-                         "spearman_abs": spearman(np.abs(original.maps[m]), np.abs(rand_attr.maps[m]))})
+                         "spearman_abs": float("nan") if why else
+                         spearman(np.abs(original.maps[m]), np.abs(rand_attr.maps[m])), "note": note})
     return SanityCheck(original, rand_attr, pd.DataFrame(rows), mode)

@@ -54,13 +54,12 @@ def colormap(arr: np.ndarray, cmap: str = "viridis", vmin: float | None = None, 
 
 def categorical(labels: np.ndarray) -> np.ndarray:
     """Integer labels -> distinct colours (``tab20``), for the most-probable-class map."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"]
     lab = np.asarray(labels)
-    uniq = {v: i for i, v in enumerate(np.unique(lab))}
-    idx = np.vectorize(uniq.get)(lab) if lab.size else lab
-    return (np.asarray(cmap(idx % 20))[..., :3] * 255).round().astype(np.uint8)
+    colors = categorical_colors(lab)
+    out = np.zeros((*lab.shape, 3), np.uint8)
+    for v, rgb in colors.items():
+        out[lab == v] = rgb
+    return out
 
 
 def _as_rgb(img: np.ndarray) -> np.ndarray:
@@ -151,3 +150,126 @@ def labelled(images: Sequence[np.ndarray], labels: Sequence[str], cell: int = 16
         ImageDraw.Draw(canvas).text((2, 2), str(text)[:40], fill=(0, 0, 0), font=font)
         tiles.append(np.asarray(canvas))
     return grid(tiles, ncols=ncols or len(tiles), pad=4)
+
+
+# --- heat maps that say what their colours mean -------------------------------------------------------------
+
+def _font(size: int = 11):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _wrap(text: str, width: int, font) -> list[str]:
+    """Greedy word wrap of ``text`` to lines at most ``width`` pixels wide."""
+    lines: list[str] = []
+    for para in str(text).split("\n"):
+        line = ""
+        for word in para.split(" "):
+            trial = f"{line} {word}".strip()
+            if line and font.getlength(trial) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    return lines
+
+
+def text_block(text: str, width: int, size: int = 11, color=(0, 0, 0), background=(255, 255, 255),
+               lines: int = 0) -> np.ndarray:
+    """``text`` wrapped to ``width`` pixels (at least ``lines`` lines tall), as an ``H x width x 3`` uint8 image."""
+    from PIL import ImageDraw
+
+    font = _font(size)
+    wrapped = _wrap(text, width - 4, font)
+    lines = wrapped + [""] * max(0, lines - len(wrapped))
+    step = size + 3
+    canvas = Image.new("RGB", (width, step * len(lines) + 2), background)
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((2, 1 + i * step), line, fill=color, font=font)
+    return np.asarray(canvas)
+
+
+def stack(images: Sequence[np.ndarray], pad: int = 2, background: int = 255) -> np.ndarray:
+    """Images one above the other, left-aligned, on a white background."""
+    tiles = [_as_rgb(np.asarray(im)) for im in images]
+    width = max(t.shape[1] for t in tiles)
+    out = np.full((sum(t.shape[0] for t in tiles) + pad * (len(tiles) - 1), width, 3), background, np.uint8)
+    y = 0
+    for t in tiles:
+        out[y:y + t.shape[0], :t.shape[1]] = t
+        y += t.shape[0] + pad
+    return out
+
+
+def colorbar(cmap: str, lo: float | str, hi: float | str, meaning: str, width: int = 160, height: int = 10
+             ) -> np.ndarray:
+    """A horizontal colour bar: the colour map from ``lo`` (left) to ``hi`` (right), the two end values under
+    it and what the colour means (``meaning``) below, as an ``H x width x 3`` uint8 image."""
+    from PIL import ImageDraw
+
+    ramp = colormap(np.tile(np.linspace(0.0, 1.0, width - 4), (height, 1)), cmap, 0.0, 1.0)
+    bar = np.full((height + 2, width, 3), 255, np.uint8)
+    bar[1:1 + height, 2:width - 2] = ramp
+    font = _font(10)
+    ends = Image.new("RGB", (width, 13), (255, 255, 255))
+    draw = ImageDraw.Draw(ends)
+    lo_s, hi_s = (v if isinstance(v, str) else f"{v:.3g}" for v in (lo, hi))
+    draw.text((2, 0), lo_s, fill=(0, 0, 0), font=font)
+    draw.text((width - 2 - font.getlength(hi_s), 0), hi_s, fill=(0, 0, 0), font=font)
+    return stack([bar, np.asarray(ends), text_block(meaning, width, size=10, color=(60, 60, 60))], pad=0)
+
+
+def heat_panel(values: np.ndarray, cmap: str, title: str, meaning: str, cell: int = 160,
+               vmin: float | None = None, vmax: float | None = None, blank: str | None = None) -> np.ndarray:
+    """One titled heat map of ``values`` (``h x w``) resized to ``cell`` pixels, with its colour bar and
+    ``meaning`` under it. ``blank`` (a reason, e.g. "n/a: this layer's map is 1x1") replaces the map by a grey
+    square that says so: a colour stretch of a constant map would paint float noise."""
+    head = text_block(title, cell, size=11, lines=2)  # two lines for every title: the maps stay aligned
+    if blank is not None:
+        square = np.full((cell, cell, 3), 225, np.uint8)
+        note = text_block(blank, cell - 16, size=12, background=(225, 225, 225))
+        y = max(0, (cell - note.shape[0]) // 2)
+        square[y:y + note.shape[0], 8:8 + note.shape[1]] = note[:cell - y]
+        return stack([head, square, text_block(meaning, cell, size=10, color=(60, 60, 60))], pad=1)
+    a = np.asarray(values, dtype=np.float64)
+    lo = float(np.nanmin(a)) if vmin is None else vmin
+    hi = float(np.nanmax(a)) if vmax is None else vmax
+    tile = upscale(colormap(a, cmap, lo, hi), cell)
+    return stack([head, tile, colorbar(cmap, lo, hi, meaning, width=tile.shape[1])], pad=1)
+
+
+def categorical_colors(labels: np.ndarray) -> dict[int, tuple[int, int, int]]:
+    """The colour :func:`categorical` gives each label value (``tab20``, by sorted value; repeats after 20)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return {int(v): tuple(int(round(c * 255)) for c in cmap(i % 20)[:3]) for i, v in enumerate(np.unique(labels))}
+
+
+def legend(entries: Sequence[tuple[tuple[int, int, int], str]], width: int = 160, size: int = 10) -> np.ndarray:
+    """A colour legend: one swatch and its text per line, as an ``H x width x 3`` uint8 image."""
+    from PIL import ImageDraw
+
+    font = _font(size)
+    step = size + 4
+    canvas = Image.new("RGB", (width, step * len(entries) + 2), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (rgb, text) in enumerate(entries):
+        y = 1 + i * step
+        draw.rectangle([2, y + 1, 2 + size, y + 1 + size], fill=tuple(rgb), outline=(0, 0, 0))
+        shown = str(text)
+        while len(shown) > 1 and font.getlength(shown) > width - size - 10:
+            shown = shown[:-2] + "…"
+        draw.text((size + 7, y), shown, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
+def side_by_side(panels: Sequence[np.ndarray], pad: int = 6) -> np.ndarray:
+    """Panels of any heights in one row, top-aligned, on a white background."""
+    return grid(list(panels), ncols=len(panels), pad=pad)

@@ -35,6 +35,19 @@ class Subject:
         names = self.meta.get("class_names") or []
         return str(names[k]) if 0 <= k < len(names) and names[k] else f"class {k}"
 
+    @property
+    def note(self) -> str | None:
+        """What every figure's caption must say about these weights (random, barely trained), or None."""
+        from cnnviz.viz.trained import weights_note
+
+        return weights_note(self.meta)
+
+    def caption(self, text: str) -> str:
+        """``text`` with :attr:`note` appended when the weights are untrained or barely trained."""
+        from cnnviz.viz.trained import with_note
+
+        return with_note(text, self.meta)
+
 
 def random_subject(arch: str, num_classes: int = 200, input_size: int = 64, seed: int = 0) -> Subject:
     """A randomly initialised ``arch`` (seeded), preprocessed with Tiny ImageNet's statistics."""
@@ -45,7 +58,7 @@ def random_subject(arch: str, num_classes: int = 200, input_size: int = 64, seed
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = create_model(arch, num_classes=num_classes, input_size=input_size).eval()
-    meta = build_meta(model, mean=TINY_IMAGENET_MEAN, std=TINY_IMAGENET_STD)
+    meta = build_meta(model, mean=TINY_IMAGENET_MEAN, std=TINY_IMAGENET_STD, init={"random": True, "seed": seed})
     return Subject(model, meta, f"{arch} (random init, seed {seed})", None)
 
 
@@ -86,50 +99,154 @@ def projection_figure(seen: np.ndarray, proj: np.ndarray, box: tuple[int, int, i
     return render.labelled([left, right], ["what the network saw", "deconvnet projection"], cell=cell)
 
 
+def box_text(box: tuple[int, int, int, int]) -> str:
+    """An input box ``(top, left, bottom, right)`` (as :func:`cnnviz.viz.maps.unit_region` gives it) written
+    the way the page labels boxes: ``(x0, y0, x1, y1)``, in the model's input pixels, x1 and y1 exclusive."""
+    top, left, bottom, right = (int(v) for v in box)
+    return f"(x0, y0, x1, y1) = ({left}, {top}, {right}, {bottom})"
+
+
+def covers_whole_image(box: tuple[int, int, int, int], input_size: tuple[int, int, int]) -> bool:
+    """True when the box is the whole input (every unit of the layer then sees all of the image)."""
+    top, left, bottom, right = box
+    return top <= 0 and left <= 0 and bottom >= input_size[1] and right >= input_size[2]
+
+
+def _titled(image: np.ndarray, title: str, cell: int) -> np.ndarray:
+    """An image resized to ``cell`` under a two-line title (aligned with :func:`render.heat_panel`'s maps)."""
+    return render.stack([render.text_block(title, cell, lines=2), render.upscale(image, cell)], pad=1)
+
+
 def occlusion_figure(seen: np.ndarray, result, subject: Subject | None = None, cell: int = 192) -> np.ndarray:
-    """ZF Fig. 7: the image; (a) the feature map's total activation; (b) p(class); (c) most probable class."""
-    tiles, labels = [seen], ["image"]
+    """ZF Fig. 7: the image; (a) the feature map's total activation; (b) p(class); (c) most probable class.
+
+    Each map has a colour bar saying what its colour means; (c) has a legend of the classes it shows (most
+    positions first), with the share of square positions where each class wins."""
+    name = subject.class_name if subject is not None else (lambda k: f"class {k}")
+    target = name(result.target)
+    panels = [_titled(seen, "image (the model's input)", cell)]
     if result.activation is not None:
-        tiles.append(render.colormap(result.activation, "viridis"))
-        labels.append(f"(a) {result.layer}[{result.channel}] activation")
-    tiles.append(render.colormap(result.prob, "magma"))
-    name = subject.class_name(result.target) if subject else f"class {result.target}"
-    labels.append(f"(b) p({name[:16]}) {result.prob.min():.2f}-{result.prob.max():.2f}")
-    tiles.append(render.categorical(result.top_class))
-    labels.append("(c) most probable class")
-    return render.labelled(tiles, labels, cell=cell)
+        panels.append(render.heat_panel(
+            result.activation, "viridis", f"(a) {result.layer}[{result.channel}] activation",
+            f"total activation of {result.layer}[{result.channel}] with the grey square at each position", cell))
+    panels.append(render.heat_panel(result.prob, "magma", f"(b) p({target})",
+                                    f"probability of {target} with the grey square at each position", cell))
+    colors = render.categorical_colors(result.top_class)
+    values, counts = np.unique(result.top_class, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    shown = [(colors[int(values[i])], f"{name(int(values[i]))} ({counts[i] / counts.sum():.0%})") for i in order[:10]]
+    if len(order) > 10:
+        shown.append(((255, 255, 255), f"+{len(order) - 10} more classes"))
+    panels.append(render.stack([_titled(render.categorical(result.top_class), "(c) most probable class", cell),
+                                render.text_block("colour = the class the model finds most probable with the grey "
+                                                  "square at each position (share of positions):", cell, size=10,
+                                                  color=(60, 60, 60)),
+                                render.legend(shown, cell)]))
+    return render.side_by_side(panels)
 
 
-def attribution_figure(seen: np.ndarray, attrs, cell: int = 160) -> np.ndarray:
+# What each attribution map's colour measures (its colour bar's caption); {c} is the class explained.
+MEANINGS = {"saliency": "|gradient| of the {c} score (max over colour channels)",
+            "deconvnet": "|deconvnet signal| for {c} (max over colour channels)",
+            "guided_backprop": "|guided backprop signal| for {c} (max over colour channels)",
+            "integrated_gradients": "|integrated gradients| for {c} (max over colour channels)",
+            "grad_cam": "Grad-CAM evidence for {c} at {layer} ({size} map, upsampled); 0 = none",
+            "guided_grad_cam": "|guided Grad-CAM| for {c} at {layer} (max over colour channels)"}
+
+
+def _attribution_panels(attrs, class_name: str, cell: int, prefix: str = "", scores: dict | None = None
+                        ) -> list[np.ndarray]:
     from cnnviz.viz.attribution import LABELS
 
-    tiles = [seen] + [render.colormap(m, "inferno") for m in attrs.maps.values()]
-    return render.labelled(tiles, ["image"] + [LABELS[k] for k in attrs.maps], cell=cell)
+    size = "x".join(str(v) for v in attrs.cam_size) if attrs.cam_size else "?"
+    panels = []
+    for m, values in attrs.maps.items():
+        title = f"{prefix}{LABELS[m]}" + (f" (rank corr. {scores[m]})" if scores and m in scores else "")
+        meaning = MEANINGS[m].format(c=class_name, layer=attrs.cam_layer, size=size)
+        panels.append(render.heat_panel(values, "inferno", title, meaning, cell, vmin=0.0, blank=attrs.blank(m)))
+    return panels
 
 
-_LAYERS: dict = {}
+def attribution_figure(seen: np.ndarray, attrs, subject: Subject | None = None, cell: int = 160) -> np.ndarray:
+    """The image beside each method's map, every map with a colour bar (0 = no attribution) or, where the map
+    is constant, the reason it is not shown (:func:`cnnviz.viz.attribution.blank_reason`)."""
+    name = subject.class_name(attrs.target) if subject is not None else f"class {attrs.target}"
+    image = _titled(seen, "image (the model's input)", cell)
+    return render.side_by_side([image] + _attribution_panels(attrs, name, cell))
+
+
+def sanity_figure(seen: np.ndarray, check, subject: Subject | None = None, cell: int = 160) -> np.ndarray:
+    """Adebayo et al.'s comparison side by side: the original model's maps (top row) above the randomised
+    model's (bottom row), each randomised map titled with its rank correlation to the original."""
+    name = subject.class_name(check.original.target) if subject is not None else f"class {check.original.target}"
+    last = check.scores[check.scores.step == check.scores.step.max()]
+    scores = {r.method: ("n/a" if r.note or not np.isfinite(r.spearman_abs) else f"{r.spearman_abs:.2f}")
+              for r in last.itertuples()}
+    image = _titled(seen, "image (the model's input)", cell)
+    top = render.side_by_side([image] + _attribution_panels(check.original, name, cell, "original: "))
+    blank = np.full((8, cell, 3), 255, np.uint8)
+    bottom = render.side_by_side([blank] + _attribution_panels(check.randomized, name, cell, "randomised: ", scores))
+    return render.stack([top, bottom], pad=8)
+
+
+_SHAPES: dict = {}
+
+
+def layer_shapes(subject: Subject) -> dict[str, tuple[int, ...]]:
+    """Output shape of every layer (:func:`cnnviz.viz.hooks.output_shapes`), cached per architecture,
+    arguments and input size (they do not depend on the weights): one forward pass per architecture."""
+    from cnnviz.viz.hooks import output_shapes
+
+    key = (subject.meta.get("arch"), repr(subject.meta.get("model_args")), subject.input_size)
+    if key not in _SHAPES:
+        _SHAPES[key] = output_shapes(subject.model, subject.input_size)
+    return _SHAPES[key]
 
 
 def layer_choices(subject: Subject) -> list[str]:
-    """Layers with spatial outputs (the ones every visualisation here can look at), in execution order;
-    cached per architecture, arguments and input size (it does not depend on the weights)."""
-    from cnnviz.viz.hooks import map_layers
+    """Layers with spatial outputs (the ones every visualisation here can look at), in execution order."""
+    return [n for n, s in layer_shapes(subject).items() if len(s) == 3]
 
-    key = (subject.meta.get("arch"), repr(subject.meta.get("model_args")), subject.input_size)
-    if key not in _LAYERS:
-        _LAYERS[key] = map_layers(subject.model, subject.input_size)
-    return _LAYERS[key]
+
+# The Visualize page opens on the deepest layer whose maps are at least this many units a side: deeper maps
+# (ResNet-18's layer4 at 64x64 is 2x2) are checkerboards whose every unit sees the whole image.
+MIN_DEFAULT_MAP = 8
 
 
 def default_layer(subject: Subject) -> str:
-    """A mid-to-deep layer worth looking at: the last spatial layer inside ``features`` (or the last one)."""
-    from cnnviz.viz.hooks import output_shapes
+    """A mid-to-deep layer worth looking at: the last layer (inside ``features`` when the model has one) whose
+    maps are at least :data:`MIN_DEFAULT_MAP` x :data:`MIN_DEFAULT_MAP`; else the last one larger than 1x1."""
+    layers, shapes = layer_choices(subject), layer_shapes(subject)
+    for keep in (lambda h, w: min(h, w) >= MIN_DEFAULT_MAP, lambda h, w: h * w > 1):
+        picked = [n for n in layers if keep(*shapes[n][1:])]
+        inside = [n for n in picked if n.startswith("features.")]
+        if picked:
+            return (inside or picked)[-1]
+    return layers[-1]
 
-    layers = layer_choices(subject)
-    shapes = output_shapes(subject.model, subject.input_size)
-    spatial = [n for n in layers if shapes[n][1] * shapes[n][2] > 1] or layers  # not a 1x1 global pool
-    inside = [n for n in spatial if n.startswith("features.")]
-    return (inside or spatial)[-1]
+
+def class_options(meta: dict) -> list[int]:
+    """The model's output indices, for a class picker (:func:`class_label` names them)."""
+    return list(range(int(meta["num_classes"])))
+
+
+def class_label(meta: dict, k: int) -> str:
+    """``"<name> (<wnid>, #k)"``: what a class picker shows for output ``k`` (name and wnid when known)."""
+    names, wnids = meta.get("class_names") or [], meta.get("classes") or []
+    name = names[k] if k < len(names) and names[k] else f"class {k}"
+    wnid = f"{wnids[k]}, " if k < len(wnids) and wnids[k] else ""
+    return f"{name} ({wnid}#{k})"
+
+
+def predicted_class(subject: Subject, x: torch.Tensor) -> int:
+    """The class the model predicts for the preprocessed image ``x`` (on a private view of the model)."""
+    from cnnviz.viz.hooks import private_view
+
+    view = private_view(subject.model)
+    p = next(iter(view.parameters()), None)
+    with torch.inference_mode():
+        logits = view((x if x.dim() == 4 else x.unsqueeze(0)).to(p.device if p is not None else "cpu"))
+    return int(logits.argmax(1)[0])
 
 
 def demo_image(size: int = 64, seed: int = 0) -> np.ndarray:
@@ -166,13 +283,29 @@ def feature_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: s
     unit = strongest_unit(fm, channel) if unit is None else (min(max(0, unit[0]), h - 1), min(max(0, unit[1]), w - 1))
     box = unit_region(subject.model, layer, unit[0], unit[1], subject.input_size)
     scale = max(1, 192 // max(h, w))
-    fmap = render.upscale(render.to_uint8(fm.maps[channel]), (w * scale, h * scale))
+    values = fm.maps[channel]
+    fmap = render.upscale(render.to_uint8(values), (w * scale, h * scale))
     fmap = render.draw_box(fmap, (unit[0] * scale, unit[1] * scale, (unit[0] + 1) * scale, (unit[1] + 1) * scale))
+    lo, hi = float(values.min()), float(values.max())
+    fmap = render.stack([render.text_block(f"{layer}[{channel}] unit (row, column) {unit}", fmap.shape[1]), fmap,
+                         render.colorbar("gray", lo, hi, f"activation of {layer}[{channel}]", fmap.shape[1])])
     scale_in = max(1, 192 // seen.shape[0])
     shown = render.upscale(seen, (seen.shape[1] * scale_in, seen.shape[0] * scale_in))
     shown = render.draw_box(shown, tuple(v * scale_in for v in box), width=2)
-    detail = render.labelled([fmap, shown], [f"{layer}[{channel}] unit {unit}", f"its input region {box}"], cell=192)
-    return fm, fm.grid(max_maps), detail, channel, unit, box
+    whole = " - the whole image" if covers_whole_image(box, subject.input_size) else ""
+    shown = render.stack([render.text_block(f"its input region {box_text(box)}{whole}", shown.shape[1]), shown,
+                          render.text_block("in the model's input pixels (x1, y1 exclusive)", shown.shape[1], size=10,
+                                            color=(60, 60, 60))])
+    detail = render.side_by_side([fmap, shown])
+    return fm, maps_figure(fm, max_maps), detail, channel, unit, box
+
+
+def maps_figure(fm, max_maps: int = 64) -> np.ndarray:
+    """The strongest ``max_maps`` feature maps as a grid (:meth:`FeatureMaps.grid`) with its grey colour bar."""
+    maps_grid = fm.grid(max_maps)
+    return render.stack([maps_grid, render.colorbar(
+        "gray", "lowest", "highest", "activation: each map on its own scale, black = its lowest, white = its highest",
+        min(maps_grid.shape[1], 360))])
 
 
 def deconv_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: str, channel: int | None = None,
@@ -198,3 +331,20 @@ def class_index(meta: dict, wnid: str | None, label: int | None = None) -> int |
     if label is not None and 0 <= label < int(meta["num_classes"]):
         return int(label)
     return None
+
+
+def has_lrn(model: nn.Module) -> bool:
+    """True when the model has a local response normalisation layer (AlexNet, ZFNet, GoogLeNet; not ResNet)."""
+    return any("LocalResponseNorm" in type(m).__name__ for m in model.modules())
+
+
+def deconv_caption(subject: Subject, proj, box: tuple[int, int, int, int]) -> str:
+    """What a deconvnet figure shows: the unit, its receptive field, the method; LRN is mentioned only for
+    models that have one, and a receptive field that covers the whole image is said to."""
+    text = (f"{proj.layer}[{proj.channel}] unit (row, column) {proj.position} = {proj.value:.3g}; its receptive field "
+            f"{box_text(box)} in the model's input pixels is outlined; {proj.method} deconvnet")
+    if has_lrn(subject.model):
+        text += " (LRN passes the signal unchanged, as in ZF)"
+    if covers_whole_image(box, subject.input_size):
+        text += "; this unit's receptive field covers the whole image"
+    return subject.caption(text)

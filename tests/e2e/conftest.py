@@ -41,7 +41,8 @@ def _free_port() -> int:
 
 
 class AppServer:
-    def __init__(self, base: Path, env: dict[str, str] | None = None):
+    def __init__(self, base: Path, env: dict[str, str] | None = None, root: Path = REPO):
+        self.root = root  # the checkout whose app.py runs (a benchmark may run an older commit's)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.checkpoints = base / "checkpoints"
@@ -58,7 +59,7 @@ class AppServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
              "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

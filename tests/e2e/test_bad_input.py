@@ -192,7 +192,8 @@ def test_visualize_page_refuses_bad_images_then_works(server, page, tmp_path):
     expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
     page.get_by_role("tab", name="Deconvnet").click()
     wait_idle(page)
-    expect(page.locator("[data-testid=stImage]").filter(has_text="receptive field").locator("img")).to_be_visible()
+    expect(page.locator("[data-testid=stImage]").filter(has_text="receptive field").locator("img")).to_be_visible(
+        timeout=60_000)  # the tab click reruns the page (only the open view is computed): it may not have begun
     assert_no_errors(page)
     assert not page.js_errors, page.js_errors
     shot(page, tmp_path, "bad_uploads_visualize")

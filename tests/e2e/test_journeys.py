@@ -160,7 +160,8 @@ def test_training_journey_second_tab_reload_server_restart_compare_predict_visua
     expect(page.get_by_text("What the network saw").first).to_be_visible()
     page.get_by_role("tab", name="Deconvnet").click()
     wait_idle(page)
-    expect(page.locator("[data-testid=stImage]").filter(has_text="receptive field").locator("img")).to_be_visible()
+    expect(page.locator("[data-testid=stImage]").filter(has_text="receptive field").locator("img")).to_be_visible(
+        timeout=60_000)  # the tab click reruns the page (only the open view is computed): it may not have begun
     page.get_by_role("tab", name="Occlusion").click()
     wait_idle(page)
     page.get_by_role("button", name="Run occlusion").click()

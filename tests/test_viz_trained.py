@@ -1,0 +1,68 @@
+"""How trained are these weights: the caption note and the "moved from the random start" measures (issue 11)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnviz.models import create_model
+from cnnviz.viz.trained import filter_movement, initial_model, smoothness, weights_note, with_note
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_weights_note():
+    assert "random initialisation, seed 3" in weights_note({"init": {"random": True, "seed": 3}})
+    assert weights_note({"num_classes": 200, "metrics": {}}).startswith("no recorded accuracy")
+    assert weights_note({"num_classes": 200, "epoch": 1, "metrics": {"val_top1": 0.048}}) == \
+        "barely trained: val top-1 4.8% after 1 epoch (chance 0.5%)"
+    assert weights_note({"num_classes": 200, "metrics": {"val_top1": 0.388}}) is None
+    assert weights_note({"num_classes": 10, "metrics": {"val_top1": 0.15}}).startswith("barely trained")
+    assert with_note("conv1", {"num_classes": 10, "metrics": {"val_top1": 0.9}}) == "conv1"
+    assert with_note("conv1", {"init": {"random": True, "seed": 0}}).startswith("conv1 [random initialisation")
+
+
+def test_smoothness_tells_smooth_filters_from_noise():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(64, 3, 7, 7))
+    yy, xx = np.mgrid[-3:4, -3:4]
+    blobs = np.stack([np.stack([np.exp(-((yy - a) ** 2 + (xx - b) ** 2) / 4) for a, b in rng.integers(-2, 3, (3, 2))])
+                      for _ in range(64)])
+    assert abs(smoothness(noise)) < 0.05
+    assert smoothness(blobs) > 0.5
+    assert smoothness(np.ones((4, 3, 1, 1))) is None  # 1x1 kernels have no neighbours
+
+
+def test_movement_from_the_recorded_seed():
+    torch.manual_seed(7)
+    model = create_model("lenet5", num_classes=3, input_size=64)
+    meta = {"arch": "lenet5", "model_args": dict(model.model_args), "train_config": {"seed": 7},
+            "num_classes": 3, "metrics": {"val_top1": 0.9}}
+    assert torch.equal(initial_model(meta).features.c1.weight, model.features.c1.weight)  # the exact start
+    mv = filter_movement(model, meta)
+    assert mv.distance == 0.0 and mv.near_start
+    assert "still close to their random start" in mv.sentence()
+    with torch.no_grad():
+        model.features.c1.weight.mul_(3.0)
+    mv = filter_movement(model, meta)
+    assert mv.distance == pytest.approx(2.0, rel=1e-5) and not mv.near_start
+    # no recorded seed: no distance, but still the random baseline for the smoothness
+    del meta["train_config"]
+    mv = filter_movement(model, meta)
+    assert mv.distance is None and mv.random_smoothness is not None
+
+
+def test_resnet18_starter_is_still_near_its_random_start():
+    """The issue's example: the shipped ResNet-18's conv1 looks like its random initialisation."""
+    from cnnviz.checkpoint import load_checkpoint
+
+    path = REPO / "checkpoints" / "starter" / "resnet18_tinyimagenet.safetensors"
+    if not path.exists():
+        pytest.skip("the ResNet-18 starter is not in this checkout")
+    ck = load_checkpoint(path)
+    mv = filter_movement(ck.model, ck.meta, "conv1")
+    assert mv.smoothness == pytest.approx(0.08, abs=0.01) and mv.random_smoothness == pytest.approx(-0.03, abs=0.01)
+    assert mv.distance == pytest.approx(0.37, abs=0.02) and mv.near_start
