@@ -66,8 +66,9 @@ def _int8_model(model: nn.Module) -> nn.Module:
 
 
 def _features(model: nn.Module, images: torch.Tensor, batch: int = 250) -> torch.Tensor:
+    dev = next(model.parameters()).device
     with torch.no_grad():
-        return torch.cat([model.forward_features(images[i:i + batch]) for i in range(0, len(images), batch)])
+        return torch.cat([model.forward_features(images[i:i + batch].to(dev)) for i in range(0, len(images), batch)])
 
 
 def _val_batch(meta: dict, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,17 +94,22 @@ def _scores(z: torch.Tensor, ref: torch.Tensor, y: torch.Tensor) -> dict[str, fl
 
 
 def svd_sweep(ckpt, int8_model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-              configs: list[tuple[int | None, ...]]) -> list[str]:
-    """Markdown rows: each (fc6, fc7, fc8) rank combination (None: int8, full rank) against the reference."""
+              configs: list[tuple[int | None, ...]], features: bool = True) -> list[str]:
+    """Markdown rows: each (fc6, fc7, fc8) rank combination (None: int8, full rank) against the reference.
+    ``features=False``: ``images`` already are the head's input (the int8 model then quantises the head only)."""
     model = ckpt.model
     linears = [(f"{n}.weight", m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][:3]
     t = time.perf_counter()
     svds = {k: torch.linalg.svd(m.weight.detach().float(), full_matrices=False) for k, m in linears}
     svd_s = time.perf_counter() - t
-    f_ref, f_q = _features(model, images), _features(int8_model, images)
+    if features:
+        f_ref, f_q = _features(model, images), _features(int8_model, images)
+    else:
+        f_ref = f_q = images
+        int8_model = _int8_model(model)
     with torch.no_grad():
         ref = model.forward_head(f_ref)
-        base = _scores(ref, ref, labels)
+        base = _scores(ref, ref, labels.to(ref.device))
         rows = [f"SVD sweep: {len(labels)} val images; reference top-1 {100 * base['top1']:.2f}%, top-5 "
                 f"{100 * base['top5']:.2f}%; full SVDs of {', '.join(k for k, _ in linears)} took {svd_s:.0f} s",
                 "", "| fc6 rank | fc7 rank | fc8 rank | energy kept (fc6/fc7/fc8) | top-1 change | top-5 change | "
@@ -126,15 +132,84 @@ def svd_sweep(ckpt, int8_model: nn.Module, images: torch.Tensor, labels: torch.T
                 plan_ranks[key] = r
                 energy.append(f"{(s[:r].square().sum() / s.square().sum()).item():.3f}")
             z = head.forward_head(f_q)
-            sc = _scores(z, ref, labels)
-            mib = compressed_bytes(model, make_plan(int8=True, svd_ranks=plan_ranks)) / 2**20
+            sc = _scores(z, ref, labels.to(z.device))
+            mib = compressed_bytes(model, make_plan(int8=True, svd_ranks=plan_ranks)) / 2**20 if features else None
             cells = [str(r) if r else "full (int8)" for r in ranks] + ["full (int8)"] * (3 - len(ranks))
             rows.append(f"| {' | '.join(cells)} | {' / '.join(energy)} | "
                         f"{100 * (sc['top1'] - base['top1']):+.2f} pp | {100 * (sc['top5'] - base['top5']):+.2f} pp | "
                         f"{100 * sc['same']:.1f}% | {100 * sc['rel_mean']:.1f}% | {100 * sc['rel_max']:.1f}% | "
-                        f"{mib:.2f} MiB |")
+                        f"{f'{mib:.2f} MiB' if features else 'n/a'} |")
             print(rows[-1], flush=True)
     return rows
+
+
+def _pooled_features(ckpt, split, n: int, batch: int = 250) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global-average-pooled final features of ``n`` images spread over ``split`` (no augmentation)."""
+    from cnnviz.data import BatchPipeline
+
+    model = ckpt.model
+    pick = torch.linspace(0, len(split.labels) - 1, n).long().numpy()
+    pipe = BatchPipeline(split.images[pick], split.labels[pick], batch, "cpu", train=False, augment="none",
+                         mean=ckpt.meta["mean"], std=ckpt.meta["std"], drop_last=False)
+    feats, labels = [], []
+    with torch.no_grad():
+        for x, y in pipe:
+            feats.append(model.forward_features(x).mean(dim=(2, 3)))
+            labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def head_proxy(checkpoint: str, n_train: int, n_val: int, epochs: int) -> list[str]:
+    """A trained AlexNet-style head (fc6 -> 4096, fc7 4096 x 4096, fc8 -> 200, ReLU + dropout 0.5) on the
+    frozen pooled features of a trained checkpoint, then the SVD sweep on it: a real trained 4096 x 4096 fc7
+    for a few minutes of CPU, where no AlexNet, ZFNet or VGG has been trained yet."""
+    from cnnviz.data import load_split
+    from cnnviz.train import resolve_data
+
+    ckpt = load_checkpoint(checkpoint)
+    root = resolve_data("auto")
+    t = time.perf_counter()
+    xtr, ytr = _pooled_features(ckpt, load_split(root, "train"), n_train)
+    xva, yva = _pooled_features(ckpt, load_split(root, "val"), n_val)
+    feat_s = time.perf_counter() - t
+    torch.manual_seed(0)
+    head = nn.Sequential()
+    for name, module in [("fc6", nn.Linear(xtr.shape[1], 4096)), ("relu6", nn.ReLU()), ("drop6", nn.Dropout(0.5)),
+                         ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU()), ("drop7", nn.Dropout(0.5)),
+                         ("fc8", nn.Linear(4096, int(ytr.max()) + 1))]:
+        head.add_module(name, module)
+    steps = epochs * (n_train // 128)
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
+    t = time.perf_counter()
+    head.train()
+    for _ in range(steps):
+        idx = torch.randint(0, n_train, (128,))
+        loss = nn.functional.cross_entropy(head(xtr[idx]), ytr[idx], label_smoothing=0.1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    train_s = time.perf_counter() - t
+    head.eval()
+
+    class _Head(nn.Module):  # what svd_sweep expects: forward_head on (cached) features
+        def __init__(self, seq):
+            super().__init__()
+            self.classifier = seq
+
+        def forward_head(self, x):
+            return self.classifier(x)
+
+    model = _Head(head)
+    fake = type("Ckpt", (), {"model": model})()
+    rows = [f"Head proxy on `{Path(checkpoint).stem}` pooled features ({xtr.shape[1]}-d): trained on {n_train} "
+            f"train images for {steps} AdamW steps (batch 128, {epochs} epochs; features {feat_s:.0f} s, training "
+            f"{train_s:.0f} s); measured on {n_val} val images.", ""]
+    configs = [(None, None, None)] + [(None, r7, None) for r7 in (32, 64, 96, 128, 192, 256, 512)]
+    configs += [(r6, None, None) for r6 in (32, 64, 128, 256)] + [(None, None, r8) for r8 in (50, 100, 150)]
+    configs += [(64, 64, None), (128, 128, None), (256, 128, None)]
+    return rows + svd_sweep(fake, copy.deepcopy(model), xva, yva, configs, features=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,17 +218,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=None, help="val images (default all)")
     p.add_argument("--svd-images", type=int, default=2000, help="val images for the SVD sweep")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (the measurement is in float32 either way)")
+    p.add_argument("--head-proxy", metavar="CKPT", help="only the head proxy, on this checkpoint's features")
+    p.add_argument("--proxy-train", type=int, default=20000, help="train images for the head proxy")
+    p.add_argument("--proxy-epochs", type=int, default=3)
     args = p.parse_args(argv)
+    if args.head_proxy:
+        torch.set_num_threads(1)
+        rows = head_proxy(args.head_proxy, args.proxy_train, args.images or 5000, args.proxy_epochs)
+        print("\n".join(rows))
+        return 0
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     paths = args.checkpoint or [str(w) for w in sorted(starter_dir(REPO / "checkpoints").glob("*.safetensors"))]
     rows = ["| checkpoint | arch | images | top-1 before | top-1 change | top-5 change | same top-1 | "
             "logit error mean | max | int8 file |", "|---|---|---|---|---|---|---|---|---|---|"]
     sweeps: list[str] = []
     for path in paths:
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, args.device)
         t = time.perf_counter()
         q = _int8_model(ckpt.model)
-        m = measure_compression(ckpt.model, q, ckpt.meta, device="cpu", max_images=args.images)
+        m = measure_compression(ckpt.model, q, ckpt.meta, device=args.device, max_images=args.images)
         mib = compressed_bytes(ckpt.model, make_plan(int8=True)) / 2**20
         rows.append(f"| `{Path(path).stem}` | {ckpt.meta['arch']} | {m['n']} | {100 * m['reference_top1']:.2f}% | "
                     f"{m['top1_change_pp']:+.2f} pp | {m['top5_change_pp']:+.2f} pp | "
@@ -163,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         big = [m for m in ckpt.model.modules() if isinstance(m, nn.Linear) and m.weight.numel() >= 2**22]
         if big:
             x, y = _val_batch(ckpt.meta, args.svd_images)
-            configs = [(r6, None, None) for r6 in (64, 128, 192, 256, 384, 512)]
+            configs = [(None, None, None)] + [(r6, None, None) for r6 in (64, 128, 192, 256, 384, 512)]
             configs += [(None, r7, None) for r7 in (32, 64, 128, 256)]
             configs += [(None, None, r8) for r8 in (32, 64, 128)]
             configs += [(256, 128, None), (192, 128, None), (192, 96, None), (128, 128, None), (128, 64, None),
