@@ -5,7 +5,7 @@ every GPU call, which carries 64 MiB, and a call brings back files of at most 16
 AlexNet and ZFNet take about 110 MiB each at 200 classes, almost all of it in fc6 and fc7. Two classic tools
 shrink them without changing the network that is loaded:
 
-* **int8** (``CompressionPlan.int8``): every conv kernel and linear matrix (a ``*.weight`` of 2 or 4 dims
+* **int8** (``CompressionPlan.int8``): every conv kernel and linear matrix (a ``*.weight`` of 2 to 5 dims
   with at least ``INT8_MIN_NUMEL`` elements) is stored as int8 with one float32 scale per output channel
   (row 0 of the tensor): ``w ~= q * scale``, ``scale = max|w_row| / 127``, ``q = round(w / scale)``. The
   error of each element is at most ``scale / 2 = max|w_row| / 254``. Biases, norm parameters and buffers,
