@@ -9,11 +9,15 @@ A checkpoint is usable with nothing but its two files::
 
 Metadata keys (see ``build_meta``): ``format``, ``arch``, ``model_args``, ``num_classes``, ``input_size``, ``in_channels``,
 ``classes`` (wnids, in output order), ``class_names``, ``mean``, ``std``, ``epoch``, ``step``, ``metrics``,
-``train_config``, ``dtype``, ``cnnviz_version``, ``created``.
+``train_config``, ``dtype``, ``cnnviz_version``, ``created``; a compressed checkpoint (``compression=`` a
+:class:`cnnviz.compress.CompressionPlan`) adds ``compression``: the format version, the plan, each tensor's
+storage kind (``int8``, ``svd_int8``, ``float16`` ...) and rank, the file's size and sha256. Loading checks
+the size and hash, then rebuilds dense float32 weights, so the model is the ordinary architecture.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from cnnviz import __version__
+from cnnviz.compress import CompressionError, CompressionPlan, compress_state_dict, decompress_state_dict
 from cnnviz.fsutil import atomic_write_bytes, atomic_write_json
 from cnnviz.models import create_model
 
@@ -83,20 +88,42 @@ def build_meta(model: nn.Module, *, classes: list[str] | None = None, class_name
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any],
-                    dtype: torch.dtype | None = None) -> tuple[Path, Path]:
+                    dtype: torch.dtype | None = None, compression: CompressionPlan | None = None) -> tuple[Path, Path]:
     """Write weights then metadata, each atomically. ``dtype=torch.float16`` halves the file (starter
-    checkpoints); floating tensors are cast back to float32 on load."""
+    checkpoints); floating tensors are cast back to float32 on load. ``compression`` stores the weights as the
+    plan says (int8, SVD factors; ``dtype`` is then ignored) and records how in ``meta["compression"]``."""
     weights_path, meta_path = checkpoint_paths(path)
-    state = {}
-    for k, v in model.state_dict().items():
-        v = v.detach().to("cpu")
-        if dtype is not None and v.is_floating_point():
-            v = v.to(dtype)
-        state[k] = v.contiguous().clone()  # clone: safetensors refuses tensors that share storage
-    meta = {**meta, "dtype": str(dtype or "float32").replace("torch.", "")}
-    atomic_write_bytes(weights_path, st_save(state, metadata={"format": FORMAT, "arch": str(meta.get("arch"))}))
+    header = {"format": FORMAT, "arch": str(meta.get("arch"))}
+    meta = {k: v for k, v in meta.items() if k != "compression"}  # a source's entry describes another file
+    if compression is not None:
+        state, spec = compress_state_dict(model.state_dict(), compression)
+        data = st_save(state, metadata={**header, "compression": spec["format"]})
+        meta["dtype"] = compression.name
+        meta["compression"] = {**spec, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    else:
+        state = {}
+        for k, v in model.state_dict().items():
+            v = v.detach().to("cpu")
+            if dtype is not None and v.is_floating_point():
+                v = v.to(dtype)
+            state[k] = v.contiguous().clone()  # clone: safetensors refuses tensors that share storage
+        meta["dtype"] = str(dtype or "float32").replace("torch.", "")
+        data = st_save(state, metadata=header)
+    atomic_write_bytes(weights_path, data)
     atomic_write_json(meta_path, meta)
     return weights_path, meta_path
+
+
+def _check_compressed_bytes(data: bytes, entry: Any, name: str) -> None:
+    """Refuse a compressed file that is not, byte for byte, the one its metadata describes."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes"), int):
+        raise CheckpointError(f"the compression entry of {name} lacks the file's size or sha256; the .json is damaged")
+    if len(data) < entry["bytes"]:
+        raise CheckpointError(f"{name} is truncated ({len(data):,} of {entry['bytes']:,} bytes): an interrupted "
+                              "copy or download; fetch or export it again")
+    if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise CheckpointError(f"{name} was modified or damaged after it was written (its sha256 does not match "
+                              "the one in its .json); restore it or export it again")
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -135,6 +162,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, exp
     data = weights_path.read_bytes()
     if not data:
         raise CheckpointError(f"{weights_path.name} is empty (an interrupted save?)")
+    compressed = "compression" in meta
+    if compressed:
+        _check_compressed_bytes(data, meta["compression"], weights_path.name)
     try:
         state = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
@@ -147,6 +177,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, exp
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"cannot rebuild {meta['arch']} from the checkpoint's arguments: {e}") from e
     expected = model.state_dict()
+    if compressed:  # shapes are checked against the architecture before anything is rebuilt
+        try:
+            state = decompress_state_dict(state, meta["compression"],
+                                          expected_shapes={k: tuple(v.shape) for k, v in expected.items()})
+        except CompressionError as e:
+            raise CheckpointError(f"{weights_path.name} cannot be rebuilt as a {meta['arch']}: {e}") from e
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:

@@ -1,12 +1,16 @@
-"""Starter checkpoints: the small, float16 copies of trained runs shipped in ``checkpoints/starter/``.
+"""Starter checkpoints: the small, compressed copies of trained runs shipped in ``checkpoints/starter/``.
 
 They let Predict and Compare work on a fresh clone. Each is made from a run's ``best`` checkpoint by
-:func:`export_starter`, which writes the float16 file, then measures the *shipped* file's val top-1/top-5 with
-the same code as ``python -m cnnviz evaluate`` and records them in its metadata (``metrics.val_top1``,
-``metrics.val_top5``, ``metrics.val_n``, ``metrics.evaluated_with``). Heads used only in training are left out of the shipped file
-(GoogLeNet's two auxiliary classifiers: 4.7M of its 10.9M parameters at 200 classes), which leaves eval-mode
-outputs unchanged and keeps all starters within the 40 MB budget. The README table is generated from
-that metadata by :func:`starter_table`, so the numbers shown are the numbers measured.
+:func:`export_starter`, which writes the compressed file (``cnnviz.compress``: int8 weights per output channel,
+truncated SVD of AlexNet's, ZFNet's and VGG's fc6/fc7; ``compress="none"`` keeps float16), then measures the
+*shipped* file's val top-1/top-5 with the same code as ``python -m cnnviz evaluate`` and records them in its
+metadata (``metrics.val_top1``, ``metrics.val_top5``, ``metrics.val_n``, ``metrics.evaluated_with``). It also
+measures what compression cost, on the same val images, against the run's float32 model
+(``compression.measured``: top-1/top-5 before and after, the logits' relative error, see
+:func:`measure_compression`). Heads used only in training are left out of the shipped file (GoogLeNet's two
+auxiliary classifiers: 4.7M of its 10.9M parameters at 200 classes), which leaves eval-mode outputs
+unchanged. All starters together stay within ``SIZE_BUDGET_BYTES`` (48 MiB, issue 10). The README table is
+generated from that metadata by :func:`starter_table`, so the numbers shown are the numbers measured.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ from typing import Any
 import torch
 
 from cnnviz.checkpoint import checkpoint_paths, load_checkpoint, read_meta, save_checkpoint
+from cnnviz.compress import compressed_bytes, make_plan, plan_for
 from cnnviz.fsutil import atomic_write_json
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
 from cnnviz.runs import read_metrics
 
 STARTER_DIR_NAME = "starter"
-SIZE_BUDGET_BYTES = 40 * 1024 * 1024  # all starters together (issue 5)
+SIZE_BUDGET_BYTES = 48 * 1024 * 1024  # all starters together (issue 10: seven families, GPU call limits)
+COMPRESS_MODES = ("auto", "none", "int8", "svd-int8")
 
 
 def starter_dir(root: str | Path | None = None) -> Path:
@@ -62,11 +68,15 @@ def inference_only(model: torch.nn.Module) -> tuple[torch.nn.Module, list[str]]:
     return lean.eval(), dropped
 
 
-def export_starter(source: str | Path, name: str, *, data: str | None = None, root: str | Path | None = None,
-                   device: str = "auto") -> dict[str, Any]:
-    """Write ``starter/<name>`` as float16 from a run or checkpoint, evaluate it, record the result.
+def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd_ranks: dict[str, int] | None = None,
+                   data: str | None = None, root: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
+    """Write ``starter/<name>`` from a run or checkpoint, compressed as ``compress`` says, evaluate the written
+    file, and measure what compression cost.
 
-    Returns the evaluation (``{"checkpoint", "top1", "top5", "n", "loss"}``).
+    ``compress``: ``auto`` (the family's :func:`cnnviz.compress.default_plan`; ``svd_ranks`` override its
+    ranks), ``none`` (float16), ``int8``, ``svd-int8`` (int8 + SVD with ``svd_ranks``, else the default ranks).
+    Returns the evaluation (``{"checkpoint", "top1", "top5", "n", "loss", "compression"}``), ``compression``
+    being what is recorded as ``compression.measured``.
     """
     from cnnviz.train import evaluate_checkpoint  # the same code path as `python -m cnnviz evaluate`
 
@@ -75,6 +85,7 @@ def export_starter(source: str | Path, name: str, *, data: str | None = None, ro
     src = _source_checkpoint(source)
     ckpt = load_checkpoint(src, "cpu")
     model, dropped = inference_only(ckpt.model)
+    plan = plan_for(compress, model.arch, model, svd_ranks)  # refuses a bad mode or rank before writing
     meta = {**ckpt.meta, "model_args": dict(model.model_args)}
     meta["starter"] = {"name": name, "source": str(src.parent.name + "/" + src.name),
                        "train_config": meta.get("train_config", {}), "dropped_training_only_heads": dropped}
@@ -83,17 +94,71 @@ def export_starter(source: str | Path, name: str, *, data: str | None = None, ro
     meta["history"] = [m for m in read_metrics(src.parent / "metrics.jsonl")
                        if last_epoch is None or (isinstance(m.get("epoch"), int) and m["epoch"] <= last_epoch)]
     out = starter_dir(root) / name
-    save_checkpoint(out, model, meta, dtype=torch.float16)
+    save_checkpoint(out, model, meta, compression=plan)
     result = evaluate_checkpoint(out, data=data, device=device)
+    measured = measure_compression(model, load_checkpoint(out, "cpu").model, read_meta(out), data=data, device=device)
+    measured["float16_bytes"] = compressed_bytes(model, make_plan(int8=False))
     meta = read_meta(out)
     meta["metrics"] = {**(meta.get("metrics") or {}), "val_top1": result["top1"], "val_top5": result["top5"],
-                       "val_n": result["n"], "evaluated_with": "python -m cnnviz evaluate (float16 file)"}
+                       "val_n": result["n"],
+                       "evaluated_with": f"python -m cnnviz evaluate (the shipped {plan.name} file)"}
+    meta["compression"] = {**meta["compression"], "measured": measured}
     atomic_write_json(checkpoint_paths(out)[1], meta)
-    return result
+    return {**result, "compression": measured}
+
+
+def measure_compression(reference: torch.nn.Module, compressed: torch.nn.Module, meta: dict[str, Any], *,
+                        data: str | None = None, device: str = "auto", batch_size: int = 256,
+                        max_images: int | None = None) -> dict[str, Any]:
+    """What compression cost, on every val image (or ``max_images`` spread evenly over them, for benchmarks):
+    both models in float32 (no autocast, no TF32), on the same batches.
+
+    Returns ``{"n", "reference_top1", "reference_top5", "top1", "top5", "top1_change_pp", "top5_change_pp",
+    "logit_rel_error_mean", "logit_rel_error_max", "same_top1_fraction", "device"}``; the logit error is
+    ``||z_c - z|| / ||z||`` per image (L2 over the classes), then the mean and the max over images.
+    """
+    from cnnviz.data import BatchPipeline, load_split
+    from cnnviz.device import pick_device
+    from cnnviz.train import resolve_data
+
+    dev = pick_device(device)
+    val = load_split(resolve_data(data or (meta.get("train_config") or {}).get("data") or "auto"), "val")
+    images, labels = val.images, val.labels
+    if max_images is not None and max_images < len(labels):
+        pick = torch.linspace(0, len(labels) - 1, max_images).long().numpy()
+        images, labels = images[pick], labels[pick]
+    pipe = BatchPipeline(images, labels, batch_size, dev, train=False, augment="none",
+                         mean=meta.get("mean") or val.mean, std=meta.get("std") or val.std, drop_last=False,
+                         size=int(meta["input_size"]))
+    models = [m.to(dev).eval() for m in (reference, compressed)]
+    hits = torch.zeros(2, 2, dtype=torch.float64)  # model x (top-1, top-5)
+    errors, same, n = [], 0, 0
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32
+    try:
+        with torch.no_grad():
+            for x, y in pipe:
+                z = [m(x).float() for m in models]
+                for i, logits in enumerate(z):
+                    top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+                    hits[i, 0] += (top[:, 0] == y).sum().item()
+                    hits[i, 1] += (top == y[:, None]).any(dim=1).sum().item()
+                errors.append(((z[1] - z[0]).norm(dim=1) / z[0].norm(dim=1).clamp_min(1e-12)).cpu())
+                same += (z[0].argmax(1) == z[1].argmax(1)).sum().item()
+                n += y.numel()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    rel = torch.cat(errors).double()
+    acc = (hits / max(n, 1)).tolist()
+    return {"n": n, "reference": "the source checkpoint in float32", "reference_top1": acc[0][0],
+            "reference_top5": acc[0][1], "top1": acc[1][0], "top5": acc[1][1],
+            "top1_change_pp": 100 * (acc[1][0] - acc[0][0]), "top5_change_pp": 100 * (acc[1][1] - acc[0][1]),
+            "logit_rel_error_mean": rel.mean().item(), "logit_rel_error_max": rel.max().item(),
+            "same_top1_fraction": same / max(n, 1), "device": str(dev)}
 
 
 def list_starters(root: str | Path | None = None) -> list[dict[str, Any]]:
-    """Metadata of every starter checkpoint (name, arch, epochs, measured accuracy, file size)."""
+    """Metadata of every starter checkpoint (name, arch, epochs, measured accuracy, file size, storage)."""
     rows = []
     for w in sorted(starter_dir(root).glob("*.safetensors")):
         try:
@@ -104,8 +169,24 @@ def list_starters(root: str | Path | None = None) -> list[dict[str, Any]]:
         rows.append({"name": w.stem, "arch": meta["arch"], "variant": {k: v for k, v in meta["model_args"].items()
                                                                       if k not in ("num_classes", "input_size")},
                      "epochs": meta.get("epoch"), "val_top1": m.get("val_top1"), "val_top5": m.get("val_top5"),
-                     "val_n": m.get("val_n"), "bytes": w.stat().st_size})
+                     "val_n": m.get("val_n"), "bytes": w.stat().st_size, "stored_as": compression_summary(meta)})
     return rows
+
+
+def compression_summary(meta: dict[str, Any]) -> str:
+    """``"svd-int8 (int8 weights ... + truncated SVD of classifier.fc6 (rank 256)): -0.31 pp top-1, logits 2.1%
+    off (max 8.0%)"``, from the measured entry; ``"float16"`` for a checkpoint stored without compression."""
+    entry = meta.get("compression")
+    if not isinstance(entry, dict):
+        return str(meta.get("dtype") or "float32")
+    plan = entry.get("plan") or {}
+    text = f"{plan.get('name', '?')} ({plan.get('description', '')})"
+    measured = entry.get("measured")
+    if isinstance(measured, dict) and measured.get("top1_change_pp") is not None:
+        text += (f": {measured['top1_change_pp']:+.2f} pp top-1, {measured['top5_change_pp']:+.2f} pp top-5, "
+                 f"logits {100 * measured['logit_rel_error_mean']:.1f}% off "
+                 f"(max {100 * measured['logit_rel_error_max']:.1f}%)")
+    return text
 
 
 def _pct(x: float | None) -> str:
@@ -114,10 +195,10 @@ def _pct(x: float | None) -> str:
 
 def starter_table(root: str | Path | None = None) -> str:
     """The README's Markdown table of starter checkpoints, from their metadata."""
-    lines = ["| checkpoint | architecture | epochs | val top-1 | val top-5 | size |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| checkpoint | architecture | epochs | val top-1 | val top-5 | size | stored as (measured cost) |",
+             "|---|---|---|---|---|---|---|"]
     for r in list_starters(root):
         variant = ", ".join(f"{k}={v}" for k, v in r["variant"].items())
         lines.append(f"| `{r['name']}` | {r['arch']} ({variant}) | {r['epochs']} | {_pct(r['val_top1'])} | "
-                     f"{_pct(r['val_top5'])} | {r['bytes'] / 2**20:.1f} MiB |")
+                     f"{_pct(r['val_top5'])} | {r['bytes'] / 2**20:.1f} MiB | {r['stored_as']} |")
     return "\n".join(lines)

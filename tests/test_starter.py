@@ -1,15 +1,17 @@
-"""Starter export: a run's best checkpoint becomes a float16 starter whose recorded accuracy is measured."""
+"""Starter export: a run's best checkpoint becomes a (compressed) starter whose recorded accuracy, and the
+cost of its compression, are measured."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from cnnviz.checkpoint import build_meta, load_checkpoint, save_checkpoint
 from cnnviz.data import load_split, make_synthetic
 from cnnviz.models import create_model
-from cnnviz.starter import export_starter, list_starters, starter_table
+from cnnviz.starter import export_starter, list_starters, starter_dir, starter_table
 from cnnviz.train import evaluate_checkpoint
 
 
@@ -56,8 +58,6 @@ def test_export_records_the_accuracy_that_evaluate_measures(tmp_path):
 
 
 def test_export_refuses_a_name_that_is_a_path(tmp_path):
-    import pytest
-
     with pytest.raises(ValueError, match="plain file name"):
         export_starter(tmp_path, "../evil")
 
@@ -90,7 +90,7 @@ def test_googlenet_starter_drops_its_auxiliary_heads_and_predicts_the_same(tmp_p
 
 def test_readme_states_each_shipped_starters_measured_accuracy():
     """The README's starter table is what the shipped files' metadata records (measured by evaluate), and the
-    starters together stay within the 40 MB budget."""
+    starters together stay within the 48 MiB budget (issue 10)."""
     from cnnviz.paths import REPO_ROOT
     from cnnviz.starter import SIZE_BUDGET_BYTES
 
@@ -102,3 +102,111 @@ def test_readme_states_each_shipped_starters_measured_accuracy():
         assert f"{100 * r['val_top1']:.2f}%" in line and f"{100 * r['val_top5']:.2f}%" in line, line
         assert r["val_n"] == 10_000, f"{r['name']} was not measured on the whole val split"
     assert sum(r["bytes"] for r in rows) <= SIZE_BUDGET_BYTES
+
+
+def _briefly_trained_run(tmp_path, arch: str, input_size: int, steps: int = 4, low_rank: dict | None = None):
+    """A run folder whose ``best`` checkpoint had a few SGD steps on a synthetic set: ``(run, data root)``.
+    ``low_rank`` ({Linear name: rank}) then projects those layers' weights to that rank, as a trained fc
+    layer's energy sits in few directions (and SVD at that rank keeps them)."""
+    root = make_synthetic(tmp_path / "syn", num_classes=5, train_per_class=8, val_per_class=6, seed=3)
+    train, val = load_split(root, "train"), load_split(root, "val")
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=len(val.wnids), input_size=input_size)
+    x = torch.nn.functional.interpolate(torch.tensor(train.images[:16]).permute(0, 3, 1, 2).float() / 255,
+                                        size=input_size)
+    y = torch.tensor(train.labels[:16])
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(steps):
+        opt.zero_grad()
+        out = model(x)
+        torch.nn.functional.cross_entropy(out[0] if isinstance(out, tuple) else out, y).backward()
+        opt.step()
+    with torch.no_grad():
+        for name, rank in (low_rank or {}).items():
+            w = model.get_submodule(name).weight
+            u, sv, vh = torch.linalg.svd(w, full_matrices=False)
+            w.copy_((u[:, :rank] * sv[:rank]) @ vh[:rank])
+    meta = build_meta(model.eval(), classes=val.wnids, class_names=val.class_names, mean=val.mean, std=val.std,
+                      epoch=1, train_config={"data": str(root)})
+    save_checkpoint(tmp_path / "run" / "best", model, meta)
+    return tmp_path / "run", root
+
+
+def test_export_compresses_and_records_what_compression_cost(tmp_path):
+    """int8 + SVD: the shipped file is the compressed one, evaluate measures it, and compression.measured holds
+    the before/after accuracy (before = the run's float32 checkpoint, as evaluate gives it) and logit error."""
+    torch.set_num_threads(1)
+    run, root = _briefly_trained_run(tmp_path, "vgg11_bn", 32, low_rank={"classifier.0": 16})
+
+    result = export_starter(run, "vgg_demo", compress="svd-int8", svd_ranks={"classifier.0.weight": 16},
+                            data=str(root), root=tmp_path / "ckpts", device="cpu")
+
+    shipped = tmp_path / "ckpts" / "starter" / "vgg_demo.safetensors"
+    saved = json.loads(shipped.with_suffix(".json").read_text())
+    entry = saved["compression"]
+    assert saved["dtype"] == "svd-int8" and entry["plan"]["svd_ranks"] == {"classifier.0.weight": 16}
+    assert entry["tensors"]["classifier.0.weight"] == {"shape": [4096, 512], "kind": "svd_int8", "rank": 16}
+    assert entry["tensors"]["features.4.weight"]["kind"] == "int8"
+    assert entry["tensors"]["features.1.weight"]["kind"] == "float16"  # a batch-norm weight
+    m = entry["measured"]
+    assert m == result["compression"]
+    assert m["n"] == saved["metrics"]["val_n"] == 30
+    # "after" is what evaluate measures on the shipped file; "before" what it measures on the run's checkpoint
+    assert m["top1"] == saved["metrics"]["val_top1"] and m["top5"] == saved["metrics"]["val_top5"]
+    before = evaluate_checkpoint(run / "best.safetensors", data=str(root), device="cpu")
+    assert m["reference_top1"] == before["top1"] and m["reference_top5"] == before["top5"]
+    assert m["top1_change_pp"] == pytest.approx(100 * (m["top1"] - m["reference_top1"]))
+    assert 0 < m["logit_rel_error_mean"] <= m["logit_rel_error_max"] < 0.05  # int8 error; the SVD kept fc6 whole
+    assert shipped.stat().st_size < m["float16_bytes"] / 2  # fc7 (16.8M weights) is int8 at full rank here
+    row = next(ln for ln in starter_table(tmp_path / "ckpts").splitlines() if "`vgg_demo`" in ln)
+    assert "svd-int8 (int8 weights, one scale per output channel + truncated SVD of classifier.0 (rank 16))" in row
+    assert f"{m['top1_change_pp']:+.2f} pp top-1" in row and f"logits {100 * m['logit_rel_error_mean']:.1f}% off" in row
+
+
+def test_cli_export_takes_compress_and_svd_rank(tmp_path, capsys):
+    from cnnviz.__main__ import main
+
+    run, root = _briefly_trained_run(tmp_path, "alexnet", 23, steps=1)  # fc6 is 4096 x 256 at 23 px
+    assert main(["starter", "export", str(run), "--name", "a", "--data", str(root), "--device", "cpu",
+                 "--compress", "svd-int8", "--svd-rank", "classifier.fc6.weight=32",
+                 "--svd-rank", "classifier.fc8.weight=4"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["compression"]["n"] == 30
+    meta = json.loads((starter_dir() / "a.json").read_text())
+    assert meta["compression"]["plan"]["svd_ranks"] == {"classifier.fc6.weight": 32, "classifier.fc8.weight": 4}
+    assert meta["compression"]["tensors"]["classifier.fc7.weight"]["kind"] == "int8"
+
+    assert main(["starter", "export", str(run), "--name", "b", "--data", str(root), "--device", "cpu",
+                 "--compress", "int8"]) == 0
+    capsys.readouterr()
+    assert json.loads((starter_dir() / "b.json").read_text())["compression"]["plan"]["svd_ranks"] == {}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--svd-rank", "nonsense"], "argument --svd-rank: expected KEY=RANK, e.g. classifier.fc6.weight=256"),
+    (["--svd-rank", "classifier.fc6.weight=many"], "the rank must be a whole number, got 'many'"),
+    (["--svd-rank", "classifier.fc6.weight=0"], "the rank must be at least 1"),
+    (["--compress", "zip"], "argument --compress: invalid choice: 'zip'"),
+])
+def test_cli_export_refuses_bad_options_before_reading_anything(tmp_path, capsys, args, message):
+    from cnnviz.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["starter", "export", str(tmp_path / "no-such-run"), "--name", "x", *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rank_arg,message", [
+    ("classifier.fc6.weight=5000", "error: rank 5000 does not fit classifier.fc6.weight (4096 x 256): use 1 to 256"),
+    ("features.conv1.weight=8", "error: 'features.conv1.weight' is not the weight of a Linear layer of this model; "
+                                "SVD applies to: classifier.fc6.weight, classifier.fc7.weight, classifier.fc8.weight"),
+])
+def test_cli_export_refuses_a_rank_that_does_not_fit_and_writes_nothing(tmp_path, capsys, rank_arg, message):
+    from cnnviz.__main__ import main
+
+    run, root = _briefly_trained_run(tmp_path, "alexnet", 23, steps=0)
+    assert main(["starter", "export", str(run), "--name", "x", "--data", str(root), "--device", "cpu",
+                 "--svd-rank", rank_arg]) == 2
+    assert message in capsys.readouterr().err
+    assert not (starter_dir() / "x.safetensors").exists()

@@ -1,4 +1,5 @@
-"""CLI: ``python -m cnnviz starter export RUN --name NAME`` and ``python -m cnnviz starter list``."""
+"""CLI: ``python -m cnnviz starter export RUN --name NAME [--compress MODE] [--svd-rank KEY=RANK ...]`` and
+``python -m cnnviz starter list``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import json
 def register(sub) -> None:
     p = sub.add_parser("starter", help="starter checkpoints shipped in checkpoints/starter")
     ssub = p.add_subparsers(dest="starter_command", metavar="ACTION", required=True)
-    q = ssub.add_parser("export", help="float16 copy of a run's best checkpoint, evaluated on val")
+    q = ssub.add_parser("export", help="compressed copy of a run's best checkpoint, evaluated on val")
     q.add_argument("source", help="a run folder or a checkpoint path")
     q.add_argument("--name", required=True, help="file name under checkpoints/starter/ (no extension)")
+    q.add_argument("--compress", choices=("auto", "none", "int8", "svd-int8"), default="auto",
+                   help="auto (default): the family's plan (int8; + SVD of fc6/fc7 for AlexNet, ZFNet, VGG; "
+                        "LeNet-5 float16); none: float16; int8: int8 per output channel; svd-int8: int8 + SVD")
+    q.add_argument("--svd-rank", action="append", type=_svd_rank, metavar="KEY=RANK", default=[],
+                   help="rank of a Linear weight's truncated SVD, e.g. classifier.fc6.weight=256 (repeatable)")
     q.add_argument("--data", default=None, help="dataset to evaluate on (default: the one it was trained on)")
     q.add_argument("--device", default="auto")
     q.set_defaults(func=_export)
@@ -20,10 +26,20 @@ def register(sub) -> None:
     q.set_defaults(func=_list)
 
 
+def _svd_rank(item: str) -> tuple[str, int]:
+    from cnnviz.compress import parse_svd_rank
+
+    try:
+        return parse_svd_rank(item)
+    except ValueError as e:  # argparse prints usage and this message, and exits 2
+        raise argparse.ArgumentTypeError(str(e).removeprefix(f"--svd-rank {item!r}: ")) from None
+
+
 def _export(args: argparse.Namespace) -> int:
     from cnnviz.starter import export_starter
 
-    r = export_starter(args.source, args.name, data=args.data, device=args.device)
+    r = export_starter(args.source, args.name, compress=args.compress, svd_ranks=dict(args.svd_rank) or None,
+                       data=args.data, device=args.device)
     print(json.dumps(r))
     return 0
 
