@@ -220,7 +220,7 @@ def write(paths: list[str]) -> None:
                   "| --- | --- | --- | --- | --- |"]
         for fam, r in data["members"].items():
             m = member(fam)
-            _, macs = model_size(m.arch, {**m.variant, "num_classes": 200, "input_size": 64})
+            _, macs, _ = model_size(m.arch, {**m.variant, "num_classes": 200, "input_size": 64})
             mfu = f"{100 * 6 * macs * r['images_per_s'] / flops:.1f}%" if (macs and flops) else "n/a"
             lines.append(f"| {fam} ({m.arch}) | {r['images_per_s']:,.0f} | {r['warmup_s']:.1f} | "
                          f"{macs / 1e9:.2f} G | {mfu} |")

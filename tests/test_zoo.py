@@ -81,7 +81,7 @@ def test_epochs_planned_from_the_measured_rate_or_refused_with_the_numbers():
 
 @pytest.mark.slow
 def test_zoo_trains_two_members_at_once_and_reports_them(synthetic, tmp_path):
-    r = cli("zoo", "train", "--families", "lenet5,googlenet", "--concurrency", "2", *SMOKE)
+    r = cli("zoo", "train", "--families", "lenet5,googlenet", "--concurrency", "2", "--export", *SMOKE)
     assert r.returncode == 0, r.stderr[-3000:]
     zoo_id = r.stdout.splitlines()[0]
     zoo_dir = checkpoints_dir() / "zoo" / zoo_id
@@ -98,12 +98,19 @@ def test_zoo_trains_two_members_at_once_and_reports_them(synthetic, tmp_path):
         assert res["val_n"] == NUM_CLASSES * 10 and len(res["confusion"]) == NUM_CLASSES
         assert res["epochs"] == 2 and res["images_per_s"] > 0 and res["device"] == "cpu"
         assert len(per_class_accuracy(res)) == NUM_CLASSES
+        # the exported starter: compressed where it pays (GoogLeNet int8), measured from the written file
+        starter = res["starter"]
+        assert starter["name"] == f"{fam}_tinyimagenet" and starter["bytes"] > 0
+        meta = json.loads((zoo_dir / "starter" / f"{fam}_tinyimagenet.json").read_text())
+        assert meta["compression"]["plan"]["name"] == ("int8" if fam == "googlenet" else "float16")
+        assert meta["metrics"]["val_top1"] == pytest.approx(starter["top1"])
     st = cli("zoo", "status", zoo_id, "--format", "json")
     rows = {row["family"]: row for row in json.loads(st.stdout)["members"]}
     assert rows["googlenet"]["state"] == "done" and rows["googlenet"]["results"]
     imp = cli("zoo", "import", zoo_id)
     assert imp.returncode == 0, imp.stderr
     assert sorted(p.stem for p in (checkpoints_dir() / "results").glob("*.json")) == ["googlenet", "lenet5"]
+    assert (checkpoints_dir() / "starter" / "googlenet_tinyimagenet.safetensors").is_file()
     out = tmp_path / "docs" / "zoo.md"
     rep = cli("zoo", "report", "--out", str(out))
     assert rep.returncode == 0, rep.stderr

@@ -48,8 +48,9 @@ PUBLISHED: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def model_size(arch: str, model_args: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(parameters, MACs per image) of the architecture as trained (GoogLeNet with its aux heads)."""
+def model_size(arch: str, model_args: dict[str, Any]) -> tuple[int | None, int | None, int]:
+    """(parameters at inference, MACs per image, training-only parameters): the one count every view shows
+    (:func:`cnnviz.summary.param_count`), GoogLeNet's auxiliary heads stated apart."""
     from cnnviz.compare import _model_stats
 
     return _model_stats(arch, json.dumps(model_args, sort_keys=True, default=str))
@@ -68,17 +69,22 @@ def _human(n: float | None) -> str:
     return f"{n:.3g}"
 
 
+def _extra(training_only: int | None) -> str:
+    return f" (+{_human(training_only)} training-only heads)" if training_only else ""
+
+
 def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None) -> list[dict[str, Any]]:
     """One row per result: the numbers of the table, computed once (the plots use them too)."""
     order = {m.family: i for i, m in enumerate(MEMBERS)}
     out = []
     for r in sorted(results, key=lambda r: order.get(r["family"], 99)):
-        params, macs = model_size(r["arch"], r.get("model_args") or {})
+        params, macs, training_only = model_size(r["arch"], r.get("model_args") or {})
         ips = r.get("images_per_s")
         mfu = (6 * macs * ips / ceiling_flops) if (ceiling_flops and macs and ips) else None
         out.append({
             "family": r["family"], "arch": r["arch"], "top1": r["val_top1"], "top5": r.get("val_top5"),
-            "top1_tta": r.get("val_top1_tta"), "top1_raw": r.get("val_top1_raw"), "params": params, "macs": macs,
+            "top1_tta": r.get("val_top1_tta"), "top1_raw": r.get("val_top1_raw"), "params": params, "training_only": training_only,
+            "macs": macs,
             "epochs": r.get("epochs"), "train_s": r.get("train_time_s"), "wall_s": r.get("wall_time_s"),
             "images_per_s": ips, "mfu": mfu, "device": r.get("device_name"), "config": r.get("config") or {},
         })
@@ -165,7 +171,8 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
             mfu = "n/a (no ceiling measured)" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
             lines.append(
                 f"| {r['family']} ({r['arch']}) | {_pct(r['top1'])} | {_pct(r['top5'])} | {_pct(r['top1_tta'])} | "
-                f"{_pct(r['top1_raw'])} | {_human(r['params'])} | {_human(r['macs'])} | {r['epochs']} | "
+                f"{_pct(r['top1_raw'])} | {_human(r['params'])}{_extra(r['training_only'])} | {_human(r['macs'])} | "
+                f"{r['epochs']} | "
                 f"{r['train_s']:.0f} | {r['images_per_s']:,.0f} | {mfu} | {r['device']} | {pub or '-'} |")
         n = sorted({int(r.get("val_n") or 0) for r in found})
         lines += ["", f"Top-1 and top-5 are measured on all {'/'.join(f'{k:,}' for k in n)} val images from the "
