@@ -5,6 +5,7 @@ import time
 import numpy as np
 import streamlit as st
 
+from app_pages import _zf_views
 from app_pages._shared import load_checkpoint_cached, show_error, val_split_cached
 from cnnviz import viz
 from cnnviz.catalog import list_checkpoints
@@ -171,9 +172,13 @@ def tab_training():
     downloads(f"deconvnet_epoch{epoch}", fig, proj.image)
 
 
-names = ["Filters", "Feature maps", "Deconvnet", "Top-9", "Occlusion", "Attribution", "Across training"]
+names = ["Filters", "Feature maps", "Deconvnet", "Top-9", "Occlusion", "Attribution", "Across training",
+         "Invariance", "Layer probes"]
 for tab, fn in zip(st.tabs(names), [tab_filters, tab_maps, tab_deconv, tab_top9, tab_occlusion, tab_attribution,
-                                    tab_training], strict=True):
+                                    tab_training, lambda: _zf_views.render_invariance(
+                                        subject, x, label, split if upload is None else None,
+                                        int(idx) if upload is None and split is not None else None),
+                                    lambda: _zf_views.render_probes(subject, infos)], strict=True):
     with tab:
         try:
             fn()
