@@ -128,7 +128,8 @@ def render_probes(subject: session.Subject, infos: dict) -> None:
                 input_size=who.input_size[1], channels=who.input_size[0], name=name, train_per_class=settings[0],
                 val_per_class=settings[1], progress=progress, cache_dir=default_cache_dir() if who.cache_key else None,
                 model_key=who.cache_key)
-        bar.progress(1.0, f"{len(chosen)} checkpoint(s) in {time.perf_counter() - start:.1f} s (kept on disk)")
+        n = len(chosen)
+        bar.progress(1.0, f"{n} checkpoint{'s' if n > 1 else ''} in {time.perf_counter() - start:.1f} s (kept on disk)")
     results = [done[(n, settings)] for n in chosen if (n, settings) in done]
     if not results:
         return

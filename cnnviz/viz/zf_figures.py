@@ -60,14 +60,16 @@ def invariance_figure(inv, names: Sequence[str], relative: bool = True, height: 
 
 def frames_image(x, transform: str, values: Sequence[float], mean, std, axis: str = "both", max_frames: int = 9,
                  cell: int = 72) -> np.ndarray:
-    """What the network saw at (up to ``max_frames`` evenly spaced) transform values, captioned (ZF Fig. 5,
-    column 1)."""
+    """What the network saw at about ``max_frames`` evenly spaced transform values (every k-th, and the
+    last), each captioned with its value (ZF Fig. 5, column 1)."""
     from cnnviz.preprocess import to_image
     from cnnviz.viz import render
     from cnnviz.viz.invariance import transformed
 
     values = list(values)
-    picks = sorted({int(round(k)) for k in np.linspace(0, len(values) - 1, min(max_frames, len(values)))})
+    step = max(1, -(-(len(values) - 1) // max(1, max_frames - 1)))  # every step-th value, evenly spaced
+    picks = list(range(0, len(values), step))
+    picks += [len(values) - 1] if picks[-1] != len(values) - 1 else []
     frames = transformed(x, transform, [values[k] for k in picks], axis)
     tiles = [np.asarray(to_image(f, mean, std)) for f in frames]
     return render.labelled(tiles, [f"{values[k]:g}" for k in picks], cell=cell)
