@@ -68,7 +68,7 @@ def render_invariance(subject: session.Subject, x: torch.Tensor, label: int | No
     inv = hit[1]
     mean, std = session.mean_std(subject.meta)
     st.image(zf_figures.frames_image(xs[0], transform, inv.values, mean, std, axis),
-             caption=f"what the network saw ({inv.axis_title}); outside the picture: the mean colour")
+             caption=f"what the network saw, {inv.axis_title}; outside the picture: the mean colour")
     st.plotly_chart(zf_figures.invariance_figure(inv, names, relative), key="inv_chart")
     followed = "the true class" if targets[0] is not None else "the class predicted for the untransformed image"
     st.caption(f"Left: how far each layer's output (flattened) moves from the untransformed image's; right: "
@@ -107,7 +107,8 @@ def render_probes(subject: session.Subject, infos: dict) -> None:
     others = [i.name for i in infos.values() if i.name != subject.name]
     chosen = st.multiselect("Checkpoints on the chart", [subject.name, *others], [subject.name], key="pr_models")
     c1, c2, c3 = st.columns(3)
-    per_train = c1.number_input("Train images per class", 1, 500, d["train_per_class"], key="pr_train")
+    per_train = c1.number_input("Train images per class", 1, 100, d["train_per_class"], key="pr_train",
+                                help="time grows with it: the defaults take about a minute for a starter")
     per_val = c2.number_input("Val images per class", 1, 50, d["val_per_class"], key="pr_val")
     rel = c3.toggle("Relative depth", False, key="pr_rel", help="x from 0 (first hidden block) to 1 (last), so "
                     "that networks of different depths line up")

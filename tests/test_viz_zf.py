@@ -182,3 +182,28 @@ def test_both_analyses_run_on_every_family(arch):
                   val_per_class=2, max_iter=3)
         assert r.layers == depth.probe_layers(m, (c, size, size)) and len(r.val_top1) == len(r.layers) >= 3
         assert all(0 <= v <= 1 for v in r.val_top1)
+
+
+def test_probe_threads_are_set_for_the_run_and_restored(monkeypatch):
+    import os
+
+    from cnnviz.viz import probes
+
+    m = _model("lenet5", size=32)
+    imgs, y = _coloured(2)
+    kw = {"mean": MEAN, "std": STD, "input_size": 32, "channels": 1, "max_iter": 3}
+    before = torch.get_num_threads()
+    assert probe(m, imgs, y, imgs, y, threads=1, **kw).seconds["threads"] == 1
+    assert torch.get_num_threads() == before  # process-wide: restored for everyone else
+    torch.set_num_threads(2)
+    try:
+        # busy machine (load average above the core count): one thread; idle: torch's own setting
+        monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+        with probes._threads(None) as used:
+            assert used == 1
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        with probes._threads(None) as used:
+            assert used == 2
+    finally:
+        torch.set_num_threads(before)

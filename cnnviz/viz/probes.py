@@ -12,23 +12,34 @@ search) for at most ``max_iter`` iterations, full batch. Pooling is a global *av
 (``C x H x W -> C``); fully connected layers are used as they are.
 
 Defaults (:data:`DEFAULTS`): 20 train images per class (4,000 for Tiny ImageNet's 200 classes), 10 val images
-per class (2,000), ``l2 = 1e-3``, 100 LBFGS iterations. With 20 examples per class the probe is far from what a
-full training set would give; the ranking of the layers is what it shows. The timings on the project's 2-core
-CPU are in ``docs/benchmarks.md`` (``bench/bench_zf.py``).
+per class (2,000), ``l2 = 1e-3``, 50 LBFGS iterations. On the ResNet-18 starter's five blocks, 30, 50 and 100
+iterations gave the same val top-1 to within 0.3 points; a larger penalty (1e-2, 1e-1) lowered the first
+blocks' accuracy and raised the last ones' by up to 2 points, so the small one keeps the comparison fair to
+low layers. With 20 examples per class the probe is far from what a full training set would give; the
+ranking of the layers is what it shows. The timings on the project's 2-core CPU are in
+``docs/benchmarks.md`` (``bench/bench_zf.py``).
 
 Features are computed on the same private, channels-last (and, where the device computes it natively, bf16)
 copy of the model as the top-9 scan (:func:`cnnviz.viz.top9.scan_copy`); the model given is never modified.
 Finished probes are cached on disk as JSON, keyed like the top-9 scan: the checkpoint file's fingerprint, the
 datasets' fingerprints, the layers and every setting.
+
+Threads: on the project's 2-core CPU, shared with other jobs (1-minute load average 5-11), two intra-op threads
+ran the feature pass 3-30x *slower* than one (GoogLeNet, 400 images: 14 s against 1.4 s; the threads wait on
+each other while the other jobs hold the cores), and the fits no faster. So ``threads=None`` (the default)
+uses one thread while the load average exceeds the number of cores, and torch's setting otherwise;
+``torch.set_num_threads`` is process-wide, so it is restored afterwards.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,7 +52,7 @@ from cnnviz.viz.hooks import capture, forward_quietly, output_shapes
 from cnnviz.viz.top9 import ScanCancelled, _cancelled, dataset_fingerprint, preprocess_batch, scan_copy
 
 CACHE_VERSION = 1
-DEFAULTS = {"train_per_class": 20, "val_per_class": 10, "l2": 1e-3, "max_iter": 100}
+DEFAULTS = {"train_per_class": 20, "val_per_class": 10, "l2": 1e-3, "max_iter": 50}
 CLASSIFIER = ("multinomial logistic regression on standardised, globally average-pooled features; "
               "L2 penalty {l2:g}; torch.optim.LBFGS, at most {max_iter} iterations")
 
@@ -62,7 +73,7 @@ class ProbeResult:
     val_images: int
     num_classes: int
     settings: dict = field(default_factory=dict)  # train_per_class, val_per_class, l2, max_iter, precision, seed
-    seconds: dict = field(default_factory=dict)  # "features", "fit"
+    seconds: dict = field(default_factory=dict)  # "features", "fit" (seconds) and the "threads" they ran on
 
     @property
     def chance(self) -> float:
@@ -87,6 +98,19 @@ class ProbeResult:
         if data.pop("version", None) != CACHE_VERSION:
             raise ValueError("cache written by another version")
         return cls(**data)
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[int]:
+    before = torch.get_num_threads()
+    if threads is None:
+        busy = hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
+        threads = 1 if busy else before
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def balanced_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -183,8 +207,9 @@ def probe(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, 
           name: str = "model", train_per_class: int = DEFAULTS["train_per_class"],
           val_per_class: int = DEFAULTS["val_per_class"], l2: float = DEFAULTS["l2"],
           max_iter: int = DEFAULTS["max_iter"], seed: int = 0, precision: str = "auto", batch_size: int | None = None,
-          progress: Progress | None = None, cancel: threading.Event | Callable[[], bool] | None = None,
-          cache_dir: str | Path | None = None, model_key: str | None = None) -> ProbeResult:
+          threads: int | None = None, progress: Progress | None = None,
+          cancel: threading.Event | Callable[[], bool] | None = None, cache_dir: str | Path | None = None,
+          model_key: str | None = None) -> ProbeResult:
     """A linear probe on each of ``layers`` (default: every hidden block's output, shallow to deep).
 
     ``train_images``/``val_images`` are uint8 ``N x H x W x 3`` (a :class:`cnnviz.data.Split`'s ``images``)
@@ -192,7 +217,8 @@ def probe(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, 
     ``progress(fraction, message)`` is called as features are computed and after each layer's fit; returning
     False cancels (as does ``cancel``): :class:`~cnnviz.viz.top9.ScanCancelled`, nothing cached. With
     ``cache_dir`` and ``model_key`` (:func:`cnnviz.viz.top9.checkpoint_fingerprint`) a finished probe is
-    saved and reused. See the module docstring for the classifier.
+    saved and reused. ``threads``: intra-op threads (default: see the module docstring). See the module
+    docstring for the classifier.
     """
     from cnnviz.viz import depth
 
@@ -230,26 +256,28 @@ def probe(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, 
         if progress is not None and progress(fraction, message) is False:
             raise ScanCancelled("probe cancelled")
 
-    start = time.perf_counter()
-    common = {"mean": mean, "std": std, "input_size": input_size, "channels": channels, "batch_size": batch_size,
-              "precision": precision, "cancel": cancel}
-    train_feats = pooled_features(model, train_images[tr], layers, **common, progress=lambda d, n: report(
-        share * d / total, f"features: {d:,}/{total:,} images"))
-    val_feats = pooled_features(model, val_images[va], layers, **common, progress=lambda d, n: report(
-        share * (len(tr) + d) / total, f"features: {len(tr) + d:,}/{total:,} images"))
-    t_features = time.perf_counter() - start
-    ytr, yva = np.asarray(train_labels)[tr], np.asarray(val_labels)[va]
-    val_top1, train_top1 = [], []
-    for i, layer in enumerate(layers):
-        if _cancelled(cancel):
-            raise ScanCancelled("probe cancelled")
-        report(share + (1 - share) * i / len(layers), f"fitting {layer} ({i + 1}/{len(layers)})")
-        v, t = fit_linear(train_feats[layer], ytr, val_feats[layer], yva, l2=l2, max_iter=max_iter)
-        val_top1.append(v)
-        train_top1.append(t)
+    with _threads(threads) as used:
+        start = time.perf_counter()
+        common = {"mean": mean, "std": std, "input_size": input_size, "channels": channels,
+                  "batch_size": batch_size, "precision": precision, "cancel": cancel}
+        train_feats = pooled_features(model, train_images[tr], layers, **common, progress=lambda d, n: report(
+            share * d / total, f"features: {d:,}/{total:,} images"))
+        val_feats = pooled_features(model, val_images[va], layers, **common, progress=lambda d, n: report(
+            share * (len(tr) + d) / total, f"features: {len(tr) + d:,}/{total:,} images"))
+        t_features = time.perf_counter() - start
+        ytr, yva = np.asarray(train_labels)[tr], np.asarray(val_labels)[va]
+        val_top1, train_top1 = [], []
+        for i, layer in enumerate(layers):
+            if _cancelled(cancel):
+                raise ScanCancelled("probe cancelled")
+            report(share + (1 - share) * i / len(layers), f"fitting {layer} ({i + 1}/{len(layers)})")
+            v, t = fit_linear(train_feats[layer], ytr, val_feats[layer], yva, l2=l2, max_iter=max_iter)
+            val_top1.append(v)
+            train_top1.append(t)
+        seconds = {"features": round(t_features, 2), "fit": round(time.perf_counter() - start - t_features, 2),
+                   "threads": used}
     result = ProbeResult(name, layers, depth.labels(model, size, layers), [int(train_feats[n].shape[1]) for n in layers],
-                         val_top1, train_top1, len(tr), len(va), int(len(np.unique(ytr))), settings,
-                         {"features": round(t_features, 2), "fit": round(time.perf_counter() - start - t_features, 2)})
+                         val_top1, train_top1, len(tr), len(va), int(len(np.unique(ytr))), settings, seconds)
     report(1.0, "done")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ def invariance_png(inv, names: Sequence[str], relative: bool = True, strip: np.n
         ax = fig.add_subplot(grid[0, :])
         ax.imshow(strip)
         ax.set_axis_off()
-        ax.set_title(f"what the network saw ({inv.axis_title}), first image", fontsize=9)
+        ax.set_title(f"what the network saw, {inv.axis_title} (first image)", fontsize=9)
         row = 1
     axes = [fig.add_subplot(grid[row, j]) for j in range(panels)]
     for i, name in enumerate(names):

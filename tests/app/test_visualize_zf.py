@@ -48,7 +48,7 @@ def test_invariance_tab_plots_one_line_per_val_image(setup):
     _run(at)
     assert len(_charts(at)) == before + 1
     captions = " ".join(" ".join(i.captions) for i in at.get("image"))
-    assert "what the network saw (shift (pixels))" in captions
+    assert "what the network saw, shift (pixels)" in captions
     assert any("p(the true class)" in c.value for c in at.caption)
     at.radio(key="inv_tf").set_value("rotate")
     _run(at)

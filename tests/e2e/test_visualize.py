@@ -143,7 +143,7 @@ def test_invariance_and_layer_probes_draw_their_charts(app_server, page, tmp_pat
     expect(panel.get_by_test_id("stPlotlyChart")).to_have_count(1)
     expect(panel.locator(".legendtext")).to_have_count(3)  # three val images, one legend entry each
     expect(panel.get_by_text("probability of the class").first).to_be_visible()
-    _loaded_image(page, "what the network saw (shift (pixels))")
+    _loaded_image(page, "what the network saw, shift (pixels)")
     shot(page, tmp_path, "visualize_invariance")
     _tab(page, "Layer probes")
     page.get_by_role("button", name="Run the probes").click()
