@@ -78,16 +78,18 @@ def frames_image(x, transform: str, values: Sequence[float], mean, std, axis: st
 def probe_figure(results: Sequence, relative_depth: bool = False, height: int = 380):
     """Val top-1 against depth, one line per checkpoint; x is the hidden block's number (or, with
     ``relative_depth``, its position from 0 = first to 1 = last hidden block, so that networks of different
-    depths line up); chance is the dashed line."""
+    depths line up); chance is the dashed line. Up to two lines, each point is labelled with its block."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     colours = _colours()
+    named = len(results) <= 2  # block names on the points; with more lines they overlap (hover names them)
     for i, r in enumerate(results):
         n = len(r.layers)
         xs = [k / max(1, n - 1) for k in range(n)] if relative_depth else list(range(1, n + 1))
         fig.add_trace(go.Scatter(
-            x=xs, y=[v * 100 for v in r.val_top1], mode="lines+markers+text", name=r.name,
+            x=xs, y=[v * 100 for v in r.val_top1], mode="lines+markers+text" if named else "lines+markers",
+            name=r.name,
             text=[lab.split(" (")[0].rsplit(".", 1)[-1] for lab in r.labels], textposition="top center",
             textfont={"size": 9}, line={"color": colours[i % len(colours)]},
             customdata=np.stack([r.labels, r.dims, [t * 100 for t in r.train_top1]], axis=1),

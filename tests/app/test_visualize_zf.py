@@ -41,7 +41,7 @@ def _charts(at) -> list:
 
 def test_invariance_tab_plots_one_line_per_val_image(setup):
     at = _run(AppTest.from_file(PAGE, default_timeout=240))
-    assert at.multiselect(key="inv_layers").value == ["features.act1", "act6"]  # first block, last hidden layer
+    assert at.multiselect(key="inv_layers_starter/lenet_small").value == ["features.act1", "act6"]  # first block, last hidden layer
     at.number_input(key="inv_count").set_value(2)
     before = len(_charts(at))
     at.button(key="inv_run").click()
@@ -50,6 +50,9 @@ def test_invariance_tab_plots_one_line_per_val_image(setup):
     captions = " ".join(" ".join(i.captions) for i in at.get("image"))
     assert "what the network saw, shift (pixels)" in captions
     assert any("p(the true class)" in c.value for c in at.caption)
+    at.selectbox[0].select("random init: resnet18")  # another model: its own default layers, not the last ones
+    _run(at)
+    assert at.multiselect(key="inv_layers_resnet18 (random init, seed 0)").value == ["maxpool", "avgpool"]
     at.radio(key="inv_tf").set_value("rotate")
     _run(at)
     assert len(_charts(at)) == before  # a new transform: nothing stale on screen until it is measured
