@@ -110,7 +110,7 @@ def render_probes(subject: session.Subject, infos: dict) -> None:
                             key=f"pr_models_{subject.name}")
     c1, c2, c3 = st.columns(3)
     per_train = c1.number_input("Train images per class", 1, 100, d["train_per_class"], key="pr_train",
-                                help="time grows with it: with the defaults a starter takes 4-26 s on a 2-core CPU")
+                                help="time grows with it: with the defaults each starter took under 35 s on a 2-core CPU")
     per_val = c2.number_input("Val images per class", 1, 50, d["val_per_class"], key="pr_val")
     rel = c3.toggle("Relative depth", False, key="pr_rel", help="x from 0 (first hidden block) to 1 (last), so "
                     "that networks of different depths line up")

@@ -67,8 +67,8 @@ def bench_invariance(only: str | None) -> list[str]:
     from cnnviz.viz.invariance import default_values, invariance
     from cnnviz.viz.session import checkpoint_subject
 
-    lines = ["### Invariance (3 images x 25 rotations, first conv block + last hidden layer; median of 3 after a "
-             "warm-up)", "| starter | time | forward passes |", "|---|---:|---:|"]
+    lines = ["### Invariance (3 images x 25 rotations, first conv block + last hidden layer, automatic thread count; "
+             "median of 3 after a warm-up)", "| starter | time | forward passes |", "|---|---:|---:|"]
     for info in [i for i in list_checkpoints() if i.kind == "starter" and (only is None or only in i.name)]:
         s = checkpoint_subject(info.path)
         x = torch.randn(3, *s.input_size)

@@ -199,11 +199,11 @@ def test_probe_threads_are_set_for_the_run_and_restored(monkeypatch):
     try:
         # busy machine (load average above the core count): one thread; idle: torch's own setting
         monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
-        with probes._threads(None) as used:
+        with probes.threads_for_load(None) as used:
             assert used == 1
         assert torch.get_num_threads() == 2
         monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-        with probes._threads(None) as used:
+        with probes.threads_for_load(None) as used:
             assert used == 2
     finally:
         torch.set_num_threads(before)

@@ -4,8 +4,8 @@ where the zip or the starter is absent.
 
 What the starter (5 epochs, 38.8% val top-1) reaches, measured on this machine:
 
-* probes with the defaults (20 train / 10 val images per class): val top-1 rises with every stage, 10.1%
-  (first conv block, ``maxpool``, 64 pooled features), 15.6% (``layer1``), 19.7%, 23.4%, 29.4% (last hidden
+* probes with the defaults (20 train / 10 val images per class): val top-1 rises with every stage, 9.8%
+  (first conv block, ``maxpool``, 64 pooled features), 15.7% (``layer1``), 19.9%, 23.4%, 29.3% (last hidden
   layer, ``avgpool``, 512 features); chance is 0.5%;
 * a 4-pixel diagonal shift of the first eight val images moves the first conv block's output by 0.55-0.75 of
   its norm, the last hidden layer's by 0.28-0.60 (mean 0.66 against 0.39): larger at layer 1 for every image
@@ -78,7 +78,7 @@ def test_last_hidden_layer_probe_beats_the_first_conv_block(real, starter):
     print({k: round(v, 3) for k, v in acc.items()})
     assert r.layers[0] == "maxpool" and r.layers[-1] == "avgpool"
     assert (r.train_images, r.val_images, r.num_classes) == (4000, 2000, 200)
-    assert acc["avgpool"] >= acc["maxpool"] + 0.10, acc  # measured: about 0.29 against 0.10
+    assert acc["avgpool"] >= acc["maxpool"] + 0.10, acc  # measured: 0.293 against 0.098
     assert acc["maxpool"] > 5 * r.chance  # even the first block's pooled colours carry some class information
 
 

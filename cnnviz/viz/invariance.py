@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnviz.viz.hooks import capture, private_view
+from cnnviz.viz.probes import threads_for_load
 
 TRANSFORMS = ("translate", "scale", "rotate")
 AXIS_TITLES = {"translate": "shift (pixels)", "scale": "scale factor", "rotate": "rotation (degrees)"}
@@ -143,7 +144,7 @@ def invariance(model: nn.Module, x: torch.Tensor, transform: str, values: Sequen
     ``values``: the transform's steps (default :func:`default_values`); ``layers``: any layer names (default:
     the first conv block and the last hidden layer); ``targets``: per image, the class whose probability is
     followed (``None``: the class predicted for the untransformed image). Runs in float32 on a private view:
-    the model is never modified.
+    the model is never modified; on one thread while the machine is busy (see :mod:`cnnviz.viz.probes`).
     """
     from cnnviz.viz import depth
 
@@ -165,7 +166,7 @@ def invariance(model: nn.Module, x: torch.Tensor, transform: str, values: Sequen
     norm = {n: np.zeros(len(x)) for n in layers}
     prob = np.zeros((len(x), len(values)))
     chosen: list[int] = []
-    with torch.inference_mode(), capture(view, layers) as store:
+    with torch.inference_mode(), threads_for_load(), capture(view, layers) as store:
         for i in range(len(x)):
             batch = torch.cat([x[i:i + 1], transformed(x[i], transform, values, axis)]).to(device)
             logits = view(batch)

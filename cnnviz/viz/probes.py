@@ -101,16 +101,16 @@ class ProbeResult:
 
 
 @contextmanager
-def _threads(threads: int | None) -> Iterator[int]:
-    before = torch.get_num_threads()
+def threads_for_load(threads: int | None = None) -> Iterator[int]:
+    """Inside the block torch runs on ``threads`` intra-op threads; ``None``: one while the 1-minute load average
+    exceeds the number of cores, else torch's own setting. Restored afterwards (it is process-wide)."""
+    from cnnviz.data.pipeline import _torch_threads
+
     if threads is None:
         busy = hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
-        threads = 1 if busy else before
-    torch.set_num_threads(max(1, int(threads)))
-    try:
+        threads = 1 if busy else torch.get_num_threads()
+    with _torch_threads(max(1, int(threads))):
         yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
 
 def balanced_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
@@ -256,7 +256,7 @@ def probe(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, 
         if progress is not None and progress(fraction, message) is False:
             raise ScanCancelled("probe cancelled")
 
-    with _threads(threads) as used:
+    with threads_for_load(threads) as used:
         start = time.perf_counter()
         common = {"mean": mean, "std": std, "input_size": input_size, "channels": channels,
                   "batch_size": batch_size, "precision": precision, "cancel": cancel}
