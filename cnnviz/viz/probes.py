@@ -24,9 +24,10 @@ copy of the model as the top-9 scan (:func:`cnnviz.viz.top9.scan_copy`); the mod
 Finished probes are cached on disk as JSON, keyed like the top-9 scan: the checkpoint file's fingerprint, the
 datasets' fingerprints, the layers and every setting.
 
-Threads: on the project's 2-core CPU, shared with other jobs (1-minute load average 5-11), two intra-op threads
-ran the feature pass 3-30x *slower* than one (GoogLeNet, 400 images: 14 s against 1.4 s; the threads wait on
-each other while the other jobs hold the cores), and the fits no faster. So ``threads=None`` (the default)
+Threads: on the project's 2-core CPU, shared with other jobs (1-minute load average 4-7), two intra-op threads
+ran the feature pass 2-40x *slower* than one (400 images: GoogLeNet 14 s against 1.4 s, ResNet-18 11 s against
+1.2 s, NiN 7.7 s against 3.7 s, LeNet-5 4 s against 0.1 s; the threads wait on each other while the other jobs
+hold the cores), and the fits no faster. So ``threads=None`` (the default)
 uses one thread while the load average exceeds the number of cores, and torch's setting otherwise;
 ``torch.set_num_threads`` is process-wide, so it is restored afterwards.
 """
