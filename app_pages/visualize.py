@@ -61,7 +61,8 @@ layer = left.selectbox("Layer", layers, index=layers.index(session.default_layer
 right.image(render.upscale(seen, 128), caption=f"What the network saw ({seen.shape[0]}x{seen.shape[1]}, "
             "after its own preprocessing)")
 
-ctx = Context(subject, x, seen, layer, layers, label, split, infos.get(choice), infos, load_checkpoint_cached, _random)
+ctx = Context(subject, x, seen, layer, layers, label, split, infos.get(choice), infos, load_checkpoint_cached, _random,
+              val_index=int(idx) if upload is None and split is not None else None)
 # Lazy tabs: only the open view runs (each one computes its own figures); a tab switch reruns the page.
 for tab, view in zip(st.tabs([v.name for v in VIEWS], key="viz_view", on_change="rerun"), VIEWS, strict=True):
     if tab.open:

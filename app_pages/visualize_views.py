@@ -19,6 +19,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from app_pages import _zf_views
 from cnnviz import viz
 from cnnviz.catalog import CheckpointInfo, most_accurate
 from cnnviz.viz import render, session
@@ -40,6 +41,7 @@ class Context:
     infos: dict[str, CheckpointInfo]  # every listed checkpoint, by picker label
     load: Callable  # path -> loaded checkpoint (cached, shared)
     random: Callable[[str], session.Subject]  # arch -> random-init subject (cached, shared)
+    val_index: int | None = None  # the validation image shown (None: an upload or the demo image)
 
     @property
     def signature(self) -> str:
@@ -252,6 +254,17 @@ def training_view(ctx: Context) -> None:
     downloads(f"deconvnet_epoch{epoch}", fig, proj.image)
 
 
+def invariance_view(ctx: Context) -> None:
+    """ZF Fig. 5 (app_pages/_zf_views.py): the val image and its neighbours, or the upload alone."""
+    _zf_views.render_invariance(ctx.subject, ctx.x, ctx.label, ctx.split if ctx.val_index is not None else None,
+                                ctx.val_index)
+
+
+def probes_view(ctx: Context) -> None:
+    """ZF Section 5 / Table 6 (app_pages/_zf_views.py): linear probes per block, several checkpoints."""
+    _zf_views.render_probes(ctx.subject, ctx.infos)
+
+
 VIEWS: list[View] = [
     View("Filters", "flt", filters_view),
     View("Feature maps", "fm", maps_view),
@@ -260,4 +273,6 @@ VIEWS: list[View] = [
     View("Occlusion", "occ", occlusion_view),
     View("Attribution", "attr", attribution_view),
     View("Across training", "trn", training_view),
+    View("Invariance", "inv", invariance_view),
+    View("Layer probes", "prb", probes_view),
 ]

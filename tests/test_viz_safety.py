@@ -23,6 +23,8 @@ from cnnviz.viz import (
     sanity_check,
     scan,
 )
+from cnnviz.viz.invariance import invariance
+from cnnviz.viz.probes import probe
 from cnnviz.viz.top9 import patches
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -71,6 +73,9 @@ CALLS = {
     "attribute": lambda m: attribute(m, X, 1, ig_steps=4),
     "sanity": lambda m: sanity_check(m, X, 1, methods=("saliency", "guided_backprop"), mode="cascading", steps=2),
     "filters": lambda m: (filter_grid(m), filter_stats(m)),
+    "invariance": lambda m: invariance(m, X.expand(2, -1, -1, -1), "rotate", [0, 45], targets=[1, None]),
+    "probe": lambda m: probe(m, IMAGES, np.arange(6) % 3, IMAGES, np.arange(6) % 3, mean=MEAN, std=STD,
+                             input_size=64, train_per_class=2, val_per_class=2, max_iter=3, batch_size=4),
 }
 
 
@@ -94,6 +99,10 @@ ERRORS = {
     "occlusion_bad_channel": lambda m: occlusion(m, X, layer="features.pool2", channel=10_000),
     "scan_bad_layer": lambda m: scan(m, IMAGES, "classifier.fc6", mean=MEAN, std=STD),
     "attribute_bad_class": lambda m: attribute(m, X, 99),
+    "invariance_bad_layer": lambda m: invariance(m, X, "translate", [0, 2], layers=["features.nope"]),
+    "invariance_bad_class": lambda m: invariance(m, X, "scale", [1.0, 1.2], targets=[99]),
+    "probe_bad_layer": lambda m: probe(m, IMAGES, np.arange(6) % 3, IMAGES, np.arange(6) % 3, mean=MEAN, std=STD,
+                                       input_size=64, layers=["features.nope"]),
     "patches_bad_channel": lambda m: patches(m, IMAGES, scan(m, IMAGES, "features.pool1", mean=MEAN, std=STD),
                                              10_000, mean=MEAN, std=STD),
 }

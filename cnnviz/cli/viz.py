@@ -1,10 +1,13 @@
 """CLI: ``python -m cnnviz viz filters|maps|deconv|top9|occlusion|attribution (--checkpoint PATH | --arch ARCH)
-[--image PATH] [--layer NAME] [--channel K] [--data PATH] --out FILE.png [--save-array FILE.npy]``.
+[--image PATH] [--layer NAME] [--channel K] [--data PATH] --out FILE.png [--save-array FILE.npy]``, and
+``python -m cnnviz viz invariance ... --transform translate|scale|rotate --out FIG.png [--save-array FILE.npz]``.
 
 Layer names are the dotted module paths of ``python -m cnnviz table``. ``--save-array`` writes the numbers
 behind the figure (``.npy``, no pickle): filters: the weights ``out x in x kh x kw``; maps: ``C x h x w``;
 deconv: the projection in input space ``C x H x W`` (the network's input size); top9: ``C x 9 x 4``
-(value, image index, y, x); occlusion: the probability map ``n_y x n_x``; attribution: ``methods x H x W``.
+(value, image index, y, x); occlusion: the probability map ``n_y x n_x``; attribution: ``methods x H x W``;
+invariance: an ``.npz`` with the transform values, one distance array per layer and the probabilities
+(:meth:`cnnviz.viz.invariance.Invariance.npz_bytes`).
 """
 
 from __future__ import annotations
@@ -65,6 +68,89 @@ def register(sub) -> None:
                            help="comma-separated subset of: saliency, deconvnet, guided_backprop, "
                                 "integrated_gradients, grad_cam, guided_grad_cam")
         q.set_defaults(func=run)
+    _register_invariance(vsub)
+
+
+def _register_invariance(vsub) -> None:
+    h = "ZF Fig. 5: how far layers' feature vectors move, and p(class), as an image is shifted, scaled or rotated"
+    q = vsub.add_parser("invariance", help=h, description=h)
+    src = q.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name")
+    src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (python -m cnnviz list)")
+    q.add_argument("--classes", type=int, default=200, help="classes of a --arch model (default 200)")
+    q.add_argument("--input-size", type=int, default=64, help="input side of a --arch model (default 64)")
+    q.add_argument("--seed", type=int, default=0, help="initialisation seed of a --arch model")
+    q.add_argument("--image", metavar="PATH", action="append", help="input image; repeat for one line per image "
+                   "(the class followed is the one predicted for the untransformed image)")
+    q.add_argument("--index", type=int, action="append", help="val image(s) used when no --image is given "
+                   "(default 0; the class followed is the true one); repeat for several")
+    q.add_argument("--data", metavar="PATH", help="Tiny ImageNet root (default: the data folder)")
+    q.add_argument("--transform", choices=("translate", "scale", "rotate"), required=True)
+    q.add_argument("--values", metavar="V,V,...", help="transform values: pixels, factors or degrees "
+                   "(default: shifts -12..12 step 2 at 64x64, scale 0.6..1.6, rotation 0..360 step 15); "
+                   "negative first values need an equals sign: --values=-4,0,4")
+    q.add_argument("--axis", choices=("both", "x", "y"), default="both",
+                   help="translate: diagonal (both, default), right (x) or down (y)")
+    q.add_argument("--layers", metavar="NAME,NAME", help="layers to follow (default: the first conv block and "
+                   "the last hidden layer)")
+    q.add_argument("--absolute", action="store_true", help="plot the raw Euclidean distance, not the distance "
+                   "relative to the untransformed feature vector's norm")
+    q.add_argument("--out", required=True, metavar="FIG.png", help="where to write the figure")
+    q.add_argument("--save-array", metavar="ARR.npz", help="also write the numbers behind the figure (.npz)")
+    q.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    q.set_defaults(func=_invariance)
+
+
+def _floats(text: str | None, what: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be numbers separated by commas, not {text!r}") from None
+    if not values:
+        raise ValueError(f"give at least one value in {what}")
+    return values
+
+
+def _invariance(args) -> int:
+    import torch
+
+    from cnnviz.fsutil import atomic_write_bytes
+    from cnnviz.images import open_image
+    from cnnviz.viz import zf_figures
+    from cnnviz.viz.invariance import default_values, invariance
+    from cnnviz.viz.session import class_index, mean_std, prepare
+
+    subject = _subject(args)
+    if args.image:
+        xs = [prepare(open_image(p), subject.meta)[0] for p in args.image]
+        names, targets = [Path(p).name for p in args.image], [None] * len(xs)
+    else:
+        _, split = _val(args)
+        indices = args.index or [0]
+        bad = [i for i in indices if not 0 <= i < len(split.images)]
+        if bad:
+            raise ValueError(f"--index must be in 0..{len(split.images) - 1}, not {bad[0]}")
+        xs = [prepare(split.images[i], subject.meta)[0] for i in indices]
+        truth = [int(split.labels[i]) for i in indices]
+        targets = [class_index(subject.meta, split.wnids[t], t) for t in truth]
+        names = [f"val {i}: {split.class_names[t]}" for i, t in zip(indices, truth, strict=True)]
+    values = _floats(args.values, "--values") or list(default_values(args.transform, subject.input_size[1]))
+    layers = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
+    x = torch.cat(xs)
+    inv = invariance(subject.model, x, args.transform, values, layers, targets, axis=args.axis)
+    mean, std = mean_std(subject.meta)
+    strip = zf_figures.frames_image(x[0], args.transform, inv.values, mean, std, axis=args.axis)
+    for name, layer in zip(inv.labels, inv.layers, strict=True):
+        rel = inv.relative(layer)
+        print(f"{name}: relative distance {rel.min():.3f}..{rel.max():.3f} over {inv.axis_title}")
+    atomic_write_bytes(Path(args.out), zf_figures.invariance_png(inv, names, not args.absolute, strip))
+    print(f"wrote {args.out}")
+    if args.save_array:
+        atomic_write_bytes(Path(args.save_array), inv.npz_bytes())
+        print(f"wrote {args.save_array}")
+    return 0
 
 
 def _subject(args):

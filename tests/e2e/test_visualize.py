@@ -219,3 +219,36 @@ def test_grad_cam_of_the_resnet18_starter_is_a_picture(app_server, page, tmp_pat
     assert page.get_by_role("combobox", name="Grad-CAM layer").input_value() == "layer4"  # not the 1x1 avgpool
     assert_no_errors(page)
     shot(page, tmp_path, "visualize_gradcam_resnet18")
+
+
+def test_invariance_and_layer_probes_draw_their_charts(app_server, page, tmp_path):
+    """ZF Fig. 5 and Table 6 in the browser: the invariance panels (one line per val image) and the probe's
+    accuracy-against-depth chart after its progress bar, with nothing raised."""
+    from cnnviz.data import make_synthetic
+
+    base = tmp_path / "app"
+    _checkpoint(base / "checkpoints")
+    make_synthetic(base / "data" / "tiny-imagenet-200", num_classes=3, train_per_class=4, val_per_class=4)
+    server = app_server(base=base)
+    page.goto(server.url + "/visualize")
+    wait_idle(page)
+    _tab(page, "Invariance")
+    page.get_by_role("button", name="Transform and measure").click()
+    wait_idle(page, timeout=120_000)
+    panel = page.get_by_role("tabpanel", name="Invariance")
+    expect(panel.get_by_test_id("stPlotlyChart")).to_have_count(1)
+    expect(panel.locator(".legendtext")).to_have_count(3)  # three val images, one legend entry each
+    expect(panel.get_by_text("probability of the class").first).to_be_visible()
+    _loaded_image(page, "what the network saw, shift (pixels)")
+    shot(page, tmp_path, "visualize_invariance")
+    _tab(page, "Layer probes")
+    page.get_by_role("button", name="Run the probes").click()
+    wait_idle(page, timeout=120_000)
+    expect(page.get_by_text("1 checkpoint in").first).to_be_visible(timeout=60_000)
+    probes = page.get_by_role("tabpanel", name="Layer probes")
+    expect(probes.get_by_test_id("stPlotlyChart")).to_have_count(1)
+    expect(probes.get_by_text("val top-1 of a linear probe (%)").first).to_be_visible()
+    assert_no_errors(page)
+    expect(page.get_by_test_id("stAlertContentError")).to_have_count(0)
+    assert not page.js_errors, page.js_errors
+    shot(page, tmp_path, "visualize_probes")
