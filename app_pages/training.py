@@ -1,12 +1,13 @@
-"""Training: a form that starts a detached job (cnnviz.jobs), and a fragment that polls the run folder."""
+"""Training: a form that starts a detached job (cnnviz.training.jobs), and a fragment that polls the run folder."""
 
 import streamlit as st
 
 from app_pages._shared import md_escape, show_error, variant_widgets
-from cnnviz import get_card, jobs, list_models
+from cnnviz import get_card, list_models
 from cnnviz import training_view as tv
 from cnnviz.paths import checkpoints_dir
-from cnnviz.runs import list_runs, read_run
+from cnnviz.training import jobs
+from cnnviz.training.runs import list_runs, read_run
 
 
 @st.cache_data(show_spinner="Measuring a training step on this machine...", max_entries=64)

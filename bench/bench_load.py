@@ -184,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
-    from cnnviz import jobs
-    from cnnviz.runs import read_run
-    from cnnviz.train import TrainConfig
+    from cnnviz.training import jobs
+    from cnnviz.training.loop import TrainConfig
+    from cnnviz.training.runs import read_run
     from tests.e2e.conftest import AppServer
 
     with tempfile.TemporaryDirectory(prefix="cnnviz-load-") as d:

@@ -15,7 +15,7 @@ the CLI: shipped starters first (by name), then training runs **newest first** (
 :func:`run_created`; ties by run id), ``best`` before ``last`` within a run, then loose files (by name).
 Newest first because the run a user just trained is the one they look for; starters first because they are
 the fixed reference every comparison starts from. :func:`sort_runs` is that run order for code that lists runs
-itself (``cnnviz.runs.list_runs``). Broken entries (a torn JSON, weights without metadata, an empty weights file) never raise: they come back
+itself (``cnnviz.training.runs.list_runs``). Broken entries (a torn JSON, weights without metadata, an empty weights file) never raise: they come back
 with ``error`` set when ``include_broken=True`` and are left out otherwise.
 """
 

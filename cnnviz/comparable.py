@@ -42,7 +42,7 @@ def evaluation_root(entry: CompareEntry) -> Path | None:
     its class list (``wnids.txt``) is the checkpoint's (else one whose classes are all among the checkpoint's).
     None when no such dataset is on this machine."""
     from cnnviz.data import find_dataset
-    from cnnviz.data.tinyimagenet import DatasetError, read_wnids
+    from cnnviz.data.layout import DatasetError, read_wnids
 
     data = entry.dataset.data
     candidates: list[Path | None] = []

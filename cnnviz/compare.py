@@ -107,8 +107,8 @@ def _run_entry(run: Any) -> CompareEntry:
 
 
 def _read_runs(root: Path) -> list[Any]:
-    """Runs through ``cnnviz.runs`` (the training engineer's reader, tolerant of torn files)."""
-    from cnnviz.runs import list_runs
+    """Runs through ``cnnviz.training.runs`` (the training engineer's reader, tolerant of torn files)."""
+    from cnnviz.training.runs import list_runs
 
     return list_runs(root)
 

@@ -25,7 +25,7 @@ from cnnviz.compress import compressed_bytes, make_plan, plan_for
 from cnnviz.fsutil import atomic_write_json
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
-from cnnviz.runs import read_metrics
+from cnnviz.training.runs import read_metrics
 
 STARTER_DIR_NAME = "starter"
 SIZE_BUDGET_BYTES = 48 * 1024 * 1024  # all starters together (issue 10: seven families, GPU call limits)
@@ -78,7 +78,7 @@ def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd
     Returns the evaluation (``{"checkpoint", "top1", "top5", "n", "loss", "compression"}``), ``compression``
     being what is recorded as ``compression.measured``.
     """
-    from cnnviz.train import evaluate_checkpoint  # the same code path as `python -m cnnviz evaluate`
+    from cnnviz.training.loop import evaluate_checkpoint  # the same code path as `python -m cnnviz evaluate`
 
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise ValueError(f"starter name must be a plain file name, got {name!r}")
@@ -119,7 +119,7 @@ def measure_compression(reference: torch.nn.Module, compressed: torch.nn.Module,
     """
     from cnnviz.data import BatchPipeline, load_split
     from cnnviz.device import pick_device
-    from cnnviz.train import resolve_data
+    from cnnviz.training.loop import resolve_data
 
     dev = pick_device(device)
     val = load_split(resolve_data(data or (meta.get("train_config") or {}).get("data") or "auto"), "val")

@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnviz import jobs
 from cnnviz.__main__ import main as cli
 from cnnviz.checkpoint import CheckpointError, load_checkpoint
 from cnnviz.paths import REPO_ROOT, checkpoints_dir
-from cnnviz.runs import read_run
+from cnnviz.training import jobs
+from cnnviz.training.runs import read_run
 from tests._synthetic import install_synthetic, tiny_config
 from tests.predict_helpers import image_bytes, make_checkpoint
 

@@ -17,9 +17,9 @@ import subprocess
 
 import pytest
 
-from cnnviz import jobs
 from cnnviz.checkpoint import load_checkpoint
-from cnnviz.runs import read_run
+from cnnviz.training import jobs
+from cnnviz.training.runs import read_run
 from tests._synthetic import install_synthetic, tiny_config
 from tests.test_jobs import FAST, SLOW, in_epoch, wait_for, wait_state
 
@@ -84,7 +84,7 @@ def test_a_disk_that_fills_up_mid_run_fails_clearly_keeps_the_last_checkpoint_an
 def test_a_full_or_read_only_checkpoints_folder_is_refused_at_start_and_leaves_nothing(small_disk, fault):
     """Start on a folder that cannot take a run: a message that names the folder, the cause and the fix,
     no half-made run folder, and no worker."""
-    from cnnviz.runs import list_runs
+    from cnnviz.training.runs import list_runs
 
     if fault == "full":
         _fill(small_disk)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnviz import jobs
 from cnnviz.checkpoint import load_checkpoint
 from cnnviz.paths import checkpoints_dir
-from cnnviz.runs import RunError, create_run, list_runs, read_run
+from cnnviz.training import jobs
+from cnnviz.training.runs import RunError, create_run, list_runs, read_run
 from tests._synthetic import NUM_CLASSES, TRAIN_PER_CLASS, install_synthetic, tiny_config
 
 SLOW = {"CNNVIZ_FAULT": "sleep=0.15", "OMP_NUM_THREADS": "1"}  # a tiny run slow enough to catch mid-epoch

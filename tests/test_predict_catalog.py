@@ -81,7 +81,7 @@ def test_one_ordering_runs_newest_first_by_creation_time():
     import json
 
     from cnnviz.compare import list_entries
-    from cnnviz.runs import list_runs
+    from cnnviz.training.runs import list_runs
 
     root = checkpoints_dir()
     make_checkpoint(root / "starter" / "s")

@@ -9,10 +9,10 @@ import logging
 
 import pytest
 
-from cnnviz import jobs
 from cnnviz.images import MAX_BYTES, MAX_PIXELS, safe_display_name
 from cnnviz.paths import REPO_ROOT
-from cnnviz.runs import RunError, create_run, new_run_id, resolve_run
+from cnnviz.training import jobs
+from cnnviz.training.runs import RunError, create_run, new_run_id, resolve_run
 from tests._synthetic import tiny_config
 
 CONFIG = REPO_ROOT / ".streamlit" / "config.toml"

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from cnnviz.checkpoint import load_checkpoint, read_meta
-from cnnviz.runs import create_run, read_run
-from cnnviz.train import (
+from cnnviz.training.loop import (
     TrainConfig,
     compute_loss,
     evaluate_checkpoint,
@@ -23,6 +22,7 @@ from cnnviz.train import (
     param_groups,
     run_training,
 )
+from cnnviz.training.runs import create_run, read_run
 from tests._synthetic import NUM_CLASSES, install_synthetic, tiny_config
 
 
@@ -133,7 +133,7 @@ def test_simulated_cuda_oom_suggests_half_the_batch(synthetic, monkeypatch):
     assert state == "failed" and info.reason == "oom"
     assert "out of memory" in info.message and "--batch-size 8" in info.message
     # the device lock was released with the worker's end: the next start on the device is allowed
-    from cnnviz import jobs
+    from cnnviz.training import jobs
 
     assert jobs.device_busy("cpu", run_dir.parent) is None
 
@@ -245,7 +245,7 @@ def test_cli_evaluate_json_and_train_errors(synthetic):
 
 
 def test_worker_imports_no_ui_libraries():
-    code = ("import sys, cnnviz.train, cnnviz.jobs, cnnviz.runs, cnnviz.cli.training\n"
+    code = ("import sys, cnnviz.train, cnnviz.training.jobs, cnnviz.training.runs, cnnviz.cli.training\n"
             "bad = [m for m in ('streamlit', 'plotly', 'captum') if m in sys.modules]\n"
             "assert not bad, bad\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -297,7 +297,7 @@ def test_weight_average_is_evaluated_saved_and_resumed(synthetic):
 
 
 def test_flip_tta_averages_the_mirror_images_logits():
-    from cnnviz.train import evaluate
+    from cnnviz.training.loop import evaluate
 
     class Asymmetric(torch.nn.Module):  # class 0 when the left half is brighter, with a bias towards 1
         def forward(self, x):

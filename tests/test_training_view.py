@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from cnnviz import training_view as tv
-from cnnviz.runs import create_run, read_run
-from cnnviz.train import TrainConfig, run_training
+from cnnviz.training.loop import TrainConfig, run_training
+from cnnviz.training.runs import create_run, read_run
 
 
 def test_the_synthetic_demo_learns_with_its_defaults():

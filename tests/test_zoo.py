@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cnnviz.paths import checkpoints_dir
-from cnnviz.runs import read_run
+from cnnviz.training.runs import read_run
 from cnnviz.zoo import driver
 from cnnviz.zoo.recipe import CORE_FAMILIES, MEMBERS, Recipe, config_for, parse_families
 from cnnviz.zoo.results import import_zoo, per_class_accuracy, read_result

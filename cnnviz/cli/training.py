@@ -19,7 +19,7 @@ import time
 
 
 def register(sub) -> None:
-    from cnnviz.train import add_config_args
+    from cnnviz.training.loop import add_config_args
 
     p = sub.add_parser("train", help="train an architecture (prints the run folder)",
                        description="Train an architecture on Tiny ImageNet (or the synthetic set) at 64x64.")
@@ -79,9 +79,9 @@ def _root(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cnnviz import jobs
-    from cnnviz.runs import create_run, read_run, resolve_run
-    from cnnviz.train import TrainConfig, code_version, config_from_args, run_training
+    from cnnviz.training import jobs
+    from cnnviz.training.loop import TrainConfig, code_version, config_from_args, run_training
+    from cnnviz.training.runs import create_run, read_run, resolve_run
 
     root = _root(args)
     if args.resume:
@@ -132,7 +132,7 @@ def _fmt_pct(x) -> str:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    from cnnviz.runs import list_runs
+    from cnnviz.training.runs import list_runs
 
     runs = list_runs(_root(args))
     if args.format == "json":
@@ -149,7 +149,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    from cnnviz.runs import read_run, resolve_run
+    from cnnviz.training.runs import read_run, resolve_run
 
     info = read_run(resolve_run(args.run, _root(args)))
     if args.format == "json":
@@ -183,8 +183,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_stop(args: argparse.Namespace) -> int:
-    from cnnviz import jobs
-    from cnnviz.runs import resolve_run
+    from cnnviz.training import jobs
+    from cnnviz.training.runs import resolve_run
 
     run_dir = resolve_run(args.run, _root(args))
     if jobs.stop(run_dir, kill=args.kill, wait=args.wait):
@@ -195,16 +195,16 @@ def cmd_runs_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_resume(args: argparse.Namespace) -> int:
-    from cnnviz import jobs
-    from cnnviz.runs import resolve_run
+    from cnnviz.training import jobs
+    from cnnviz.training.runs import resolve_run
 
     print(jobs.resume(resolve_run(args.run, _root(args)), force=args.force, epochs=args.epochs))
     return 0
 
 
 def cmd_runs_delete(args: argparse.Namespace) -> int:
-    from cnnviz import jobs
-    from cnnviz.runs import resolve_run
+    from cnnviz.training import jobs
+    from cnnviz.training.runs import resolve_run
 
     root = _root(args)
     run_dir = resolve_run(args.run, root)
@@ -220,7 +220,7 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cnnviz.train import evaluate_checkpoint
+    from cnnviz.training.loop import evaluate_checkpoint
 
     r = evaluate_checkpoint(args.checkpoint, data=args.data, device=args.device, batch_size=args.batch_size)
     if args.format == "json":

@@ -22,7 +22,7 @@ from cnnviz.data.cache import (
 )
 from cnnviz.data.pipeline import BatchPipeline
 from cnnviz.data.synthetic import make_synthetic, synthetic_classes
-from cnnviz.data.tinyimagenet import (
+from cnnviz.data.layout import (
     DIRNAME,
     OFFICIAL_MD5,
     OFFICIAL_URL,

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnnviz.data.tinyimagenet import (
+from cnnviz.data.layout import (
     PREPARE_HINT,
     SPLITS,
     DatasetError,
@@ -391,7 +391,7 @@ def load_split(root: str | Path, split: str = "train", progress: Progress | None
     Builds the cache first when it is missing, partial, stale or of an older format (``progress`` then gets
     ``("decode <split>", done, total)``). Raises :class:`DatasetError` when there is no usable dataset.
     """
-    from cnnviz.data.tinyimagenet import find_dataset
+    from cnnviz.data.layout import find_dataset
 
     given = Path(root).expanduser()
     found = find_dataset(given)

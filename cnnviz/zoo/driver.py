@@ -117,7 +117,7 @@ def calibrate(members: list[Member], recipe: Recipe, *, steps: int = 10, warmup:
     from cnnviz.data import BatchPipeline, load_split
     from cnnviz.device import bf16_autocast_ok, pick_device
     from cnnviz.models import create_model
-    from cnnviz.train import compute_loss, make_optimizer, resolve_data
+    from cnnviz.training.loop import compute_loss, make_optimizer, resolve_data
 
     dev = pick_device(recipe.device)
     root = resolve_data(recipe.data)
@@ -235,8 +235,8 @@ def run_zoo(zoo_dir: str | Path, *, poll_s: float = 2.0, echo: Callable[[str], N
             root: str | Path | None = None) -> dict[str, str]:
     """Train every member of the zoo to the end, ``concurrency`` at a time; collect each one's results (and
     export its starter when the zoo asks) as it finishes. Returns ``{family: final state}``."""
-    from cnnviz import jobs
-    from cnnviz.runs import FINAL_STATES, read_run
+    from cnnviz.training import jobs
+    from cnnviz.training.runs import FINAL_STATES, read_run
 
     zoo_dir = Path(zoo_dir)
     manifest = read_manifest(zoo_dir)
@@ -310,7 +310,7 @@ def _collect(zoo_dir: Path, manifest: dict, fam: str, run_dir: Path, echo) -> st
 def _ensure_running(zoo_dir: Path, manifest: dict, m: Member, recipe: Recipe, runs_root: Path, jobs,
                     echo) -> Path | None:
     """Start, resume or attach to the member's run; None when it cannot be started (logged)."""
-    from cnnviz.runs import read_run
+    from cnnviz.training.runs import read_run
 
     run_id = manifest["runs"].get(m.family)
     run_dir = runs_root / run_id if run_id else None
@@ -341,7 +341,7 @@ def _ensure_running(zoo_dir: Path, manifest: dict, m: Member, recipe: Recipe, ru
 
 def zoo_status(zoo_dir: str | Path, root: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per member: state, epoch, best val top-1, training rate, estimated time left."""
-    from cnnviz.runs import read_run
+    from cnnviz.training.runs import read_run
 
     zoo_dir = Path(zoo_dir)
     manifest = read_manifest(zoo_dir)

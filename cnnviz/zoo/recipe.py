@@ -34,7 +34,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnviz.train import TrainConfig
+from cnnviz.training.loop import TrainConfig
 
 
 @dataclass(frozen=True)

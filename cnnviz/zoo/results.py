@@ -60,8 +60,8 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
     from cnnviz.compare import evaluate
     from cnnviz.data import load_split
     from cnnviz.device import pick_device
-    from cnnviz.runs import read_run
-    from cnnviz.train import resolve_data
+    from cnnviz.training.loop import resolve_data
+    from cnnviz.training.runs import read_run
 
     run_dir = Path(run_dir)
     info = read_run(run_dir)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnviz import jobs
 from cnnviz.paths import checkpoints_dir
-from cnnviz.runs import create_run
+from cnnviz.training import jobs
+from cnnviz.training.runs import create_run
 from cnnviz.training_view import SYNTHETIC_LABEL
 from tests._synthetic import tiny_config
 

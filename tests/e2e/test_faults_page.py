@@ -15,7 +15,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from cnnviz.runs import create_run, process_start_time
+from cnnviz.training.runs import create_run, process_start_time
 from tests._synthetic import tiny_config
 from tests.e2e.conftest import assert_no_errors, choose, shot, wait_idle
 

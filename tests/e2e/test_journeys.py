@@ -24,7 +24,7 @@ import pytest
 from playwright.sync_api import expect
 
 from cnnviz.data import make_synthetic
-from cnnviz.runs import list_runs, pid_alive, read_run
+from cnnviz.training.runs import list_runs, pid_alive, read_run
 from tests.conftest import SHARED_ZIP
 from tests.e2e.conftest import assert_no_errors, choose, shot, wait_idle
 from tests.predict_helpers import image_bytes

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnviz.paths import REPO_ROOT, checkpoints_dir
-from cnnviz.runs import (
+from cnnviz.training.runs import (
     FINAL_STATES,
     RunError,
     RunInfo,
@@ -170,7 +170,7 @@ def start(config, root: str | Path | None = None, force: bool = False, env: dict
     holds the device (unless ``force`` or ``config.allow_concurrent``), ``OSError`` when the checkpoints folder
     is not writable.
     """
-    from cnnviz.train import TrainConfig, code_version
+    from cnnviz.training.loop import TrainConfig, code_version
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
     cfg.validate()
@@ -206,7 +206,7 @@ def resume(run: str | Path | RunInfo, force: bool = False, epochs: int | None = 
     ``epochs`` extends (or shortens) the run. Refused while a worker is on it or another job holds the device.
     """
     from cnnviz.fsutil import atomic_write_json, read_json
-    from cnnviz.train import TrainConfig
+    from cnnviz.training.loop import TrainConfig
 
     run_dir = resolve_run(run)
     info = read_run(run_dir)

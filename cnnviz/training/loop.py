@@ -62,7 +62,7 @@ from cnnviz.device import bf16_autocast_ok
 from cnnviz.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from cnnviz.models import InputSizeError, create_model, get_card, list_models
 from cnnviz.paths import data_dir
-from cnnviz.runs import read_metrics, write_status
+from cnnviz.training.runs import read_metrics, write_status
 
 log = logging.getLogger("cnnviz.train")
 
@@ -949,7 +949,7 @@ def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stde
     Installs SIGTERM/SIGINT handlers (graceful stop). Failures are written to ``status.json`` and returned as
     ``"failed"``, never raised (except a busy run lock: another worker owns this folder, nothing is written).
     """
-    from cnnviz import jobs
+    from cnnviz.training import jobs
 
     run_dir = Path(run_dir).resolve()
     dist = Dist.from_env()
@@ -1069,7 +1069,7 @@ def _as_failure(e: BaseException, cfg: TrainConfig, run_dir: Path) -> TrainingFa
 
 
 def _pid_start() -> int | None:
-    from cnnviz.runs import process_start_time
+    from cnnviz.training.runs import process_start_time
 
     return process_start_time(os.getpid())
 
@@ -1152,7 +1152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
     add_config_args(p)
     args = p.parse_args(argv)
-    from cnnviz.jobs import JobBusy
+    from cnnviz.training.jobs import JobBusy
 
     run_dir = Path(args.run).resolve()
     dist = Dist.from_env()
