@@ -72,8 +72,7 @@ def _features(model: nn.Module, images: torch.Tensor, batch: int = 250) -> torch
 
 
 def _val_batch(meta: dict, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    from cnnviz.data import BatchPipeline, load_split
-    from cnnviz.training.loop import resolve_data
+    from cnnviz.data import BatchPipeline, load_split, resolve_data
 
     val = load_split(resolve_data((meta.get("train_config") or {}).get("data") or "auto"), "val")
     images, labels = val.images, val.labels
@@ -163,8 +162,7 @@ def head_proxy(checkpoint: str, n_train: int, n_val: int, epochs: int) -> list[s
     """A trained AlexNet-style head (fc6 -> 4096, fc7 4096 x 4096, fc8 -> 200, ReLU + dropout 0.5) on the
     frozen pooled features of a trained checkpoint, then the SVD sweep on it: a real trained 4096 x 4096 fc7
     for a few minutes of CPU, where no AlexNet, ZFNet or VGG has been trained yet."""
-    from cnnviz.data import load_split
-    from cnnviz.training.loop import resolve_data
+    from cnnviz.data import load_split, resolve_data
 
     ckpt = load_checkpoint(checkpoint)
     root = resolve_data("auto")

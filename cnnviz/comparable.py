@@ -41,8 +41,7 @@ def evaluation_root(entry: CompareEntry) -> Path | None:
     ImageNet in ``data_dir()``, else that folder), then the other known folders; a folder is taken only when
     its class list (``wnids.txt``) is the checkpoint's (else one whose classes are all among the checkpoint's).
     None when no such dataset is on this machine."""
-    from cnnviz.data import find_dataset
-    from cnnviz.data.layout import DatasetError, read_wnids
+    from cnnviz.data import DatasetError, find_dataset, read_wnids
 
     data = entry.dataset.data
     candidates: list[Path | None] = []

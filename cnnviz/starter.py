@@ -117,9 +117,8 @@ def measure_compression(reference: torch.nn.Module, compressed: torch.nn.Module,
     "logit_rel_error_mean", "logit_rel_error_max", "same_top1_fraction", "device"}``; the logit error is
     ``||z_c - z|| / ||z||`` per image (L2 over the classes), then the mean and the max over images.
     """
-    from cnnviz.data import BatchPipeline, load_split
+    from cnnviz.data import BatchPipeline, load_split, resolve_data
     from cnnviz.device import pick_device
-    from cnnviz.training.loop import resolve_data
 
     dev = pick_device(device)
     val = load_split(resolve_data(data or (meta.get("train_config") or {}).get("data") or "auto"), "val")

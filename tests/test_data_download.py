@@ -14,7 +14,7 @@ import pytest
 
 from cnnviz.data import DatasetError, download, find_dataset, load_split, prepare
 from cnnviz.data import cache as cache_module
-from cnnviz.data.layout import safe_member_path
+from cnnviz.data.zipsource import safe_member_path
 from tests.data_helpers import label_of_colour, mini_tree, zip_tree
 
 

@@ -88,8 +88,7 @@ def _prepare(args) -> int:
 
 def dataset_info(root=None) -> dict:
     """What ``data info`` prints, as a dict (also handy in a notebook)."""
-    from cnnviz.data import cache_status, find_dataset, read_source
-    from cnnviz.data.layout import read_wnids
+    from cnnviz.data import cache_status, find_dataset, read_source, read_wnids
     from cnnviz.paths import data_dir, shared_zip
 
     found = find_dataset(root)

@@ -7,8 +7,13 @@
         batches.set_epoch(epoch)
         for x, y in batches: ...
 
-``make_synthetic(folder)`` writes a small dataset in the same layout for tests and CPU demos. See
-``tinyimagenet.py`` (layout, sources), ``cache.py`` (cache format) and ``pipeline.py`` (augmentation, DDP).
+``make_synthetic(folder)`` writes a small dataset in the same layout for tests and CPU demos;
+``resolve_data(spec)`` turns a training config's ``data`` ("auto", "synthetic", a folder or zip) into a root.
+
+Modules, each importing only those above it: ``errors.py`` (DatasetError, the fix it names), ``zipsource.py``
+(read and extract the zip), ``layout.py`` (find a dataset root, read its labels, list a split),
+``download.py`` (the official zip), ``cache.py`` (the uint8 cache), ``synthetic.py``, ``prepare.py`` (make a
+dataset ready; resolve a config's data spec) and ``pipeline.py`` (batches, augmentation, DDP).
 """
 
 from cnnviz.data.cache import (
@@ -20,23 +25,16 @@ from cnnviz.data.cache import (
     ensure_cache,
     load_split,
 )
+from cnnviz.data.download import OFFICIAL_MD5, OFFICIAL_URL, download
+from cnnviz.data.errors import DatasetError, Progress
+from cnnviz.data.layout import DIRNAME, find_dataset, is_dataset_root, read_source, read_wnids
 from cnnviz.data.pipeline import BatchPipeline
+from cnnviz.data.prepare import prepare, resolve_data, synthetic_root
 from cnnviz.data.synthetic import make_synthetic, synthetic_classes
-from cnnviz.data.layout import (
-    DIRNAME,
-    OFFICIAL_MD5,
-    OFFICIAL_URL,
-    DatasetError,
-    Progress,
-    download,
-    find_dataset,
-    is_dataset_root,
-    prepare,
-    read_source,
-)
 
 __all__ = [
     "DIRNAME", "FORMAT_VERSION", "OFFICIAL_MD5", "OFFICIAL_URL", "BatchPipeline", "CacheStatus", "DatasetError",
     "Progress", "Split", "build_cache", "cache_status", "download", "ensure_cache", "find_dataset",
-    "is_dataset_root", "load_split", "make_synthetic", "prepare", "read_source", "synthetic_classes",
+    "is_dataset_root", "load_split", "make_synthetic", "prepare", "read_source", "read_wnids", "resolve_data",
+    "synthetic_classes", "synthetic_root",
 ]

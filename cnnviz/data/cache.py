@@ -36,21 +36,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cnnviz.data.errors import PREPARE_HINT, DatasetError, Progress
 from cnnviz.data.layout import (
-    PREPARE_HINT,
     SPLITS,
-    DatasetError,
-    Progress,
-    Source,
+    find_dataset,
     list_split,
-    read_member,
     read_source,
     read_wnids,
     read_words,
-    release_zip_state,
     source_fingerprint,
-    zip_index,
 )
+from cnnviz.data.zipsource import read_member, release_zip_state, zip_index
 from cnnviz.fsutil import atomic_write_json, read_json
 
 FORMAT_VERSION = 1
@@ -236,14 +232,14 @@ def default_workers() -> int:
 
 
 @contextlib.contextmanager
-def _build_lock(root: Path):
-    """One builder per cache folder at a time (a page and a training worker may both ask for it)."""
-    d = Path(root) / CACHE_DIR
-    d.mkdir(parents=True, exist_ok=True)
-    with (d / ".lock").open("a") as f:
+def file_lock(path: Path):
+    """Hold an exclusive ``flock`` on ``path`` (created) for the block: one builder at a time, across processes
+    (a page and a training worker may both ask for the same cache or the synthetic set)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with Path(path).open("a") as f:
         try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; concurrent builds are simply not guarded
+            import fcntl  # not at the top: Windows has no fcntl, and there builds are simply not guarded
+        except ImportError:
             yield
             return
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -355,7 +351,7 @@ def ensure_cache(root: Path, split: str, progress: Progress | None = None, worke
     status = cache_status(root, split)
     if status.fresh:
         return status.manifest
-    with _build_lock(root):
+    with file_lock(Path(root) / CACHE_DIR / ".lock"):
         status = cache_status(root, split)  # another process may have built it while we waited
         if status.fresh:
             return status.manifest
@@ -391,8 +387,6 @@ def load_split(root: str | Path, split: str = "train", progress: Progress | None
     Builds the cache first when it is missing, partial, stale or of an older format (``progress`` then gets
     ``("decode <split>", done, total)``). Raises :class:`DatasetError` when there is no usable dataset.
     """
-    from cnnviz.data.layout import find_dataset
-
     given = Path(root).expanduser()
     found = find_dataset(given)
     if found is None:
@@ -415,8 +409,3 @@ def load_split(root: str | Path, split: str = "train", progress: Progress | None
                  class_names=list(manifest["class_names"]), mean=tuple(mean), std=tuple(std),
                  class_descriptions=list(manifest.get("class_descriptions", [])), split=split, root=found,
                  manifest=manifest)
-
-
-def source_of(root: Path) -> Source:
-    """The image source of a dataset root (re-exported for ``data info``)."""
-    return read_source(root)

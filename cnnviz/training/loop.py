@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import io
 import json
 import logging
@@ -43,7 +42,6 @@ import math
 import os
 import random
 import resource
-import shutil
 import signal
 import socket
 import sys
@@ -61,7 +59,6 @@ from cnnviz import __version__
 from cnnviz.device import bf16_autocast_ok
 from cnnviz.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from cnnviz.models import InputSizeError, create_model, get_card, list_models
-from cnnviz.paths import data_dir
 from cnnviz.training.runs import read_metrics, write_status
 
 log = logging.getLogger("cnnviz.train")
@@ -248,54 +245,6 @@ def disk_error(e: OSError, where: Path) -> TrainingFailed | None:
                                       "not yours; the last good checkpoint is kept. Fix the permissions or "
                                       "choose another checkpoints folder.")
     return None
-
-
-# ===================================================================================================== data
-def synthetic_root() -> Path:
-    """The cached synthetic dataset (generated once under ``data_dir()/synthetic``; safe against two workers
-    generating it at the same time)."""
-    from cnnviz import data as D
-
-    root = data_dir() / "synthetic"
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(data_dir() / ".synthetic.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        # synthetic.json is written last: without it the folder is a generation cut short; start again.
-        if not (root / "synthetic.json").exists():
-            if root.exists():
-                shutil.rmtree(root)
-            D.make_synthetic(root)
-        found = D.find_dataset(root)
-    if found is None:
-        raise D.DatasetError(f"the synthetic dataset in {root} is incomplete; delete that folder and retry")
-    return Path(found)
-
-
-def resolve_data(spec: str | None) -> Path:
-    """A Tiny-ImageNet-layout root for ``auto`` / ``synthetic`` / a folder or zip; :class:`DatasetError` with
-    the fix otherwise."""
-    from cnnviz import data as D
-
-    spec = (spec or "auto").strip()
-    if spec == "synthetic":
-        return synthetic_root()
-    if spec == "auto":
-        root = D.find_dataset(None)
-        if root is None:
-            raise D.DatasetError("Tiny ImageNet was not found: run `python -m cnnviz data prepare --source "
-                                 "download` (or --source PATH to a zip), or train on the synthetic set "
-                                 "(--data synthetic)")
-        return Path(root)
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise D.DatasetError(f"the dataset path {path} does not exist")
-    root = D.find_dataset(path)
-    if root is None and path.is_file():
-        root = D.prepare(path)
-    if root is None:
-        raise D.DatasetError(f"no Tiny ImageNet found in {path} (expected wnids.txt, train/ and val/); "
-                             "run `python -m cnnviz data prepare --source PATH` first")
-    return Path(root)
 
 
 # ================================================================================================ schedules
@@ -530,7 +479,7 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, device: str =
     Refuses a dataset whose classes differ from the checkpoint's (the accuracy would be meaningless).
     """
     from cnnviz.checkpoint import load_checkpoint
-    from cnnviz.data import BatchPipeline, DatasetError, load_split
+    from cnnviz.data import BatchPipeline, DatasetError, load_split, resolve_data
     from cnnviz.device import pick_device
 
     _check_int("batch size", batch_size, 1, MAX_BATCH, "at least 1")
@@ -600,7 +549,7 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------- set-up
     def _setup(self) -> None:
-        from cnnviz.data import BatchPipeline, load_split
+        from cnnviz.data import BatchPipeline, load_split, resolve_data
 
         cfg = self.cfg
         from cnnviz.device import pick_device

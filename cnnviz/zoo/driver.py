@@ -114,10 +114,10 @@ def calibrate(members: list[Member], recipe: Recipe, *, steps: int = 10, warmup:
     cuDNN's autotuning, and compilation when the recipe compiles)."""
     import torch
 
-    from cnnviz.data import BatchPipeline, load_split
+    from cnnviz.data import BatchPipeline, load_split, resolve_data
     from cnnviz.device import bf16_autocast_ok, pick_device
     from cnnviz.models import create_model
-    from cnnviz.training.loop import compute_loss, make_optimizer, resolve_data
+    from cnnviz.training.loop import compute_loss, make_optimizer
 
     dev = pick_device(recipe.device)
     root = resolve_data(recipe.data)

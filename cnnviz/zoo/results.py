@@ -58,9 +58,8 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
     ``out_dir/<family>.json``; returns its path."""
     from cnnviz.checkpoint import load_checkpoint
     from cnnviz.compare import evaluate
-    from cnnviz.data import load_split
+    from cnnviz.data import load_split, resolve_data
     from cnnviz.device import pick_device
-    from cnnviz.training.loop import resolve_data
     from cnnviz.training.runs import read_run
 
     run_dir = Path(run_dir)
