@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
 
     from cnnviz.training import jobs
-    from cnnviz.training.loop import TrainConfig
+    from cnnviz.training.config import TrainConfig
     from cnnviz.training.runs import read_run
     from tests.e2e.conftest import AppServer
 

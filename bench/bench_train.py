@@ -24,8 +24,9 @@ from bench._report import write_section
 
 def _run(arch: str, variant: dict, data: str, device: str, batch: int, steps: int, fast: bool,
          compile_: bool) -> dict:
-    from cnnviz.training.loop import TrainConfig, run_training
+    from cnnviz.training.config import TrainConfig
     from cnnviz.training.runs import create_run, read_run
+    from cnnviz.training.worker import run_training
 
     cfg = TrainConfig(arch=arch, variant=variant, data=data, epochs=2, batch_size=batch, device=device,
                       optimizer="sgd", lr=0.02, max_steps_per_epoch=steps, amp=fast, channels_last=fast,
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cpu":
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     from cnnviz.summary import layer_table
-    from cnnviz.training.loop import _parse_value
+    from cnnviz.training.config import _parse_value
 
     user_variant = {k: _parse_value(v) for k, _, v in (x.partition("=") for x in args.variant)}
     archs = [(a, user_variant) for a in args.arch] if args.arch else [

@@ -149,7 +149,7 @@ def dataloader_vs_pipeline(zip_path: str, dev, steps: int, workers: int, small: 
 
     from cnnviz.data import BatchPipeline, load_split, prepare
     from cnnviz.models import create_model
-    from cnnviz.training.loop import make_optimizer
+    from cnnviz.training.optim import make_optimizer
     from cnnviz.zoo.recipe import config_for, member
 
     tmp = Path(tempfile.mkdtemp(prefix="dl-bench-"))

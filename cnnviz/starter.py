@@ -78,7 +78,9 @@ def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd
     Returns the evaluation (``{"checkpoint", "top1", "top5", "n", "loss", "compression"}``), ``compression``
     being what is recorded as ``compression.measured``.
     """
-    from cnnviz.training.loop import evaluate_checkpoint  # the same code path as `python -m cnnviz evaluate`
+    from cnnviz.training.evaluate import (
+        evaluate_checkpoint,  # the same code path as `python -m cnnviz evaluate`
+    )
 
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise ValueError(f"starter name must be a plain file name, got {name!r}")

@@ -17,7 +17,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cnnviz.training.loop import TrainConfig
+from cnnviz.training.config import TrainConfig
 from cnnviz.training.runs import RunInfo
 
 SYNTHETIC_LABEL = "Synthetic demo set (NOT Tiny ImageNet: a few classes of generated patterns)"
@@ -242,7 +242,7 @@ def measure_train_step(arch: str, variant: dict[str, Any], batch_size: int = 16,
     from cnnviz.device import bf16_autocast_ok, pick_device
     from cnnviz.models import create_model
     from cnnviz.summary import layer_table
-    from cnnviz.training.loop import compute_loss
+    from cnnviz.training.optim import compute_loss
 
     dev = pick_device(device)
     model = create_model(arch, num_classes=num_classes, input_size=input_size, **variant).to(dev)

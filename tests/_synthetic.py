@@ -34,7 +34,7 @@ def install_synthetic(tmp_path_factory, data_root: Path | None = None) -> Path:
 
 def tiny_config(**kw):
     """A LeNet-5 (modern variant) config that learns the synthetic set in a few CPU seconds."""
-    from cnnviz.training.loop import TrainConfig
+    from cnnviz.training.config import TrainConfig
 
     base = dict(arch="lenet5", variant={"variant": "modern"}, data="synthetic", epochs=2, batch_size=16,
                 optimizer="adamw", lr=3e-3, warmup_epochs=0.5, heartbeat_s=0.2, device="cpu", channels_last=False)

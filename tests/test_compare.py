@@ -296,7 +296,7 @@ def test_bookkeeping_keys_are_not_hyperparameters(runs):
 def test_val_accuracy_equals_the_training_codes_evaluate(tmp_path):
     """The Compare page's confusion-based top-1/top-5 and `python -m cnnviz evaluate` agree on the same data."""
     from cnnviz.data import load_split, make_synthetic
-    from cnnviz.training.loop import evaluate_checkpoint
+    from cnnviz.training.evaluate import evaluate_checkpoint
 
     root = make_synthetic(tmp_path / "syn", num_classes=8, train_per_class=2, val_per_class=4)
     val = load_split(root, "val")

@@ -12,7 +12,7 @@ from cnnviz.checkpoint import build_meta, load_checkpoint, save_checkpoint
 from cnnviz.data import load_split, make_synthetic
 from cnnviz.models import create_model
 from cnnviz.starter import export_starter, list_starters, starter_dir, starter_table
-from cnnviz.training.loop import evaluate_checkpoint
+from cnnviz.training.evaluate import evaluate_checkpoint
 
 
 def test_export_records_the_accuracy_that_evaluate_measures(tmp_path):

@@ -14,15 +14,11 @@ import pytest
 import torch
 
 from cnnviz.checkpoint import load_checkpoint, read_meta
-from cnnviz.training.loop import (
-    TrainConfig,
-    compute_loss,
-    evaluate_checkpoint,
-    lr_at,
-    param_groups,
-    run_training,
-)
+from cnnviz.training.config import TrainConfig
+from cnnviz.training.evaluate import evaluate_checkpoint
+from cnnviz.training.optim import compute_loss, lr_at, param_groups
 from cnnviz.training.runs import create_run, read_run
+from cnnviz.training.worker import run_training
 from tests._synthetic import NUM_CLASSES, install_synthetic, tiny_config
 
 
@@ -297,7 +293,7 @@ def test_weight_average_is_evaluated_saved_and_resumed(synthetic):
 
 
 def test_flip_tta_averages_the_mirror_images_logits():
-    from cnnviz.training.loop import evaluate
+    from cnnviz.training.evaluate import evaluate
 
     class Asymmetric(torch.nn.Module):  # class 0 when the left half is brighter, with a bias towards 1
         def forward(self, x):

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from cnnviz import training_view as tv
-from cnnviz.training.loop import TrainConfig, run_training
+from cnnviz.training.config import TrainConfig
 from cnnviz.training.runs import create_run, read_run
+from cnnviz.training.worker import run_training
 
 
 def test_the_synthetic_demo_learns_with_its_defaults():

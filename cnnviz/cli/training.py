@@ -19,7 +19,7 @@ import time
 
 
 def register(sub) -> None:
-    from cnnviz.training.loop import add_config_args
+    from cnnviz.training.config import add_config_args
 
     p = sub.add_parser("train", help="train an architecture (prints the run folder)",
                        description="Train an architecture on Tiny ImageNet (or the synthetic set) at 64x64.")
@@ -80,8 +80,9 @@ def _root(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnviz.training import jobs
-    from cnnviz.training.loop import TrainConfig, code_version, config_from_args, run_training
+    from cnnviz.training.config import TrainConfig, code_version, config_from_args
     from cnnviz.training.runs import create_run, read_run, resolve_run
+    from cnnviz.training.worker import run_training
 
     root = _root(args)
     if args.resume:
@@ -220,7 +221,7 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cnnviz.training.loop import evaluate_checkpoint
+    from cnnviz.training.evaluate import evaluate_checkpoint
 
     r = evaluate_checkpoint(args.checkpoint, data=args.data, device=args.device, batch_size=args.batch_size)
     if args.format == "json":

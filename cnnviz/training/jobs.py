@@ -14,8 +14,6 @@ behind by a dead worker is therefore no obstacle: only a live holder blocks.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -26,7 +24,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cnnviz.fsutil import atomic_write_json, read_json
 from cnnviz.paths import REPO_ROOT, checkpoints_dir
+from cnnviz.training.config import TrainConfig, code_version
+from cnnviz.training.locks import (
+    JobBusy,
+    JobError,
+    busy_message,
+    device_key,
+    device_lock_path,
+    is_locked,
+    lock_holder,
+    try_lock,
+    write_lock_info,
+)
 from cnnviz.training.runs import (
     FINAL_STATES,
     RunError,
@@ -40,82 +51,13 @@ from cnnviz.training.runs import (
     write_status,
 )
 
-
-class JobError(RuntimeError):
-    """A job request that cannot be done (the message says why and what to do)."""
-
-
-class JobBusy(JobError):
-    """Refused: another job holds the device (or the run)."""
-
-
-# ----------------------------------------------------------------------------------------------------- locks
-def device_key(device: str = "auto") -> str:
-    """The lock key of the device a config asks for: ``cpu``, ``cuda-0``, ``mps``."""
-    from cnnviz.device import pick_device
-
-    dev = pick_device(device)
-    return f"{dev.type}-{dev.index or 0}" if dev.type == "cuda" else dev.type
-
-
-def device_lock_path(key: str, root: str | Path | None = None) -> Path:
-    root = Path(root) if root is not None else checkpoints_dir()
-    return root / ".locks" / f"device-{key}.lock"
-
-
-def try_lock(path: Path, info: dict[str, Any] | None = None) -> int | None:
-    """Take an exclusive ``flock`` on ``path`` without waiting: the open descriptor, or None when held.
-
-    ``info`` (who holds it) is written into the file for messages; the lock itself is the flock, not the file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    if info is not None:
-        _write_lock_info(fd, info)
-    return fd
-
-
-def _write_lock_info(fd: int, info: dict[str, Any]) -> None:
-    with contextlib.suppress(OSError):
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({**info, "since": time.time()}).encode(), 0)
-
-
-def lock_holder(path: Path) -> dict[str, Any]:
-    """What the holder wrote into a lock file (may be stale or empty)."""
-    try:
-        obj = json.loads(Path(path).read_text() or "{}")
-        return obj if isinstance(obj, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def is_locked(path: Path) -> bool:
-    """Whether a live process holds the flock on ``path``."""
-    if not Path(path).exists():
-        return False
-    fd = try_lock(Path(path))
-    if fd is None:
-        return True
-    os.close(fd)
-    return False
+__all__ = ["JobBusy", "JobError", "delete", "device_busy", "resume", "start", "stop"]
 
 
 def device_busy(device: str = "auto", root: str | Path | None = None) -> dict[str, Any] | None:
     """The holder (``{"run": ...}``) when a job runs on ``device``; None when it is free."""
     path = device_lock_path(device_key(device), root)
     return (lock_holder(path) or {"run": "unknown"}) if is_locked(path) else None
-
-
-# ------------------------------------------------------------------------------------------------------ jobs
-def _busy_message(key: str, holder: dict[str, Any]) -> str:
-    return (f"another training job ({holder.get('run', 'unknown')}) is running on {key}; wait for it to finish, "
-            "stop it, or allow a second job on this device")
 
 
 def _spawn(run_dir: Path, fds: list[int], env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -130,8 +72,6 @@ def _spawn(run_dir: Path, fds: list[int], env: dict[str, str] | None = None) -> 
     with open(run_dir / "worker.out", "ab") as out:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, pass_fds=fds, start_new_session=True, close_fds=True)
-    from cnnviz.fsutil import atomic_write_json
-
     atomic_write_json(run_dir / "worker.pid", {"pid": proc.pid, "pid_start": process_start_time(proc.pid),
                                                "started": time.time()})
     return proc
@@ -150,11 +90,11 @@ def _launch(run_dir: Path, cfg, force: bool, env: dict[str, str] | None, dev_fd:
             path = device_lock_path(key, run_dir.parent)
             dev_fd = try_lock(path)
             if dev_fd is None:
-                raise JobBusy(_busy_message(key, lock_holder(path)))
+                raise JobBusy(busy_message(key, lock_holder(path)))
             fds.append(dev_fd)
         proc = _spawn(run_dir, fds, env)
         for fd in fds[1:]:
-            _write_lock_info(fd, {"run": run_dir.name, "pid": proc.pid})
+            write_lock_info(fd, {"run": run_dir.name, "pid": proc.pid})
     finally:
         for fd in fds:
             os.close(fd)  # the child holds its own copies of the descriptions
@@ -170,8 +110,6 @@ def start(config, root: str | Path | None = None, force: bool = False, env: dict
     holds the device (unless ``force`` or ``config.allow_concurrent``), ``OSError`` when the checkpoints folder
     is not writable.
     """
-    from cnnviz.training.loop import TrainConfig, code_version
-
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
     cfg.validate()
     root = Path(root) if root is not None else checkpoints_dir()
@@ -184,7 +122,7 @@ def start(config, root: str | Path | None = None, force: bool = False, env: dict
         except OSError as e:  # the lock lives in the checkpoints folder: it is read-only, full or not ours
             raise unusable_folder(e, root) from e
         if held is None:
-            raise JobBusy(_busy_message(key, lock_holder(device_lock_path(key, root))))
+            raise JobBusy(busy_message(key, lock_holder(device_lock_path(key, root))))
     try:
         run_dir = create_run({**cfg.to_dict(), **code_version(), **(extra or {})}, root, run_id=run_id)
     except BaseException:
@@ -205,9 +143,6 @@ def resume(run: str | Path | RunInfo, force: bool = False, epochs: int | None = 
 
     ``epochs`` extends (or shortens) the run. Refused while a worker is on it or another job holds the device.
     """
-    from cnnviz.fsutil import atomic_write_json, read_json
-    from cnnviz.training.loop import TrainConfig
-
     run_dir = resolve_run(run)
     info = read_run(run_dir)
     try:

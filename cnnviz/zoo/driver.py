@@ -117,7 +117,7 @@ def calibrate(members: list[Member], recipe: Recipe, *, steps: int = 10, warmup:
     from cnnviz.data import BatchPipeline, load_split, resolve_data
     from cnnviz.device import bf16_autocast_ok, pick_device
     from cnnviz.models import create_model
-    from cnnviz.training.loop import compute_loss, make_optimizer
+    from cnnviz.training.optim import compute_loss, make_optimizer
 
     dev = pick_device(recipe.device)
     root = resolve_data(recipe.data)

@@ -34,7 +34,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnviz.training.loop import TrainConfig
+from cnnviz.training.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,8 @@ def test_across_training_slider_over_a_real_runs_epoch_snapshots(tmp_path_factor
     differ from the previous epoch's because the network learnt in between."""
     import numpy as np
 
-    from cnnviz.training.loop import run_training
     from cnnviz.training.runs import create_run
+    from cnnviz.training.worker import run_training
     from cnnviz.viz import filter_grid, list_snapshots
     from tests._synthetic import install_synthetic, tiny_config
 
