@@ -93,11 +93,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
         from cnnviz.fsutil import atomic_write_json, read_json
 
-        raw = read_json(run_dir / "config.json")
-        cfg = TrainConfig.from_dict(raw)
+        cfg = None  # run_training reads config.json and checks it
         if args.epochs:
-            cfg.epochs = args.epochs
-            cfg.validate()
+            raw = read_json(run_dir / "config.json")
+            cfg = TrainConfig.from_dict({**raw, "epochs": args.epochs}).validate()
             atomic_write_json(run_dir / "config.json", {**raw, "epochs": cfg.epochs})  # config.json stays the truth
     else:
         cfg = config_from_args(args)

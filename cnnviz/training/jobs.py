@@ -102,16 +102,16 @@ def _launch(run_dir: Path, cfg, force: bool, env: dict[str, str] | None, dev_fd:
 
 def start(config, root: str | Path | None = None, force: bool = False, env: dict[str, str] | None = None,
           run_id: str | None = None, extra: dict[str, Any] | None = None) -> Path:
-    """Validate ``config`` (a :class:`~cnnviz.train.TrainConfig` or a dict), create the run folder and start
-    its detached worker; returns the run folder. ``run_id`` names the folder (default: a new unique id);
-    ``extra`` adds keys to ``config.json`` that the worker ignores (the zoo records its id there).
+    """Create the run folder for ``config`` and start its detached worker; returns the run folder. ``run_id``
+    names the folder (default: a new unique id); ``extra`` adds keys to ``config.json`` that the worker ignores
+    (the zoo records its id there).
 
-    Raises ``ValueError`` for a bad config (before anything is written), :class:`JobBusy` when another job
-    holds the device (unless ``force`` or ``config.allow_concurrent``), ``OSError`` when the checkpoints folder
-    is not writable.
+    A :class:`~cnnviz.training.config.TrainConfig` is trusted: it was checked where it was made (the page's
+    form, the CLI's flags, the zoo's recipe). A dict is checked here. Raises ``ValueError`` for a bad dict
+    (before anything is written), :class:`JobBusy` when another job holds the device (unless ``force`` or
+    ``config.allow_concurrent``), ``OSError`` when the checkpoints folder is not writable.
     """
-    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config))
-    cfg.validate()
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config)).validate()
     root = Path(root) if root is not None else checkpoints_dir()
     key = device_key(cfg.device)
     # Take the device lock before the folder exists: a refused start (a second click) leaves nothing behind.
@@ -162,10 +162,9 @@ def resume(run: str | Path | RunInfo, force: bool = False, epochs: int | None = 
         raise JobBusy(f"{run_dir.name} is still running")
     if epochs is not None:
         cfg.epochs = int(epochs)
-        cfg.validate()
+    cfg.validate()  # config.json is a file anyone may have edited; the worker trusts what is checked here
+    if epochs is not None:
         atomic_write_json(run_dir / "config.json", {**raw, "epochs": cfg.epochs})
-    else:
-        cfg.validate()
     write_status(run_dir, state="queued", message="resuming", reason=None, pid=None)
     (run_dir / "worker.pid").unlink(missing_ok=True)
     _launch(run_dir, cfg, force, env)

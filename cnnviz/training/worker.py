@@ -60,14 +60,19 @@ def _setup_logging(run_dir: Path, main: bool, to_stderr: bool) -> None:
 
 
 def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stderr: bool = True,
-                 take_locks: bool = True) -> str:
+                 take_locks: bool = True, check: bool | None = None) -> str:
     """Train the run folder in this process to the end; returns the final state (done|stopped|failed).
+
+    ``cfg`` is trusted: it was checked where it was made (the page's form, the CLI's flags, ``jobs.start``).
+    Without it the run's ``config.json`` is read and checked here (``check``, the default then), inside the
+    failure handling, so a config that cannot train ends the run as ``failed`` with reason ``config``.
 
     Installs SIGTERM/SIGINT handlers (graceful stop). Failures are written to ``status.json`` and returned as
     ``"failed"``, never raised (except a busy run lock: another worker owns this folder, nothing is written).
     """
     run_dir = Path(run_dir).resolve()
     dist = Dist.from_env()
+    check = cfg is None if check is None else check
     cfg = cfg or TrainConfig.from_dict(read_json(run_dir / "config.json"))
     held: list[int] = []
     trainer = Trainer(run_dir, cfg, dist)
@@ -99,7 +104,8 @@ def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stde
                 raise TrainingFailed("busy", f"another training job ({holder.get('run', 'unknown')}) is running "
                                              f"on {key}; wait for it, stop it, or allow a second job")
             held.append(fd)
-        cfg.validate()
+        if check:
+            cfg.validate()
         trainer._write_status(state="running", message="starting")
         if dist.main:
             _reserve_space(run_dir)
@@ -200,8 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run).resolve()
     dist = Dist.from_env()
     cfg_path = run_dir / "config.json"
+    # Started by jobs.start / resume: they checked config.json before they took the locks and handed them over.
+    handed_over = bool(args.lock_fd)
+    from_file = cfg_path.exists()
     try:
-        if cfg_path.exists():
+        if from_file:
             cfg = TrainConfig.from_dict(read_json(cfg_path))
         else:
             cfg = config_from_args(args).validate()
@@ -214,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Locks handed over by jobs.start (pass_fds) stay open for the life of this process: the kernel
     # releases them when it exits, however it exits.
-    take_locks = not args.lock_fd
     try:
-        state = run_training(run_dir, cfg, to_stderr=not args.detached, take_locks=take_locks)
+        state = run_training(run_dir, cfg, to_stderr=not args.detached, take_locks=not handed_over,
+                             check=from_file and not handed_over)
     except JobBusy as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
