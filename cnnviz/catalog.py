@@ -30,8 +30,7 @@ from typing import Any
 
 from cnnviz.checkpoint import CheckpointError, checkpoint_paths, read_meta
 from cnnviz.paths import checkpoints_dir
-
-RUN_TAGS = ("best", "last")
+from cnnviz.training.folder import RUN_TAGS, RunFolder
 
 
 @dataclass
@@ -192,9 +191,10 @@ def run_created(run_dir: str | Path) -> float:
     """When a run was created (seconds since the epoch): ``config.json``'s ``created``, else
     ``status.json``'s, else the folder's modification time (0 when even that cannot be read). Never raises."""
     run_dir = Path(run_dir)
-    for name in ("config.json", "status.json"):
+    folder = RunFolder(run_dir)
+    for path in (folder.config, folder.status):
         try:
-            value = json.loads((run_dir / name).read_text(encoding="utf-8")).get("created")
+            value = json.loads(path.read_text(encoding="utf-8")).get("created")
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -248,9 +248,10 @@ def list_checkpoints(root: str | Path | None = None, *, include_broken: bool = F
     except OSError:
         run_dirs = []
     for run_dir in run_dirs:
+        folder = RunFolder(run_dir)
         for tag in RUN_TAGS:
-            if (run_dir / f"{tag}.safetensors").exists() or (run_dir / f"{tag}.json").exists():
-                add(describe(run_dir / tag, name=f"{run_dir.name}/{tag}", kind="run", run=run_dir.name, tag=tag))
+            if folder.has_checkpoint(tag):
+                add(describe(folder.checkpoint(tag), name=f"{run_dir.name}/{tag}", kind="run", run=run_dir.name, tag=tag))
     for stem in stems(root):
         add(describe(stem, name=stem.name, kind="file"))
     return found

@@ -37,6 +37,7 @@ from cnnviz.catalog import DatasetInfo, dataset_of, list_checkpoints
 from cnnviz.checkpoint import load_checkpoint, read_meta
 from cnnviz.fsutil import atomic_write_bytes
 from cnnviz.paths import checkpoints_dir, data_dir
+from cnnviz.training.folder import RunFolder
 
 # config keys that identify a run or steer the worker rather than describe how the model was trained
 NOT_HYPERPARAMETERS = {"run_id", "id", "name", "created", "output", "out_dir", "run_dir", "path", "device_name",
@@ -85,9 +86,7 @@ class CompareEntry:
 
 
 def _run_entry(run: Any) -> CompareEntry:
-    path = Path(run.path)
-    checkpoint = next((path / f"{t}.safetensors" for t in ("best", "last") if (path / f"{t}.safetensors").is_file()),
-                      None)
+    checkpoint = RunFolder(run.path).best_checkpoint()
     meta: dict[str, Any] = {}
     problems = list(getattr(run, "problems", []) or [])
     if checkpoint is not None:

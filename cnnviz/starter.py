@@ -25,6 +25,7 @@ from cnnviz.compress import compressed_bytes, make_plan, plan_for
 from cnnviz.fsutil import atomic_write_json
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
+from cnnviz.training.folder import RUN_TAGS, RunFolder
 from cnnviz.training.runs import read_metrics
 
 STARTER_DIR_NAME = "starter"
@@ -40,8 +41,9 @@ def _source_checkpoint(source: str | Path) -> Path:
     """A run folder (its ``best``, else ``last``) or a checkpoint path."""
     p = Path(source)
     if p.is_dir():
-        for stem in ("best", "last"):
-            w, j = checkpoint_paths(p / stem)
+        folder = RunFolder(p)
+        for tag in RUN_TAGS:
+            w, j = checkpoint_paths(folder.checkpoint(tag))
             if w.exists() and j.exists():
                 return w
         raise FileNotFoundError(f"{p} holds no best or last checkpoint")
@@ -93,7 +95,7 @@ def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd
                        "train_config": meta.get("train_config", {}), "dropped_training_only_heads": dropped}
     # The run's per-epoch metrics up to the exported epoch: Compare draws a starter's training curves from it.
     last_epoch = meta.get("epoch") if isinstance(meta.get("epoch"), int) else None
-    meta["history"] = [m for m in read_metrics(src.parent / "metrics.jsonl")
+    meta["history"] = [m for m in read_metrics(RunFolder(src.parent).metrics)
                        if last_epoch is None or (isinstance(m.get("epoch"), int) and m["epoch"] <= last_epoch)]
     out = starter_dir(root) / name
     save_checkpoint(out, model, meta, compression=plan)

@@ -81,6 +81,7 @@ def _root(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnviz.training import jobs
     from cnnviz.training.config import TrainConfig, code_version, config_from_args
+    from cnnviz.training.folder import RunFolder
     from cnnviz.training.runs import create_run, read_run, resolve_run
     from cnnviz.training.worker import run_training
 
@@ -95,9 +96,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         cfg = None  # run_training reads config.json and checks it
         if args.epochs:
-            raw = read_json(run_dir / "config.json")
+            config = RunFolder(run_dir).config
+            raw = read_json(config)
             cfg = TrainConfig.from_dict({**raw, "epochs": args.epochs}).validate()
-            atomic_write_json(run_dir / "config.json", {**raw, "epochs": cfg.epochs})  # config.json stays the truth
+            atomic_write_json(config, {**raw, "epochs": cfg.epochs})  # config.json stays the truth
     else:
         cfg = config_from_args(args)
         if args.force:

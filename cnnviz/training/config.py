@@ -186,18 +186,13 @@ def add_config_args(p: argparse.ArgumentParser, require_arch: bool = False) -> N
     p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. --variant stem=tiny (repeatable)")
     p.add_argument("--data", default=None, help="auto (find Tiny ImageNet), synthetic, or a folder / zip")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--warmup-epochs", type=float)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--augment", choices=AUGMENTS)
-    p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--seed", type=int)
+    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float), ("--momentum", float),
+                       ("--weight-decay", float), ("--warmup-epochs", float), ("--label-smoothing", float),
+                       ("--seed", int)):
+        p.add_argument(flag, type=kind)  # the TrainConfig field of that name (docstrings there)
+    for flag, choices in (("--optimizer", OPTIMIZERS), ("--schedule", SCHEDULES), ("--augment", AUGMENTS),
+                          ("--device", DEVICES)):
+        p.add_argument(flag, choices=choices)
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast (CUDA, or a CPU with native bf16)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)

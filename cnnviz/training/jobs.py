@@ -14,7 +14,6 @@ behind by a dead worker is therefore no obstacle: only a live holder blocks.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -27,6 +26,7 @@ from typing import Any
 from cnnviz.fsutil import atomic_write_json, read_json
 from cnnviz.paths import REPO_ROOT, checkpoints_dir
 from cnnviz.training.config import TrainConfig, code_version
+from cnnviz.training.folder import RunFolder
 from cnnviz.training.locks import (
     JobBusy,
     JobError,
@@ -45,6 +45,7 @@ from cnnviz.training.runs import (
     create_run,
     pid_alive,
     process_start_time,
+    read_json_object,
     read_run,
     resolve_run,
     unusable_folder,
@@ -69,10 +70,11 @@ def _spawn(run_dir: Path, fds: list[int], env: dict[str, str] | None = None) -> 
     # Pages never run under torchrun, but a server started from one would pass its rank variables on.
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         full_env.pop(k, None)
-    with open(run_dir / "worker.out", "ab") as out:
+    folder = RunFolder(run_dir)
+    with open(folder.worker_out, "ab") as out:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, pass_fds=fds, start_new_session=True, close_fds=True)
-    atomic_write_json(run_dir / "worker.pid", {"pid": proc.pid, "pid_start": process_start_time(proc.pid),
+    atomic_write_json(folder.worker_pid, {"pid": proc.pid, "pid_start": process_start_time(proc.pid),
                                                "started": time.time()})
     return proc
 
@@ -81,7 +83,7 @@ def _launch(run_dir: Path, cfg, force: bool, env: dict[str, str] | None, dev_fd:
     """Take the run and device locks (or use ``dev_fd``, already held), spawn, and let the child keep them."""
     fds: list[int] = [] if dev_fd is None else [dev_fd]
     try:
-        run_fd = try_lock(run_dir / ".lock", {"run": run_dir.name})
+        run_fd = try_lock(RunFolder(run_dir).lock, {"run": run_dir.name})
         if run_fd is None:
             raise JobBusy(f"a worker is already training {run_dir.name}")
         fds.insert(0, run_fd)
@@ -144,9 +146,10 @@ def resume(run: str | Path | RunInfo, force: bool = False, epochs: int | None = 
     ``epochs`` extends (or shortens) the run. Refused while a worker is on it or another job holds the device.
     """
     run_dir = resolve_run(run)
+    folder = RunFolder(run_dir)
     info = read_run(run_dir)
     try:
-        raw = read_json(run_dir / "config.json")
+        raw = read_json(folder.config)
         cfg = TrainConfig.from_dict(raw)
     except (OSError, ValueError) as e:
         raise JobError(f"cannot resume {run_dir.name}: its config.json is missing or damaged ({e})") from e
@@ -155,18 +158,18 @@ def resume(run: str | Path | RunInfo, force: bool = False, epochs: int | None = 
     if info.status.get("state") in FINAL_STATES:
         # The worker writes its final state just before it exits: give it a moment to release its locks.
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (read_run(run_dir).alive or is_locked(run_dir / ".lock")):
+        while time.monotonic() < deadline and (read_run(run_dir).alive or is_locked(folder.lock)):
             time.sleep(0.1)
         info = read_run(run_dir)
-    if info.alive or is_locked(run_dir / ".lock"):
+    if info.alive or is_locked(folder.lock):
         raise JobBusy(f"{run_dir.name} is still running")
     if epochs is not None:
         cfg.epochs = int(epochs)
     cfg.validate()  # config.json is a file anyone may have edited; the worker trusts what is checked here
     if epochs is not None:
-        atomic_write_json(run_dir / "config.json", {**raw, "epochs": cfg.epochs})
+        atomic_write_json(folder.config, {**raw, "epochs": cfg.epochs})
     write_status(run_dir, state="queued", message="resuming", reason=None, pid=None)
-    (run_dir / "worker.pid").unlink(missing_ok=True)
+    folder.worker_pid.unlink(missing_ok=True)
     _launch(run_dir, cfg, force, env)
     return run_dir
 
@@ -181,7 +184,7 @@ def stop(run: str | Path | RunInfo, kill: bool = False, wait: float = 0.0) -> bo
     info = read_run(run_dir)
     pid, start_t = info.status.get("pid"), info.status.get("pid_start")
     if not info.alive or not isinstance(pid, int):
-        wp = _read_worker_pid(run_dir)
+        wp = read_json_object(RunFolder(run_dir).worker_pid, [])
         pid, start_t = wp.get("pid"), wp.get("pid_start")
         if not pid_alive(pid, start_t):
             return False
@@ -205,14 +208,6 @@ def stop(run: str | Path | RunInfo, kill: bool = False, wait: float = 0.0) -> bo
     return True
 
 
-def _read_worker_pid(run_dir: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads((run_dir / "worker.pid").read_text())
-        return obj if isinstance(obj, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def delete(run: str | Path | RunInfo, root: str | Path | None = None, force: bool = False) -> None:
     """Delete a run folder (only inside the checkpoints folder). A running job is refused unless ``force``
     (then it is killed first)."""
@@ -223,7 +218,7 @@ def delete(run: str | Path | RunInfo, root: str | Path | None = None, force: boo
     if run_dir.name == "starter":
         raise RunError("the starter checkpoints are not a run")
     info = read_run(run_dir)
-    if info.alive or is_locked(run_dir / ".lock"):
+    if info.alive or is_locked(RunFolder(run_dir).lock):
         if not force:
             raise JobBusy(f"{run_dir.name} is running; stop it before deleting it")
         stop(run_dir, kill=True, wait=5)

@@ -50,6 +50,7 @@ from cnnviz.training.config import TrainConfig
 from cnnviz.training.dist import Dist, init_distributed
 from cnnviz.training.evaluate import evaluate
 from cnnviz.training.faults import Faults, TrainingFailed
+from cnnviz.training.folder import RunFolder
 from cnnviz.training.optim import WeightAverage, compute_loss, lr_at, make_optimizer
 from cnnviz.training.runs import read_metrics
 
@@ -60,6 +61,7 @@ class Trainer:
 
     def __init__(self, run_dir: Path, cfg: TrainConfig, dist: Dist | None = None):
         self.run_dir = Path(run_dir)
+        self.folder = RunFolder(self.run_dir)
         self.cfg = cfg
         self.dist = dist or Dist()
         self.stop_requested = False
@@ -89,7 +91,7 @@ class Trainer:
                            step=self.steps_per_epoch if finished else self.step_in_epoch,
                            steps_per_epoch=self.steps_per_epoch, global_step=self.global_step,
                            total_epochs=self.cfg.epochs, heartbeat=now)
-        atomic_write_json(self.run_dir / "status.json", self.status)
+        atomic_write_json(self.folder.status, self.status)
 
     def _eta(self) -> float | None:
         done = self.global_step - self._session_step0
@@ -182,7 +184,7 @@ class Trainer:
     def _save_resume_point(self) -> None:
         buf = io.BytesIO()
         torch.save(self._resume_state(), buf)
-        atomic_write_bytes(self.run_dir / "optim.pt", buf.getvalue())
+        atomic_write_bytes(self.folder.resume_state, buf.getvalue())
 
     def _meta(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
         tr = self.train_split
@@ -205,17 +207,17 @@ class Trainer:
         self.faults.before_save()
         self._save_resume_point()
         meta = self._meta(metrics)
-        checkpoint.save_checkpoint(self.run_dir / "last", self.eval_model, meta)
+        checkpoint.save_checkpoint(self.folder.checkpoint("last"), self.eval_model, meta)
         if best:
-            checkpoint.save_checkpoint(self.run_dir / "best", self.eval_model, meta)
+            checkpoint.save_checkpoint(self.folder.checkpoint("best"), self.eval_model, meta)
         if snapshot:
-            checkpoint.save_checkpoint(self.run_dir / "epochs" / f"epoch_{self.epoch:03d}", self.eval_model, meta)
+            checkpoint.save_checkpoint(self.folder.snapshot(self.epoch), self.eval_model, meta)
         self._last_save = time.monotonic()
 
     def _resume(self) -> None:
         """Continue from ``optim.pt`` (or, lacking it, the ``last`` weights) and drop metric lines past it."""
-        path = self.run_dir / "optim.pt"
-        self._metrics = read_metrics(self.run_dir / "metrics.jsonl")
+        path = self.folder.resume_state
+        self._metrics = read_metrics(self.folder.metrics)
         if path.exists():
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
@@ -241,8 +243,8 @@ class Trainer:
                 self.step_in_epoch = self.steps_per_epoch
             log.info("resuming at epoch %d step %d (global step %d)", self.epoch + 1, self.step_in_epoch,
                      self.global_step)
-        elif (self.run_dir / "last.safetensors").exists():
-            ck = checkpoint.load_checkpoint(self.run_dir / "last.safetensors", expect_arch=self.cfg.arch,
+        elif self.folder.checkpoint("last").exists():
+            ck = checkpoint.load_checkpoint(self.folder.checkpoint("last"), expect_arch=self.cfg.arch,
                                  expect_classes=self.num_classes)
             self.raw_model.load_state_dict(ck.model.state_dict())
             if self.ema is not None:
@@ -252,10 +254,10 @@ class Trainer:
             log.warning("optim.pt missing: resuming from last.safetensors at epoch %d with a fresh optimizer",
                         self.epoch + 1)
         kept = [m for m in self._metrics if isinstance(m.get("epoch"), int) and m["epoch"] <= self.epoch]
-        if self.dist.main and (len(kept) != len(self._metrics) or (self.run_dir / "metrics.jsonl").exists()):
+        if self.dist.main and (len(kept) != len(self._metrics) or self.folder.metrics.exists()):
             if len(kept) != len(self._metrics):
                 log.info("dropping %d metric line(s) past the resume point", len(self._metrics) - len(kept))
-            atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in kept))
+            atomic_write_text(self.folder.metrics, "".join(json.dumps(m) + "\n" for m in kept))
         self._metrics = kept
         vals = [m["val_top1"] for m in kept if isinstance(m.get("val_top1"), (int, float))]
         if vals:
@@ -264,7 +266,7 @@ class Trainer:
     def _append_metrics(self, m: dict[str, Any]) -> None:
         if not self.dist.main:
             return
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+        with open(self.folder.metrics, "a", encoding="utf-8") as f:
             f.write(json.dumps(m) + "\n")
             f.flush()
             os.fsync(f.fileno())

@@ -1,14 +1,4 @@
-"""Run folders: where a training run keeps everything, and how to read them back safely.
-
-A run lives in ``checkpoints/<run-id>/`` (see DESIGN.md)::
-
-    config.json        the TrainConfig that reproduces the run
-    status.json        state (queued|running|stopping|done|failed|stopped), pid, heartbeat, epoch, step, ...
-    metrics.jsonl      one JSON object per finished epoch
-    train.log          the human-readable log; worker.out holds the worker's raw stdout/stderr
-    last.*, best.*     safetensors checkpoints + JSON metadata (cnnviz.checkpoint)
-    optim.pt           the resume state (tensors and plain containers only: weights_only=True loads it)
-    epochs/            optional per-epoch snapshots ``epoch_NNN.safetensors`` (config ``keep_snapshots``)
+"""Run folders: how to read them back safely, list them, and make a new one (its paths: :mod:`.folder`).
 
 The worker is the only writer (every file atomically, except the append-only ``metrics.jsonl``); pages and the
 CLI only read. Readers here never raise on a torn, missing or foreign file: they report what they could not
@@ -29,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnviz.catalog import sort_runs
+from cnnviz.fsutil import atomic_write_json
 from cnnviz.paths import checkpoints_dir
+from cnnviz.training.folder import RunFolder
 
 ACTIVE_STATES = ("queued", "running", "stopping")
 FINAL_STATES = ("done", "failed", "stopped")
@@ -57,6 +50,10 @@ class RunInfo:
     stale: bool = False  # alive but silent for longer than STALE_AFTER_S
     problems: list[str] = field(default_factory=list)  # files that could not be read, and why
     mtime: float = 0.0
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
 
     @property
     def arch(self) -> str | None:
@@ -94,11 +91,11 @@ class RunInfo:
 
     def checkpoint(self, tag: str = "best") -> Path | None:
         """``best``/``last`` weights file if present."""
-        p = self.path / f"{tag}.safetensors"
+        p = self.folder.checkpoint(tag)
         return p if p.is_file() else None
 
     def log_tail(self, lines: int = 30) -> str:
-        return tail(self.path / "train.log", lines)
+        return tail(self.folder.log, lines)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly digest (the CLI's ``runs show --format json``)."""
@@ -171,7 +168,8 @@ def tail(path: Path, lines: int = 30, max_bytes: int = 64_000) -> str:
     return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
 
 
-def _read_json_dict(path: Path, problems: list[str]) -> dict[str, Any]:
+def read_json_object(path: Path, problems: list[str]) -> dict[str, Any]:
+    """A JSON object file as a dict; ``{}`` (and a line in ``problems`` unless it is simply absent) otherwise."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -217,12 +215,13 @@ def read_run(path: str | Path) -> RunInfo:
     vanished comes back with state ``missing``."""
     path = Path(path)
     info = RunInfo(id=path.name, path=path)
+    folder = info.folder
     if not path.is_dir():
         info.state, info.message, info.reason = "missing", "this run folder no longer exists", "missing"
         return info
-    info.config = _read_json_dict(path / "config.json", info.problems)
-    info.status = _read_json_dict(path / "status.json", info.problems)
-    info.metrics = read_metrics(path / "metrics.jsonl", info.problems)
+    info.config = read_json_object(folder.config, info.problems)
+    info.status = read_json_object(folder.status, info.problems)
+    info.metrics = read_metrics(folder.metrics, info.problems)
     try:
         info.mtime = max((p.stat().st_mtime for p in path.iterdir()), default=path.stat().st_mtime)
     except OSError:
@@ -237,14 +236,14 @@ def read_run(path: str | Path) -> RunInfo:
         if state == "queued" and not pid:
             # Written by jobs.start before the spawn; until the worker writes its own status, jobs.start's
             # worker.pid says which process to watch.
-            spawned = _read_json_dict(path / "worker.pid", [])
+            spawned = read_json_object(folder.worker_pid, [])
             wpid = spawned.get("pid")
             info.alive = pid_alive(wpid if isinstance(wpid, int) else None, spawned.get("pid_start"))
             created = float(st.get("heartbeat") or 0)
             if (spawned and not info.alive) or (not spawned and time.time() - created > STALE_AFTER_S):
                 state, info.reason = "failed", "died"
                 info.message = "the training worker exited before it started; see worker.out in the run folder"
-                out = tail(path / "worker.out", 5)
+                out = tail(folder.worker_out, 5)
                 if out:
                     info.message += f": {out.splitlines()[-1]}"
         elif not info.alive:
@@ -262,14 +261,12 @@ def read_run(path: str | Path) -> RunInfo:
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "config.json").exists() or (path / "status.json").exists())
+    folder = RunFolder(path)
+    return path.is_dir() and (folder.config.exists() or folder.status.exists())
 
 
 def list_runs(root: str | Path | None = None) -> list[RunInfo]:
     """Every run under the checkpoints folder, newest first (the one run order: ``cnnviz.catalog.sort_runs``)."""
-    # imported here: catalog -> checkpoint -> models is heavier than this module
-    from cnnviz.catalog import sort_runs
-
     root = Path(root) if root is not None else checkpoints_dir()
     try:
         entries = list(root.iterdir())
@@ -312,8 +309,6 @@ def create_run(config: dict[str, Any], root: str | Path | None = None, run_id: s
 
     Raises ``OSError`` with a readable message when the checkpoints folder is not writable.
     """
-    from cnnviz.fsutil import atomic_write_json
-
     root = Path(root) if root is not None else checkpoints_dir()
     run_id = run_id or new_run_id(config.get("arch", "run"), config.get("name"))
     if not RUN_ID_RE.match(run_id):
@@ -321,7 +316,7 @@ def create_run(config: dict[str, Any], root: str | Path | None = None, run_id: s
     path = root / run_id
     try:
         path.mkdir(parents=True, exist_ok=False)
-        atomic_write_json(path / "config.json", {**config, "created": time.time()})
+        atomic_write_json(RunFolder(path).config, {**config, "created": time.time()})
         write_status(path, state="queued", message="waiting for the worker to start", created=time.time())
     except FileExistsError as e:
         raise RunError(f"a run called {run_id!r} already exists") from e
@@ -345,10 +340,8 @@ def unusable_folder(e: OSError, root: str | Path) -> OSError:
 
 def write_status(path: str | Path, **fields: Any) -> dict[str, Any]:
     """Rewrite ``status.json`` atomically, keeping fields not given (``heartbeat`` is always refreshed)."""
-    from cnnviz.fsutil import atomic_write_json
-
-    path = Path(path)
-    old = _read_json_dict(path / "status.json", [])
+    status_file = RunFolder(path).status
+    old = read_json_object(status_file, [])
     status = {**old, **fields, "heartbeat": time.time()}
-    atomic_write_json(path / "status.json", status)
+    atomic_write_json(status_file, status)
     return status

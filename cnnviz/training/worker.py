@@ -35,6 +35,7 @@ from cnnviz.models import InputSizeError
 from cnnviz.training.config import TrainConfig, add_config_args, code_version, config_from_args
 from cnnviz.training.dist import Dist, close_distributed
 from cnnviz.training.faults import TrainingFailed, disk_error
+from cnnviz.training.folder import RunFolder
 from cnnviz.training.locks import JobBusy, device_key, device_lock_path, lock_holder, try_lock
 from cnnviz.training.loop import Trainer
 from cnnviz.training.runs import process_start_time, write_status
@@ -49,7 +50,7 @@ def _setup_logging(run_dir: Path, main: bool, to_stderr: bool) -> None:
         log.removeHandler(h)
         h.close()
     if main:
-        fh = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        fh = logging.FileHandler(RunFolder(run_dir).log, encoding="utf-8")
         fh.setFormatter(fmt)
         log.addHandler(fh)
     if to_stderr or not main:
@@ -71,14 +72,15 @@ def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stde
     ``"failed"``, never raised (except a busy run lock: another worker owns this folder, nothing is written).
     """
     run_dir = Path(run_dir).resolve()
+    folder = RunFolder(run_dir)
     dist = Dist.from_env()
     check = cfg is None if check is None else check
-    cfg = cfg or TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    cfg = cfg or TrainConfig.from_dict(read_json(folder.config))
     held: list[int] = []
     trainer = Trainer(run_dir, cfg, dist)
     _setup_logging(run_dir, dist.main, to_stderr)
     if dist.main and take_locks:
-        fd = try_lock(run_dir / ".lock", {"run": run_dir.name})
+        fd = try_lock(folder.lock, {"run": run_dir.name})
         if fd is None:
             raise JobBusy(f"another worker is already training {run_dir.name}")
         held.append(fd)
@@ -141,7 +143,7 @@ def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stde
             h.close()
 
 
-RESERVE_NAME, RESERVE_BYTES = ".space-reserve", 256 * 1024
+RESERVE_BYTES = 256 * 1024
 
 
 def _reserve_space(run_dir: Path) -> None:
@@ -152,13 +154,13 @@ def _reserve_space(run_dir: Path) -> None:
     "stopped unexpectedly". Deleting this reserve just before writing the "disk full" status makes that
     write succeed. It is written with real zeros, not as a sparse file, so the space is truly held.
     """
-    with open(run_dir / RESERVE_NAME, "wb") as f:
+    with open(RunFolder(run_dir).space_reserve, "wb") as f:
         f.write(b"\0" * RESERVE_BYTES)
 
 
 def _release_space(run_dir: Path) -> None:
     with contextlib.suppress(OSError):
-        os.unlink(run_dir / RESERVE_NAME)
+        os.unlink(RunFolder(run_dir).space_reserve)
 
 
 def _as_failure(e: BaseException, cfg: TrainConfig, run_dir: Path) -> TrainingFailed | None:
@@ -188,7 +190,7 @@ def _pid_start() -> int | None:
 
 def _created(run_dir: Path) -> float:
     try:
-        return float(json.loads((run_dir / "status.json").read_text()).get("created") or time.time())
+        return float(json.loads(RunFolder(run_dir).status.read_text()).get("created") or time.time())
     except (OSError, ValueError, AttributeError):
         return time.time()
 
@@ -205,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     run_dir = Path(args.run).resolve()
     dist = Dist.from_env()
-    cfg_path = run_dir / "config.json"
+    cfg_path = RunFolder(run_dir).config
     # Started by jobs.start / resume: they checked config.json before they took the locks and handed them over.
     handed_over = bool(args.lock_fd)
     from_file = cfg_path.exists()

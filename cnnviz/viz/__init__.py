@@ -11,10 +11,10 @@ on private views (see :mod:`cnnviz.viz.hooks`), so a model shared between app se
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnviz.training.folder import RunFolder
 from cnnviz.viz.attribution import METHODS, attribute, randomized_copy, sanity_check
 from cnnviz.viz.deconv import Projection, deconvnet, project, project_switches, top_channels
 from cnnviz.viz.filters import compare_first_layers, conv_layers, filter_channels, filter_grid, filter_stats
@@ -40,18 +40,7 @@ class Snapshot:
     path: Path  # the .safetensors file
 
 
-_EPOCH = re.compile(r"^epoch_(\d+)\.safetensors$")
-
-
 def list_snapshots(run_dir: str | Path) -> list[Snapshot]:
     """Per-epoch snapshots kept by a training run (``<run>/epochs/epoch_NNN.safetensors`` with its ``.json``),
     oldest first; an empty list when the run kept none (ZF Fig. 4: features across training)."""
-    folder = Path(run_dir) / "epochs"
-    if not folder.is_dir():
-        return []
-    out = []
-    for p in folder.iterdir():
-        m = _EPOCH.match(p.name)
-        if m and p.with_suffix(".json").is_file():
-            out.append(Snapshot(int(m.group(1)), p))
-    return sorted(out, key=lambda s: s.epoch)
+    return [Snapshot(epoch, path) for epoch, path in RunFolder(run_dir).snapshots()]

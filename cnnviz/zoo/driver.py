@@ -30,6 +30,7 @@ from typing import Any
 
 from cnnviz.fsutil import atomic_write_json, read_json
 from cnnviz.paths import checkpoints_dir
+from cnnviz.training.folder import RunFolder
 from cnnviz.zoo.recipe import Member, Recipe, config_for, member
 
 ZOO_ID_RE = re.compile(r"^zoo-[A-Za-z0-9._-]{1,60}$")
@@ -315,7 +316,7 @@ def _ensure_running(zoo_dir: Path, manifest: dict, m: Member, recipe: Recipe, ru
     run_id = manifest["runs"].get(m.family)
     run_dir = runs_root / run_id if run_id else None
     try:
-        if run_dir is not None and (run_dir / "config.json").is_file():
+        if run_dir is not None and RunFolder(run_dir).config.is_file():
             info = read_run(run_dir)
             if info.alive:
                 _log(zoo_dir, f"{m.family}: waiting for its running worker ({run_id})", echo)
@@ -352,7 +353,7 @@ def zoo_status(zoo_dir: str | Path, root: str | Path | None = None) -> list[dict
                                "epoch": 0, "epochs": manifest["recipe"]["epochs"], "val_top1": None,
                                "images_per_s": None, "eta_s": None,
                                "results": (zoo_dir / "results" / f"{fam}.json").is_file()}
-        if row["run"] and (runs_root / row["run"] / "config.json").is_file():
+        if row["run"] and RunFolder(runs_root / row["run"]).config.is_file():
             info = read_run(runs_root / row["run"])
             tops = [m["val_top1"] for m in info.metrics if isinstance(m.get("val_top1"), (int, float))]
             rates = [m["images_per_s"] for m in info.metrics if isinstance(m.get("images_per_s"), (int, float))]

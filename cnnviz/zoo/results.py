@@ -22,6 +22,7 @@ import numpy as np
 
 from cnnviz.fsutil import atomic_write_json, read_json
 from cnnviz.paths import checkpoints_dir
+from cnnviz.training.folder import RunFolder
 
 FORMAT = "cnnviz-zoo-result/1"
 RESULTS_DIR_NAME = "results"
@@ -69,7 +70,7 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
         raise ValueError(f"{run_dir.name} has no finished epoch to report")
     device = str(info.status.get("device") or "cpu")
     dev = pick_device("cuda" if device.startswith("cuda") else "cpu")
-    ckpt = load_checkpoint(run_dir / "best.safetensors", dev)
+    ckpt = load_checkpoint(RunFolder(run_dir).checkpoint("best"), dev)
     val = load_split(resolve_data(info.config.get("data") or "auto"), "val")
     ev = evaluate(ckpt.model, ckpt.meta, val.images, val.labels, val.wnids, val.class_names, batch_size=batch_size)
     best = max(metrics, key=lambda m: m.get("val_top1", -1))
