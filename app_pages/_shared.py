@@ -43,12 +43,13 @@ def _checkpoint(path: str, mtime: float, device: str):
 
 
 def load_checkpoint_cached(path):
-    """A checkpoint loaded once for every session, keyed by path + mtime (a rewritten ``best`` reloads).
-    Shared: never call ``.train()``, move it, or leave hooks on it. Raises CheckpointError / FileNotFoundError."""
-    from pathlib import Path
+    """A checkpoint loaded once for every session, keyed by its version (``cnnviz.checkpoint.checkpoint_version``:
+    path + mtime, so a rewritten ``best`` reloads). Shared: never call ``.train()``, move it, or leave hooks on
+    it. Raises CheckpointError / FileNotFoundError."""
+    from cnnviz.checkpoint import checkpoint_version
 
-    p = Path(path)
-    return _checkpoint(str(p), p.stat().st_mtime, str(pick_device("auto")))
+    version = checkpoint_version(path)
+    return _checkpoint(version.path, version.mtime, str(pick_device("auto")))
 
 
 @st.cache_resource(show_spinner="Reading the validation set…", max_entries=2)

@@ -74,13 +74,13 @@ def _features(model: nn.Module, images: torch.Tensor, batch: int = 250) -> torch
 def _val_batch(meta: dict, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     from cnnviz.data import BatchPipeline, load_split, resolve_data
 
-    val = load_split(resolve_data((meta.get("train_config") or {}).get("data") or "auto"), "val")
+    val = load_split(resolve_data(meta.trained_on or "auto"), "val")
     images, labels = val.images, val.labels
     if n is not None and n < len(labels):
         pick = torch.linspace(0, len(labels) - 1, n).long().numpy()
         images, labels = images[pick], labels[pick]
-    pipe = BatchPipeline(images, labels, len(labels), "cpu", train=False, augment="none", mean=meta["mean"],
-                         std=meta["std"], drop_last=False, size=int(meta["input_size"]))
+    pipe = BatchPipeline(images, labels, len(labels), "cpu", train=False, augment="none", mean=meta.mean,
+                         std=meta.std, drop_last=False, size=meta.input_size)
     return next(iter(pipe))
 
 
@@ -149,7 +149,7 @@ def _pooled_features(ckpt, split, n: int, batch: int = 250) -> tuple[torch.Tenso
     model = ckpt.model
     pick = torch.linspace(0, len(split.labels) - 1, n).long().numpy()
     pipe = BatchPipeline(split.images[pick], split.labels[pick], batch, "cpu", train=False, augment="none",
-                         mean=ckpt.meta["mean"], std=ckpt.meta["std"], drop_last=False)
+                         mean=ckpt.meta.mean, std=ckpt.meta.std, drop_last=False)
     feats, labels = [], []
     with torch.no_grad():
         for x, y in pipe:
@@ -250,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             configs += [(None, None, r8) for r8 in (32, 64, 128)]
             configs += [(256, 128, None), (192, 128, None), (192, 96, None), (128, 128, None), (128, 64, None),
                         (64, 64, None), (256, 128, 64)]
-            sweeps += [f"\n`{Path(path).stem}` ({ckpt.meta['arch']}, epoch {ckpt.meta.get('epoch')}, step "
-                       f"{ckpt.meta.get('step')}):", ""] + svd_sweep(ckpt, q, x, y, configs)
+            sweeps += [f"\n`{Path(path).stem}` ({ckpt.meta.arch}, epoch {ckpt.meta.epoch}, step "
+                       f"{ckpt.meta.step}):", ""] + svd_sweep(ckpt, q, x, y, configs)
     load = ", ".join(f"{x:.1f}" for x in _LOAD_AT_START)
     body = ("## Compressed checkpoints (`bench/bench_compress.py`)\n\n"
             "int8 per output channel, the whole model, against each checkpoint's own weights in float32 "

@@ -28,10 +28,9 @@ import torch
 
 from bench._report import write_section
 from cnnviz.data import BatchPipeline, load_split, prepare
-from cnnviz.data.layout import DIRNAME
+from cnnviz.data.layout import DIRNAME, TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
 from cnnviz.data.zipsource import check_zip, extract_zip
 from cnnviz.paths import shared_zip
-from cnnviz.preprocess import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
 
 
 def _cpu() -> float:

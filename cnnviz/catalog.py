@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnviz.checkpoint import CheckpointError, checkpoint_paths, read_meta
+from cnnviz.checkpoint import CheckpointError, CheckpointMeta, CheckpointVersion, checkpoint_paths, read_meta
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training.folder import RUN_TAGS, RunFolder
 
@@ -40,11 +40,11 @@ class CheckpointInfo:
     name: str  # display name, unique within a listing: "starter/lenet5", "<run-id>/best", "<file stem>"
     arch: str | None  # registry name from the metadata (None when the metadata is unreadable)
     path: Path  # the .safetensors file
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: CheckpointMeta = field(default_factory=CheckpointMeta)  # empty when the metadata is unreadable
     kind: str = "starter"  # "starter" | "run" | "file"
     run: str | None = None  # run id for kind == "run"
     tag: str | None = None  # "best" / "last" for runs, the file stem otherwise
-    mtime: float = 0.0  # of the weights file; with the path it keys caches
+    mtime: float = 0.0  # of the weights file: with its resolved path, the version (cache_key)
     size: int = 0  # bytes of the weights file
     error: str | None = None  # why the checkpoint cannot be used (None when it looks usable)
 
@@ -53,17 +53,18 @@ class CheckpointInfo:
         return self.error is None
 
     @property
-    def cache_key(self) -> tuple[str, float]:
-        """``(path, mtime)``: changes when the file is rewritten (a run saving a new ``best``)."""
-        return str(self.path), self.mtime
+    def cache_key(self) -> CheckpointVersion:
+        """The checkpoint version this entry was listed at (:func:`cnnviz.checkpoint.checkpoint_version`, the
+        one key of every cache of it): ``(path, mtime)``, changed when the file is rewritten (a new ``best``)."""
+        return CheckpointVersion(str(self.path.resolve()), self.mtime)
 
     @property
     def num_classes(self) -> int | None:
-        return self.meta.get("num_classes")
+        return self.meta.num_classes
 
     @property
     def input_size(self) -> int | None:
-        return self.meta.get("input_size")
+        return self.meta.input_size
 
     @property
     def dataset(self) -> DatasetInfo:
@@ -71,8 +72,7 @@ class CheckpointInfo:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        m = self.meta.get("metrics")
-        return m if isinstance(m, dict) else {}
+        return self.meta.metrics
 
     @property
     def label(self) -> str:
@@ -125,22 +125,20 @@ def _int_or_none(v: Any) -> int | None:
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
 
 
-def dataset_of(meta: dict[str, Any] | None, config: dict[str, Any] | None = None,
+def dataset_of(meta: Mapping[str, Any] | None, config: dict[str, Any] | None = None,
                status: dict[str, Any] | None = None) -> DatasetInfo:
     """The dataset a checkpoint was trained on, from its metadata (a run's ``config`` and ``status`` fill in
     before its first checkpoint). An explicit ``meta["dataset"]`` name wins; else the training data spec
     (``"synthetic"``) and the class ids decide: synthetic ids (``s0000001``) are the synthetic demo set,
     ImageNet wnids (``n01443537``) are Tiny ImageNet with 200 classes, ImageNet with 1000, else a subset."""
-    meta, config, status = meta or {}, config or {}, status or {}
-    train_config = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
-    data = str(train_config.get("data") or config.get("data") or "")
-    classes = meta.get("classes") if isinstance(meta.get("classes"), list) else []
-    classes = tuple(str(c) for c in classes)
-    n = (_int_or_none(meta.get("num_classes")) or _int_or_none(status.get("num_classes"))
+    meta, config, status = CheckpointMeta.of(meta or {}), config or {}, status or {}
+    data = str(meta.trained_on or config.get("data") or "")
+    classes = tuple(meta.classes or ())
+    n = (_int_or_none(meta.num_classes) or _int_or_none(status.get("num_classes"))
          or (len(classes) or None))
-    size = _int_or_none(meta.get("input_size")) or _int_or_none(config.get("input_size"))
-    if isinstance(meta.get("dataset"), str) and meta["dataset"].strip():
-        name = meta["dataset"].strip()
+    size = _int_or_none(meta.input_size) or _int_or_none(config.get("input_size"))
+    if meta.dataset:
+        name = meta.dataset
     elif data == "synthetic" or (classes and all(_SYNTHETIC_WNID.match(c) for c in classes)):
         name = SYNTHETIC_NAME
     elif classes and all(_IMAGENET_WNID.match(c) for c in classes):
@@ -170,7 +168,7 @@ def describe(path: str | Path, *, name: str | None = None, kind: str = "file", r
         info.error = f"{weights.name} is missing"
     try:
         info.meta = read_meta(weights)
-        info.arch = str(info.meta.get("arch"))
+        info.arch = str(info.meta.arch)
     except CheckpointError as e:
         info.error = info.error or str(e)
     except OSError as e:

@@ -12,8 +12,9 @@
 Every number comes from the run's own files (``config.json``, ``metrics.jsonl``, ``status.json``) or a
 checkpoint's metadata, never re-derived differently: the table's "best val top-1" is the maximum ``val_top1``
 in ``metrics.jsonl`` (for a starter checkpoint, the ``val_top1`` recorded in its metadata).
-Evaluations are cached as ``.npz`` (``allow_pickle=False``) keyed by the SHA-256 of the weights file and a
-fingerprint of the evaluated images, so a checkpoint is evaluated once however many sessions ask.
+Evaluations are cached as ``.npz`` (``allow_pickle=False``) keyed by the checkpoint's version
+(:func:`cnnviz.checkpoint.checkpoint_version`, the one key of every cache of a checkpoint) and a fingerprint of
+the evaluated images, so a checkpoint is evaluated once however many sessions ask.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import pandas as pd
 import torch
 
 from cnnviz.catalog import DatasetInfo, dataset_of, list_checkpoints
-from cnnviz.checkpoint import load_checkpoint, read_meta
+from cnnviz.checkpoint import CheckpointMeta, checkpoint_version, load_checkpoint, read_meta
 from cnnviz.fsutil import atomic_write_bytes
 from cnnviz.paths import checkpoints_dir, data_dir
 from cnnviz.training.folder import RunFolder
@@ -62,7 +63,7 @@ class CompareEntry:
     history: list[dict[str, Any]] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
     checkpoint: Path | None = None  # best (else last) weights
-    meta: dict[str, Any] = field(default_factory=dict)  # that checkpoint's metadata
+    meta: CheckpointMeta = field(default_factory=CheckpointMeta)  # that checkpoint's metadata (empty: none)
     state: str = "done"
     problems: list[str] = field(default_factory=list)
     # A zoo result's confusion matrix over the whole val split, measured when it was trained: its per-class
@@ -76,7 +77,7 @@ class CompareEntry:
 
     @property
     def num_classes(self) -> int | None:
-        v = self.model_args.get("num_classes") or self.meta.get("num_classes") or self.status.get("num_classes")
+        v = self.model_args.get("num_classes") or self.meta.num_classes or self.status.get("num_classes")
         return int(v) if v else None
 
     @property
@@ -87,7 +88,7 @@ class CompareEntry:
 
 def _run_entry(run: Any) -> CompareEntry:
     checkpoint = RunFolder(run.path).best_checkpoint()
-    meta: dict[str, Any] = {}
+    meta = CheckpointMeta()
     problems = list(getattr(run, "problems", []) or [])
     if checkpoint is not None:
         try:
@@ -96,10 +97,10 @@ def _run_entry(run: Any) -> CompareEntry:
             problems.append(str(e))
             checkpoint = None
     config = dict(run.config or {})
-    model_args = dict(meta.get("model_args") or {})
+    model_args = dict(meta.model_args)
     if not model_args and config.get("arch"):
         model_args = {k: config[k] for k in ("num_classes", "input_size") if k in config}
-    return CompareEntry(id=run.id, kind="run", arch=meta.get("arch") or config.get("arch"), model_args=model_args,
+    return CompareEntry(id=run.id, kind="run", arch=meta.arch or config.get("arch"), model_args=model_args,
                         config=config, metrics=list(run.metrics or []), status=dict(run.status or {}),
                         checkpoint=checkpoint, meta=meta, state=getattr(run, "state", "unknown"),
                         problems=problems)
@@ -122,12 +123,12 @@ def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
         if info.kind != "starter":
             continue
         metrics = {k: v for k, v in info.metrics.items() if isinstance(v, (int, float))}
-        if info.meta.get("epoch") is not None:
-            metrics.setdefault("epoch", info.meta["epoch"])
+        if info.meta.epoch is not None:
+            metrics.setdefault("epoch", info.meta.epoch)
         entries.append(CompareEntry(
-            id=info.name, kind="starter", arch=info.arch, model_args=dict(info.meta.get("model_args") or {}),
-            config=dict(info.meta.get("train_config") or {}), metrics=[metrics] if metrics else [],
-            history=[h for h in info.meta.get("history") or [] if isinstance(h, dict)],
+            id=info.name, kind="starter", arch=info.arch, model_args=dict(info.meta.model_args),
+            config=dict(info.meta.train_config), metrics=[metrics] if metrics else [],
+            history=[h for h in info.meta.extra.get("history") or [] if isinstance(h, dict)],
             checkpoint=info.path, meta=info.meta))
     return entries + _zoo_entries(root) + [_run_entry(r) for r in _read_runs(root)]
 
@@ -145,9 +146,10 @@ def _zoo_entries(root: Path) -> list[CompareEntry]:
         starter = r.get("starter") or {}
         weights = starter_dir(root) / str(starter.get("checkpoint") or "-")
         args = dict(r.get("model_args") or {})
-        meta = {"arch": r["arch"], "model_args": args, "num_classes": len(r["wnids"]),
-                "input_size": args.get("input_size"), "classes": r["wnids"], "class_names": r.get("class_names"),
-                "train_config": r.get("config") or {}, "epoch": r.get("epochs")}
+        meta = CheckpointMeta.from_dict({
+            "arch": r["arch"], "model_args": args, "num_classes": len(r["wnids"]), "input_size": args.get("input_size"),
+            "classes": r["wnids"], "class_names": r.get("class_names"), "train_config": r.get("config") or {},
+            "epoch": r.get("epochs")})
         ev = EvalResult(confusion=np.asarray(r["confusion"], dtype=np.int64), top5_correct=int(r["top5_correct"]),
                         wnids=list(r["wnids"]), names=list(r.get("class_names") or r["wnids"]))
         history = [{**m, "val_top1": m.get("val_top1")} for m in r["history"]]
@@ -259,7 +261,7 @@ def entry_row(entry: CompareEntry) -> dict[str, Any]:
     if entry.kind in ("run", "zoo"):
         epochs = len(m)
     else:
-        epochs = int(entry.meta["epoch"]) if isinstance(entry.meta.get("epoch"), int) else None
+        epochs = entry.meta.epoch
     return {
         "model": entry.id, "kind": entry.kind, "arch": entry.arch, "dataset": entry.dataset.name,
         "input": entry.input_size, "classes": entry.num_classes, "params": params,
@@ -374,8 +376,8 @@ def subset_indices(labels: np.ndarray, per_class: int | None) -> np.ndarray:
 def class_mapping(meta: dict, wnids: Sequence[str]) -> np.ndarray:
     """For each dataset class (in ``wnids`` order), the checkpoint's output index. Raises ValueError when the
     checkpoint was trained on other classes."""
-    classes = meta.get("classes")
-    n = int(meta["num_classes"])
+    meta = CheckpointMeta.of(meta)
+    classes, n = meta.classes, int(meta.num_classes)
     if not classes:
         if n != len(wnids):
             raise ValueError(f"the checkpoint has {n} unnamed classes but the dataset has {len(wnids)}")
@@ -405,8 +407,9 @@ def evaluate(model: torch.nn.Module, meta: dict, images: np.ndarray, labels: np.
     top5 = 0
     size = int(meta["input_size"])
     device = next(model.parameters()).device
-    mean = torch.tensor(meta.get("mean") or (0.5,) * 3).view(1, 3, 1, 1)
-    std = torch.tensor(meta.get("std") or (0.5,) * 3).view(1, 3, 1, 1)
+    meta = CheckpointMeta.of(meta)
+    mean = torch.tensor(meta.mean).view(1, 3, 1, 1)
+    std = torch.tensor(meta.std).view(1, 3, 1, 1)
     for start in range(0, len(images), batch_size):
         chunk = np.asarray(images[start:start + batch_size])
         if chunk.shape[1:3] == (size, size):  # the same arithmetic as to_tensor_for, vectorised
@@ -424,21 +427,6 @@ def evaluate(model: torch.nn.Module, meta: dict, images: np.ndarray, labels: np.
         if progress:
             progress(min(1.0, (start + len(chunk)) / len(images)))
     return EvalResult(confusion=confusion, top5_correct=top5, wnids=list(wnids), names=list(names))
-
-
-@functools.lru_cache(maxsize=128)
-def _file_sha256(path: str, mtime: float, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def checkpoint_hash(path: str | Path) -> str:
-    """SHA-256 of the weights file (memoised by path, mtime and size)."""
-    st = Path(path).stat()
-    return _file_sha256(str(path), st.st_mtime, st.st_size)
 
 
 def images_fingerprint(images: np.ndarray, labels: np.ndarray, wnids: Sequence[str]) -> str:
@@ -459,10 +447,10 @@ def eval_cache_dir() -> Path:
 def cached_evaluation(checkpoint: str | Path, images: np.ndarray, labels: np.ndarray, wnids: Sequence[str],
                       names: Sequence[str], *, cache_dir: str | Path | None = None, model_loader=None,
                       progress: Callable[[float], None] | None = None) -> EvalResult:
-    """:func:`evaluate` once per (weights hash, image set); later calls read the ``.npz``. ``model_loader``
+    """:func:`evaluate` once per (checkpoint version, image set); later calls read the ``.npz``. ``model_loader``
     (path -> Checkpoint) lets a page pass its cached loader; a damaged cache file is recomputed."""
     cache = Path(cache_dir) if cache_dir is not None else eval_cache_dir()
-    key = f"{checkpoint_hash(checkpoint)[:24]}-{images_fingerprint(images, labels, wnids)}"
+    key = f"{checkpoint_version(checkpoint).digest}-{images_fingerprint(images, labels, wnids)}"
     path = cache / f"{key}.npz"
     if path.is_file():
         try:

@@ -27,6 +27,7 @@ import torch.nn as nn
 from PIL import Image
 
 from cnnviz.catalog import DatasetInfo, dataset_of
+from cnnviz.checkpoint import CheckpointMeta
 from cnnviz.preprocess import to_image, to_tensor_for
 
 # An upload whose shorter side is under this fraction of the model's input is blown up so much that the
@@ -66,9 +67,9 @@ class PredictResult:
 
 def class_labels(meta: dict) -> tuple[list[str], list[str]]:
     """``(wnids, names)`` in output order; placeholders where the metadata lacks them."""
-    n = int(meta["num_classes"])
-    wnids = meta.get("classes") or []
-    names = meta.get("class_names") or []
+    meta = CheckpointMeta.of(meta)
+    n = int(meta.num_classes)
+    wnids, names = meta.classes or [], meta.class_names or []
     wnids = [str(w) for w in wnids] if len(wnids) == n else [f"class_{i}" for i in range(n)]
     names = [str(s) for s in names] if len(names) == n else list(wnids)
     return wnids, names
@@ -76,7 +77,8 @@ def class_labels(meta: dict) -> tuple[list[str], list[str]]:
 
 def network_view(img: Image.Image, meta: dict) -> Image.Image:
     """The picture the network actually sees: resized, centre-cropped, normalised and back."""
-    return to_image(to_tensor_for(img, meta), meta.get("mean") or (0.5,) * 3, meta.get("std") or (0.5,) * 3)
+    meta = CheckpointMeta.of(meta)
+    return to_image(to_tensor_for(img, meta), meta.mean, meta.std)
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -1,21 +1,25 @@
 """Turn a PIL image into the tensor a network was trained on, and back into a picture.
 
-Evaluation preprocessing (used by prediction and visualisation alike): resize the shorter side to the
-model's input size, centre-crop a square, scale to [0, 1], normalise with the checkpoint's mean/std. A
+Evaluation preprocessing (used by prediction, visualisation and Compare's evaluation alike): resize the shorter
+side to the model's input size, centre-crop a square, scale to [0, 1], normalise with the checkpoint's
+mean/std (:class:`cnnviz.checkpoint.CheckpointMeta`, whose rule fills them in when the metadata lacks them). A
 Tiny ImageNet image (64x64) at input size 64 passes through unchanged apart from normalisation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-# Tiny ImageNet train-set statistics (RGB, [0, 1]); cnnviz.data recomputes them when it builds the cache.
-TINY_IMAGENET_MEAN = (0.4802, 0.4481, 0.3975)
-TINY_IMAGENET_STD = (0.2770, 0.2691, 0.2821)
+from cnnviz.checkpoint import CheckpointMeta
+from cnnviz.data.layout import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
+
+__all__ = ["TINY_IMAGENET_MEAN", "TINY_IMAGENET_STD", "input_channels", "resize_center_crop", "to_image",
+           "to_tensor", "to_tensor_for"]
 
 
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
@@ -40,20 +44,19 @@ def to_tensor(img: Image.Image, size: int, mean: Sequence[float], std: Sequence[
     return (x - m) / s
 
 
-def input_channels(meta: dict) -> int:
+def input_channels(meta: Mapping[str, Any]) -> int:
     """Channels a checkpoint's model takes: 3, or 1 for a paper-style (MNIST) LeNet-5."""
-    return int(meta.get("in_channels") or (meta.get("model_args") or {}).get("in_channels") or 3)
+    return CheckpointMeta.of(meta).in_channels
 
 
-def to_tensor_for(img: Image.Image, meta: dict) -> torch.Tensor:
+def to_tensor_for(img: Image.Image, meta: Mapping[str, Any]) -> torch.Tensor:
     """Preprocess exactly as a checkpoint (its metadata) was trained (grayscale for 1-channel models)."""
-    mean = meta.get("mean") or TINY_IMAGENET_MEAN
-    std = meta.get("std") or TINY_IMAGENET_STD
-    x = to_tensor(img, int(meta["input_size"]), mean[:3] if len(mean) >= 3 else mean * 3,
-                  std[:3] if len(std) >= 3 else std * 3)
-    if input_channels(meta) == 1:
+    meta = CheckpointMeta.of(meta)
+    mean, std, size = meta.mean, meta.std, int(meta.input_size)
+    x = to_tensor(img, size, mean[:3] if len(mean) >= 3 else mean * 3, std[:3] if len(std) >= 3 else std * 3)
+    if meta.in_channels == 1:
         # ITU-R 601 luma, as Pillow's convert("L"), then the checkpoint's single-channel statistics.
-        raw = to_tensor(img, int(meta["input_size"]), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        raw = to_tensor(img, size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
         luma = (raw * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
         x = (luma - float(mean[0])) / float(std[0])
     return x

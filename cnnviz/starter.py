@@ -15,14 +15,21 @@ generated from that metadata by :func:`starter_table`, so the numbers shown are 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cnnviz.checkpoint import checkpoint_paths, load_checkpoint, read_meta, save_checkpoint
+from cnnviz.checkpoint import (
+    CheckpointMeta,
+    checkpoint_paths,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+    write_meta,
+)
 from cnnviz.compress import compressed_bytes, make_plan, plan_for
-from cnnviz.fsutil import atomic_write_json
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training.folder import RUN_TAGS, RunFolder
@@ -90,24 +97,24 @@ def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd
     ckpt = load_checkpoint(src, "cpu")
     model, dropped = inference_only(ckpt.model)
     plan = plan_for(compress, model.arch, model, svd_ranks)  # refuses a bad mode or rank before writing
-    meta = {**ckpt.meta, "model_args": dict(model.model_args)}
-    meta["starter"] = {"name": name, "source": str(src.parent.name + "/" + src.name),
-                       "train_config": meta.get("train_config", {}), "dropped_training_only_heads": dropped}
+    source = ckpt.meta
     # The run's per-epoch metrics up to the exported epoch: Compare draws a starter's training curves from it.
-    last_epoch = meta.get("epoch") if isinstance(meta.get("epoch"), int) else None
-    meta["history"] = [m for m in read_metrics(RunFolder(src.parent).metrics)
-                       if last_epoch is None or (isinstance(m.get("epoch"), int) and m["epoch"] <= last_epoch)]
+    history = [m for m in read_metrics(RunFolder(src.parent).metrics)
+               if source.epoch is None or (isinstance(m.get("epoch"), int) and m["epoch"] <= source.epoch)]
+    meta = dataclasses.replace(source, model_args=dict(model.model_args), extra={
+        **source.extra, "history": history,
+        "starter": {"name": name, "source": str(src.parent.name + "/" + src.name), "train_config": source.train_config,
+                    "dropped_training_only_heads": dropped}})
     out = starter_dir(root) / name
     save_checkpoint(out, model, meta, compression=plan)
     result = evaluate_checkpoint(out, data=data, device=device)
-    measured = measure_compression(model, load_checkpoint(out, "cpu").model, read_meta(out), data=data, device=device)
+    written = read_meta(out)
+    measured = measure_compression(model, load_checkpoint(out, "cpu").model, written, data=data, device=device)
     measured["float16_bytes"] = compressed_bytes(model, make_plan(int8=False))
-    meta = read_meta(out)
-    meta["metrics"] = {**(meta.get("metrics") or {}), "val_top1": result["top1"], "val_top5": result["top5"],
-                       "val_n": result["n"],
-                       "evaluated_with": f"python -m cnnviz evaluate (the shipped {plan.name} file)"}
-    meta["compression"] = {**meta["compression"], "measured": measured}
-    atomic_write_json(checkpoint_paths(out)[1], meta)
+    write_meta(out, dataclasses.replace(
+        written, compression={**written.compression, "measured": measured},
+        metrics={**written.metrics, "val_top1": result["top1"], "val_top5": result["top5"], "val_n": result["n"],
+                 "evaluated_with": f"python -m cnnviz evaluate (the shipped {plan.name} file)"}))
     return {**result, "compression": measured}
 
 
@@ -125,14 +132,14 @@ def measure_compression(reference: torch.nn.Module, compressed: torch.nn.Module,
     from cnnviz.device import pick_device
 
     dev = pick_device(device)
-    val = load_split(resolve_data(data or (meta.get("train_config") or {}).get("data") or "auto"), "val")
+    meta = CheckpointMeta.of(meta)
+    val = load_split(resolve_data(data or meta.trained_on or "auto"), "val")
     images, labels = val.images, val.labels
     if max_images is not None and max_images < len(labels):
         pick = torch.linspace(0, len(labels) - 1, max_images).long().numpy()
         images, labels = images[pick], labels[pick]
     pipe = BatchPipeline(images, labels, batch_size, dev, train=False, augment="none",
-                         mean=meta.get("mean") or val.mean, std=meta.get("std") or val.std, drop_last=False,
-                         size=int(meta["input_size"]))
+                         mean=meta.mean, std=meta.std, drop_last=False, size=int(meta.input_size))
     models = [m.to(dev).eval() for m in (reference, compressed)]
     hits = torch.zeros(2, 2, dtype=torch.float64)  # model x (top-1, top-5)
     errors, same, n = [], 0, 0
@@ -168,10 +175,10 @@ def list_starters(root: str | Path | None = None) -> list[dict[str, Any]]:
             meta = read_meta(w)
         except ValueError:
             continue
-        m = meta.get("metrics") or {}
-        rows.append({"name": w.stem, "arch": meta["arch"], "variant": {k: v for k, v in meta["model_args"].items()
-                                                                      if k not in ("num_classes", "input_size")},
-                     "epochs": meta.get("epoch"), "val_top1": m.get("val_top1"), "val_top5": m.get("val_top5"),
+        m = meta.metrics
+        rows.append({"name": w.stem, "arch": meta.arch, "variant": {k: v for k, v in meta.model_args.items()
+                                                                   if k not in ("num_classes", "input_size")},
+                     "epochs": meta.epoch, "val_top1": m.get("val_top1"), "val_top5": m.get("val_top5"),
                      "val_n": m.get("val_n"), "bytes": w.stat().st_size, "stored_as": compression_summary(meta)})
     return rows
 
@@ -179,9 +186,10 @@ def list_starters(root: str | Path | None = None) -> list[dict[str, Any]]:
 def compression_summary(meta: dict[str, Any]) -> str:
     """``"svd-int8 (int8 weights ... + truncated SVD of classifier.fc6 (rank 256)): -0.31 pp top-1, logits 2.1%
     off (max 8.0%)"``, from the measured entry; ``"float16"`` for a checkpoint stored without compression."""
-    entry = meta.get("compression")
+    meta = CheckpointMeta.of(meta)
+    entry = meta.compression
     if not isinstance(entry, dict):
-        return str(meta.get("dtype") or "float32")
+        return meta.dtype
     plan = entry.get("plan") or {}
     text = f"{plan.get('name', '?')} ({plan.get('description', '')})"
     measured = entry.get("measured")

@@ -39,6 +39,8 @@ from PIL import Image
 from cnnviz.data.errors import PREPARE_HINT, DatasetError, Progress
 from cnnviz.data.layout import (
     SPLITS,
+    TINY_IMAGENET_MEAN,
+    TINY_IMAGENET_STD,
     find_dataset,
     list_split,
     read_source,
@@ -375,7 +377,6 @@ def _train_stats(root: Path, wnids: list[str], this: dict) -> tuple[tuple, tuple
         if m.get("format_version") == FORMAT_VERSION and m.get("wnids") == wnids:
             return tuple(m["pixel_mean"]), tuple(m["pixel_std"]), "train"
     if len(wnids) == 200 and all(w.startswith("n") for w in wnids):
-        from cnnviz.preprocess import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
         return TINY_IMAGENET_MEAN, TINY_IMAGENET_STD, "published Tiny ImageNet train statistics"
     return tuple(this["pixel_mean"]), tuple(this["pixel_std"]), f"{this.get('split')} split (no train cache)"
 

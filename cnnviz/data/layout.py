@@ -44,6 +44,10 @@ DIRNAME = "tiny-imagenet-200"
 SOURCE_FILE = "source.json"
 SPLITS = ("train", "val")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+# Tiny ImageNet's train-split statistics (RGB, [0, 1]): what the pipeline normalises with unless told otherwise
+# (the cache recomputes them from the pixels it decodes), and what a checkpoint without its own is read with.
+TINY_IMAGENET_MEAN = (0.4802, 0.4481, 0.3975)
+TINY_IMAGENET_STD = (0.2770, 0.2691, 0.2821)
 
 
 # --------------------------------------------------------------------------------------------- locate

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnviz.preprocess import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
+from cnnviz.data.layout import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
 
 AUGMENTS = ("crop_flip", "rrc", "flip", "none")
 

@@ -74,18 +74,16 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, device: str =
     dev = pick_device(device)
     ckpt = load_checkpoint(path, dev)
     meta = ckpt.meta
-    spec = data or (meta.get("train_config") or {}).get("data") or "auto"
+    spec = data or meta.trained_on or "auto"
     val = load_split(resolve_data(spec), "val")
-    classes = meta.get("classes")
+    classes = meta.classes
     if classes and list(classes) != list(val.wnids):
         raise DatasetError(f"the checkpoint was trained on {len(classes)} classes that differ from the "
                            f"dataset's {len(val.wnids)} classes; evaluate it on the data it was trained on")
-    if int(meta["num_classes"]) != len(val.wnids):
-        raise DatasetError(f"the checkpoint has {meta['num_classes']} outputs but the dataset has "
+    if meta.num_classes != len(val.wnids):
+        raise DatasetError(f"the checkpoint has {meta.num_classes} outputs but the dataset has "
                            f"{len(val.wnids)} classes")
-    mean = meta.get("mean") or val.mean
-    std = meta.get("std") or val.std
-    pipe = BatchPipeline(val.images, val.labels, batch_size, dev, train=False, augment="none", mean=mean,
-                         std=std, drop_last=False, size=int(meta["input_size"]))
+    pipe = BatchPipeline(val.images, val.labels, batch_size, dev, train=False, augment="none", mean=meta.mean,
+                         std=meta.std, drop_last=False, size=meta.input_size)
     r = evaluate(ckpt.model, pipe, dev, amp=True)
     return {"checkpoint": str(ckpt.path), "top1": r["top1"], "top5": r["top5"], "n": r["n"], "loss": r["loss"]}

@@ -249,7 +249,7 @@ class Trainer:
             self.raw_model.load_state_dict(ck.model.state_dict())
             if self.ema is not None:
                 self.ema.model.load_state_dict(ck.model.state_dict())
-            self.epoch = int(ck.meta.get("epoch") or 0)
+            self.epoch = ck.meta.epoch or 0
             self.global_step = self.epoch * self.steps_per_epoch
             log.warning("optim.pt missing: resuming from last.safetensors at epoch %d with a fresh optimizer",
                         self.epoch + 1)

@@ -74,19 +74,21 @@ def checkpoint_subject(path: str | Path, device: str = "cpu") -> Subject:
 def prepare(img: Image.Image | np.ndarray, meta: dict) -> tuple[torch.Tensor, np.ndarray]:
     """``(x, seen)``: the network's input exactly as the checkpoint was trained (``to_tensor_for``), and what
     the network saw (``to_image`` of it) as a uint8 ``H x W x 3`` array."""
-    from cnnviz.preprocess import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD, to_image, to_tensor_for
+    from cnnviz.preprocess import to_image, to_tensor_for
 
     if isinstance(img, np.ndarray):
         img = Image.fromarray(img)
     x = to_tensor_for(img, meta)
-    seen = np.asarray(to_image(x, meta.get("mean") or TINY_IMAGENET_MEAN, meta.get("std") or TINY_IMAGENET_STD))
+    seen = np.asarray(to_image(x, *mean_std(meta)))
     return x, seen
 
 
 def mean_std(meta: dict) -> tuple[tuple, tuple]:
-    from cnnviz.preprocess import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
+    """The statistics a checkpoint's inputs were normalised with (the one rule: cnnviz.checkpoint)."""
+    from cnnviz.checkpoint import CheckpointMeta
 
-    return tuple(meta.get("mean") or TINY_IMAGENET_MEAN), tuple(meta.get("std") or TINY_IMAGENET_STD)
+    meta = CheckpointMeta.of(meta)
+    return meta.mean, meta.std
 
 
 # --- figures ------------------------------------------------------------------------------------------------

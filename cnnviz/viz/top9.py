@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cnnviz.checkpoint import checkpoint_version
 from cnnviz.viz import render
 from cnnviz.viz.hooks import capture, forward_quietly, private_view
 
@@ -97,10 +98,9 @@ def dataset_fingerprint(images: np.ndarray) -> str:
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:
-    """Path, size and modification time of a checkpoint file (changes when a run rewrites ``best``)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    return hashlib.sha256(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    """The checkpoint version's digest (:func:`cnnviz.checkpoint.checkpoint_version`: the one cache key of a
+    checkpoint; it changes when a run rewrites ``best``)."""
+    return checkpoint_version(path).digest
 
 
 def cache_file(cache_dir: str | Path, model_key: str, layer: str, data_key: str, k: int,

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from cnnviz.checkpoint import CheckpointMeta
+
 # A checkpoint whose recorded val top-1 has gone less than this fraction of the way from chance to 100% is
 # "barely trained" (200 classes: below 10.4%; 10 classes: below 19%).
 BARELY_TRAINED = 0.10
@@ -44,18 +46,18 @@ def weights_note(meta: dict[str, Any]) -> str | None:
     ``"random initialisation (untrained weights)"`` for a random model (``meta["init"]["random"]``), ``"barely
     trained: ..."`` when the recorded val top-1 is within :data:`BARELY_TRAINED` of chance, and ``"no recorded
     accuracy: ..."`` when the checkpoint records none."""
-    init = meta.get("init") or {}
+    meta = CheckpointMeta.of(meta)
+    init = meta.extra.get("init") or {}
     if init.get("random"):
         return f"random initialisation, seed {init.get('seed', '?')} (untrained weights)"
-    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-    top1 = metrics.get("val_top1")
-    n = int(meta.get("num_classes") or 0)
+    top1 = meta.metrics.get("val_top1")
+    n = meta.num_classes or 0
     if not isinstance(top1, (int, float)):
         return "no recorded accuracy: these weights may be untrained"
     top1 = top1 / 100 if top1 > 1 else top1
     chance = 1 / n if n else 0.0
     if top1 < chance + BARELY_TRAINED * (1 - chance):
-        epochs = meta.get("epoch")
+        epochs = meta.epoch
         after = f" after {epochs} epoch{'s' if epochs != 1 else ''}" if isinstance(epochs, int) else ""
         return f"barely trained: val top-1 {top1:.1%}{after} (chance {chance:.1%})"
     return None
@@ -82,8 +84,9 @@ def smoothness(weight: np.ndarray) -> float | None:
 
 def recorded_seed(meta: dict[str, Any]) -> int | None:
     """The seed the weights were initialised with: a random model's, or the training run's."""
-    init = meta.get("init") or {}
-    seed = init.get("seed") if init.get("random") else (meta.get("train_config") or {}).get("seed")
+    meta = CheckpointMeta.of(meta)
+    init = meta.extra.get("init") or {}
+    seed = init.get("seed") if init.get("random") else meta.train_config.get("seed")
     return seed if isinstance(seed, int) else None
 
 
@@ -92,13 +95,14 @@ def initial_model(meta: dict[str, Any], seed: int | None = None) -> nn.Module | 
     ``create_model``; ``seed`` overrides it), or None when there is no seed or the model cannot be rebuilt."""
     from cnnviz.models import create_model
 
+    meta = CheckpointMeta.of(meta)
     seed = recorded_seed(meta) if seed is None else seed
-    if seed is None or "arch" not in meta:
+    if seed is None or meta.arch is None:
         return None
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return create_model(meta["arch"], **dict(meta.get("model_args") or {})).eval()
+            return create_model(meta.arch, **meta.model_args).eval()
     except (TypeError, ValueError, KeyError):
         return None
 
@@ -157,7 +161,7 @@ def filter_movement(model: nn.Module, meta: dict[str, Any], layer: str | None = 
 
     layer = layer or first_conv(model)
     w = conv_weight(model, layer)
-    random = bool((meta.get("init") or {}).get("random"))
+    random = bool((CheckpointMeta.of(meta).extra.get("init") or {}).get("random"))
     if random:
         return FilterMovement(layer, smoothness(w), smoothness(w), 0.0, True)
     known = start is not None or recorded_seed(meta) is not None

@@ -78,7 +78,7 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
     config = {k: v for k, v in info.config.items() if k not in ("created",)}
     result = {
         "format": FORMAT, "family": family, "zoo": zoo_id or info.config.get("zoo"), "run": run_dir.name,
-        "arch": ckpt.meta["arch"], "model_args": ckpt.meta["model_args"], "config": config,
+        "arch": ckpt.meta.arch, "model_args": ckpt.meta.model_args, "config": config,
         "device": device, "device_name": device_name(device),
         "epochs": len(metrics), "best_epoch": best["epoch"],
         "val_top1": ev.top1, "val_top5": ev.top5, "val_n": ev.n,
