@@ -38,6 +38,7 @@ from cnnviz.catalog import DatasetInfo, dataset_of, list_checkpoints
 from cnnviz.checkpoint import CheckpointMeta, checkpoint_version, load_checkpoint, read_meta
 from cnnviz.fsutil import atomic_write_bytes
 from cnnviz.paths import checkpoints_dir, data_dir
+from cnnviz.training.evaluate import EvalResult, evaluate_images
 from cnnviz.training.folder import RunFolder
 
 # config keys that identify a run or steer the worker rather than describe how the model was trained
@@ -322,46 +323,6 @@ def curves_frame(entries: Sequence[CompareEntry], metrics: Sequence[str] = CURVE
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
-@dataclass
-class EvalResult:
-    """A checkpoint evaluated on a labelled image set (rows of ``confusion``: true class, columns: predicted)."""
-
-    confusion: np.ndarray  # C x C int64, in the order of ``wnids``
-    top5_correct: int
-    wnids: list[str]
-    names: list[str]
-
-    @property
-    def n(self) -> int:
-        return int(self.confusion.sum())
-
-    @property
-    def top1(self) -> float:
-        return float(np.trace(self.confusion) / max(1, self.n))
-
-    @property
-    def top5(self) -> float:
-        return float(self.top5_correct / max(1, self.n))
-
-    @property
-    def per_class_accuracy(self) -> np.ndarray:
-        support = self.confusion.sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(support > 0, np.diag(self.confusion) / np.maximum(support, 1), np.nan)
-
-    def to_npz_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, confusion=self.confusion, top5_correct=np.int64(self.top5_correct),
-                            wnids=np.array(self.wnids, dtype=str), names=np.array(self.names, dtype=str))
-        return buf.getvalue()
-
-    @classmethod
-    def from_npz(cls, path: Path) -> EvalResult:
-        with np.load(path, allow_pickle=False) as z:
-            return cls(confusion=z["confusion"].astype(np.int64), top5_correct=int(z["top5_correct"]),
-                       wnids=[str(s) for s in z["wnids"]], names=[str(s) for s in z["names"]])
-
-
 def subset_indices(labels: np.ndarray, per_class: int | None) -> np.ndarray:
     """The first ``per_class`` images of every class (all images when None): deterministic, balanced."""
     labels = np.asarray(labels)
@@ -371,62 +332,6 @@ def subset_indices(labels: np.ndarray, per_class: int | None) -> np.ndarray:
     for c in np.unique(labels):
         keep.append(np.flatnonzero(labels == c)[:per_class])
     return np.sort(np.concatenate(keep)) if keep else np.arange(0)
-
-
-def class_mapping(meta: dict, wnids: Sequence[str]) -> np.ndarray:
-    """For each dataset class (in ``wnids`` order), the checkpoint's output index. Raises ValueError when the
-    checkpoint was trained on other classes."""
-    meta = CheckpointMeta.of(meta)
-    classes, n = meta.classes, int(meta.num_classes)
-    if not classes:
-        if n != len(wnids):
-            raise ValueError(f"the checkpoint has {n} unnamed classes but the dataset has {len(wnids)}")
-        return np.arange(n)
-    index = {w: i for i, w in enumerate(classes)}
-    missing = [w for w in wnids if w not in index]
-    if missing:
-        raise ValueError(f"the checkpoint was trained on other classes ({len(missing)} of the dataset's "
-                         f"{len(wnids)} classes, e.g. {missing[0]}, are not among its outputs)")
-    return np.array([index[w] for w in wnids])
-
-
-def evaluate(model: torch.nn.Module, meta: dict, images: np.ndarray, labels: np.ndarray, wnids: Sequence[str],
-             names: Sequence[str], *, batch_size: int = 200,
-             progress: Callable[[float], None] | None = None) -> EvalResult:
-    """Confusion matrix and top-5 of a model (eval mode; not mutated) on ``N x H x W x 3`` uint8 images,
-    preprocessed exactly as for prediction (:func:`cnnviz.preprocess.to_tensor_for`)."""
-    from PIL import Image
-
-    from cnnviz.preprocess import to_tensor_for
-
-    if model.training:
-        raise RuntimeError("the model is in training mode; evaluate a model loaded by load_checkpoint")
-    cols = torch.from_numpy(class_mapping(meta, wnids))
-    c = len(wnids)
-    confusion = np.zeros((c, c), dtype=np.int64)
-    top5 = 0
-    size = int(meta["input_size"])
-    device = next(model.parameters()).device
-    meta = CheckpointMeta.of(meta)
-    mean = torch.tensor(meta.mean).view(1, 3, 1, 1)
-    std = torch.tensor(meta.std).view(1, 3, 1, 1)
-    for start in range(0, len(images), batch_size):
-        chunk = np.asarray(images[start:start + batch_size])
-        if chunk.shape[1:3] == (size, size):  # the same arithmetic as to_tensor_for, vectorised
-            x = (torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
-        else:
-            x = torch.cat([to_tensor_for(Image.fromarray(a), meta) for a in chunk])
-        with torch.inference_mode():
-            out = model(x.to(device))
-            out = (out[0] if isinstance(out, (tuple, list)) else out).float().cpu()[:, cols]
-        y = torch.from_numpy(np.asarray(labels[start:start + batch_size], dtype=np.int64))
-        pred = out.argmax(1)
-        np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
-        k = min(5, c)
-        top5 += int((out.topk(k, 1).indices == y[:, None]).any(1).sum())
-        if progress:
-            progress(min(1.0, (start + len(chunk)) / len(images)))
-    return EvalResult(confusion=confusion, top5_correct=top5, wnids=list(wnids), names=list(names))
 
 
 def images_fingerprint(images: np.ndarray, labels: np.ndarray, wnids: Sequence[str]) -> str:
@@ -447,7 +352,7 @@ def eval_cache_dir() -> Path:
 def cached_evaluation(checkpoint: str | Path, images: np.ndarray, labels: np.ndarray, wnids: Sequence[str],
                       names: Sequence[str], *, cache_dir: str | Path | None = None, model_loader=None,
                       progress: Callable[[float], None] | None = None) -> EvalResult:
-    """:func:`evaluate` once per (checkpoint version, image set); later calls read the ``.npz``. ``model_loader``
+    """:func:`cnnviz.training.evaluate.evaluate_images` once per (checkpoint version, image set); later calls read the ``.npz``. ``model_loader``
     (path -> Checkpoint) lets a page pass its cached loader; a damaged cache file is recomputed."""
     cache = Path(cache_dir) if cache_dir is not None else eval_cache_dir()
     key = f"{checkpoint_version(checkpoint).digest}-{images_fingerprint(images, labels, wnids)}"
@@ -458,7 +363,7 @@ def cached_evaluation(checkpoint: str | Path, images: np.ndarray, labels: np.nda
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # torn or foreign cache file: recompute and overwrite
     ckpt = (model_loader or load_checkpoint)(checkpoint)
-    result = evaluate(ckpt.model, ckpt.meta, images, labels, wnids, names, progress=progress)
+    result = evaluate_images(ckpt.model, ckpt.meta, images, labels, wnids, names, progress=progress)
     atomic_write_bytes(path, result.to_npz_bytes())
     return result
 

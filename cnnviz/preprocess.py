@@ -18,8 +18,8 @@ from PIL import Image
 from cnnviz.checkpoint import CheckpointMeta
 from cnnviz.data.layout import TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
 
-__all__ = ["TINY_IMAGENET_MEAN", "TINY_IMAGENET_STD", "input_channels", "resize_center_crop", "to_image",
-           "to_tensor", "to_tensor_for"]
+__all__ = ["TINY_IMAGENET_MEAN", "TINY_IMAGENET_STD", "batch_for", "input_channels", "normalize",
+           "resize_center_crop", "to_image", "to_tensor", "to_tensor_for"]
 
 
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
@@ -35,13 +35,17 @@ def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
     return img
 
 
-def to_tensor(img: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``1 x 3 x size x size`` float tensor, normalised."""
-    arr = np.asarray(resize_center_crop(img, size), dtype=np.float32) / 255.0
-    x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)
+def normalize(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``N x H x W x 3`` uint8 RGB pixels as an ``N x 3 x H x W`` float tensor: ``(x / 255 - mean) / std``."""
+    x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255.0
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (x - m) / s
+
+
+def to_tensor(img: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``1 x 3 x size x size`` float tensor, normalised."""
+    return normalize(np.asarray(resize_center_crop(img, size))[None], mean, std)
 
 
 def input_channels(meta: Mapping[str, Any]) -> int:
@@ -60,6 +64,16 @@ def to_tensor_for(img: Image.Image, meta: Mapping[str, Any]) -> torch.Tensor:
         luma = (raw * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
         x = (luma - float(mean[0])) / float(std[0])
     return x
+
+
+def batch_for(images: np.ndarray, meta: Mapping[str, Any]) -> torch.Tensor:
+    """``N x H x W x 3`` uint8 images as a checkpoint's inputs: :func:`to_tensor_for` of each, in one go when
+    they already have its input size and it takes RGB (the same arithmetic, vectorised)."""
+    meta = CheckpointMeta.of(meta)
+    images = np.asarray(images)
+    if images.shape[1:3] == (meta.input_size,) * 2 and meta.in_channels == 3 and len(meta.mean) >= 3:
+        return normalize(images, meta.mean[:3], meta.std[:3])
+    return torch.cat([to_tensor_for(Image.fromarray(a), meta) for a in images])
 
 
 def to_image(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> Image.Image:

@@ -13,13 +13,10 @@ import torch
 
 from cnnviz.checkpoint import load_checkpoint
 from cnnviz.compare import (
-    EvalResult,
     cached_evaluation,
-    class_mapping,
     compare_table,
     curves_frame,
     differing_hyperparameters,
-    evaluate,
     export_bundle,
     list_entries,
     model_stats,
@@ -30,6 +27,8 @@ from cnnviz.compare import (
 )
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
+from cnnviz.training.evaluate import EvalResult, class_mapping
+from cnnviz.training.evaluate import evaluate_images as evaluate  # the image-set face of the one evaluation
 from tests.predict_helpers import default_arch, make_checkpoint, write_run
 
 

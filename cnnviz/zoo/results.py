@@ -58,9 +58,9 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
     """Evaluate the run's ``best`` checkpoint on the whole val split (confusion matrix) and write
     ``out_dir/<family>.json``; returns its path."""
     from cnnviz.checkpoint import load_checkpoint
-    from cnnviz.compare import evaluate
     from cnnviz.data import load_split, resolve_data
     from cnnviz.device import pick_device
+    from cnnviz.training.evaluate import evaluate_images
     from cnnviz.training.runs import read_run
 
     run_dir = Path(run_dir)
@@ -72,7 +72,7 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
     dev = pick_device("cuda" if device.startswith("cuda") else "cpu")
     ckpt = load_checkpoint(RunFolder(run_dir).checkpoint("best"), dev)
     val = load_split(resolve_data(info.config.get("data") or "auto"), "val")
-    ev = evaluate(ckpt.model, ckpt.meta, val.images, val.labels, val.wnids, val.class_names, batch_size=batch_size)
+    ev = evaluate_images(ckpt.model, ckpt.meta, val.images, val.labels, val.wnids, val.class_names, batch_size=batch_size)
     best = max(metrics, key=lambda m: m.get("val_top1", -1))
     rates = [m["images_per_s"] for m in metrics[1:] or metrics if isinstance(m.get("images_per_s"), (int, float))]
     config = {k: v for k, v in info.config.items() if k not in ("created",)}
