@@ -1,4 +1,4 @@
-"""Training throughput of the real loop (cnnviz.train.run_training): images/s and model-FLOPs utilisation.
+"""Training throughput of the real loop (cnnviz.training.worker.run_training): images/s and model-FLOPs utilisation.
 
     .venv/bin/python -m bench.bench_train                                   # CPU, synthetic set, small
     .venv/bin/python -m bench.bench_train --device cuda --data auto --arch resnet18 --variant stem=tiny \\

@@ -30,8 +30,11 @@ from cnnviz.checkpoint import (
     write_meta,
 )
 from cnnviz.compress import compressed_bytes, make_plan, plan_for
+from cnnviz.data import BatchPipeline, load_split, resolve_data
+from cnnviz.device import pick_device
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
+from cnnviz.training.evaluate import evaluate_checkpoint  # the same code path as `python -m cnnviz evaluate`
 from cnnviz.training.folder import RUN_TAGS, RunFolder
 from cnnviz.training.runs import read_metrics
 
@@ -87,10 +90,6 @@ def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd
     Returns the evaluation (``{"checkpoint", "top1", "top5", "n", "loss", "compression"}``), ``compression``
     being what is recorded as ``compression.measured``.
     """
-    from cnnviz.training.evaluate import (
-        evaluate_checkpoint,  # the same code path as `python -m cnnviz evaluate`
-    )
-
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise ValueError(f"starter name must be a plain file name, got {name!r}")
     src = _source_checkpoint(source)
@@ -128,9 +127,6 @@ def measure_compression(reference: torch.nn.Module, compressed: torch.nn.Module,
     "logit_rel_error_mean", "logit_rel_error_max", "same_top1_fraction", "device"}``; the logit error is
     ``||z_c - z|| / ||z||`` per image (L2 over the classes), then the mean and the max over images.
     """
-    from cnnviz.data import BatchPipeline, load_split, resolve_data
-    from cnnviz.device import pick_device
-
     dev = pick_device(device)
     meta = CheckpointMeta.of(meta)
     val = load_split(resolve_data(data or meta.trained_on or "auto"), "val")

@@ -12,30 +12,26 @@ manifest is partial by definition. A cache is used only when its manifest has th
 file count/size/newest mtime, plus the label files' hash) and array files of exactly the recorded size;
 otherwise it is rebuilt (or, when the source is gone, a :class:`DatasetError` says what to do).
 
-Decoding 110,000 small JPEGs is CPU-bound: a process pool decodes chunks and writes them straight into the
-memory-mapped output file (no pickling of pixels), reading the JPEG bytes from the zip or the folder. Worker
-processes are forked on Linux when the caller has no other threads (no torch re-import), spawned otherwise.
+Decoding 110,000 small JPEGs is CPU-bound: a process pool decodes chunks (:mod:`cnnviz.data.decode`) and writes
+them straight into the memory-mapped output file (no pickling of pixels), reading the JPEG bytes from the zip
+or the folder. Worker processes are forked on Linux when the caller has no other threads (no torch re-import),
+spawned otherwise.
 The big ``.npy`` files are not fsynced: a killed process leaves no manifest, and a power cut is rare enough.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import math
-import multiprocessing as mp
 import os
-import sys
-import threading
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from cnnviz.data.decode import SIZE, decode_chunk, default_workers, pool_context
 from cnnviz.data.errors import PREPARE_HINT, DatasetError, Progress
 from cnnviz.data.layout import (
     SPLITS,
@@ -48,11 +44,10 @@ from cnnviz.data.layout import (
     read_words,
     source_fingerprint,
 )
-from cnnviz.data.zipsource import read_member, release_zip_state, zip_index
+from cnnviz.data.zipsource import release_zip_state, zip_index
 from cnnviz.fsutil import atomic_write_json, read_json
 
 FORMAT_VERSION = 1
-SIZE = 64
 CACHE_DIR = "cache"
 POOL_THRESHOLD = 4000  # below this many images, decoding in-process beats starting workers
 CHUNK = 1024
@@ -146,93 +141,6 @@ def cache_status(root: Path, split: str, check_source: bool = True) -> CacheStat
     return CacheStatus(True, "", m)
 
 
-# ------------------------------------------------------------------------------------------- decoding
-
-def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, str]:
-    """JPEG/PNG bytes -> (64 x 64 x 3 uint8 RGB, original mode) with Pillow. Grayscale (``L``) and every other
-    mode become RGB; another size is resized (Tiny ImageNet is 64 x 64 throughout: only for other data)."""
-    try:
-        img = Image.open(io.BytesIO(data), formats=["JPEG", "PNG"])
-        img.draft("RGB", (SIZE, SIZE))  # lets libjpeg scale down big JPEGs while decoding; no-op at 64x64
-        mode = img.mode
-        img.load()
-    except Exception as e:  # noqa: BLE001 - any decoder failure means a damaged file
-        raise DatasetError(f"{name} cannot be decoded ({type(e).__name__}: {e}); the dataset is damaged: "
-                           f"{PREPARE_HINT}") from None
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    if img.size != (SIZE, SIZE):
-        img = img.resize((SIZE, SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(img, dtype=np.uint8), mode
-
-
-def _decode_batch(blobs: list[bytes], names: list[str]) -> list[tuple[np.ndarray, str]]:
-    """Decode many JPEGs: torchvision's batched libjpeg-turbo decoder (measured ~2x less CPU than Pillow per
-    64x64 image: no per-image Python plugin machinery), Pillow for anything else (PNG, CMYK, odd sizes,
-    failures, where it also names the damaged file). Both give identical pixels on Tiny ImageNet."""
-    try:
-        with warnings.catch_warnings():
-            # torchvision 0.29 deprecates its decoders in favour of TorchCodec; Pillow takes over once they go
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import torch
-            from torchvision.io import ImageReadMode, decode_jpeg
-
-            tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
-            decoded = decode_jpeg(tensors, mode=ImageReadMode.UNCHANGED)
-    except Exception:  # noqa: BLE001 - no torchvision, or one bad/odd file: take the careful path
-        decoded = [None] * len(blobs)
-    out = []
-    for data, name, t in zip(blobs, names, decoded, strict=True):
-        if t is not None and tuple(t.shape[1:]) == (SIZE, SIZE) and t.shape[0] in (1, 3):
-            a = t.numpy().transpose(1, 2, 0)
-            out.append((np.repeat(a, 3, axis=2), "L") if a.shape[2] == 1 else (a, "RGB"))
-        else:
-            out.append(decode_image(data, name))
-    return out
-
-
-def _decode_chunk(kind: str, path: str, items: list, out_path: str, start: int) -> dict:
-    """Decode ``items`` into rows ``start...`` of the .npy at ``out_path``; return counts and histograms.
-
-    ``items``: relative file names (folder) or ``(name, offset, compressed size, method, crc)`` (zip)."""
-    if kind == "zip":
-        names = [it[0] for it in items]
-        blobs = [read_member(path, *it[1:], it[0]) for it in items]
-    else:
-        names = list(items)
-        try:
-            blobs = [(Path(path) / rel).read_bytes() for rel in names]
-        except OSError as e:
-            raise DatasetError(f"{e.filename} cannot be read ({e.strerror}); {PREPARE_HINT}") from None
-    out = np.load(out_path, mmap_mode="r+")
-    modes: dict[str, int] = {}
-    try:
-        for i, (arr, mode) in enumerate(_decode_batch(blobs, names)):
-            out[start + i] = arr
-            modes[mode] = modes.get(mode, 0) + 1
-        block = out[start:start + len(names)]
-        # Per-channel histograms give exact sums and sums of squares for the mean/std, cheaply.
-        hist = np.stack([np.bincount(block[..., c].ravel(), minlength=256) for c in range(3)])
-        out.flush()
-    finally:
-        del out
-    return {"start": start, "n": len(names), "modes": modes, "hist": hist}
-
-
-def _pool_context() -> mp.context.BaseContext:
-    if sys.platform.startswith("linux") and threading.active_count() == 1:
-        return mp.get_context("fork")
-    return mp.get_context("spawn")
-
-
-def default_workers() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
-
-
 @contextlib.contextmanager
 def file_lock(path: Path):
     """Hold an exclusive ``flock`` on ``path`` (created) for the block: one builder at a time, across processes
@@ -300,10 +208,10 @@ def build_cache(root: Path, split: str, progress: Progress | None = None, worker
     try:
         if workers == 1 or n < POOL_THRESHOLD:
             for t in tasks:
-                _collect(_decode_chunk(*t))
+                _collect(decode_chunk(*t))
         else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-                futures = [pool.submit(_decode_chunk, *t) for t in tasks]
+            with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
+                futures = [pool.submit(decode_chunk, *t) for t in tasks]
                 try:
                     for fut in as_completed(futures):
                         _collect(fut.result())

@@ -1,27 +1,13 @@
 """The training loop: :class:`Trainer` trains one run folder to the end, a stop, or a failure. Read it top to
-bottom: set-up (data, model, optimizer), save / resume, then the loop itself in :meth:`Trainer.run`.
+bottom: status, set-up (data, model, optimizer), save / resume, then the loop itself in :meth:`Trainer.run`.
 
-What the loop does, and why:
-
-* batches come from :class:`cnnviz.data.BatchPipeline` (the whole uint8 split on the device, augmentation
-  batched on the device), never from a per-image DataLoader;
-* bf16 autocast on CUDA and on CPUs with native bf16 (no loss scaler needed, unlike fp16), channels_last,
-  optional ``torch.compile``;
-* SGD with (Nesterov) momentum or AdamW; no weight decay on biases and norm parameters (1-d tensors), the
-  usual practice since "Bag of Tricks" (He et al., 2019); label smoothing; linear warm-up then cosine, or a
-  one-cycle schedule; the learning rate is a pure function of the global step, so resuming needs only the step
-  (:mod:`cnnviz.training.optim`);
-* GoogLeNet-style auxiliary heads: in training mode the model returns ``(logits, aux1, ...)`` and the loss is
-  ``main + model.aux_loss_weight * sum(aux)`` (Szegedy et al., 2014, weight 0.3);
-* resume state (``optim.pt``) holds the model, optimizer, step, RNG states and the partial epoch's sums as
-  tensors and plain containers only, so ``torch.load(weights_only=True)`` reads it; it is written atomically
-  in one file, so a kill -9 at any moment leaves either the old or the new resume point, never a mix;
-* per epoch ``metrics.jsonl`` gets one line *before* the resume point is saved; on resume every line past
-  the resume point's epoch is dropped, so a kill between the two never duplicates or loses a line;
-* a stop request (SIGTERM, Ctrl-C: :mod:`cnnviz.training.worker`) finishes the current step, saves ``last``
-  and the resume point mid-epoch, and ends with state ``stopped``;
-* what goes wrong raises :class:`cnnviz.training.faults.TrainingFailed`; the worker writes it to
-  ``status.json``.
+Batches come from :class:`cnnviz.data.BatchPipeline` (the split and its augmentation on the device); bf16
+autocast where the device has it, channels_last, optional ``torch.compile``; schedule, optimizer, loss and
+weight average are :mod:`cnnviz.training.optim`'s. The resume point (``optim.pt``: tensors and plain
+containers, so ``weights_only=True`` loads it) is written atomically in one file *after* the epoch's line in
+``metrics.jsonl``, and resuming drops lines past it, so a kill -9 at any moment loses or repeats nothing. A
+stop request (the worker's SIGTERM handler) saves mid-epoch and ends ``stopped``; what goes wrong raises
+:class:`cnnviz.training.faults.TrainingFailed`, which the worker reports.
 """
 
 from __future__ import annotations
@@ -56,6 +42,7 @@ from cnnviz.training.runs import read_metrics
 
 log = logging.getLogger("cnnviz.train")  # the run's log: the worker sends it to train.log
 
+
 class Trainer:
     """Trains the run in ``run_dir`` (whose ``config.json`` it was given) to the end, a stop, or a failure."""
 
@@ -66,7 +53,6 @@ class Trainer:
         self.dist = dist or Dist()
         self.stop_requested = False
         self.faults = Faults(os.environ.get("CNNVIZ_FAULT"))
-        self.started = time.time()
         self.status: dict[str, Any] = {}
         self._last_status = 0.0
         self._last_save = time.monotonic()
@@ -186,14 +172,13 @@ class Trainer:
         torch.save(self._resume_state(), buf)
         atomic_write_bytes(self.folder.resume_state, buf.getvalue())
 
-    def _meta(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
+    def _meta(self, metrics: dict[str, Any] | None) -> checkpoint.CheckpointMeta:
         tr = self.train_split
-        return checkpoint.build_meta(self.raw_model, classes=tr.wnids, class_names=tr.class_names, mean=tr.mean, std=tr.std,
-                          epoch=self.epoch,  # epochs completed
-                          step=self.global_step, metrics=metrics or {}, train_config=self.cfg.to_dict(),
-                          run=self.run_dir.name, data={"root": str(self.data_root),
-                                                      "train_images": len(tr.labels),
-                                                      "val_images": len(self.val_split.labels)})
+        data = {"root": str(self.data_root), "train_images": len(tr.labels), "val_images": len(self.val_split.labels)}
+        return checkpoint.build_meta(self.raw_model, classes=tr.wnids, class_names=tr.class_names, mean=tr.mean,
+                                     std=tr.std, epoch=self.epoch,  # epochs completed
+                                     step=self.global_step, metrics=metrics or {}, train_config=self.cfg.to_dict(),
+                                     run=self.folder.id, data=data)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -230,9 +215,8 @@ class Trainer:
             except Exception as e:  # noqa: BLE001 - any unreadable resume file gets the same clear message
                 raise TrainingFailed("resume", f"cannot resume: optim.pt is damaged or from another model ({e}); "
                                                "start a new run") from e
-            self.epoch = int(state["epoch"])
-            self.step_in_epoch = int(state["step_in_epoch"])
-            self.global_step = int(state["global_step"])
+            self.epoch, self.step_in_epoch, self.global_step = (int(state[k]) for k in
+                                                                ("epoch", "step_in_epoch", "global_step"))
             self.best_top1 = float(state["best_top1"])
             self.elapsed_before = float(state["elapsed_s"])
             self._partial = state["partial"].to(self.device, torch.float64)
@@ -245,7 +229,7 @@ class Trainer:
                      self.global_step)
         elif self.folder.checkpoint("last").exists():
             ck = checkpoint.load_checkpoint(self.folder.checkpoint("last"), expect_arch=self.cfg.arch,
-                                 expect_classes=self.num_classes)
+                                            expect_classes=self.num_classes)
             self.raw_model.load_state_dict(ck.model.state_dict())
             if self.ema is not None:
                 self.ema.model.load_state_dict(ck.model.state_dict())
