@@ -207,9 +207,10 @@ def checkpoint_version(path: str | Path) -> CheckpointVersion:
 def build_meta(model: nn.Module, *, classes: list[str] | None = None, class_names: list[str] | None = None,
                mean: tuple[float, ...] = TINY_IMAGENET_MEAN, std: tuple[float, ...] = TINY_IMAGENET_STD,
                epoch: int | None = None, step: int | None = None, metrics: dict | None = None,
-               train_config: dict | None = None, **extra: Any) -> CheckpointMeta:
-    """Metadata for a model built by ``create_model`` (it carries ``arch`` and ``model_args``); ``extra`` keys
-    are recorded as they are."""
+               train_config: dict | None = None, **extra: Any) -> dict[str, Any]:
+    """Metadata for a model built by ``create_model`` (it carries ``arch`` and ``model_args``), as the JSON
+    object :func:`save_checkpoint` writes (a :class:`CheckpointMeta`'s ``to_dict()``); ``extra`` keys are
+    recorded as they are."""
     if not hasattr(model, "arch"):
         raise ValueError("build_meta needs a model made by cnnviz.create_model (it has .arch and .model_args)")
     args = dict(model.model_args)
@@ -219,7 +220,7 @@ def build_meta(model: nn.Module, *, classes: list[str] | None = None, class_name
         "input_size": args["input_size"], "in_channels": first_conv.in_channels if first_conv is not None else 3,
         "classes": classes, "class_names": class_names, "mean": list(mean), "std": list(std), "epoch": epoch,
         "step": step, "metrics": metrics or {}, "train_config": train_config or {}, "cnnviz_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra})
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}).to_dict()
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: Mapping[str, Any],

@@ -172,7 +172,7 @@ class Trainer:
         torch.save(self._resume_state(), buf)
         atomic_write_bytes(self.folder.resume_state, buf.getvalue())
 
-    def _meta(self, metrics: dict[str, Any] | None) -> checkpoint.CheckpointMeta:
+    def _meta(self, metrics: dict[str, Any] | None) -> dict[str, Any]:
         tr = self.train_split
         data = {"root": str(self.data_root), "train_images": len(tr.labels), "val_images": len(self.val_split.labels)}
         return checkpoint.build_meta(self.raw_model, classes=tr.wnids, class_names=tr.class_names, mean=tr.mean,

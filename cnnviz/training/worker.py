@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -38,7 +37,7 @@ from cnnviz.training.faults import TrainingFailed, disk_error
 from cnnviz.training.folder import RunFolder
 from cnnviz.training.locks import JobBusy, device_key, device_lock_path, lock_holder, try_lock
 from cnnviz.training.loop import Trainer
-from cnnviz.training.runs import process_start_time, write_status
+from cnnviz.training.runs import process_start_time, read_json_object, write_status
 
 log = logging.getLogger("cnnviz.train")  # the loop's logger: sent here to train.log (and stderr)
 
@@ -189,10 +188,8 @@ def _pid_start() -> int | None:
 
 
 def _created(run_dir: Path) -> float:
-    try:
-        return float(json.loads(RunFolder(run_dir).status.read_text()).get("created") or time.time())
-    except (OSError, ValueError, AttributeError):
-        return time.time()
+    created = read_json_object(RunFolder(run_dir).status, []).get("created")
+    return float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else time.time()
 
 
 def main(argv: list[str] | None = None) -> int:
