@@ -31,12 +31,7 @@ def register(sub) -> None:
              "attribution": "captum attributions side by side (saliency, deconvnet, guided backprop, IG, Grad-CAM)"}
     for name in COMMANDS:
         q = vsub.add_parser(name, help=helps[name], description=helps[name])
-        src = q.add_mutually_exclusive_group(required=True)
-        src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name")
-        src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (python -m cnnviz list)")
-        q.add_argument("--classes", type=int, default=200, help="classes of a --arch model (default 200)")
-        q.add_argument("--input-size", type=int, default=64, help="input side of a --arch model (default 64)")
-        q.add_argument("--seed", type=int, default=0, help="initialisation seed of a --arch model")
+        _model_args(q)
         q.add_argument("--layer", metavar="NAME", help="layer name (the table's name column)")
         q.add_argument("--channel", type=int, metavar="K", help="feature map (default: the strongest)")
         q.add_argument("--image", metavar="PATH", help="input image (JPEG, PNG, ...)")
@@ -71,15 +66,20 @@ def register(sub) -> None:
     _register_invariance(vsub)
 
 
-def _register_invariance(vsub) -> None:
-    h = "ZF Fig. 5: how far layers' feature vectors move, and p(class), as an image is shifted, scaled or rotated"
-    q = vsub.add_parser("invariance", help=h, description=h)
+def _model_args(q) -> None:
+    """The model to look at: a checkpoint, or a randomly initialised architecture."""
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name")
     src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (python -m cnnviz list)")
     q.add_argument("--classes", type=int, default=200, help="classes of a --arch model (default 200)")
     q.add_argument("--input-size", type=int, default=64, help="input side of a --arch model (default 64)")
     q.add_argument("--seed", type=int, default=0, help="initialisation seed of a --arch model")
+
+
+def _register_invariance(vsub) -> None:
+    h = "ZF Fig. 5: how far layers' feature vectors move, and p(class), as an image is shifted, scaled or rotated"
+    q = vsub.add_parser("invariance", help=h, description=h)
+    _model_args(q)
     q.add_argument("--image", metavar="PATH", action="append", help="input image; repeat for one line per image "
                    "(the class followed is the one predicted for the untransformed image)")
     q.add_argument("--index", type=int, action="append", help="val image(s) used when no --image is given "
