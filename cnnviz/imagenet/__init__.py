@@ -9,11 +9,12 @@
     imagenet.cached_infos()                # catalog entries ("imagenet/vgg16") for the files in the cache
 
 Modules: :mod:`~cnnviz.imagenet.entries` (the catalog and why AlexNet and GoogLeNet are not in it),
-:mod:`~cnnviz.imagenet.weights` (cache, strict loading, metadata), :mod:`~cnnviz.imagenet.fetch` (download
+:mod:`~cnnviz.imagenet.weights` (cache, strict loading, metadata), :mod:`~cnnviz.imagenet.download` (fetch
 with time limits), :mod:`~cnnviz.imagenet.tiny_classes` (WordNet ids of the outputs Tiny ImageNet shares).
 The weights are torchvision's and carry their own license terms (:data:`LICENSE_URL`).
 """
 
+from cnnviz.imagenet.download import FetchError, fetch
 from cnnviz.imagenet.entries import (
     ENTRIES,
     LICENSE_URL,
@@ -24,7 +25,6 @@ from cnnviz.imagenet.entries import (
     entry_for_file,
     get_entry,
 )
-from cnnviz.imagenet.fetch import FetchError, fetch
 from cnnviz.imagenet.weights import (
     WeightsNotCached,
     cache_dir,

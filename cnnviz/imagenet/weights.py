@@ -7,7 +7,7 @@
 
 The weights live where torchvision itself keeps them: ``torch.hub.get_dir()/checkpoints/<file>``
 (``$TORCH_HOME/hub/checkpoints``, by default ``~/.cache/torch/hub/checkpoints``), under torchvision's own file
-names, so a file torchvision downloaded is used as it is, and one we fetch (:mod:`cnnviz.imagenet.fetch`)
+names, so a file torchvision downloaded is used as it is, and one we fetch (:mod:`cnnviz.imagenet.download`)
 serves torchvision too. Files are read with ``torch.load(weights_only=True)``: tensors only, never a pickle.
 
 Loading is strict. torchvision's parameter names are mapped to ours (:data:`RENAMES`), then every name and
