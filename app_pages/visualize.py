@@ -11,6 +11,8 @@ from cnnviz.catalog import list_checkpoints
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image
 from cnnviz.models import list_models
 from cnnviz.viz import render, session
+from cnnviz.viz.occlusion import slider_ranges
+from cnnviz.viz.scan_cost import progress_text, scan_note
 
 st.title("Visualize")
 st.caption("Zeiler & Fergus, *Visualizing and Understanding Convolutional Networks* (ECCV 2014), on your model.")
@@ -61,7 +63,7 @@ except (ImageError, ValueError) as e:
     st.stop()
 layers = session.layer_choices(subject)
 layer = left.selectbox("Layer", layers, index=layers.index(session.default_layer(subject)))
-right.image(render.upscale(seen, 128), caption=f"What the network saw ({seen.shape[0]}x{seen.shape[1]}, "
+right.image(render.upscale(seen, max(128, seen.shape[0])), caption=f"What the network saw ({seen.shape[0]}x{seen.shape[1]}, "
             "after its own preprocessing)")
 
 
@@ -110,10 +112,11 @@ def tab_top9():
     if split is None:
         return st.info("Top-9 needs the validation set: prepare Tiny ImageNet on the Training page.")
     mean, std = session.mean_std(subject.meta)
+    st.caption(scan_note(subject.meta, layer, len(split.images), split.images.shape[1]))
     if st.button("Scan the validation set"):
         bar, start = st.progress(0.0, "scanning…"), time.perf_counter()
         top = viz.scan(subject.model, split.images, layer, mean=mean, std=std, input_size=subject.input_size[1],
-                       progress=lambda d, n: bar.progress(d / n, f"{d}/{n} images (any click stops the scan)"),
+                       progress=lambda d, n: bar.progress(d / n, progress_text(d, n, start)),
                        cache_dir=viz.top9.default_cache_dir() if subject.cache_key else None,
                        model_key=subject.cache_key, channels=subject.input_size[0])
         bar.progress(1.0, f"{top.images_seen:,} images in {time.perf_counter() - start:.1f} s (kept on disk for "
@@ -130,7 +133,8 @@ def tab_top9():
 
 def tab_occlusion():
     c1, c2, c3 = st.columns(3)
-    size, stride = c1.slider("Square", 2, 32, 8), c2.slider("Stride", 1, 16, 4)
+    grid = slider_ranges(subject.input_size[1])  # 8/4 at 64x64, 28/14 at 224x224
+    size, stride = c1.slider("Square", *grid["square"]), c2.slider("Stride", *grid["stride"])
     target = c3.number_input("Class (empty = true/predicted)", 0, int(subject.meta["num_classes"]) - 1, label)
     if st.button("Run occlusion"):
         channel = viz.top_channels(subject.model, x, layer, 1)[0][0]

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from cnnviz import imagenet
-from cnnviz.checkpoint import CheckpointError
+from cnnviz.catalog import find_checkpoint
+from cnnviz.checkpoint import CheckpointError, load_checkpoint
 from cnnviz.imagenet.tiny_classes import TINY_TO_IMAGENET, class_ids, derive_indices
 from tests.imagenet_helpers import place_random_weights, torchvision_cache_path
 
@@ -33,18 +34,19 @@ def test_entry_is_torchvisions_weight_set_for_that_builder(entry):
     weights = get_weight(entry.weights)
     assert weights in list(get_model_weights(entry.arch))  # torchvision's builder of the same name
     assert weights.url.rsplit("/", 1)[1] == entry.file
+    assert entry.mb == round(weights.meta["_file_size"])
     assert imagenet.cached_file(entry) == torchvision_cache_path(entry.weights)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", BY_ARCH, ids=lambda e: e.arch)
 def test_our_model_gives_torchvisions_logits(entry):
-    """Equivalence: the structure is the same. Found in the cache as the catalog finds it."""
+    """Equivalence: the structure is the same. Loaded through the catalog, as every page and the CLI load it."""
     tv, path = place_random_weights(entry, seed=len(entry.arch))
     try:
-        (info,) = imagenet.cached_infos()
-        assert info.ok and info.path == path and info.name == entry.catalog_name
-        ckpt = imagenet.load_imagenet_file(info.path)
+        info = find_checkpoint(entry.catalog_name)
+        assert info is not None and info.ok and info.path == path and info.kind == "imagenet"
+        ckpt = load_checkpoint(info.path)
         assert ckpt.model.arch == entry.arch and ckpt.model.model_args["input_size"] == 224
         if "stride_in" in entry.variant:
             assert ckpt.model.stride_in == "3x3"  # torchvision's v1.5, not the paper's default

@@ -27,6 +27,7 @@ from cnnviz.imagenet.entries import (
 )
 from cnnviz.imagenet.weights import (
     WeightsNotCached,
+    about,
     cache_dir,
     cached_file,
     cached_infos,
@@ -34,9 +35,10 @@ from cnnviz.imagenet.weights import (
     is_imagenet_file,
     load_entry,
     load_imagenet_file,
+    missing_entries,
     missing_message,
 )
 
 __all__ = ["ENTRIES", "LICENSE_URL", "NOT_MATCHING", "PREFIX", "FetchError", "ImageNetEntry", "WeightsNotCached",
-           "cache_dir", "cached_file", "cached_infos", "card_note", "entry_for_file", "fetch", "get_entry",
-           "imagenet_meta", "is_imagenet_file", "load_entry", "load_imagenet_file", "missing_message"]
+           "about", "cache_dir", "cached_file", "cached_infos", "card_note", "entry_for_file", "fetch", "get_entry",
+           "imagenet_meta", "is_imagenet_file", "load_entry", "load_imagenet_file", "missing_entries", "missing_message"]

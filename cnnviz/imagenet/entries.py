@@ -38,6 +38,7 @@ class ImageNetEntry:
     arch: str  # our registry name
     weights: str  # torchvision's weight enum member, as torchvision.models.get_weight() takes it
     file: str  # torchvision's file name in the torch.hub cache (the URL's last part)
+    mb: int  # the download's size in MB (torchvision's meta["_file_size"], rounded)
     variant: dict[str, Any] = field(default_factory=dict)  # our model's arguments that make it torchvision's
 
     @property
@@ -52,27 +53,27 @@ class ImageNetEntry:
 
 _V15 = {"stem": "imagenet", "stride_in": "3x3"}  # torchvision's ResNet v1.5 bottlenecks
 ENTRIES: tuple[ImageNetEntry, ...] = (
-    ImageNetEntry("vgg11", "vgg11", "VGG11_Weights.IMAGENET1K_V1", "vgg11-8a719046.pth"),
-    ImageNetEntry("vgg13", "vgg13", "VGG13_Weights.IMAGENET1K_V1", "vgg13-19584684.pth"),
-    ImageNetEntry("vgg16", "vgg16", "VGG16_Weights.IMAGENET1K_V1", "vgg16-397923af.pth"),
-    ImageNetEntry("vgg19", "vgg19", "VGG19_Weights.IMAGENET1K_V1", "vgg19-dcbb9e9d.pth"),
-    ImageNetEntry("vgg11_bn", "vgg11_bn", "VGG11_BN_Weights.IMAGENET1K_V1", "vgg11_bn-6002323d.pth"),
-    ImageNetEntry("vgg13_bn", "vgg13_bn", "VGG13_BN_Weights.IMAGENET1K_V1", "vgg13_bn-abd245e5.pth"),
-    ImageNetEntry("vgg16_bn", "vgg16_bn", "VGG16_BN_Weights.IMAGENET1K_V1", "vgg16_bn-6c64b313.pth"),
-    ImageNetEntry("vgg19_bn", "vgg19_bn", "VGG19_BN_Weights.IMAGENET1K_V1", "vgg19_bn-c79401a0.pth"),
-    ImageNetEntry("resnet18", "resnet18", "ResNet18_Weights.IMAGENET1K_V1", "resnet18-f37072fd.pth",
+    ImageNetEntry("vgg11", "vgg11", "VGG11_Weights.IMAGENET1K_V1", "vgg11-8a719046.pth", 507),
+    ImageNetEntry("vgg13", "vgg13", "VGG13_Weights.IMAGENET1K_V1", "vgg13-19584684.pth", 508),
+    ImageNetEntry("vgg16", "vgg16", "VGG16_Weights.IMAGENET1K_V1", "vgg16-397923af.pth", 528),
+    ImageNetEntry("vgg19", "vgg19", "VGG19_Weights.IMAGENET1K_V1", "vgg19-dcbb9e9d.pth", 548),
+    ImageNetEntry("vgg11_bn", "vgg11_bn", "VGG11_BN_Weights.IMAGENET1K_V1", "vgg11_bn-6002323d.pth", 507),
+    ImageNetEntry("vgg13_bn", "vgg13_bn", "VGG13_BN_Weights.IMAGENET1K_V1", "vgg13_bn-abd245e5.pth", 508),
+    ImageNetEntry("vgg16_bn", "vgg16_bn", "VGG16_BN_Weights.IMAGENET1K_V1", "vgg16_bn-6c64b313.pth", 528),
+    ImageNetEntry("vgg19_bn", "vgg19_bn", "VGG19_BN_Weights.IMAGENET1K_V1", "vgg19_bn-c79401a0.pth", 548),
+    ImageNetEntry("resnet18", "resnet18", "ResNet18_Weights.IMAGENET1K_V1", "resnet18-f37072fd.pth", 45,
                   {"stem": "imagenet"}),
-    ImageNetEntry("resnet34", "resnet34", "ResNet34_Weights.IMAGENET1K_V1", "resnet34-b627a593.pth",
+    ImageNetEntry("resnet34", "resnet34", "ResNet34_Weights.IMAGENET1K_V1", "resnet34-b627a593.pth", 83,
                   {"stem": "imagenet"}),
-    ImageNetEntry("resnet50", "resnet50", "ResNet50_Weights.IMAGENET1K_V1", "resnet50-0676ba61.pth", _V15),
-    ImageNetEntry("resnet101", "resnet101", "ResNet101_Weights.IMAGENET1K_V1", "resnet101-63fe2227.pth", _V15),
-    ImageNetEntry("resnet152", "resnet152", "ResNet152_Weights.IMAGENET1K_V1", "resnet152-394f9c45.pth", _V15),
-    ImageNetEntry("resnet50@IMAGENET1K_V2", "resnet50", "ResNet50_Weights.IMAGENET1K_V2", "resnet50-11ad3fa6.pth",
+    ImageNetEntry("resnet50", "resnet50", "ResNet50_Weights.IMAGENET1K_V1", "resnet50-0676ba61.pth", 98, _V15),
+    ImageNetEntry("resnet101", "resnet101", "ResNet101_Weights.IMAGENET1K_V1", "resnet101-63fe2227.pth", 171, _V15),
+    ImageNetEntry("resnet152", "resnet152", "ResNet152_Weights.IMAGENET1K_V1", "resnet152-394f9c45.pth", 230, _V15),
+    ImageNetEntry("resnet50@IMAGENET1K_V2", "resnet50", "ResNet50_Weights.IMAGENET1K_V2", "resnet50-11ad3fa6.pth", 98,
                   _V15),
     ImageNetEntry("resnet101@IMAGENET1K_V2", "resnet101", "ResNet101_Weights.IMAGENET1K_V2",
-                  "resnet101-cd907fc2.pth", _V15),
+                  "resnet101-cd907fc2.pth", 171, _V15),
     ImageNetEntry("resnet152@IMAGENET1K_V2", "resnet152", "ResNet152_Weights.IMAGENET1K_V2",
-                  "resnet152-f82ba261.pth", _V15),
+                  "resnet152-f82ba261.pth", 230, _V15),
 )
 
 # Registered architectures torchvision also publishes ImageNet weights for, which do NOT fit ours.
@@ -97,6 +98,8 @@ _BY_FILE = {e.file: e for e in ENTRIES}
 def get_entry(name: str) -> ImageNetEntry:
     """The entry called ``name`` (``"vgg16"`` or ``"imagenet/vgg16"``). KeyError names the known ones."""
     key = name.removeprefix(PREFIX)
+    if key in NOT_MATCHING:
+        raise KeyError(f"no ImageNet entry {name!r}: {NOT_MATCHING[key]}")
     if key not in _BY_NAME:
         raise KeyError(f"no ImageNet entry {name!r}; known: {', '.join(e.catalog_name for e in ENTRIES)}")
     return _BY_NAME[key]

@@ -22,9 +22,7 @@ bilinear), and torchvision's reported accuracy. Class ids: :mod:`cnnviz.imagenet
 from __future__ import annotations
 
 import functools
-import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +75,25 @@ def missing_message(entry: ImageNetEntry, reason: str = "") -> str:
     """One message: what is missing, where it goes, and how to put it there (with or without a network)."""
     target = cache_dir() / entry.file
     why = f" ({reason})" if reason else ""
-    return (f"{entry.catalog_name}: torchvision's weights file {entry.file} is not in {target.parent}{why}. "
+    return (f"{entry.catalog_name}: torchvision's weights file `{entry.file}` is not in `{target.parent}`{why}. "
             f"With a network: `python -m cnnviz imagenet fetch {entry.name}` (or Predict's 'ImageNet networks' "
-            f"panel). Without one: download it on another machine ({_url_or_hint(entry)}) and copy it to "
-            f"{target}, or set TORCH_HOME to a folder whose hub/checkpoints/ holds it.")
+            f"panel). Without one: download it on another machine ({_url_or_hint(entry)}, {entry.mb} MB) and "
+            f"copy it to `{target}`, or set TORCH_HOME to a folder whose `hub/checkpoints/` holds it.")
+
+
+def about() -> str:
+    """Where the weights come from, their license and where they are kept: one paragraph for the pages."""
+    return (f"torchvision's ImageNet weights ({len(ENTRIES)} sets: VGG-11/13/16/19 with and without batch norm, "
+            "ResNet-18/34/50/101/152, the deeper ResNets also with torchvision's IMAGENET1K_V2 recipe), loaded into "
+            "our own models where the architecture is the same (the ResNet-50/101/152 entries build our "
+            "stride_in='3x3' variant, torchvision's ResNet v1.5). They see 224x224 and name ImageNet's 1000 classes. "
+            f"The weights carry their own license terms ({LICENSE_URL}). They are kept in torch.hub's cache, "
+            f"`{cache_dir()}` (set TORCH_HOME to move it); without a network, copy the files there by hand.")
+
+
+def missing_entries() -> list[ImageNetEntry]:
+    """The entries whose file is not in the cache (the ones a user can fetch)."""
+    return [e for e in ENTRIES if not cached_file(e).is_file()]
 
 
 def _url_or_hint(entry: ImageNetEntry) -> str:
@@ -146,7 +159,7 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
+    except Exception as e:  # weights_only's refusal (an UnpicklingError), truncation, a foreign format ...
         raise CheckpointError(f"{path.name} cannot be read as a tensors-only weights file (truncated, corrupt, "
                               f"or it holds more than tensors): {str(e).splitlines()[0] if str(e) else e!r}") from e
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
