@@ -129,7 +129,8 @@ def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
             id=info.name, kind=info.kind, arch=info.arch, model_args=dict(info.meta.get("model_args") or {}),
             config=dict(info.meta.get("train_config") or {}), metrics=[metrics] if metrics else [],
             history=[h for h in info.meta.get("history") or [] if isinstance(h, dict)],
-            checkpoint=info.path, meta=info.meta))
+            checkpoint=info.path, meta=info.meta,
+            problems=[f"best val top-1/top-5 are {info.meta['metrics_note']}"] if info.kind == "imagenet" else []))
     return entries + _zoo_entries(root) + [_run_entry(r) for r in _read_runs(root)]
 
 

@@ -119,6 +119,7 @@ def test_compare_lists_it_with_its_dataset_and_torchvisions_accuracy(resnet18):
     make_checkpoint(checkpoints_dir() / "starter" / "alpha", seed=1, wnids=sorted(TINY_TO_IMAGENET)[:10])
     entries = cmp.list_entries()
     assert [(e.id, e.kind) for e in entries] == [("starter/alpha", "starter"), ("imagenet/resnet18", "imagenet")]
+    assert "torchvision's reported accuracy" in entries[1].problems[0]  # shown above the table, not measured here
     row = cmp.compare_table(entries).frame.set_index("model").loc["imagenet/resnet18"]
     assert (row["dataset"], row["input"], row["classes"]) == ("ImageNet", 224, 1000)
     assert row["params"] == 11_689_512 and row["best_val_top1"] == pytest.approx(0.69758)
