@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from app_pages._imagenet import fetch_panel
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 from cnnviz.catalog import list_checkpoints
 from cnnviz.checkpoint import CheckpointError
@@ -13,8 +14,10 @@ from cnnviz.predict import known_classes, predict_across, results_to_csv
 
 st.title("Predict")
 st.caption("What do trained networks think an image shows? Each checkpoint sees the image exactly as it was "
-           "trained: shorter side resized to its input size, centre crop, its own normalisation.")
+           "trained: shorter side resized to its input size (ImageNet networks: to 256, or as their weights say), "
+           "centre crop (224x224 for ImageNet networks), its own normalisation.")
 
+fetch_panel()  # torchvision's ImageNet weights: which are here, download one (cnnviz.imagenet)
 infos = list_checkpoints()
 if not infos:
     st.info("No checkpoints yet. Train one on the Training page, or put starter checkpoints in "

@@ -58,7 +58,7 @@ except (ImageError, ValueError) as e:
 layers = session.layer_choices(subject)
 layer = left.selectbox("Layer", layers, index=layers.index(session.default_layer(subject)),
                        help="Default: the deepest layer whose maps are at least 8x8.")
-right.image(render.upscale(seen, 128), caption=f"What the network saw ({seen.shape[0]}x{seen.shape[1]}, "
+right.image(render.upscale(seen, max(128, seen.shape[0])), caption=f"What the network saw ({seen.shape[0]}x{seen.shape[1]}, "
             "after its own preprocessing)")
 
 ctx = Context(subject, x, seen, layer, layers, label, split, infos.get(choice), infos, load_checkpoint_cached, _random,

@@ -23,6 +23,8 @@ from app_pages import _zf_views
 from cnnviz import viz
 from cnnviz.catalog import CheckpointInfo, most_accurate
 from cnnviz.viz import render, session
+from cnnviz.viz.occlusion import slider_ranges
+from cnnviz.viz.scan_cost import progress_text, scan_note
 from cnnviz.viz.trained import filter_movement, with_note
 
 
@@ -165,10 +167,11 @@ def top9_view(ctx: Context) -> None:
     if split is None:
         return st.info("Top-9 needs the validation set: prepare Tiny ImageNet on the Training page.")
     mean, std = session.mean_std(subject.meta)
+    st.caption(scan_note(subject.meta, layer, len(split.images), split.images.shape[1]))
     if st.button("Scan the validation set"):
         bar, start = st.progress(0.0, "scanning…"), time.perf_counter()
         top = viz.scan(subject.model, split.images, layer, mean=mean, std=std, input_size=subject.input_size[1],
-                       progress=lambda d, n: bar.progress(d / n, f"{d}/{n} images (any click stops the scan)"),
+                       progress=lambda d, n: bar.progress(d / n, progress_text(d, n, start)),
                        cache_dir=viz.top9.default_cache_dir() if subject.cache_key else None,
                        model_key=subject.cache_key, channels=subject.input_size[0])
         bar.progress(1.0, f"{top.images_seen:,} images in {time.perf_counter() - start:.1f} s (kept on disk for "
@@ -186,7 +189,9 @@ def top9_view(ctx: Context) -> None:
 
 def occlusion_view(ctx: Context) -> None:
     subject, c1, c2, c3 = ctx.subject, *st.columns(3)
-    size, stride = c1.slider("Square", 2, 32, 8, key="occ_size"), c2.slider("Stride", 1, 16, 4, key="occ_stride")
+    grid = slider_ranges(subject.input_size[1])  # 8/4 at 64x64, 28/14 at 224x224 (ImageNet networks)
+    size = c1.slider("Square", *grid["square"], key="occ_size")
+    stride = c2.slider("Stride", *grid["stride"], key="occ_stride")
     with c3:
         target = class_picker(ctx, "occ")
     sig = (ctx.signature, ctx.layer, size, stride, target)

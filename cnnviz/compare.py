@@ -51,7 +51,7 @@ class CompareEntry:
     """One comparable model: a training run or a starter checkpoint."""
 
     id: str  # run id, "starter/<name>", or "zoo/<family>"
-    kind: str  # "run" | "starter" | "zoo" (a zoo member's result file: cnnviz.zoo.results)
+    kind: str  # "run" | "starter" | "imagenet" (torchvision weights) | "zoo" (a zoo member's result file: cnnviz.zoo.results)
     arch: str | None
     model_args: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)  # hyper-parameters
@@ -120,16 +120,17 @@ def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
     root = Path(root) if root is not None else checkpoints_dir()
     entries = []
     for info in list_checkpoints(root):
-        if info.kind != "starter":
+        if info.kind not in ("starter", "imagenet"):  # imagenet: torchvision's weights, cnnviz.imagenet
             continue
         metrics = {k: v for k, v in info.metrics.items() if isinstance(v, (int, float))}
         if info.meta.get("epoch") is not None:
             metrics.setdefault("epoch", info.meta["epoch"])
         entries.append(CompareEntry(
-            id=info.name, kind="starter", arch=info.arch, model_args=dict(info.meta.get("model_args") or {}),
+            id=info.name, kind=info.kind, arch=info.arch, model_args=dict(info.meta.get("model_args") or {}),
             config=dict(info.meta.get("train_config") or {}), metrics=[metrics] if metrics else [],
             history=[h for h in info.meta.get("history") or [] if isinstance(h, dict)],
-            checkpoint=info.path, meta=info.meta))
+            checkpoint=info.path, meta=info.meta,
+            problems=[f"best val top-1/top-5 are {info.meta['metrics_note']}"] if info.kind == "imagenet" else []))
     return entries + _zoo_entries(root) + [_run_entry(r) for r in _read_runs(root)]
 
 
@@ -599,8 +600,8 @@ def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *,
                 view.layer, view.depth = layers[i], f"layer {i + 1} of {len(layers)}"
                 view.maps = feature_maps(model, x, view.layer).grid(max_maps=max_maps, cell=40)
             if occlusion_size:
-                occ = occlusion(model, x, pred.top1.index, size=min(occlusion_size, size),
-                                stride=max(1, min(occlusion_size, size) // 2))
+                square = min(size, max(1, round(occlusion_size * size / 64)))  # 28 at 224: 15x15 positions
+                occ = occlusion(model, x, pred.top1.index, size=square, stride=max(1, square // 2))
                 drop = occ.to_pixels(occ.base_prob - occ.prob, (size, size))
                 seen = np.asarray(network_view(img, meta))
                 view.occlusion = overlay(seen, colormap(np.nan_to_num(drop), "inferno", vmin=0), alpha=0.6)

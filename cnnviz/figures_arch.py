@@ -74,6 +74,10 @@ def card_markdown(card: ModelCard, table: Any = None) -> str:
                          ("What changes at 64x64 (Tiny ImageNet)", card.adaptations_64)):
         if items:
             parts.append(f"**{title}**\n" + "\n".join(f"- {i}" for i in items))
+    from cnnviz.imagenet import card_note  # which torchvision ImageNet weights fit (and why not, where none)
+
+    if (note := card_note(card.name)) is not None:
+        parts.append(f"**ImageNet weights (torchvision):** {note}")
     return "\n\n".join(parts)
 
 

@@ -3,6 +3,10 @@
 Evaluation preprocessing (used by prediction and visualisation alike): resize the shorter side to the
 model's input size, centre-crop a square, scale to [0, 1], normalise with the checkpoint's mean/std. A
 Tiny ImageNet image (64x64) at input size 64 passes through unchanged apart from normalisation.
+
+A checkpoint whose metadata has ``resize_size`` (torchvision's ImageNet weights, :mod:`cnnviz.imagenet`) is
+preprocessed as torchvision's ``ImageClassification`` does it: shorter side to ``resize_size`` (256) with its
+``interpolation`` (bilinear), then the central ``input_size`` (224) crop, with torchvision's rounding.
 """
 
 from __future__ import annotations
@@ -31,9 +35,26 @@ def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
     return img
 
 
-def to_tensor(img: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``1 x 3 x size x size`` float tensor, normalised."""
-    arr = np.asarray(resize_center_crop(img, size), dtype=np.float32) / 255.0
+def resize_then_crop(img: Image.Image, resize: int, size: int, interpolation: str = "bilinear") -> Image.Image:
+    """torchvision's ``Resize(resize)`` + ``CenterCrop(size)`` on a PIL image, with its arithmetic: the longer
+    side becomes ``int(resize * long / short)``, the crop starts at ``round((side - size) / 2)``."""
+    img = img.convert("RGB")
+    w, h = img.size
+    short, long = min(w, h), max(w, h)
+    if short != resize:
+        new_long = int(resize * long / short)
+        img = img.resize((resize, new_long) if w <= h else (new_long, resize),
+                         Image.Resampling[interpolation.upper()])
+    w, h = img.size
+    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_tensor(img: Image.Image, size: int, mean: Sequence[float], std: Sequence[float],
+              resize: int | None = None, interpolation: str = "bilinear") -> torch.Tensor:
+    """``1 x 3 x size x size`` float tensor, normalised (``resize``: :func:`resize_then_crop` first)."""
+    img = resize_center_crop(img, size) if resize is None else resize_then_crop(img, resize, size, interpolation)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
     x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
@@ -50,7 +71,7 @@ def to_tensor_for(img: Image.Image, meta: dict) -> torch.Tensor:
     mean = meta.get("mean") or TINY_IMAGENET_MEAN
     std = meta.get("std") or TINY_IMAGENET_STD
     x = to_tensor(img, int(meta["input_size"]), mean[:3] if len(mean) >= 3 else mean * 3,
-                  std[:3] if len(std) >= 3 else std * 3)
+                  std[:3] if len(std) >= 3 else std * 3, meta.get("resize_size"), meta.get("interpolation") or "bilinear")
     if input_channels(meta) == 1:
         # ITU-R 601 luma, as Pillow's convert("L"), then the checkpoint's single-channel statistics.
         raw = to_tensor(img, int(meta["input_size"]), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))

@@ -53,8 +53,9 @@ def register(sub) -> None:
                            help="auto (default): bf16 where the device computes it natively, else fp32")
             q.add_argument("--cache-dir", metavar="DIR", help="scan cache (default: <data>/viz_cache)")
         if name == "occlusion":
-            q.add_argument("--size", type=int, default=8, help="square side in pixels (default 8)")
-            q.add_argument("--stride", type=int, default=4, help="stride in pixels (default 4)")
+            q.add_argument("--size", type=int, help="square side in pixels (default 8 at 64x64, scaled with "
+                           "the input: 28 at 224x224)")
+            q.add_argument("--stride", type=int, help="stride in pixels (default 4 at 64x64, 14 at 224x224)")
             q.add_argument("--target", type=int, help="class to map (default: the predicted class)")
         if name == "attribution":
             q.add_argument("--target", type=int, help="class to explain (default: the predicted class)")
@@ -69,7 +70,8 @@ def register(sub) -> None:
 def _model_args(q) -> None:
     """The model to look at: a checkpoint, or a randomly initialised architecture."""
     src = q.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name")
+    src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name "
+                     "(starter/lenet5, imagenet/vgg16)")
     src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (python -m cnnviz list)")
     q.add_argument("--classes", type=int, default=200, help="classes of a --arch model (default 200)")
     q.add_argument("--input-size", type=int, default=64, help="input side of a --arch model (default 64)")
@@ -166,6 +168,10 @@ def _subject(args):
         from cnnviz.catalog import find_checkpoint
 
         info = find_checkpoint(args.checkpoint)
+        if info is None and args.checkpoint.startswith("imagenet/"):  # not in torch.hub's cache yet
+            from cnnviz.imagenet import get_entry, missing_message
+
+            raise FileNotFoundError(missing_message(get_entry(args.checkpoint)))
         if info is None:
             raise FileNotFoundError(f"no checkpoint {args.checkpoint!r}")
         path = info.path
@@ -251,7 +257,11 @@ def run(args: argparse.Namespace) -> int:
         channel = args.channel
         if channel is None and args.layer:
             channel = viz.top_channels(model, x, layer, 1)[0][0]
-        r = viz.occlusion(model, x, args.target, size=args.size, stride=args.stride,
+        from cnnviz.viz.occlusion import slider_ranges
+
+        grid = slider_ranges(x.shape[-1])  # (min, max, default) for this input size
+        r = viz.occlusion(model, x, args.target, size=args.size or grid["square"][2],
+                          stride=args.stride or grid["stride"][2],
                           layer=args.layer if channel is not None else None, channel=channel)
         print(f"p({subject.class_name(r.target)}) = {r.base_prob:.3f} unoccluded, min {r.prob.min():.3f}")
         _save(args, session.occlusion_figure(seen, r, subject), r.prob)
