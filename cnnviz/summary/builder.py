@@ -10,11 +10,12 @@ from dataclasses import replace
 import torch
 import torch.nn as nn
 
-from cnnviz.models.meta import SkipInitOnMeta
+from cnnviz.models.meta import meta_model
 from cnnviz.models.registry import create_model, get_card
 from cnnviz.summary.columns import is_activation, row_columns
 from cnnviz.summary.rows import LayerRow, LayerTable, dtype_size
-from cnnviz.summary.trace import Geometry, fast_forwards, meta_skeleton, run_traced
+from cnnviz.summary.skeleton import fast_forwards, meta_skeleton
+from cnnviz.summary.trace import Geometry, run_traced
 
 
 def parse_input(input_size) -> tuple[int, int, int]:
@@ -56,7 +57,7 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
     fdtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     x = torch.zeros(1, c, h, w, device="meta", dtype=fdtype)
     try:
-        rows_mod, records = run_traced(sk, x, train=False)
+        rows_mod, records, outputs = run_traced(sk, x, train=False)
     except Exception as e:  # a shape error deep in the model: say which input it could not take
         raise ValueError(f"{arch or type(model).__name__} cannot take an input of {c}x{h}x{w}: {e}") from e
     train_records: dict = {}
@@ -66,7 +67,7 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
         # (BatchNorm refuses one value per channel in train mode).
         x2 = torch.zeros(2, c, h, w, device="meta", dtype=fdtype)
         try:
-            _, train_records = run_traced(sk, x2, train=True)
+            _, train_records, _ = run_traced(sk, x2, train=True)
         except Exception:  # noqa: BLE001 - best effort: rows without shapes rather than no table
             train_records = {}
 
@@ -142,7 +143,7 @@ def build_table(model: nn.Module, input_size=(3, 224, 224), dtype: str = "float3
     }
     classes = _num_classes(model, rows)
     return LayerTable(arch=arch, input=(c, h, w), classes=classes, dtype=str(dtype), rows=rows, totals=totals,
-                      trainable_params=trainable, geometry=geometry)
+                      trainable_params=trainable, geometry=geometry, outputs=outputs)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -191,19 +192,13 @@ def arch_table(arch: str, variant: tuple, input_size: tuple[int, int, int], num_
         kwargs.setdefault("in_channels", c)
     elif c != card.paper_input[0]:
         raise ValueError(f"{card.display_name} takes {card.paper_input[0]} input channel(s), got {c}")
-    try:
-        with torch.device("meta"), SkipInitOnMeta():
-            model = create_model(arch, num_classes=num_classes, input_size=h, **kwargs)
-        needs_real = any(isinstance(getattr(m, "connection_mask", None), torch.Tensor)
-                         and m.connection_mask.is_meta for m in model.modules())
-    except (TypeError, ValueError):
-        raise
-    except Exception:  # noqa: BLE001 - a factory that cannot build on meta: build for real
-        needs_real = True
-    if needs_real:  # small models only in practice (LeNet): real values needed for the masks
+    model = meta_model(arch, num_classes=num_classes, input_size=h, **kwargs)
+    if any(isinstance(getattr(m, "connection_mask", None), torch.Tensor) and m.connection_mask.is_meta
+           for m in model.modules()):
+        # LeNet-5's C3 table: its values decide the connection counts, and a meta tensor has none.
         model = create_model(arch, num_classes=num_classes, input_size=h, **kwargs)
-        return build_table(model, input_size, dtype, arch=arch)
-    return build_table(model, input_size, dtype, arch=arch, skeleton=model)
+    on_meta = any(t.is_meta for t in model.parameters())
+    return build_table(model, input_size, dtype, arch=arch, skeleton=model if on_meta else None)
 
 
 arch_table_cached = functools.lru_cache(maxsize=128)(arch_table)

@@ -13,7 +13,7 @@ import torch
 
 from cnnviz.summary.columns import MACS_NOTE
 from cnnviz.summary.params import param_count  # the one count every view shows
-from cnnviz.summary.trace import Geometry
+from cnnviz.summary.trace import Geometry, LayerOutput
 from cnnviz.summary.units import human, human_bytes
 
 _DTYPES = {
@@ -77,6 +77,11 @@ class LayerTable:
     ``activations``, ``activation_bytes`` and ``macs`` of the inference forward pass (rows with
     ``train_only`` -- auxiliary classifiers -- are left out of those three; they count in
     :meth:`training_memory`).
+
+    ``rows`` are the layers the table counts (leaves, and modules with weights of their own); ``outputs`` has
+    every layer that runs at inference, containers included (a residual stage, an Inception module,
+    ``features``), in the order they finish: its output's shape and receptive-field geometry. ``geometry`` is
+    the rows' geometry (rows that run only in training included).
     """
 
     arch: str | None
@@ -87,6 +92,19 @@ class LayerTable:
     totals: dict
     trainable_params: int = 0
     geometry: dict[str, Geometry] = field(default_factory=dict, repr=False)  # per-axis rf/jump/start
+    outputs: dict[str, LayerOutput] = field(default_factory=dict, repr=False)  # every layer, containers too
+
+    def region_geometry(self, layer: str) -> Geometry:
+        """The receptive-field geometry of any layer's units (a row or a container); ``KeyError`` naming a few
+        layers when there is no such layer, ``ValueError`` when it has no receptive field (it does not run in
+        inference)."""
+        out = self.outputs.get(layer)
+        geometry = self.geometry.get(layer) or (out.geometry if out is not None else None)
+        if geometry is None:
+            if out is None:
+                self.row(layer)  # KeyError with the known names when the layer does not exist
+            raise ValueError(f"layer {layer!r} has no receptive field (it does not run in inference)")
+        return geometry
 
     def row(self, name: str) -> LayerRow:
         """The row of the layer called ``name`` (dotted module path); KeyError listing a few names if absent."""

@@ -76,7 +76,8 @@ def _fingerprint(model: nn.Module) -> tuple:
 def _copy(t: LayerTable) -> LayerTable:
     # Rows are frozen; a fresh list and dicts so that callers cannot change the cached table.
     return LayerTable(arch=t.arch, input=t.input, classes=t.classes, dtype=t.dtype, rows=list(t.rows),
-                      totals=dict(t.totals), trainable_params=t.trainable_params, geometry=dict(t.geometry))
+                      totals=dict(t.totals), trainable_params=t.trainable_params, geometry=dict(t.geometry),
+                      outputs=dict(t.outputs))
 
 
 
@@ -92,7 +93,8 @@ def receptive_fields(model: nn.Module | str | LayerTable, input_size=None) -> di
 
 def input_region(table_or_model: LayerTable | nn.Module | str, layer: str, y: int, x: int,
                  input_size=None) -> tuple[int, int, int, int]:
-    """Input pixel box ``(top, left, bottom, right)`` seen by unit ``(y, x)`` of ``layer``'s output map.
+    """Input pixel box ``(top, left, bottom, right)`` seen by unit ``(y, x)`` of ``layer``'s output map (any
+    layer: a row or a container such as a residual stage or an Inception module).
 
     ``bottom`` and ``right`` are exclusive (``image[top:bottom, left:right]``; PIL's crop box is
     ``(left, top, right, bottom)``). The box is ``start + y * jump`` .. ``+ rf`` per axis (start offset:
@@ -105,10 +107,7 @@ def input_region(table_or_model: LayerTable | nn.Module | str, layer: str, y: in
             raise ValueError(f"table is for input {t.input}, asked for {input_size}")
     else:
         t = layer_table(table_or_model, input_size)
-    if layer not in t.geometry:
-        t.row(layer)  # KeyError with the known names when the layer does not exist
-        raise ValueError(f"layer {layer!r} has no receptive field (it does not run in inference)")
-    g = t.geometry[layer]
+    g = t.region_geometry(layer)
     _, h, w = t.input
     top = g.start_h + int(y) * g.jump_h
     left = g.start_w + int(x) * g.jump_w
