@@ -52,14 +52,12 @@ def input_for(name: str) -> tuple[int, int, int]:
 def torchinfo_baseline(name: str, size: tuple[int, int, int]) -> float:
     import torchinfo
 
-    from cnnviz.models.registry import create_model
+    from cnnviz.models import create_model, meta_model
 
-    if name.startswith("lenet"):
+    if name.startswith("lenet"):  # its C3 index buffers must keep their values: built for real
         model = create_model(name, input_size=size[1])
     else:
-        with torch.device("meta"):
-            model = create_model(name, input_size=size[1])
-        model = model.to_empty(device="cpu")
+        model = meta_model(name, input_size=size[1]).to_empty(device="cpu")
         with torch.no_grad():
             for t in [*model.parameters(), *model.buffers()]:
                 t.zero_()
