@@ -330,3 +330,23 @@ def test_declared_blocks_match_every_stem_and_variant(name, side, variant):
     names = {n for f in model.feature_info for n in (f.name, f.module)}
     shapes, order = _hooked_pass(model, names, side)
     _check_declared(model, shapes, order, side)
+
+
+def test_variant_options_are_data_that_validation_and_the_cli_read():
+    """Issue 12: options are structured on the card (no regex over prose): each option's type and choices
+    refuse a bad value with a message naming the option, and command-line text is read as the option's type."""
+    from cnnviz.models import parse_variant
+
+    nin = get_card("nin")
+    assert nin.option("config").choices == ("imagenet", "cifar") and nin.option("stem").choices == ("auto", "paper", "small")
+    assert [o.name for o in get_card("lenet5").form_options] == ["variant", "output"]  # in_channels follows the input
+    with pytest.raises(ValueError, match=r"resnet18 option stem takes 'imagenet' or 'tiny', not 'cifar'"):
+        create_model("resnet18", num_classes=10, input_size=TINY, stem="cifar")
+    with pytest.raises(ValueError, match="aux_logits takes true or false"):
+        meta_model("googlenet", num_classes=10, input_size=TINY, aux_logits="yes")
+    assert parse_variant(["dropout=1", "aux_logits=no"], "googlenet") == {"dropout": 1.0, "aux_logits": False}
+    assert parse_variant(["output=none", "variant=modern"], "lenet5") == {"output": None, "variant": "modern"}
+    with pytest.raises(ValueError, match="alexnet option groups takes a whole number, not 'two'"):
+        parse_variant(["groups=two"], "alexnet")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_variant(["groups"], "alexnet")
