@@ -25,15 +25,9 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
+from cnnviz.models.declared import FeatureInfo, VariantOption
 from cnnviz.models.layers import LocalResponseNorm
-from cnnviz.models.registry import (
-    FeatureInfo,
-    InputSizeError,
-    ModelCard,
-    PaperFigures,
-    VariantOption,
-    register_model,
-)
+from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
 from cnnviz.models.sizes import check_input, smallest_input, stack_windows, trace_sizes
 
 # Section 3.3: b = a / (k + alpha * sum_{n adjacent maps} a^2) ^ beta with k=2, n=5, alpha=1e-4, beta=0.75.

@@ -26,15 +26,9 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
+from cnnviz.models.declared import FeatureInfo, VariantOption
 from cnnviz.models.layers import LocalResponseNorm  # nn.LocalResponseNorm, faster on a CPU
-from cnnviz.models.registry import (
-    FeatureInfo,
-    InputSizeError,
-    ModelCard,
-    PaperFigures,
-    VariantOption,
-    register_model,
-)
+from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
 from cnnviz.models.sizes import Window, map_sizes, smallest_input
 
 

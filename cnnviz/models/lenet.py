@@ -29,14 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnviz.models.registry import (
-    FeatureInfo,
-    InputSizeError,
-    ModelCard,
-    PaperFigures,
-    VariantOption,
-    register_model,
-)
+from cnnviz.models.declared import FeatureInfo, VariantOption
+from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
 from cnnviz.models.sizes import map_sizes, stack_windows
 
 # Table I of the paper: the S2 feature maps combined by each C3 feature map (columns 0..15 of the table).

@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 
 from cnnviz.models.alexnet import STEMS, resolve_stem
-from cnnviz.models.registry import FeatureInfo, ModelCard, PaperFigures, VariantOption, register_model
+from cnnviz.models.declared import FeatureInfo, VariantOption
+from cnnviz.models.registry import ModelCard, PaperFigures, register_model
 from cnnviz.models.sizes import check_input, smallest_input, stack_windows, trace_sizes
 
 # (conv out, 1x1 out, 1x1 out, kernel, stride, padding); None as the last width means "num_classes".

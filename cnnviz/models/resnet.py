@@ -27,14 +27,8 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from cnnviz.models.registry import (
-    FeatureInfo,
-    InputSizeError,
-    ModelCard,
-    PaperFigures,
-    VariantOption,
-    register_model,
-)
+from cnnviz.models.declared import FeatureInfo, VariantOption
+from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:

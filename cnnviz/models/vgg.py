@@ -16,14 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cnnviz.models.registry import (
-    FeatureInfo,
-    InputSizeError,
-    ModelCard,
-    PaperFigures,
-    VariantOption,
-    register_model,
-)
+from cnnviz.models.declared import FeatureInfo, VariantOption
+from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
 
 # Table 1 of the paper: numbers are 3x3 conv output channels, "M" a 2x2/2 max pool.
 cfgs: dict[str, list[int | str]] = {

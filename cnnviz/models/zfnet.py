@@ -31,7 +31,8 @@ from cnnviz.models.alexnet import (
     paper_lrn,
     resolve_stem,
 )
-from cnnviz.models.registry import FeatureInfo, ModelCard, PaperFigures, VariantOption, register_model
+from cnnviz.models.declared import FeatureInfo, VariantOption
+from cnnviz.models.registry import ModelCard, PaperFigures, register_model
 from cnnviz.models.sizes import check_input, smallest_input, stack_windows, trace_sizes
 
 
