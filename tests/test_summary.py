@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchinfo
 
-from cnnviz.models.meta import SkipInitOnMeta
+from cnnviz.models.meta import SkipInitOnMeta, meta_model
 from cnnviz.models.registry import create_model, get_card, list_models
 from cnnviz.summary import (
     KNOWN_WRITEUP_ERRORS,
@@ -340,11 +340,7 @@ def test_registry_rows_match_a_real_forward(name):
 def test_registry_params_at_paper_input(name):
     card = get_card(name)
     t = layer_table(name, card.paper_input)
-    if name.startswith("lenet"):
-        m = create_model(name)
-    else:
-        with torch.device("meta"):
-            m = create_model(name)
+    m = meta_model(name)
     assert t.totals["params"] == sum(p.numel() for p in m.parameters())
     assert t.classes == card.paper_classes
     assert t.totals["macs"] == sum(r.macs for r in t.rows if not r.train_only)

@@ -137,20 +137,17 @@ def register_model(card: ModelCard) -> Callable[[Callable[..., nn.Module]], Call
     return wrap
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every family (cnnviz/models/__init__.py imports them).
-    import cnnviz.models  # noqa: F401
+# Every family is registered before this module is used: importing it runs cnnviz/models/__init__.py first
+# (Python initialises a module's package before the module), and that imports every family.
 
 
 def list_models() -> list[str]:
     """Registered architecture names, oldest paper first (registration order within a year)."""
-    _ensure_loaded()
     return sorted(_REGISTRY, key=lambda name: _REGISTRY[name].card.year)
 
 
 def get_card(name: str) -> ModelCard:
     """The model card of a registered architecture."""
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(_REGISTRY)}")
     return _REGISTRY[name].card

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+import cnnviz.viz.render as render  # the module itself, not the package (whose __init__ imports this file)
 from cnnviz.summary import input_region
-from cnnviz.viz import render
 from cnnviz.viz.hooks import private_view, run_to
 from cnnviz.viz.layers import table
 
