@@ -4,6 +4,10 @@
 :mod:`cnnviz.summary.columns` for every column's definition, :mod:`cnnviz.summary.rows` for the rows and the
 table, :mod:`cnnviz.summary.builder` for how it is built, :mod:`cnnviz.summary.trace` for the receptive-field
 conventions, and :mod:`cnnviz.summary.notes` for figures that popular write-ups get wrong).
+
+A *layer* is a named module of the model (a dotted path) and its output, containers included, here and in
+:mod:`cnnviz.viz` alike: ``LayerTable.outputs`` has every layer's shape and receptive field; the table's
+*rows* are the layers it counts (leaves, and modules with weights of their own).
 """
 
 from cnnviz.summary.columns import MACS_NOTE
@@ -11,7 +15,7 @@ from cnnviz.summary.notes import KNOWN_WRITEUP_ERRORS, WriteupError, cs231n_memo
 from cnnviz.summary.params import ParamCount, param_count
 from cnnviz.summary.rows import LayerRow, LayerTable, dtype_size
 from cnnviz.summary.table import input_region, layer_table, parameter_count, receptive_fields
-from cnnviz.summary.trace import Geometry
+from cnnviz.summary.trace import Geometry, LayerOutput
 from cnnviz.summary.units import human, human_bytes
 
 __all__ = [
@@ -19,6 +23,7 @@ __all__ = [
     "MACS_NOTE",
     "ParamCount",
     "Geometry",
+    "LayerOutput",
     "LayerRow",
     "LayerTable",
     "WriteupError",
