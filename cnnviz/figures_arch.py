@@ -16,17 +16,16 @@ with decimal prefixes like the CLI (1 MB = 10**6 bytes); MACs are multiply-accum
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
-import torch
 import torch.nn as nn
 from plotly.subplots import make_subplots
 
 from cnnviz.figure_notes import note_left_out, readable_log_axis
-from cnnviz.models.registry import ModelCard, create_model, get_card
+from cnnviz.models.meta import meta_model
+from cnnviz.models.registry import ModelCard, get_card
 from cnnviz.summary import MACS_NOTE, cs231n_memory, human, human_bytes, param_count, writeup_errors
 
 MAC_NOTE = "MACs are multiply-accumulates (1 MAC = 2 FLOPs); memory uses decimal units (1 MB = 10^6 bytes)."
@@ -368,53 +367,6 @@ def accuracy_vs_macs_chart(entries: list[tuple[ModelCard, Any]], metric: str = "
     return fig
 
 
-# ---------------------------------------------------------------- variant widgets
-@dataclass(frozen=True)
-class VariantSpec:
-    """How to ask for one variant option: kind is 'bool', 'int', 'float', 'choice' or 'text'."""
-
-    name: str
-    kind: str
-    default: Any
-    choices: tuple[Any, ...] = ()
-    help: str = ""
-
-
-def variant_specs(card: ModelCard) -> list[VariantSpec]:
-    """One spec per variant keyword of a card that a user can set.
-
-    String options offer the quoted values of the description (``'paper' or 'modern'``); an option whose
-    default is ``None`` offers ``None`` ("the model's default") first, and is left out when its description
-    quotes no values (e.g. LeNet's ``in_channels``, which follows the input size).
-    """
-    specs = []
-    for name, desc in card.variants.items():
-        default = card.default_variant.get(name)
-        if isinstance(default, bool):
-            specs.append(VariantSpec(name, "bool", default, help=desc))
-        elif isinstance(default, int):
-            specs.append(VariantSpec(name, "int", default, help=desc))
-        elif isinstance(default, float):
-            specs.append(VariantSpec(name, "float", default, help=desc))
-        else:
-            quoted = [a or b for a, b in re.findall(r"'([^']+)'|\"([^\"]+)\"", desc)]
-            if not quoted:
-                continue
-            choices = tuple(dict.fromkeys([default, *quoted]))
-            specs.append(VariantSpec(name, "choice", default, choices, desc))
-    return specs
-
-
-def _private_model(arch: str, side: int, num_classes: int | None, **variant: Any) -> nn.Module:
-    """A fresh model for looking at its structure: on the ``meta`` device (no memory, no init cost) when
-    its constructor allows, else on the CPU (e.g. LeNet's C3 table uses ``nonzero``, which meta lacks)."""
-    try:
-        with torch.device("meta"):
-            return create_model(arch, num_classes=num_classes, input_size=side, **variant)
-    except (NotImplementedError, RuntimeError):
-        return create_model(arch, num_classes=num_classes, input_size=side, **variant)
-
-
 def input_shape(arch: str, side: int | None = None, num_classes: int | None = None,
                 **variant: Any) -> tuple[int, int, int]:
     """(C, H, W) an architecture takes at a square side (the paper's when None).
@@ -424,7 +376,7 @@ def input_shape(arch: str, side: int | None = None, num_classes: int | None = No
     """
     card = get_card(arch)
     side = card.paper_input[-1] if side is None else int(side)
-    model = _private_model(arch, side, num_classes, **variant)
+    model = meta_model(arch, num_classes=num_classes, input_size=side, **variant)
     channels = getattr(model, "in_channels", None)
     if not isinstance(channels, int):
         first = next((m for m in model.modules() if isinstance(getattr(m, "in_channels", None), int)), None)
@@ -595,7 +547,7 @@ def block_diagram(table: Any, **variant: Any) -> str:
     convolutions and runs of identical residual blocks are collapsed (``x 3``). The model is built on
     PyTorch's ``meta`` device when it allows (no memory) and only its structure is read.
     """
-    model = _private_model(table.arch, table.input[-1], table.classes, **variant)
+    model = meta_model(table.arch, num_classes=table.classes, input_size=table.input[-1], **variant)
     units = _units(model)
     order, shapes, train_only = _unit_shapes(table, units)
     input_size = table.input

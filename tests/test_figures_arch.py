@@ -25,17 +25,6 @@ def test_input_shape_follows_the_model():
         fa.input_shape("alexnet", 8)
 
 
-def test_variant_specs_offer_the_quoted_choices():
-    specs = {s.name: s for s in fa.variant_specs(cnnviz.get_card("lenet5"))}
-    assert specs["variant"].kind == "choice" and set(specs["variant"].choices) >= {"paper", "modern"}
-    assert specs["variant"].default == "paper"
-    for card in map(cnnviz.get_card, cnnviz.list_models()):
-        for spec in fa.variant_specs(card):  # every spec's default builds the model
-            assert spec.kind in ("bool", "int", "float", "choice"), (card.name, spec)
-            if spec.kind == "choice":
-                assert spec.default in spec.choices
-
-
 def test_display_frame_and_totals(vgg16):
     frame = fa.display_frame(vgg16).set_index("layer")
     assert frame.loc["features.0", "output"] == "64x224x224"

@@ -117,7 +117,7 @@ def test_grad_cam_default_layer_has_real_maps_for_every_family(arch):
     """The default Grad-CAM layer is the last one with maps larger than 1x1 (ResNet and GoogLeNet used to get
     their 1x1 average pool: a constant CAM), and the CAM there is a picture, not a constant."""
     from cnnviz.viz.attribution import default_cam_layer
-    from cnnviz.viz.hooks import output_shapes
+    from cnnviz.viz.layers import output_shapes
     from cnnviz.viz.session import demo_image, prepare, random_subject
 
     subject = random_subject(arch, num_classes=10)

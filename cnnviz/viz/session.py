@@ -189,18 +189,12 @@ def sanity_figure(seen: np.ndarray, check, subject: Subject | None = None, cell:
     return render.stack([top, bottom], pad=8)
 
 
-_SHAPES: dict = {}
-
-
 def layer_shapes(subject: Subject) -> dict[str, tuple[int, ...]]:
-    """Output shape of every layer (:func:`cnnviz.viz.hooks.output_shapes`), cached per architecture,
-    arguments and input size (they do not depend on the weights): one forward pass per architecture."""
-    from cnnviz.viz.hooks import output_shapes
+    """Output shape of every layer, containers included (:func:`cnnviz.viz.layers.output_shapes`: the model's
+    layer table, cached per architecture, arguments and input size)."""
+    from cnnviz.viz.layers import output_shapes
 
-    key = (subject.meta.get("arch"), repr(subject.meta.get("model_args")), subject.input_size)
-    if key not in _SHAPES:
-        _SHAPES[key] = output_shapes(subject.model, subject.input_size)
-    return _SHAPES[key]
+    return output_shapes(subject.model, subject.input_size)
 
 
 def layer_choices(subject: Subject) -> list[str]:

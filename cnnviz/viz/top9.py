@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnviz.viz import render
+import cnnviz.viz.render as render  # the module itself, not the package (whose __init__ imports this file)
 from cnnviz.viz.hooks import capture, forward_quietly, private_view
 
 CACHE_VERSION = 1

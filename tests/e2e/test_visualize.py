@@ -71,7 +71,7 @@ def test_clicking_a_unit_on_a_feature_map_outlines_its_input_region(app_server, 
     page names it and outlines its receptive field in the input."""
     from cnnviz.checkpoint import load_checkpoint
     from cnnviz.viz import session
-    from cnnviz.viz.hooks import output_shapes
+    from cnnviz.viz.layers import output_shapes
     from cnnviz.viz.maps import unit_region
 
     base = tmp_path / "app"
