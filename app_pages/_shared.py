@@ -11,8 +11,8 @@ import logging
 import streamlit as st
 
 from cnnviz.device import describe_device, pick_device
-from cnnviz.figures_arch import variant_specs
 from cnnviz.paths import checkpoints_dir
+from cnnviz.views.architectures import variant_specs
 
 log = logging.getLogger("cnnviz.app")
 
@@ -84,7 +84,7 @@ def md_escape(text: str) -> str:
 
 
 def variant_widgets(card, key_prefix: str, columns: int = 4) -> dict:
-    """One widget per variant option of a model card (from ``figures_arch.variant_specs``); all values."""
+    """One widget per variant option of a model card (from ``cnnviz.views.architectures.variant_specs``); all values."""
     values, cols = {}, st.columns(columns)
     for i, spec in enumerate(variant_specs(card)):
         col, key = cols[i % columns], f"{key_prefix}_{card.name}_{spec.name}"

@@ -4,8 +4,8 @@ import streamlit as st
 
 import cnnviz
 from app_pages._shared import show_error, variant_widgets
-from cnnviz import figures_arch as fa
 from cnnviz.summary import layer_table
+from cnnviz.views import architectures as fa
 
 
 def columns(exact: bool = False) -> dict:

@@ -5,9 +5,9 @@ import streamlit as st
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 from cnnviz import comparable
 from cnnviz import compare as cmp
-from cnnviz import compare_figures as cf
 from cnnviz.checkpoint import CheckpointError
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
+from cnnviz.views import compare as cf
 
 st.title("Compare")
 entries = cmp.list_entries()

@@ -7,9 +7,9 @@ from PIL import Image
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 from cnnviz.catalog import list_checkpoints
 from cnnviz.checkpoint import CheckpointError
-from cnnviz.compare_figures import topk_figure
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
 from cnnviz.predict import known_classes, predict_across, results_to_csv
+from cnnviz.views.compare import topk_figure
 
 st.title("Predict")
 st.caption("What do trained networks think an image shows? Each checkpoint sees the image exactly as it was "

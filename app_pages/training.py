@@ -4,9 +4,9 @@ import streamlit as st
 
 from app_pages._shared import md_escape, show_error, variant_widgets
 from cnnviz import get_card, jobs, list_models
-from cnnviz import training_view as tv
 from cnnviz.paths import checkpoints_dir
 from cnnviz.runs import list_runs, read_run
+from cnnviz.views import training as tv
 
 
 @st.cache_data(show_spinner="Measuring a training step on this machine...", max_entries=64)

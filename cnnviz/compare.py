@@ -530,7 +530,7 @@ def _safe(name: str) -> str:
 def export_bundle(entries: Sequence[CompareEntry], evals: dict[str, EvalResult] | None = None, *,
                   figures: bool = True) -> bytes:
     """One zip with ``tables/`` (CSV and Markdown), ``figures/`` (PNG) and ``configs/`` (JSON per model)."""
-    from cnnviz import compare_figures as cf
+    from cnnviz.views import compare as cf
 
     table = compare_table(entries)
     curves = curves_frame(entries)

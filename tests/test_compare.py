@@ -312,7 +312,7 @@ def test_bubble_chart_names_what_it_cannot_plot_and_reads_its_log_axis():
     dropped silently; the log axis has K/M/G labels, not plotly's bare "2 5" minor digits."""
     import pandas as pd
 
-    from cnnviz.compare_figures import bubble_figure
+    from cnnviz.views.compare import bubble_figure
 
     frame = pd.DataFrame([
         {"model": "a", "arch": "x", "macs": 3e6, "params": 1e5, "best_val_top1": 0.3, "train_time_s": 10.0},
@@ -330,7 +330,7 @@ def test_per_class_bars_of_classes_with_the_same_short_name_stay_apart():
     as one category, their accuracies stacked into a bar of 190%."""
     import pandas as pd
 
-    from cnnviz.compare_figures import per_class_figure
+    from cnnviz.views.compare import per_class_figure
 
     frame = pd.DataFrame({"wnid": ["s1", "s10"], "name": ["synthetic: vertical stripes",
                                                           "synthetic: vertical stripes (coarse)"],

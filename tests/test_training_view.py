@@ -1,4 +1,4 @@
-"""cnnviz.training_view: the Training page's defaults, time estimate and curves (issue 11)."""
+"""cnnviz.views.training: the Training page's defaults, time estimate and curves (issue 11)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 import pytest
 import torch
 
-from cnnviz import training_view as tv
 from cnnviz.runs import create_run, read_run
 from cnnviz.train import TrainConfig, run_training
+from cnnviz.views import training as tv
 
 
 def test_the_synthetic_demo_learns_with_its_defaults():

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from cnnviz import jobs
 from cnnviz.paths import checkpoints_dir
 from cnnviz.runs import create_run
-from cnnviz.training_view import SYNTHETIC_LABEL
+from cnnviz.views.training import SYNTHETIC_LABEL
 from tests._synthetic import tiny_config
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "training.py")

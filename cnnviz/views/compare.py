@@ -99,7 +99,7 @@ def curves_figure(curves: pd.DataFrame, metric: str = "val_top1", x: str = "epoc
 def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1") -> go.Figure:
     """Accuracy against MACs or parameters (log x, 1-2-5 ticks in K/M/G); bubble area ~ training time (or
     parameters). Models without the numbers are named under the chart with the reason, never dropped silently."""
-    from cnnviz.figure_notes import note_left_out, readable_log_axis
+    from cnnviz.views.charts import note_left_out, readable_log_axis
 
     labels = {"macs": "MACs per image", "params": "parameters", "best_val_top1": "best val top-1",
               "train_time_s": "training time (s)"}

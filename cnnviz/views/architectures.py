@@ -4,7 +4,7 @@ Everything here takes a :class:`cnnviz.summary.LayerTable` (or a model) and retu
 figures, DOT strings, pandas frames, sentences), so a notebook can draw the same pictures as the dashboard::
 
     from cnnviz.summary import layer_table
-    from cnnviz import figures_arch as fa
+    from cnnviz.views import architectures as fa
     t = layer_table("vgg16")
     fa.layer_chart(t, "params").show()
     print(fa.highlights(t))
@@ -25,9 +25,9 @@ import torch
 import torch.nn as nn
 from plotly.subplots import make_subplots
 
-from cnnviz.figure_notes import note_left_out, readable_log_axis
 from cnnviz.models.registry import ModelCard, create_model, get_card
 from cnnviz.summary import MACS_NOTE, cs231n_memory, human, human_bytes, param_count, writeup_errors
+from cnnviz.views.charts import note_left_out, readable_log_axis
 
 MAC_NOTE = "MACs are multiply-accumulates (1 MAC = 2 FLOPs); memory uses decimal units (1 MB = 10^6 bytes)."
 __all__ = ["MACS_NOTE", "MAC_NOTE", "human", "human_bytes"]  # re-exported for pages and notebooks
