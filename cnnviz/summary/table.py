@@ -54,7 +54,7 @@ from torch.overrides import TorchFunctionMode
 from cnnviz.summary.trace import Geometry, adaptive_window, fast_forwards, meta_skeleton, run_traced
 
 MACS_NOTE = (
-    "MACs are multiply-accumulates, not FLOPs (1 MAC ~ 2 FLOPs); conv/linear count the bias as one MAC per "
+    "MACs are multiply-accumulates, not FLOPs (1 MAC = 2 FLOPs); conv/linear count the bias as one MAC per "
     "output, as torchinfo does; pooling and LRN are counted too (torchinfo counts them as 0)."
 )
 
