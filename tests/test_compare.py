@@ -20,7 +20,6 @@ from cnnviz.compare import (
     curves_frame,
     differing_hyperparameters,
     evaluate,
-    export_bundle,
     list_entries,
     model_stats,
     most_confused,
@@ -30,6 +29,7 @@ from cnnviz.compare import (
 )
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
+from cnnviz.views.compare import export_bundle
 from tests.predict_helpers import default_arch, make_checkpoint, write_run
 
 
@@ -264,8 +264,8 @@ def test_markdown_escapes_pipes_and_blanks_nan():
 
 
 def test_same_image_views_leave_the_models_untouched(tmp_path):
-    from cnnviz.compare import same_image
     from cnnviz.images import open_image
+    from cnnviz.views.compare import same_image
     from tests.predict_helpers import image_bytes
 
     a = load_checkpoint(make_checkpoint(tmp_path / "a", seed=1))

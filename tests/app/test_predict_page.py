@@ -197,7 +197,7 @@ def test_validation_bars_are_coloured_by_correctness_with_a_legend():
     """Issue 11: in validation mode the bars meant 'agrees with the majority', without a legend (a wrong top-1
     could be green). Now: the true class is green wherever it is, a wrong top-1 red, and a legend says so."""
     from cnnviz.data import make_synthetic
-    from cnnviz.views.compare import CORRECT, WRONG
+    from cnnviz.views.predict import CORRECT, WRONG
 
     root = make_synthetic(data_dir() / "tiny-imagenet-200", num_classes=3, train_per_class=2, val_per_class=4)
     wnids = (root / "wnids.txt").read_text().split()
