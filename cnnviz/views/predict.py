@@ -1,12 +1,15 @@
 """What the Predict page draws: each checkpoint's top-k as horizontal bars, coloured by correctness (validation
-images) or by agreement with the other models (uploads), with a legend for every colour used.
+images) or by agreement with the other models (uploads), with a legend for every colour used; and the
+validation images it draws at random.
 
 Pure plotly; no streamlit. (What the network saw, shown beside the bars, is :func:`cnnviz.preprocess.network_input`.)
 """
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 
 from cnnviz.views.charts import short_name, unique_labels
 
@@ -55,3 +58,14 @@ def topk_figure(result, agrees: bool | None = None, height: int = 220, *, truth:
                                                        font=dict(size=11)),
                       title=dict(text=title, font=dict(size=13)) if title else None)
     return fig
+
+
+def validation_images(split, count: int, seed: int) -> list[tuple[str, Image.Image, tuple[str, str], int]]:
+    """``count`` images of a validation split (:class:`cnnviz.data.Split`) drawn at random with ``seed``:
+    ``(name, image, (true wnid, true class name), index)`` each, named ``"val #index"``."""
+    out = []
+    for i in np.random.default_rng(int(seed)).choice(len(split.labels), count, replace=False):
+        label = int(split.labels[i])
+        out.append((f"val #{int(i)}", Image.fromarray(np.asarray(split.images[i])),
+                    (split.wnids[label], split.class_names[label]), int(i)))
+    return out
