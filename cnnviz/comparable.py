@@ -24,17 +24,6 @@ def class_groups(entries: Sequence[CompareEntry]) -> dict[tuple, list[CompareEnt
     return groups
 
 
-def mixed_classes(entries: Sequence[CompareEntry]) -> str | None:
-    """None when every entry was trained on the same classes; else a sentence naming each group, e.g.
-    ``"Tiny ImageNet, 200 classes at 64x64 (starter/a, starter/b); synthetic demo set, 10 classes at 64x64
-    (run-x)"``. Accuracies of such groups are not comparable: chance alone is 0.5% for 200 classes and 10%
-    for 10."""
-    groups = class_groups(entries)
-    if len(groups) < 2:
-        return None
-    return "; ".join(f"{g[0].dataset.label} ({', '.join(e.id for e in g)})" for g in groups.values())
-
-
 def evaluation_root(entry: CompareEntry) -> Path | None:
     """The dataset folder whose validation split ``entry`` is evaluated on: the one it was trained on. Its
     training config's data spec is tried first (``synthetic`` -> ``data_dir()/synthetic``, ``auto`` -> Tiny
