@@ -148,5 +148,6 @@ def curves_figure(curves: pd.DataFrame, panels: Sequence[Panel], x: str = "epoch
     else:
         metric = panels[0].metrics[0] if panels and panels[0].metrics else ""
         fig.update_layout(height=height or 340, margin=dict(l=0, r=10, t=30, b=0), legend_title_text="",
+                          legend_tracegroupgap=0,
                           xaxis_title=xtitle, yaxis_title=METRIC_LABELS.get(metric, metric))
     return fig
