@@ -9,7 +9,7 @@ depend on the values, and this machine has no network. Everything runs through t
 
 In-process, per model: loading the file; the page's prediction path on a 640x480 photo (resize to 256, crop
 224, normalise, forward, softmax: ``cnnviz.predict.measure_latency``) and the forward alone; the deconvnet
-projection (``cnnviz.viz.session.deconv_figure``) of the last convolutional stage; occlusion with the 224x224
+projection (``cnnviz.views.visualize.deconv_figure``) of the last convolutional stage; occlusion with the 224x224
 defaults (28x28 square, stride 14: 225 positions); the top-9 scan rate over 64 Tiny ImageNet-sized images
 resized to 224 (extrapolated to the 10,000 val images). In a browser: the time from uploading a photo on
 Predict, with only that ImageNet entry selected, to its finished chart (the first upload also loads the
@@ -63,8 +63,9 @@ def in_process(name: str, layer: str, repeats: int) -> dict:
 
     from cnnviz.catalog import find_checkpoint
     from cnnviz.checkpoint import load_checkpoint
-    from cnnviz.compare_figures import topk_figure
     from cnnviz.predict import measure_latency, predict_across
+    from cnnviz.views import visualize as vv
+    from cnnviz.views.predict import topk_figure
     from cnnviz.viz import occlusion, scan, session
 
     info = find_checkpoint(f"imagenet/{name}")
@@ -82,7 +83,7 @@ def in_process(name: str, layer: str, repeats: int) -> dict:
                                         .results[0]), max(3, repeats // 2))
     subject = session.Subject(ck.model, ck.meta, info.name, None)
     x, seen = session.prepare(img, ck.meta)
-    deconv = _timed(lambda: session.deconv_figure(subject, x, seen, layer), 3)
+    deconv = _timed(lambda: vv.deconv_figure(subject, x, seen, layer), 3)
     t0 = time.perf_counter()
     occ = occlusion(ck.model, x, size=28, stride=14)
     occ_s = time.perf_counter() - t0

@@ -66,10 +66,14 @@ def input_channels(meta: dict) -> int:
     return int(meta.get("in_channels") or (meta.get("model_args") or {}).get("in_channels") or 3)
 
 
+def normalisation(meta: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` a checkpoint was trained with (its metadata); Tiny ImageNet's when it records none."""
+    return tuple(meta.get("mean") or TINY_IMAGENET_MEAN), tuple(meta.get("std") or TINY_IMAGENET_STD)
+
+
 def to_tensor_for(img: Image.Image, meta: dict) -> torch.Tensor:
     """Preprocess exactly as a checkpoint (its metadata) was trained (grayscale for 1-channel models)."""
-    mean = meta.get("mean") or TINY_IMAGENET_MEAN
-    std = meta.get("std") or TINY_IMAGENET_STD
+    mean, std = normalisation(meta)
     x = to_tensor(img, int(meta["input_size"]), mean[:3] if len(mean) >= 3 else mean * 3,
                   std[:3] if len(std) >= 3 else std * 3, meta.get("resize_size"), meta.get("interpolation") or "bilinear")
     if input_channels(meta) == 1:
@@ -91,3 +95,16 @@ def to_image(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> Im
         x, m, s = x.expand(3, -1, -1), m.expand(3, 1, 1), s.expand(3, 1, 1)
     arr = ((x * s + m).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr)
+
+
+
+def network_input(img: Image.Image | np.ndarray, meta: dict) -> tuple[torch.Tensor, Image.Image]:
+    """``(x, seen)``: the input of a checkpoint's network (:func:`to_tensor_for`, ``1 x C x H x W``) and what the
+    network saw, that input turned back into a picture (resized, cropped, grayscale for 1-channel models).
+
+    The one "what the network saw": Predict shows it beside each checkpoint's bars, Visualize draws every figure
+    over it, and Compare's same-image occlusion is laid over it."""
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(img)
+    x = to_tensor_for(img, meta)
+    return x, to_image(x, *normalisation(meta))

@@ -1,4 +1,4 @@
-"""cnnviz.figures_arch: the Architectures page's figures and data, checked on real tables (no fakes)."""
+"""cnnviz.views.architectures: the Architectures page's figures and data, checked on real tables (no fakes)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 import pytest
 
 import cnnviz
-from cnnviz import figures_arch as fa
 from cnnviz.summary import layer_table
+from cnnviz.views import architectures as fa
 
 
 @pytest.fixture(scope="module")

@@ -102,19 +102,20 @@ def test_a_tiny_imagenet_label_maps_to_the_imagenet_output(resnet18):
 
 
 def test_visualize_session_runs_at_224(resnet18):
+    from cnnviz.views import visualize as vv
     from cnnviz.viz import session
 
     ckpt = load_checkpoint(resnet18[1])
     subject = session.Subject(ckpt.model, ckpt.meta, "imagenet/resnet18", "key")
     x, seen = session.prepare(np.zeros((64, 64, 3), np.uint8) + 100, subject.meta)
     assert x.shape == (1, 3, 224, 224) and seen.shape == (224, 224, 3)
-    proj, fig, box = session.deconv_figure(subject, x, seen, "layer2")
+    proj, fig, box = vv.deconv_figure(subject, x, seen, "layer2")
     assert proj.image.shape[-2:] == (224, 224)
 
 
 def test_compare_lists_it_with_its_dataset_and_torchvisions_accuracy(resnet18):
-    from cnnviz import comparable
     from cnnviz import compare as cmp
+    from cnnviz.views.compare import mixed_classes
 
     make_checkpoint(checkpoints_dir() / "starter" / "alpha", seed=1, wnids=sorted(TINY_TO_IMAGENET)[:10])
     entries = cmp.list_entries()
@@ -123,12 +124,11 @@ def test_compare_lists_it_with_its_dataset_and_torchvisions_accuracy(resnet18):
     row = cmp.compare_table(entries).frame.set_index("model").loc["imagenet/resnet18"]
     assert (row["dataset"], row["input"], row["classes"]) == ("ImageNet", 224, 1000)
     assert row["params"] == 11_689_512 and row["best_val_top1"] == pytest.approx(0.69758)
-    assert "ImageNet, 1000 classes at 224x224 (imagenet/resnet18)" in comparable.mixed_classes(entries)
+    assert "ImageNet, 1000 classes at 224x224 (imagenet/resnet18)" in mixed_classes(entries)
 
 
 def test_same_image_scales_the_occluder_to_224(resnet18, monkeypatch):
-    import cnnviz.viz as viz
-    from cnnviz import compare as cmp
+    from cnnviz.views import compare as cmp
 
     calls = {}
 
@@ -136,7 +136,7 @@ def test_same_image_scales_the_occluder_to_224(resnet18, monkeypatch):
         calls["grid"] = (x.shape[-1], size, stride)
         raise RuntimeError("stop here: the grid is what is tested")
 
-    monkeypatch.setattr(viz, "occlusion", fake_occlusion)
+    monkeypatch.setattr(cmp, "occlusion", fake_occlusion)
     ckpt = load_checkpoint(resnet18[1])
     img = Image.fromarray(np.zeros((64, 64, 3), np.uint8))
     (view,) = cmp.same_image([("imagenet/resnet18", ckpt.model, ckpt.meta)], img, occlusion_size=8)

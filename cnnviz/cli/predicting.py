@@ -142,6 +142,8 @@ def run_compare(args: argparse.Namespace) -> int:
     for name, ev in evals.items():
         print(f"{name}: top-1 {ev.top1:.4f}, top-5 {ev.top5:.4f} on {ev.n} val images", file=sys.stderr)
     if args.export:
-        atomic_write_bytes(Path(args.export), cmp.export_bundle(entries, evals))
+        from cnnviz.views.compare import export_bundle  # plotly and matplotlib: only for an export
+
+        atomic_write_bytes(Path(args.export), export_bundle(entries, evals))
         print(f"wrote {args.export}", file=sys.stderr)
     return 0

@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cnnviz import viz
-    from cnnviz.viz import session
+    from cnnviz.views import visualize as vv
 
     subject = _subject(args)
     model, cmd = subject.model, args.viz_command
@@ -245,14 +245,14 @@ def run(args: argparse.Namespace) -> int:
     layer = args.layer or _default_layer(subject)
     if cmd == "maps":
         fm = viz.feature_maps(model, x, layer)
-        _save(args, session.maps_figure(fm), fm.maps)
+        _save(args, vv.maps_figure(fm), fm.maps)
     elif cmd == "deconv":
         channel = args.channel if args.channel is not None else viz.top_channels(model, x, layer, 1)[0][0]
         p = viz.deconvnet(model, x, layer, channel, method=args.method)
         box = viz.unit_region(model, layer, *p.position, subject.input_size)
         print(f"{layer}[{channel}] unit (row, column) {p.position} = {p.value:.4g} ({p.method}); receptive field "
-              f"{session.box_text(box)} in input pixels")
-        _save(args, session.projection_figure(seen, p.image, box), p.image)
+              f"{vv.box_text(box)} in input pixels")
+        _save(args, vv.projection_figure(seen, p.image, box), p.image)
     elif cmd == "occlusion":
         channel = args.channel
         if channel is None and args.layer:
@@ -264,12 +264,12 @@ def run(args: argparse.Namespace) -> int:
                           stride=args.stride or grid["stride"][2],
                           layer=args.layer if channel is not None else None, channel=channel)
         print(f"p({subject.class_name(r.target)}) = {r.base_prob:.3f} unoccluded, min {r.prob.min():.3f}")
-        _save(args, session.occlusion_figure(seen, r, subject), r.prob)
+        _save(args, vv.occlusion_figure(seen, r, subject), r.prob)
     elif cmd == "attribution":
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         a = viz.attribute(model, x, args.target, methods)
         print(f"explaining {subject.class_name(a.target)}")
-        _save(args, session.attribution_figure(seen, a, subject), np.stack([a.maps[m] for m in methods]))
+        _save(args, vv.attribution_figure(seen, a, subject), np.stack([a.maps[m] for m in methods]))
     return 0
 
 

@@ -46,7 +46,7 @@ import torch.nn as nn
 from cnnviz.summary.trace import adaptive_window
 
 MACS_NOTE = (
-    "MACs are multiply-accumulates, not FLOPs (1 MAC ~ 2 FLOPs); conv/linear count the bias as one MAC per "
+    "MACs are multiply-accumulates, not FLOPs (1 MAC = 2 FLOPs); conv/linear count the bias as one MAC per "
     "output, as torchinfo does; pooling and LRN are counted too (torchinfo counts them as 0)."
 )
 
