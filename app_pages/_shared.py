@@ -11,7 +11,6 @@ import logging
 import streamlit as st
 
 from cnnviz.device import describe_device, pick_device
-from cnnviz.figures_arch import variant_specs
 from cnnviz.paths import checkpoints_dir
 
 log = logging.getLogger("cnnviz.app")
@@ -85,9 +84,9 @@ def md_escape(text: str) -> str:
 
 
 def variant_widgets(card, key_prefix: str, columns: int = 4) -> dict:
-    """One widget per variant option of a model card (from ``figures_arch.variant_specs``); all values."""
+    """One widget per variant option a model card's form offers (its structured ``form_options``); all values."""
     values, cols = {}, st.columns(columns)
-    for i, spec in enumerate(variant_specs(card)):
+    for i, spec in enumerate(card.form_options):
         col, key = cols[i % columns], f"{key_prefix}_{card.name}_{spec.name}"
         if spec.kind == "bool":
             values[spec.name] = col.checkbox(spec.name, spec.default, help=spec.help, key=key)

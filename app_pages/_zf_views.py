@@ -1,41 +1,29 @@
 """Visualize's two Zeiler & Fergus analyses beyond pictures: invariance (Fig. 5) and layer probes (Table 6).
 
-Kept out of ``visualize.py`` so that the page only names them; each is one cnnviz call and a plotly figure.
+Listed in ``visualize_views.VIEWS``; each is widgets, one cnnviz call and a plotly figure.
 """
 
 from __future__ import annotations
 
 import time
 
-import pandas as pd
 import streamlit as st
-import torch
 
 from app_pages._shared import load_checkpoint_cached, val_split_cached
+from cnnviz.data import find_dataset, load_split
+from cnnviz.views import visualize as vv
+from cnnviz.views.visualize import Context
 from cnnviz.viz import depth, invariance, probes, session, zf_figures
 from cnnviz.viz.top9 import checkpoint_fingerprint, default_cache_dir
 
-UNITS = {"translate": "pixels", "scale": "factors", "rotate": "degrees"}
 
-
-def _values(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"the values must be numbers separated by commas, not {text!r}") from None
-    if not values:
-        raise ValueError("give at least one value")
-    return values
-
-
-def render_invariance(subject: session.Subject, x: torch.Tensor, label: int | None, split=None,
-                      first: int | None = None) -> None:
-    """ZF Fig. 5 for the page's image (``x``, class ``label`` or None) or, with ``split`` and ``first``, for
-    up to eight val images from index ``first`` on."""
+def invariance_view(ctx: Context) -> None:
+    """ZF Fig. 5 for the page's image or, when it is a val image, for up to eight val images from it on."""
+    subject, split, first = ctx.subject, ctx.split if ctx.val_index is not None else None, ctx.val_index
     c1, c2, c3 = st.columns([2, 3, 2])
     transform = c1.radio("Transform", invariance.TRANSFORMS, horizontal=True, key="inv_tf")
     default = ", ".join(f"{v:g}" for v in invariance.default_values(transform, subject.input_size[1]))
-    text = c2.text_input(f"Values ({UNITS[transform]})", default, key=f"inv_values_{transform}")
+    text = c2.text_input(f"Values ({vv.UNITS[transform]})", default, key=f"inv_values_{transform}")
     axis = c3.selectbox("Direction", ["both", "x", "y"], key="inv_axis", disabled=transform != "translate",
                         help="translate: diagonal (right and down), right only, or down only")
     blocks = depth.probe_layers(subject.model, subject.input_size)
@@ -50,19 +38,11 @@ def render_invariance(subject: session.Subject, x: torch.Tensor, label: int | No
                          help="off: the raw Euclidean distance, as in ZF's figure (each layer on its own scale)")
     if not layers:
         return st.info("Choose at least one layer.")
-    if split is not None and first is not None:
-        idx = [i for i in range(first, first + int(count)) if i < len(split.images)]
-        xs = torch.cat([session.prepare(split.images[i], subject.meta)[0] for i in idx])
-        truth = [int(split.labels[i]) for i in idx]
-        targets = [session.class_index(subject.meta, split.wnids[t], t) for t in truth]
-        names = [f"val {i}: {split.class_names[t]}" for i, t in zip(idx, truth, strict=True)]
-    else:
-        xs, targets = x, [label]
-        names = ["this image" if label is None else f"this image ({subject.class_name(label)})"]
+    xs, targets, names = vv.invariance_inputs(subject, ctx.x, ctx.label, split, first, int(count))
     key = (subject.name, transform, text, axis, tuple(layers), tuple(names))
     if st.button("Transform and measure", key="inv_run"):
-        st.session_state["invariance"] = (key, invariance.invariance(subject.model, xs, transform, _values(text),
-                                                                     layers, targets, axis))
+        st.session_state["invariance"] = (key, invariance.invariance(subject.model, xs, transform,
+                                                                     vv.parse_values(text), layers, targets, axis))
     hit = st.session_state.get("invariance")
     if not hit or hit[0] != key:
         return
@@ -71,17 +51,12 @@ def render_invariance(subject: session.Subject, x: torch.Tensor, label: int | No
     st.image(zf_figures.frames_image(xs[0], transform, inv.values, mean, std, axis),
              caption=f"what the network saw, {inv.axis_title}; outside the picture: the mean colour")
     st.plotly_chart(zf_figures.invariance_figure(inv, names, relative), key="inv_chart")
-    followed = "the true class" if targets[0] is not None else "the class predicted for the untransformed image"
-    st.caption(f"Left: how far each layer's output (flattened) moves from the untransformed image's; right: "
-               f"p({followed}). ZF Fig. 5: a trained net's low layers move a lot for small changes, its top layers "
-               "less; the output is steadier under translation and scale than under rotation.")
+    st.caption(vv.invariance_caption(targets))
     st.download_button("Numbers (.npz)", inv.npz_bytes(), "invariance.npz", key="inv_npz")
 
 
 @st.cache_resource(show_spinner="Reading the training set…", max_entries=1)
 def _train_split(root: str):
-    from cnnviz.data import load_split
-
     return load_split(root, "train")
 
 
@@ -93,14 +68,10 @@ def _subject_for(name: str, infos: dict, current: session.Subject) -> session.Su
     return session.Subject(ck.model, ck.meta, info.name, checkpoint_fingerprint(ck.path))
 
 
-def render_probes(subject: session.Subject, infos: dict) -> None:
+def probes_view(ctx: Context) -> None:
     """A linear probe on every hidden block of the page's model (and of other checkpoints, on one chart)."""
-    from cnnviz.data import find_dataset
-
-    d = probes.DEFAULTS
-    st.caption("ZF Section 5 / Table 6: how linearly separable the classes are at each depth. Classifier: "
-               + probes.CLASSIFIER.format(l2=d["l2"], max_iter=d["max_iter"]) + "; fitted on a class-balanced "
-               "train subset, scored on a class-balanced val subset.")
+    subject, infos = ctx.subject, ctx.infos
+    st.caption(vv.probes_intro())
     val = val_split_cached()
     root = find_dataset()
     if val is None or root is None:
@@ -109,6 +80,7 @@ def render_probes(subject: session.Subject, infos: dict) -> None:
     chosen = st.multiselect("Checkpoints on the chart", [subject.name, *others], [subject.name],
                             key=f"pr_models_{subject.name}")
     c1, c2, c3 = st.columns(3)
+    d = probes.DEFAULTS
     per_train = c1.number_input("Train images per class", 1, 100, d["train_per_class"], key="pr_train",
                                 help="time grows with it: with the defaults each starter took under 35 s on a 2-core CPU")
     per_val = c2.number_input("Val images per class", 1, 50, d["val_per_class"], key="pr_val")
@@ -137,10 +109,7 @@ def render_probes(subject: session.Subject, infos: dict) -> None:
     if not results:
         return
     st.plotly_chart(zf_figures.probe_figure(results, rel), key="pr_chart")
-    first = results[0]
-    st.caption(f"{first.train_images:,} train and {first.val_images:,} val images, {first.num_classes} classes; "
-               "features are each block's output, globally average-pooled. With a few images per class the "
-               "numbers are far below the network's own accuracy: read the trend across depth.")
-    table = pd.DataFrame([{"checkpoint": r.name, **row} for r in results for row in r.rows()])
+    st.caption(vv.probes_note(results))
+    table = vv.probes_table(results)
     st.dataframe(table, hide_index=True, height=220)
     st.download_button("CSV", table.to_csv(index=False), "layer_probes.csv", "text/csv", key="pr_csv")

@@ -4,8 +4,8 @@ import streamlit as st
 
 import cnnviz
 from app_pages._shared import show_error, variant_widgets
-from cnnviz import figures_arch as fa
 from cnnviz.summary import layer_table
+from cnnviz.views import architectures as fa
 
 
 def columns(exact: bool = False) -> dict:
@@ -63,7 +63,7 @@ def single() -> None:
         return show_error(*problem)
     for col, (label, (value, exact)) in zip(st.columns(6), fa.totals(table, batch).items(), strict=True):
         col.metric(label, value, help=exact)
-    st.caption(f"{fa.exact_totals(table)} {fa.MAC_NOTE} Training memory: weights + gradients + SGD momentum "
+    st.caption(f"{fa.exact_totals(table)} {fa.MACS_NOTE} {fa.UNITS_NOTE} Training memory: weights + gradients + SGD momentum "
                "+ saved activations.")
     for note in fa.writeup_notes(arch, table):
         st.info(note, icon=":material/fact_check:")
@@ -114,7 +114,7 @@ def compare() -> None:
     paper = [(c, table_for(c.name, (), None, None, "float32")) for c, _ in entries]
     st.plotly_chart(fa.accuracy_vs_macs_chart(paper, metric), key="cmp_chart")
     st.caption("Accuracies are the papers' own ImageNet figures (settings differ: see each card's note); MACs "
-               "are ours at the paper's input. " + fa.MAC_NOTE)
+               f"are ours at the paper's input. {fa.MACS_NOTE} {fa.UNITS_NOTE}")
 
 
 st.title("Architectures")

@@ -3,11 +3,11 @@
 import streamlit as st
 
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
-from cnnviz import comparable
 from cnnviz import compare as cmp
-from cnnviz import compare_figures as cf
 from cnnviz.checkpoint import CheckpointError
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
+from cnnviz.views import compare as cf
+from cnnviz.views.predict import topk_figure
 
 st.title("Compare")
 entries = cmp.list_entries()
@@ -29,7 +29,7 @@ if not sel:
 for e in sel:
     for problem in e.problems:
         st.warning(f"{md_escape(e.id)}: {md_escape(problem)}")
-mixed = comparable.mixed_classes(sel)
+mixed = cf.mixed_classes(sel)
 MIXED_NOTE = (f"These models were trained on different classes: {md_escape(mixed or '')}. Their accuracies do not "
               "measure the same task (chance is 1 / classes): read each model against its own dataset.")
 
@@ -62,7 +62,7 @@ with curves_tab:
                      format_func=lambda v: "by epoch" if v == "epoch" else "by wall-clock time")
         if mixed:
             st.warning(MIXED_NOTE)
-        st.plotly_chart(cf.curves_figure(curves, metric, x), key="curves")
+        st.plotly_chart(cf.metric_curves_figure(curves, metric, x), key="curves")
 with cost_tab:
     if mixed:
         st.warning(MIXED_NOTE)
@@ -73,7 +73,7 @@ with cost_tab:
 
 evals = {}
 with class_tab:
-    plan = comparable.evaluation_plan(sel)
+    plan = cf.evaluation_plan(sel)
     if plan.refusal:
         st.warning(md_escape(plan.refusal))
     else:
@@ -123,11 +123,11 @@ with image_tab:
                 models.append((e.id, ck.model, ck.meta))
             except (CheckpointError, OSError) as err:
                 show_error(f"{e.id} cannot be used: {err}", err)
-        views = cmp.same_image(models, img, depth=depth, occlusion_size=8 if with_occ else None) if models else []
+        views = cf.same_image(models, img, depth=depth, occlusion_size=8 if with_occ else None) if models else []
         for col, v in zip(st.columns(max(1, len(views))), views, strict=False):
             col.markdown(f"**{md_escape(v.model)}**")
             if v.prediction is not None:
-                col.plotly_chart(cf.topk_figure(v.prediction), key=f"same-{v.model}")
+                col.plotly_chart(topk_figure(v.prediction), key=f"same-{v.model}")
             if v.maps is not None:
                 col.image(v.maps, caption=f"{v.layer} ({v.depth}), strongest maps first")
             if v.occlusion is not None:
@@ -138,5 +138,5 @@ with image_tab:
 with export_tab:
     st.write("One zip: tables (CSV and Markdown), figures (PNG) and each model's training configuration (JSON).")
     if st.button("Build the export bundle"):
-        st.download_button("Download comparison.zip", lambda: cmp.export_bundle(sel, evals), "comparison.zip",
+        st.download_button("Download comparison.zip", lambda: cf.export_bundle(sel, evals), "comparison.zip",
                            "application/zip", on_click="ignore")

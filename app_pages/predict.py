@@ -1,20 +1,23 @@
-"""Predict: images (upload, camera or validation set) -> top-5 of each chosen checkpoint, side by side."""
+"""Predict: images (upload, camera or validation set) -> top-5 of each chosen checkpoint, side by side.
+"Look inside" opens Visualize on one model and image; an upload stays selected on Visualize (``_images.py``)."""
 
-import numpy as np
 import streamlit as st
-from PIL import Image
 
+from app_pages import _images
+from app_pages._imagenet import fetch_panel
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 from cnnviz.catalog import list_checkpoints
 from cnnviz.checkpoint import CheckpointError
-from cnnviz.compare_figures import topk_figure
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
 from cnnviz.predict import known_classes, predict_across, results_to_csv
+from cnnviz.views.predict import topk_figure, validation_images
 
 st.title("Predict")
 st.caption("What do trained networks think an image shows? Each checkpoint sees the image exactly as it was "
-           "trained: shorter side resized to its input size, centre crop, its own normalisation.")
+           "trained: shorter side resized to its input size (ImageNet networks: to 256, or as their weights say), "
+           "centre crop (224x224 for ImageNet networks), its own normalisation.")
 
+fetch_panel()  # torchvision's ImageNet weights: which are here, download one (cnnviz.imagenet)
 infos = list_checkpoints()
 if not infos:
     st.info("No checkpoints yet. Train one on the Training page, or put starter checkpoints in "
@@ -45,23 +48,26 @@ if groups:
                            "gets the closest class they know, often with a confident-looking probability.")
 source = st.radio("Images from", ["Upload", "Camera", "Validation set"], horizontal=True)
 
-images, true_labels = [], {}
-if source == "Upload":
-    files = st.file_uploader("Images (JPEG, PNG, WebP, BMP, GIF)", type=list(ALLOWED_EXTENSIONS),
-                             accept_multiple_files=True)
-    for f in files or []:
-        name = safe_display_name(f.name)
+images, true_labels, origin = [], {}, {}  # origin: what "Look inside" carries, (file name, bytes) or a val index
+if source in ("Upload", "Camera"):
+    if source == "Upload":
+        files = st.file_uploader("Images (JPEG, PNG, WebP, BMP, GIF)", type=list(ALLOWED_EXTENSIONS),
+                                 accept_multiple_files=True, key="predict_upload", on_change=_images.remember,
+                                 args=("predict_upload",))
+        given = [(f.name, f.getvalue()) for f in files or []] or _images.uploads()
+        if given and not files:
+            st.caption(f"Your last upload (here or on Visualize): {md_escape(', '.join(n for n, _ in given))}. "
+                       "Upload other images to replace it.")
+    else:
+        shot = st.camera_input("Take a photo")
+        given = [("camera", shot.getvalue())] if shot is not None else []
+    for raw_name, data in given:
+        name = safe_display_name(raw_name) if source == "Upload" else raw_name
         try:
-            images.append((name, open_image(f.getvalue())))
+            images.append((name, open_image(data)))
+            origin[name] = (raw_name, data)
         except ImageError as e:
             st.error(f"{md_escape(name)}: {md_escape(e)}")
-elif source == "Camera":
-    shot = st.camera_input("Take a photo")
-    if shot is not None:
-        try:
-            images.append(("camera", open_image(shot.getvalue())))
-        except ImageError as e:
-            st.error(f"camera: {md_escape(e)}")
 else:
     split = val_split_cached("No Tiny ImageNet dataset found: prepare it on the Training page (or `python -m "
                              "cnnviz data prepare`), or upload images instead.")
@@ -69,10 +75,9 @@ else:
         c1, c2 = st.columns(2)
         count = c1.slider("How many validation images", 1, 16, 4)
         seed = c2.number_input("Random seed", 0, 10**6, 0)
-        for i in np.random.default_rng(int(seed)).choice(len(split.labels), count, replace=False):
-            name = f"val #{int(i)}"
-            images.append((name, Image.fromarray(np.asarray(split.images[i]))))
-            true_labels[name] = (split.wnids[int(split.labels[i])], split.class_names[int(split.labels[i])])
+        for name, img, truth, index in validation_images(split, count, int(seed)):
+            images.append((name, img))
+            true_labels[name], origin[name] = truth, index
 
 if not chosen:
     st.info("Choose at least one checkpoint.")
@@ -115,6 +120,11 @@ for item in items[:MAX_SHOWN]:
             agrees = None if truth is not None else item.agreement.agrees_with_majority(r.checkpoint)
             st.plotly_chart(topk_figure(r, agrees, truth=truth), key=f"bars-{item.image}-{r.checkpoint}",
                             config={"displayModeBar": False})
+            if st.button("Look inside", key=f"look-{item.image}-{r.checkpoint}", icon=":material/visibility:",
+                         help="Open Visualize on this model and this image"):
+                where = origin[item.image]
+                _images.look_inside(by_name[r.checkpoint].label, *((where, None) if isinstance(where, tuple)
+                                                                   else (None, where)))
         all_results.append(r)
     for name, message in item.errors.items():
         st.error(f"{md_escape(name)} cannot predict this image: {md_escape(message)}")

@@ -4,10 +4,10 @@ import streamlit as st
 
 from app_pages._shared import md_escape, show_error, variant_widgets
 from cnnviz import get_card, list_models
-from cnnviz import training_view as tv
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training import jobs
 from cnnviz.training.runs import list_runs, read_run
+from cnnviz.views import training as tv
 
 
 @st.cache_data(show_spinner="Measuring a training step on this machine...", max_entries=64)
@@ -132,17 +132,15 @@ def monitor(run_id: str) -> None:
             st.session_state.pop("train_confirm")
             st.rerun()
     if info.metrics:
-        st.plotly_chart(tv.curves_figure(info.metrics), key="train_curves")
+        st.plotly_chart(tv.run_curves_figure(info.metrics), key="train_curves")
         last = info.metrics[-1]
         m = st.columns(4)
         m[0].metric("val top-1", f"{100 * last['val_top1']:.1f}%")
         m[1].metric("val top-5", f"{100 * last['val_top5']:.1f}%")
         m[2].metric("images/s", f"{last['images_per_s']:.0f}")
-        mem = tv.memory_comparison(info)
-        m[3].metric("peak memory", tv.fmt_bytes(mem["measured"]),
-                    help=f"{mem['measured_kind']}; table estimate {tv.fmt_bytes(mem['estimate'])} ({mem['note']})")
-        st.caption(f"Memory: measured {tv.fmt_bytes(mem['measured'])} ({mem['measured_kind']}) vs. table "
-                   f"estimate {tv.fmt_bytes(mem['estimate'])}.")
+        value, detail, sentence = tv.memory_texts(tv.memory_comparison(info))
+        m[3].metric("peak memory", value, help=detail)
+        st.caption(sentence)
     st.code(info.log_tail(15) or "(no log yet)", language=None)
 
 

@@ -1,14 +1,17 @@
-"""Visualize: a checkpoint (or a random init) + an image -> Zeiler & Fergus figures. Logic lives in cnnviz.viz;
-the views are in app_pages/visualize_views.py (one function each, listed in ``VIEWS``); only the open one runs."""
+"""Visualize: a checkpoint (or a random init) + an image -> Zeiler & Fergus figures. Figures and captions live in
+cnnviz.views.visualize; the views are in app_pages/visualize_views.py (one function each, listed in ``VIEWS``);
+only the open one runs. An image uploaded here or on Predict stays selected on both pages (``_images.py``)."""
 
 import streamlit as st
 
-from app_pages._shared import load_checkpoint_cached, show_error, val_split_cached
-from app_pages.visualize_views import VIEWS, Context
+from app_pages import _images
+from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
+from app_pages.visualize_views import VIEWS
 from cnnviz import viz
 from cnnviz.catalog import list_checkpoints, most_accurate
-from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image
+from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
 from cnnviz.models import list_models
+from cnnviz.views.visualize import Context
 from cnnviz.viz import render, session
 
 st.title("Visualize")
@@ -23,8 +26,10 @@ def _random(arch: str) -> session.Subject:
 infos = {i.label: i for i in list_checkpoints()}
 options = list(infos) + [f"random init: {a}" for a in list_models()]
 best = most_accurate(infos.values())
+if st.session_state.get(_images.VIZ_MODEL) not in options:  # first visit, or a model that is gone
+    st.session_state[_images.VIZ_MODEL] = best.label if best else options[0]
 left, right = st.columns(2)
-choice = left.selectbox("Model", options, index=options.index(best.label) if best else 0,
+choice = left.selectbox("Model", options, key=_images.VIZ_MODEL,
                         help="A checkpoint (default: the most accurate by its recorded val top-1), or an untrained "
                              "network for comparison.")
 try:
@@ -40,15 +45,21 @@ if subject.note:
     st.warning(f"Not a trained model: {subject.note}. Read every figure below as what a (nearly) untrained "
                "network does, not as a finding; each caption says so.")
 
-upload = right.file_uploader("Image", type=list(ALLOWED_EXTENSIONS), help="Empty: a validation or demo image.")
+upload = right.file_uploader("Image", type=list(ALLOWED_EXTENSIONS), help="Empty: a validation or demo image.",
+                             key="viz_upload", on_change=_images.remember, args=("viz_upload",))
+carried = _images.shown() if upload is None else None
+if carried is not None:
+    right.caption(f"Image: **{md_escape(safe_display_name(carried[0]))}** (your last upload, here or on Predict)")
+    right.button("Use a validation or demo image instead", on_click=_images.show_validation_images)
 split = val_split_cached()
+idx = None
 try:
-    if upload is not None:
-        image, label = open_image(upload.getvalue()), None
+    if upload is not None or carried is not None:
+        image, label = open_image(upload.getvalue() if upload is not None else carried[1]), None
     elif split is not None:
-        idx = right.number_input("Validation image", 0, len(split.images) - 1, 0)
-        truth = int(split.labels[int(idx)])
-        image, label = split.images[int(idx)], session.class_index(subject.meta, split.wnids[truth], truth)
+        idx = int(right.number_input("Validation image", 0, len(split.images) - 1, key=_images.VIZ_VAL_INDEX))
+        truth = int(split.labels[idx])
+        image, label = split.images[idx], session.class_index(subject.meta, split.wnids[truth], truth)
     else:
         image, label = session.demo_image(), None
     x, seen = session.prepare(image, subject.meta)
@@ -58,11 +69,11 @@ except (ImageError, ValueError) as e:
 layers = session.layer_choices(subject)
 layer = left.selectbox("Layer", layers, index=layers.index(session.default_layer(subject)),
                        help="Default: the deepest layer whose maps are at least 8x8.")
-right.image(render.upscale(seen, 128), caption=f"What the network saw ({seen.shape[0]}x{seen.shape[1]}, "
+right.image(render.upscale(seen, max(128, seen.shape[0])), caption=f"What the network saw ({seen.shape[0]}x{seen.shape[1]}, "
             "after its own preprocessing)")
 
 ctx = Context(subject, x, seen, layer, layers, label, split, infos.get(choice), infos, load_checkpoint_cached, _random,
-              val_index=int(idx) if upload is None and split is not None else None)
+              val_index=idx)
 # Lazy tabs: only the open view runs (each one computes its own figures); a tab switch reruns the page.
 for tab, view in zip(st.tabs([v.name for v in VIEWS], key="viz_view", on_change="rerun"), VIEWS, strict=True):
     if tab.open:

@@ -52,14 +52,12 @@ def input_for(name: str) -> tuple[int, int, int]:
 def torchinfo_baseline(name: str, size: tuple[int, int, int]) -> float:
     import torchinfo
 
-    from cnnviz.models.registry import create_model
+    from cnnviz.models import create_model, meta_model
 
-    if name.startswith("lenet"):
+    if name.startswith("lenet"):  # its C3 index buffers must keep their values: built for real
         model = create_model(name, input_size=size[1])
     else:
-        with torch.device("meta"):
-            model = create_model(name, input_size=size[1])
-        model = model.to_empty(device="cpu")
+        model = meta_model(name, input_size=size[1]).to_empty(device="cpu")
         with torch.no_grad():
             for t in [*model.parameters(), *model.buffers()]:
                 t.zero_()
@@ -86,18 +84,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from cnnviz.models.registry import list_models
     from cnnviz.summary import layer_table
-    from cnnviz.summary.table import _arch_table
+    from cnnviz.summary.builder import arch_table
 
     load_before = os.getloadavg()[0]
     cold = subprocess.run([sys.executable, "-c", SNIPPET], capture_output=True, text=True, check=True)
     cold_s = float(cold.stdout.strip().splitlines()[-1])
     print(f"cold start (fresh process, first table = vgg16): {cold_s:.2f} s")
 
-    _arch_table("resnet18", (), (3, 224, 224), None, "float32")  # warm-up (lazy imports)
+    arch_table("resnet18", (), (3, 224, 224), None, "float32")  # warm-up (lazy imports)
     rows = []
     for name in list_models():
         size = input_for(name)
-        wall, cpu, table = timed(lambda n=name, s=size: _arch_table(n, (), s, None, "float32"), repeat=3)
+        wall, cpu, table = timed(lambda n=name, s=size: arch_table(n, (), s, None, "float32"), repeat=3)
         layer_table(name, size)
         cached, _, _ = timed(lambda n=name, s=size: layer_table(n, s), repeat=5)
         base = None if args.quick else torchinfo_baseline(name, size)

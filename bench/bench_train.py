@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.device == "cpu":
         torch.set_num_threads(min(2, os.cpu_count() or 1))
+    from cnnviz.models import parse_variant
     from cnnviz.summary import layer_table
-    from cnnviz.training.config import _parse_value
 
-    user_variant = {k: _parse_value(v) for k, _, v in (x.partition("=") for x in args.variant)}
+    user_variant = parse_variant(args.variant)
     archs = [(a, user_variant) for a in args.arch] if args.arch else [
         ("lenet5", {"variant": "modern"}), ("resnet18", {"stem": "tiny"})]
     rows = []

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # module -> commands it registers (see each module's register()).
-_GROUPS = ("models", "data", "training", "viz", "probe", "predicting", "starter", "zoo")
+_GROUPS = ("models", "data", "training", "viz", "probe", "predicting", "starter", "zoo", "imagenet")
 
 
 def build_parser() -> argparse.ArgumentParser:

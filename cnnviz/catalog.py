@@ -7,11 +7,15 @@ Layout under :func:`cnnviz.paths.checkpoints_dir` (see DESIGN.md)::
     <run-id>/last.safetensors  + <run-id>/last.json
     <name>.safetensors + <name>.json                     dropped in by a user
 
+and, outside that folder, torchvision's ImageNet weights found in torch.hub's cache (``imagenet/vgg16``, kind
+``"imagenet"``; :mod:`cnnviz.imagenet`), listed only when their file is there.
+
 Only the metadata JSON is read here (never the weights), so listing is cheap and safe to repeat on every page
 run.
 
 **The one ordering** of checkpoints and runs, used by every page (Predict, Compare, Visualize, Training) and
-the CLI: shipped starters first (by name), then training runs **newest first** (by the run's creation time,
+the CLI: shipped starters first (by name), then ImageNet weights in the cache (in :data:`cnnviz.imagenet.ENTRIES`
+order), then training runs **newest first** (by the run's creation time,
 :func:`run_created`; ties by run id), ``best`` before ``last`` within a run, then loose files (by name).
 Newest first because the run a user just trained is the one they look for; starters first because they are
 the fixed reference every comparison starts from. :func:`sort_runs` is that run order for code that lists runs
@@ -41,12 +45,15 @@ class CheckpointInfo:
     arch: str | None  # registry name from the metadata (None when the metadata is unreadable)
     path: Path  # the .safetensors file
     meta: CheckpointMeta = field(default_factory=CheckpointMeta)  # empty when the metadata is unreadable
-    kind: str = "starter"  # "starter" | "run" | "file"
+    kind: str = "starter"  # "starter" | "imagenet" | "run" | "file"
     run: str | None = None  # run id for kind == "run"
     tag: str | None = None  # "best" / "last" for runs, the file stem otherwise
     mtime: float = 0.0  # of the weights file: with its resolved path, the version (cache_key)
     size: int = 0  # bytes of the weights file
     error: str | None = None  # why the checkpoint cannot be used (None when it looks usable)
+
+    def __post_init__(self) -> None:
+        self.meta = CheckpointMeta.of(self.meta)  # a plain dict (cnnviz.imagenet's entries) becomes the record
 
     @property
     def ok(self) -> bool:
@@ -211,12 +218,15 @@ def sort_runs(run_dirs: Iterable[str | Path]) -> list[Path]:
 
 def list_checkpoints(root: str | Path | None = None, *, include_broken: bool = False) -> list[CheckpointInfo]:
     """Every checkpoint under ``root`` (default :func:`checkpoints_dir`) in the one ordering (module
-    docstring): starters first (by name), then run checkpoints (runs newest first, ``best`` before ``last``),
-    then loose files (by name). Never raises for a broken entry; a missing root gives an empty list. Symlinks
-    leading outside ``root`` are ignored."""
+    docstring): starters first (by name), then ImageNet weights in torch.hub's cache (whatever ``root``), then
+    run checkpoints (runs newest first, ``best`` before ``last``), then loose files (by name). Never raises for a
+    broken entry; a missing root lists no starters, runs or files. Symlinks leading outside ``root`` are ignored."""
+    from cnnviz.imagenet import cached_infos  # torch.hub's cache, not under root
+
+    imagenet = [info for info in cached_infos() if info.ok or include_broken]
     root = Path(root).resolve() if root is not None else checkpoints_dir()
     if not root.is_dir():
-        return []
+        return imagenet
     found: list[CheckpointInfo] = []
     seen: set[Path] = set()
 
@@ -240,6 +250,7 @@ def list_checkpoints(root: str | Path | None = None, *, include_broken: bool = F
     if starter.is_dir():
         for stem in stems(starter):
             add(describe(stem, name=f"starter/{stem.name}", kind="starter"))
+    found += imagenet
     try:
         run_dirs = sort_runs(p for p in root.iterdir() if p.is_dir() and p.name != "starter"
                              and not p.name.startswith("."))

@@ -199,8 +199,10 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def checkpoint_version(path: str | Path) -> CheckpointVersion:
-    """The version of the checkpoint at ``path`` now (``OSError`` when its weights file is missing)."""
-    weights = checkpoint_paths(path)[0].resolve()
+    """The version of the checkpoint at ``path`` now (``OSError`` when its weights file is missing). A weights
+    file of another format (torchvision's ``.pth`` in its cache, :mod:`cnnviz.imagenet`) is its own version."""
+    given = Path(path)
+    weights = (given if given.suffix not in ("", ".json") and given.is_file() else checkpoint_paths(path)[0]).resolve()
     return CheckpointVersion(str(weights), weights.stat().st_mtime)
 
 
@@ -294,6 +296,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, exp
     ``expect_arch``/``expect_classes`` refuse a checkpoint of another architecture or class count before any
     weights are read. Every failure raises :class:`CheckpointError` with a readable message.
     """
+    if Path(path).suffix == ".pth":  # torchvision's ImageNet weights in torch.hub's cache (cnnviz.imagenet)
+        from cnnviz.imagenet import is_imagenet_file, load_imagenet_file
+
+        if is_imagenet_file(path) and expect_arch is None and expect_classes is None:
+            return load_imagenet_file(path, device)
     weights_path, _ = checkpoint_paths(path)
     meta = read_meta(path)
     if expect_arch is not None and meta.arch != expect_arch:

@@ -7,7 +7,9 @@
     curves = curves_frame(entries[:3])           # long format: entry, epoch, elapsed_s, metric, value
     ev = cached_evaluation(entries[0].checkpoint, split)   # confusion on the val set, cached on disk (.npz)
     most_confused(ev)                            # off-diagonal pairs, most frequent first
-    data = export_bundle(entries[:3], evals={...})          # zip: tables CSV+Markdown, figures PNG, configs JSON
+
+The Compare page's figures, its sentences, the same-image view and the export bundle (tables, PNGs, configs in
+one zip) are in :mod:`cnnviz.views.compare`.
 
 Every number comes from the run's own files (``config.json``, ``metrics.jsonl``, ``status.json``) or a
 checkpoint's metadata, never re-derived differently: the table's "best val top-1" is the maximum ``val_top1``
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import math
 import zipfile
@@ -32,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from cnnviz.catalog import DatasetInfo, dataset_of, list_checkpoints
 from cnnviz.checkpoint import CheckpointMeta, checkpoint_version, load_checkpoint, read_meta
@@ -54,7 +54,7 @@ class CompareEntry:
     """One comparable model: a training run or a starter checkpoint."""
 
     id: str  # run id, "starter/<name>", or "zoo/<family>"
-    kind: str  # "run" | "starter" | "zoo" (a zoo member's result file: cnnviz.zoo.results)
+    kind: str  # "run" | "starter" | "imagenet" (torchvision weights) | "zoo" (a zoo member's result file: cnnviz.zoo.results)
     arch: str | None
     model_args: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)  # hyper-parameters
@@ -121,16 +121,18 @@ def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
     root = Path(root) if root is not None else checkpoints_dir()
     entries = []
     for info in list_checkpoints(root):
-        if info.kind != "starter":
+        if info.kind not in ("starter", "imagenet"):  # imagenet: torchvision's weights, cnnviz.imagenet
             continue
         metrics = {k: v for k, v in info.metrics.items() if isinstance(v, (int, float))}
         if info.meta.epoch is not None:
             metrics.setdefault("epoch", info.meta.epoch)
         entries.append(CompareEntry(
-            id=info.name, kind="starter", arch=info.arch, model_args=dict(info.meta.model_args),
+            id=info.name, kind=info.kind, arch=info.arch, model_args=dict(info.meta.model_args),
             config=dict(info.meta.train_config), metrics=[metrics] if metrics else [],
             history=[h for h in info.meta.extra.get("history") or [] if isinstance(h, dict)],
-            checkpoint=info.path, meta=info.meta))
+            checkpoint=info.path, meta=info.meta,
+            problems=[f"best val top-1/top-5 are {info.meta.extra['metrics_note']}"] if info.kind == "imagenet"
+            else []))
     return entries + _zoo_entries(root) + [_run_entry(r) for r in _read_runs(root)]
 
 
@@ -400,7 +402,7 @@ def most_confused(ev: EvalResult, n: int = 10) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["true_wnid", "true", "predicted_wnid", "predicted", "count", "share"])
 
 
-# ----------------------------------------------------------------------------------------------- export
+# ----------------------------------------------------------------------------------------------- Markdown
 def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
     """A GitHub Markdown table (no extra dependency)."""
     def cell(v: Any) -> str:
@@ -413,90 +415,3 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
     sep = "| " + " | ".join("---" for _ in df.columns) + " |"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, sep, *body]) + "\n"
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "model"
-
-
-def export_bundle(entries: Sequence[CompareEntry], evals: dict[str, EvalResult] | None = None, *,
-                  figures: bool = True) -> bytes:
-    """One zip with ``tables/`` (CSV and Markdown), ``figures/`` (PNG) and ``configs/`` (JSON per model)."""
-    from cnnviz import compare_figures as cf
-
-    table = compare_table(entries)
-    curves = curves_frame(entries)
-    tables: dict[str, pd.DataFrame] = {"runs": table.frame, "curves": curves}
-    if evals:
-        tables["per_class"] = per_class_frame(evals)
-        for name, ev in evals.items():
-            tables[f"confused_{_safe(name)}"] = most_confused(ev, 20)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, df in tables.items():
-            z.writestr(f"tables/{name}.csv", df.to_csv(index=False))
-            z.writestr(f"tables/{name}.md", to_markdown(df))
-        for e in entries:
-            z.writestr(f"configs/{_safe(e.id)}.json", json.dumps(
-                {"id": e.id, "kind": e.kind, "arch": e.arch, "model_args": e.model_args, "config": e.config,
-                 "checkpoint": e.checkpoint.name if e.checkpoint else None}, indent=2, default=str))
-        if figures:
-            for name, png in cf.bundle_pngs(table, curves, evals or {}).items():
-                z.writestr(f"figures/{name}.png", png)
-        z.writestr("README.md", "# cnnviz comparison\n\nModels: " + ", ".join(e.id for e in entries) +
-                   "\n\n- `tables/`: CSV and Markdown\n- `figures/`: PNG\n- `configs/`: each model's training "
-                   "configuration (JSON)\n\nDifferent hyper-parameters: " + (", ".join(table.differing) or "none")
-                   + "\n")
-    return buf.getvalue()
-
-
-# ----------------------------------------------------------------------------------------------- same image
-@dataclass
-class SameImageView:
-    """One model's view of an image: prediction, feature maps at a relative depth, occlusion sensitivity."""
-
-    model: str
-    prediction: Any  # cnnviz.predict.PredictResult
-    layer: str | None = None  # the layer whose maps are shown
-    depth: str = ""  # "layer 3 of 8"
-    maps: np.ndarray | None = None  # uint8 grid of the strongest feature maps
-    occlusion: np.ndarray | None = None  # uint8 overlay: red = hiding this region lowers the top class most
-    error: str | None = None
-
-
-def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *, depth: float = 0.5, k: int = 5,
-               max_maps: int = 16, occlusion_size: int | None = 8) -> list[SameImageView]:
-    """The same PIL image through several models: top-``k``, the feature maps of the layer at relative
-    ``depth`` (0 = first spatial layer, 1 = last) and, unless ``occlusion_size`` is None, an occlusion map
-    (Zeiler & Fergus) of the top class. Uses :mod:`cnnviz.viz`, which never mutates the shared models."""
-    from cnnviz.predict import network_view, topk
-    from cnnviz.preprocess import to_tensor_for
-    from cnnviz.viz import feature_maps, map_layers, occlusion
-    from cnnviz.viz.render import colormap, overlay
-
-    out = []
-    for name, model, meta in models:
-        try:
-            pred = topk(model, img, meta, k, checkpoint=name)
-        except (RuntimeError, ValueError) as e:
-            out.append(SameImageView(model=name, prediction=None, error=str(e)))
-            continue
-        view = SameImageView(model=name, prediction=pred)
-        try:
-            size = int(meta["input_size"])
-            x = to_tensor_for(img, meta)
-            layers = map_layers(model, (x.shape[1], size, size))
-            if layers:
-                i = round(min(1.0, max(0.0, depth)) * (len(layers) - 1))
-                view.layer, view.depth = layers[i], f"layer {i + 1} of {len(layers)}"
-                view.maps = feature_maps(model, x, view.layer).grid(max_maps=max_maps, cell=40)
-            if occlusion_size:
-                occ = occlusion(model, x, pred.top1.index, size=min(occlusion_size, size),
-                                stride=max(1, min(occlusion_size, size) // 2))
-                drop = occ.to_pixels(occ.base_prob - occ.prob, (size, size))
-                seen = np.asarray(network_view(img, meta))
-                view.occlusion = overlay(seen, colormap(np.nan_to_num(drop), "inferno", vmin=0), alpha=0.6)
-        except (RuntimeError, ValueError) as e:
-            view.error = str(e).splitlines()[0] if str(e) else type(e).__name__
-        out.append(view)
-    return out

@@ -28,7 +28,7 @@ from PIL import Image
 
 from cnnviz.catalog import DatasetInfo, dataset_of
 from cnnviz.checkpoint import CheckpointMeta
-from cnnviz.preprocess import to_image, to_tensor_for
+from cnnviz.preprocess import network_input, to_tensor_for
 
 # An upload whose shorter side is under this fraction of the model's input is blown up so much that the
 # network sees mostly interpolation (a 1x1 PNG becomes one flat colour): say so beside its predictions.
@@ -76,9 +76,9 @@ def class_labels(meta: dict) -> tuple[list[str], list[str]]:
 
 
 def network_view(img: Image.Image, meta: dict) -> Image.Image:
-    """The picture the network actually sees: resized, centre-cropped, normalised and back."""
-    meta = CheckpointMeta.of(meta)
-    return to_image(to_tensor_for(img, meta), meta.mean, meta.std)
+    """The picture the network actually sees: resized, centre-cropped, normalised and back (the one
+    :func:`cnnviz.preprocess.network_input`, which Visualize draws its figures over)."""
+    return network_input(img, meta)[1]
 
 
 def _device_of(model: nn.Module) -> torch.device:

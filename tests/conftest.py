@@ -22,6 +22,7 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.mktemp("cnnviz")
     monkeypatch.setenv("CNNVIZ_CHECKPOINTS", str(base / "checkpoints"))
     monkeypatch.setenv("CNNVIZ_DATA", str(base / "data"))
+    monkeypatch.setenv("TORCH_HOME", str(base / "torch"))  # torch.hub's cache: ImageNet weights (cnnviz.imagenet)
     yield
 
 

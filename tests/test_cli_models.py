@@ -33,6 +33,13 @@ def test_list_names_every_architecture(capsys):
     data = json.loads(out)
     assert [d["name"] for d in data] == list_models()
     assert data[0]["paper_input"] == list(get_card(data[0]["name"]).paper_input)
+    # each architecture's variant options, as data (issue 12), and in the text on its line
+    alex = next(d for d in data if d["name"] == "alexnet")
+    stem = next(o for o in alex["options"] if o["name"] == "stem")
+    assert stem == {"name": "stem", "type": "str", "choices": ["auto", "paper", "small"], "default": "auto",
+                    "help": get_card("alexnet").variants["stem"]}
+    _, text, _ = run(capsys, "list")
+    assert "--variant groups=2 (a whole number) stem=auto|paper|small" in text
 
 
 def test_table_json_schema(capsys):

@@ -17,7 +17,6 @@ from cnnviz.compare import (
     compare_table,
     curves_frame,
     differing_hyperparameters,
-    export_bundle,
     list_entries,
     model_stats,
     most_confused,
@@ -29,6 +28,7 @@ from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training.evaluate import EvalResult, class_mapping
 from cnnviz.training.evaluate import evaluate_images as evaluate  # the image-set face of the one evaluation
+from cnnviz.views.compare import export_bundle
 from tests.predict_helpers import default_arch, make_checkpoint, write_run
 
 
@@ -263,8 +263,8 @@ def test_markdown_escapes_pipes_and_blanks_nan():
 
 
 def test_same_image_views_leave_the_models_untouched(tmp_path):
-    from cnnviz.compare import same_image
     from cnnviz.images import open_image
+    from cnnviz.views.compare import same_image
     from tests.predict_helpers import image_bytes
 
     a = load_checkpoint(make_checkpoint(tmp_path / "a", seed=1))
@@ -311,7 +311,7 @@ def test_bubble_chart_names_what_it_cannot_plot_and_reads_its_log_axis():
     dropped silently; the log axis has K/M/G labels, not plotly's bare "2 5" minor digits."""
     import pandas as pd
 
-    from cnnviz.compare_figures import bubble_figure
+    from cnnviz.views.compare import bubble_figure
 
     frame = pd.DataFrame([
         {"model": "a", "arch": "x", "macs": 3e6, "params": 1e5, "best_val_top1": 0.3, "train_time_s": 10.0},
@@ -329,7 +329,7 @@ def test_per_class_bars_of_classes_with_the_same_short_name_stay_apart():
     as one category, their accuracies stacked into a bar of 190%."""
     import pandas as pd
 
-    from cnnviz.compare_figures import per_class_figure
+    from cnnviz.views.compare import per_class_figure
 
     frame = pd.DataFrame({"wnid": ["s1", "s10"], "name": ["synthetic: vertical stripes",
                                                           "synthetic: vertical stripes (coarse)"],

@@ -1,4 +1,4 @@
-"""cnnviz.figures_arch: the Architectures page's figures and data, checked on real tables (no fakes)."""
+"""cnnviz.views.architectures: the Architectures page's figures and data, checked on real tables (no fakes)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 import pytest
 
 import cnnviz
-from cnnviz import figures_arch as fa
 from cnnviz.summary import layer_table
+from cnnviz.views import architectures as fa
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +23,6 @@ def test_input_shape_follows_the_model():
     assert fa.input_shape("lenet5", 64) == (3, 64, 64)  # Tiny ImageNet is RGB (the card says so)
     with pytest.raises(cnnviz.models.InputSizeError):
         fa.input_shape("alexnet", 8)
-
-
-def test_variant_specs_offer_the_quoted_choices():
-    specs = {s.name: s for s in fa.variant_specs(cnnviz.get_card("lenet5"))}
-    assert specs["variant"].kind == "choice" and set(specs["variant"].choices) >= {"paper", "modern"}
-    assert specs["variant"].default == "paper"
-    for card in map(cnnviz.get_card, cnnviz.list_models()):
-        for spec in fa.variant_specs(card):  # every spec's default builds the model
-            assert spec.kind in ("bool", "int", "float", "choice"), (card.name, spec)
-            if spec.kind == "choice":
-                assert spec.default in spec.choices
 
 
 def test_display_frame_and_totals(vgg16):

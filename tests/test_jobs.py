@@ -209,7 +209,8 @@ def _cli(*args, env=None):
 
 @pytest.mark.slow
 def test_cli_detach_refuse_list_stop_delete(synthetic):
-    flags = ["train", "--arch", "lenet5", "--variant", "variant=modern", "--data", "synthetic", "--epochs", "20",
+    # 200 epochs: the job must still be running when `runs list` answers on a busy machine (it is stopped below)
+    flags = ["train", "--arch", "lenet5", "--variant", "variant=modern", "--data", "synthetic", "--epochs", "200",
              "--batch-size", "16", "--optimizer", "adamw", "--lr", "0.003", "--device", "cpu", "--detach"]
     r = _cli(*flags, env=SLOW)
     assert r.returncode == 0, r.stderr

@@ -11,7 +11,17 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cnnviz.models import InputSizeError, ModelCard, PaperFigures, create_model, get_card, list_models
+from cnnviz.models import (
+    FeatureInfo,
+    InputSizeError,
+    ModelCard,
+    PaperFigures,
+    create_model,
+    get_card,
+    list_models,
+    meta_model,
+)
+from cnnviz.summary import layer_table
 
 NAMES = list_models()
 TINY = 64
@@ -20,11 +30,7 @@ TINY_CLASSES = 200
 
 def _meta_model(name: str, **kwargs) -> nn.Module:
     """The model on the meta device (shapes only, no memory); on the CPU where a constructor needs real data."""
-    try:
-        with torch.device("meta"):
-            return create_model(name, **kwargs)
-    except NotImplementedError:  # e.g. LeNet-5's connection table uses nonzero(), which has no meta kernel
-        return create_model(name, **kwargs)
+    return meta_model(name, **kwargs)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -241,3 +247,106 @@ def test_documented_variants_build(name):
     card = get_card(name)
     model = _meta_model(name, num_classes=10, input_size=TINY, **card.default_variant)
     assert all(model.model_args[key] == value for key, value in card.default_variant.items())
+
+
+def test_variant_specs_offer_the_quoted_choices():
+    specs = {s.name: s for s in get_card("lenet5").form_options}
+    assert specs["variant"].kind == "choice" and set(specs["variant"].choices) >= {"paper", "modern"}
+    assert specs["variant"].default == "paper"
+    for card in map(get_card, NAMES):
+        for spec in card.form_options:  # every spec's default builds the model
+            assert spec.kind in ("bool", "int", "float", "choice"), (card.name, spec)
+            if spec.kind == "choice":
+                assert spec.default in spec.choices
+
+
+_KINDS = {"conv", "subsampling", "fc", "stage", "inception", "mlpconv"}
+
+
+def _check_declared(model: nn.Module, outputs: dict[str, torch.Tensor | tuple], order: list[str], side: int) -> None:
+    """``model.feature_info`` against what a pass produced (``outputs``: each module's output shape, ``order``:
+    the modules in the order they finished) and the layer table's strides (its jumps)."""
+    info = model.feature_info
+    assert info and all(isinstance(f, FeatureInfo) and f.kind in _KINDS for f in info)
+    table = layer_table(model, (_in_channels(model), side, side))
+    ends = [order.index(f.module) for f in info]
+    assert ends == sorted(set(ends)), "blocks must be declared in execution order, each ending after the last"
+    for f in info:
+        assert order.index(f.name) <= order.index(f.module), f
+        shape = outputs[f.module]
+        assert shape[0] == f.num_chs, (f, shape)
+        if f.reduction is None:  # a vector, or a globally pooled 1x1 map
+            assert len(shape) == 1 or shape[1:] == (1, 1), (f, shape)
+        else:
+            assert len(shape) == 3 and table.region_geometry(f.module).jump_h == f.reduction, (f, shape)
+
+
+def _hooked_pass(model: nn.Module, names: set[str], side: int) -> tuple[dict, list[str]]:
+    modules = dict(model.named_modules())
+    assert names <= set(modules), f"declared modules that do not exist: {sorted(names - set(modules))}"
+    shapes: dict[str, tuple[int, ...]] = {}
+    order: list[str] = []
+
+    def record(_m, _i, out, name):
+        if name not in shapes:
+            order.append(name)
+            shapes[name] = tuple(out.shape[1:])
+
+    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: record(m, i, o, n)) for n in names]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, _in_channels(model), side, side, device=_device(model)))
+    finally:
+        for h in handles:
+            h.remove()
+    assert names <= set(shapes), f"declared modules that do not run at evaluation: {sorted(names - set(shapes))}"
+    return shapes, order
+
+
+def test_declared_blocks_match_a_forward_pass(tiny):
+    """Every model declares its hidden blocks once (``model.feature_info``, timm's convention: the module that
+    starts each block, the one whose output is its output, kind, channels, stride); a real forward pass at
+    64x64 checks that the modules exist and run in that order with those channels, and the layer table that
+    each output has the declared stride. The windows a family sizes its maps with agree with the pass too."""
+    _, model = tiny
+    model.eval()
+    sizes = {f"features.{k}": v for k, v in getattr(model, "sizes", {}).items()}  # AlexNet, ZFNet, NiN
+    names = {n for f in model.feature_info for n in (f.name, f.module)} | set(sizes)
+    shapes, order = _hooked_pass(model, names, TINY)
+    _check_declared(model, shapes, order, TINY)
+    assert {n: shapes[n][-1] for n in sizes} == sizes
+
+
+@pytest.mark.parametrize(("name", "side", "variant"), [(n, None, {}) for n in NAMES] + [
+    ("resnet18", TINY, {"stem": "tiny"}), ("resnet50", TINY, {"stride_in": "3x3"}), ("lenet5", 32, {}),
+    ("lenet5", TINY, {"variant": "modern"}), ("lenet5", 32, {"variant": "modern"}), ("nin", TINY, {"config": "cifar"}),
+    ("googlenet", TINY, {"aux_logits": False}), ("alexnet", 128, {}), ("zfnet", 128, {}),
+])
+def test_declared_blocks_match_every_stem_and_variant(name, side, variant):
+    """The same declarations at the paper's input (on the meta device) and for the variants that change the
+    blocks (stems, LeNet-5's modern layers, NiN's CIFAR network)."""
+    model = _meta_model(name, input_size=side, **variant).eval()
+    side = model.model_args["input_size"]
+    names = {n for f in model.feature_info for n in (f.name, f.module)}
+    shapes, order = _hooked_pass(model, names, side)
+    _check_declared(model, shapes, order, side)
+
+
+def test_variant_options_are_data_that_validation_and_the_cli_read():
+    """Issue 12: options are structured on the card (no regex over prose): each option's type and choices
+    refuse a bad value with a message naming the option, and command-line text is read as the option's type."""
+    from cnnviz.models import parse_variant
+
+    nin = get_card("nin")
+    assert nin.option("config").choices == ("imagenet", "cifar") and nin.option("stem").choices == ("auto", "paper", "small")
+    assert [o.name for o in get_card("lenet5").form_options] == ["variant", "output"]  # in_channels follows the input
+    with pytest.raises(ValueError, match=r"resnet18 option stem takes 'imagenet' or 'tiny', not 'cifar'"):
+        create_model("resnet18", num_classes=10, input_size=TINY, stem="cifar")
+    with pytest.raises(ValueError, match="aux_logits takes true or false"):
+        meta_model("googlenet", num_classes=10, input_size=TINY, aux_logits="yes")
+    assert parse_variant(["dropout=1", "aux_logits=no"], "googlenet") == {"dropout": 1.0, "aux_logits": False}
+    assert parse_variant(["output=none", "variant=modern"], "lenet5") == {"output": None, "variant": "modern"}
+    with pytest.raises(ValueError, match="alexnet option groups takes a whole number, not 'two'"):
+        parse_variant(["groups=two"], "alexnet")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_variant(["groups"], "alexnet")

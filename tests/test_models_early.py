@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnviz.models import InputSizeError, create_model, get_card
-from cnnviz.models.alexnet import out_size, paper_lrn
+from cnnviz.models.alexnet import paper_lrn
 from cnnviz.models.lenet import (
     C3_TABLE,
     EuclideanRBF,
@@ -25,6 +25,7 @@ from cnnviz.models.lenet import (
     c3_connection_mask,
 )
 from cnnviz.models.registry import _REGISTRY
+from cnnviz.models.sizes import out_size
 from cnnviz.models.zfnet import renormalize_filters
 
 

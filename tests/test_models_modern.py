@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from cnnviz.models import create_model, get_card
+from cnnviz.models import create_model, get_card, meta_model
 from cnnviz.models.googlenet import Inception, InceptionAux
 
 VGG = ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
@@ -27,8 +27,7 @@ def _one_thread():
 
 
 def _meta(name: str, **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **kwargs).eval()
+    return meta_model(name, **kwargs).eval()
 
 
 def _torchvision_meta(name: str) -> nn.Module:

@@ -177,8 +177,8 @@ def test_predict_across_feeds_a_one_channel_model_grayscale(ckpt):
 def test_agreement_colours_only_a_real_majority_and_always_with_a_legend():
     """Issue 11: when every model named another class, one bar was still green, and nothing said what green
     meant. Agreement colours need more than half of the models, and each colour has a legend entry."""
-    from cnnviz.compare_figures import topk_figure
     from cnnviz.predict import ClassProb, PredictResult, agreement
+    from cnnviz.views.predict import topk_figure
 
     def result(name, top):
         return PredictResult("img", name, [ClassProb(0, top, top, 0.6), ClassProb(1, "other", "other", 0.1)], 1.0)

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchinfo
 
+from cnnviz.models.meta import SkipInitOnMeta, meta_model
 from cnnviz.models.registry import create_model, get_card, list_models
 from cnnviz.summary import (
     KNOWN_WRITEUP_ERRORS,
@@ -21,7 +22,6 @@ from cnnviz.summary import (
     layer_table,
     receptive_fields,
 )
-from cnnviz.summary.table import _SkipInitOnMeta
 
 
 @pytest.fixture(autouse=True)
@@ -212,7 +212,7 @@ def test_exports():
 # ---------------------------------------------------------------------------------------------------------
 def _zeroed(factory):
     """Build on the meta device (no random init of 100M+ weights), then allocate zeros on the CPU."""
-    with torch.device("meta"), _SkipInitOnMeta():
+    with torch.device("meta"), SkipInitOnMeta():
         m = factory()
     m = m.to_empty(device="cpu")
     with torch.no_grad():
@@ -340,11 +340,7 @@ def test_registry_rows_match_a_real_forward(name):
 def test_registry_params_at_paper_input(name):
     card = get_card(name)
     t = layer_table(name, card.paper_input)
-    if name.startswith("lenet"):
-        m = create_model(name)
-    else:
-        with torch.device("meta"):
-            m = create_model(name)
+    m = meta_model(name)
     assert t.totals["params"] == sum(p.numel() for p in m.parameters())
     assert t.classes == card.paper_classes
     assert t.totals["macs"] == sum(r.macs for r in t.rows if not r.train_only)

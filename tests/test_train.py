@@ -169,6 +169,7 @@ def test_missing_dataset_is_a_clear_failure(tmp_path):
     ({"optimizer": "rmsprop"}, "optimizer must be one of"),
     ({"arch": "resnet9000"}, "unknown architecture"),
     ({"variant": {"bogus": 1}}, "has no option bogus"),
+    ({"variant": {"variant": "retro"}}, "option variant takes 'paper' or 'modern', not 'retro'"),
     ({"label_smoothing": 1.0}, "label smoothing must be less than 1"),
 ])
 def test_bad_configs_are_refused_with_a_message(change, words):

@@ -1,4 +1,4 @@
-"""cnnviz.training_view: the Training page's defaults, time estimate and curves (issue 11)."""
+"""cnnviz.views.training: the Training page's defaults, time estimate and curves (issue 11)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
-from cnnviz import training_view as tv
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.runs import create_run, read_run
 from cnnviz.training.worker import run_training
+from cnnviz.views import training as tv
 
 
 def test_the_synthetic_demo_learns_with_its_defaults():
@@ -46,7 +46,7 @@ def test_epoch_axis_title_only_under_the_bottom_row():
     """Issue 11: the "epoch" title under the top row sat on the bottom row's subplot titles."""
     metrics = [{"epoch": e, "train_loss": 1.0 / e, "val_top1": 0.1 * e, "lr": 0.1, "images_per_s": 100.0}
                for e in (1, 2, 3)]
-    layout = tv.curves_figure(metrics).layout
+    layout = tv.run_curves_figure(metrics).layout
     titles = {name: layout[name].title.text for name in ("xaxis", "xaxis2", "xaxis3", "xaxis4")}
     assert titles == {"xaxis": None, "xaxis2": None, "xaxis3": "epoch", "xaxis4": "epoch"}
 

@@ -117,7 +117,7 @@ def test_grad_cam_default_layer_has_real_maps_for_every_family(arch):
     """The default Grad-CAM layer is the last one with maps larger than 1x1 (ResNet and GoogLeNet used to get
     their 1x1 average pool: a constant CAM), and the CAM there is a picture, not a constant."""
     from cnnviz.viz.attribution import default_cam_layer
-    from cnnviz.viz.hooks import output_shapes
+    from cnnviz.viz.layers import output_shapes
     from cnnviz.viz.session import demo_image, prepare, random_subject
 
     subject = random_subject(arch, num_classes=10)
@@ -135,9 +135,10 @@ def test_grad_cam_default_layer_has_real_maps_for_every_family(arch):
 
 
 def test_a_1x1_layer_or_constant_map_is_na_not_a_stretched_constant():
+    from cnnviz.views.visualize import attribution_figure
     from cnnviz.viz import render
     from cnnviz.viz.attribution import blank_reason
-    from cnnviz.viz.session import attribution_figure, demo_image, prepare, random_subject
+    from cnnviz.viz.session import demo_image, prepare, random_subject
 
     subject = random_subject("resnet18", num_classes=10)
     x, seen = prepare(demo_image(64), subject.meta)
@@ -155,7 +156,8 @@ def test_a_1x1_layer_or_constant_map_is_na_not_a_stretched_constant():
 
 def test_sanity_check_scores_are_never_empty():
     """Adebayo's table has a number or an "n/a: <why>" for every method, never None/NaN shown to a user."""
-    from cnnviz.viz.session import demo_image, prepare, random_subject, sanity_figure
+    from cnnviz.views.visualize import sanity_figure
+    from cnnviz.viz.session import demo_image, prepare, random_subject
 
     subject = random_subject("resnet18", num_classes=10)
     x, seen = prepare(demo_image(64), subject.meta)
@@ -166,5 +168,5 @@ def test_sanity_check_scores_are_never_empty():
     assert float(scores["Saliency (gradient)"]) == pytest.approx(sc.scores.spearman_abs[0], abs=0.005)
     # original (top row) and randomised (bottom row) side by side in one figure
     fig = sanity_figure(seen, sc, subject)
-    from cnnviz.viz.session import attribution_figure
+    from cnnviz.views.visualize import attribution_figure
     assert fig.shape[0] > 2 * attribution_figure(seen, sc.original, subject).shape[0] - 20

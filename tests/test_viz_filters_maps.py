@@ -126,27 +126,29 @@ def test_unit_picker_figure_and_reading_a_click_back():
 def test_default_layer_box_text_and_lrn_caption():
     """Visualize opens on a layer of at least 8x8; boxes are written (x0, y0, x1, y1); the deconvnet caption
     mentions LRN only where the model has one and says when a receptive field covers the whole image."""
+    from cnnviz.views import visualize as vv
     from cnnviz.viz import session
     from cnnviz.viz.deconv import deconvnet
 
     r18 = session.random_subject("resnet18", num_classes=10)
     assert session.default_layer(r18) == "layer2"
     assert session.default_layer(session.random_subject("vgg11", num_classes=10)) == "features.14"
-    assert session.box_text((15, 0, 58, 34)) == "(x0, y0, x1, y1) = (0, 15, 34, 58)"
-    assert session.covers_whole_image((0, 0, 64, 64), (3, 64, 64))
-    assert not session.covers_whole_image((0, 0, 64, 40), (3, 64, 64))
+    assert vv.box_text((15, 0, 58, 34)) == "(x0, y0, x1, y1) = (0, 15, 34, 58)"
+    assert vv.covers_whole_image((0, 0, 64, 64), (3, 64, 64))
+    assert not vv.covers_whole_image((0, 0, 64, 40), (3, 64, 64))
     x, _ = session.prepare(session.demo_image(), r18.meta)
     p = deconvnet(r18.model, x, "layer4", 0)
-    caption = session.deconv_caption(r18, p, (0, 0, 64, 64))
+    caption = vv.deconv_caption(r18, p, (0, 0, 64, 64))
     assert "LRN" not in caption and "covers the whole image" in caption and "random initialisation" in caption
     alex = session.random_subject("alexnet", num_classes=10)
-    assert "LRN passes" in session.deconv_caption(alex, p, (0, 0, 10, 10))
+    assert "LRN passes" in vv.deconv_caption(alex, p, (0, 0, 10, 10))
 
 
 def test_feature_grid_has_a_colour_bar():
+    from cnnviz.views import visualize as vv
     from cnnviz.viz import session
 
     s = session.random_subject("lenet5", num_classes=3)
     x, seen = session.prepare(session.demo_image(), s.meta)
-    fm, grid, detail, *_ = session.feature_figure(s, x, seen, "features.act3")
+    fm, grid, detail, *_ = vv.feature_figure(s, x, seen, "features.act3")
     assert grid.shape[0] > fm.grid(64).shape[0] + 20  # the bar and its meaning under the maps

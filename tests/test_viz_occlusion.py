@@ -103,8 +103,9 @@ def _contains_rows(img: np.ndarray, row: np.ndarray) -> bool:
 
 def test_occlusion_figure_has_colour_bars_and_a_class_legend():
     """ZF Fig. 7 with what its colours mean: (a) and (b) carry colour bars, (c) a legend of its classes."""
+    from cnnviz.views.visualize import occlusion_figure
     from cnnviz.viz import render
-    from cnnviz.viz.session import Subject, occlusion_figure
+    from cnnviz.viz.session import Subject
 
     net = BrightSquareDetector().eval()
     res = occlusion(net, _image_with_object(), 1, size=8, stride=4, layer="features", channel=0)

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from cnnviz.zoo import driver
 from cnnviz.zoo.recipe import CORE_FAMILIES, MEMBERS, Recipe, config_for, parse_families
 from cnnviz.zoo.results import import_zoo, per_class_accuracy, read_result
 from tests._synthetic import NUM_CLASSES, install_synthetic
+from tests.test_jobs import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = ["--data", "synthetic", "--device", "cpu", "--epochs", "2", "--max-steps-per-epoch", "2",
@@ -43,16 +43,6 @@ def synthetic(tmp_path_factory):
 def cli(*args, env=None, timeout=600):
     return subprocess.run([sys.executable, "-m", "cnnviz", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
-
-
-def wait_for(cond, timeout=300.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_every_family_has_a_member_whose_config_validates():

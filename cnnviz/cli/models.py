@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
+
+from cnnviz.models.registry import ModelCard, parse_variant
+
+__all__ = ["cmd_list", "cmd_table", "parse_input", "parse_variant", "register"]
 
 FORMATS = ("text", "csv", "markdown", "json")
 
@@ -53,24 +56,6 @@ def parse_input(text: str | None, default: tuple[int, int, int]) -> tuple[int, i
     return tuple(nums)  # type: ignore[return-value]
 
 
-def parse_variant(items: list[str]) -> dict:
-    """``["activation=relu", "groups=2", "lrn=True"]`` -> {"activation": "relu", "groups": 2, "lrn": True}."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--variant must be KEY=VALUE, got {item!r}")
-        v = value.strip()
-        if v.lower() in ("true", "false", "none"):
-            out[key.strip()] = {"true": True, "false": False, "none": None}[v.lower()]
-            continue
-        try:
-            out[key.strip()] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = v
-    return out
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from cnnviz.models.registry import get_card, list_models
 
@@ -78,7 +63,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([{"name": c.name, "display_name": c.display_name, "family": c.family, "year": c.year,
                            "paper_input": list(c.paper_input), "paper_classes": c.paper_classes,
-                           "paper_params": c.figures.params, "variants": c.variants} for c in cards], indent=2))
+                           "paper_params": c.figures.params, "variants": c.variants,
+                           "options": [o.to_dict() for o in c.options]} for c in cards], indent=2))
         return 0
     if not cards:
         print("no architectures registered")
@@ -87,8 +73,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     d = max(len(c.display_name) for c in cards)
     for c in cards:
         inp = "x".join(str(v) for v in c.paper_input)
-        print(f"{c.name.ljust(w)}  {c.display_name.ljust(d)}  {c.year}  input {inp}, {c.paper_classes} classes")
+        print(f"{c.name.ljust(w)}  {c.display_name.ljust(d)}  {c.year}  input {inp}, {c.paper_classes} classes"
+              + (f"; --variant {options_text(c)}" if c.options else ""))
     return 0
+
+
+def options_text(card: ModelCard) -> str:
+    """``groups=2 (a whole number) stem=auto|paper|small ...``: each option's default, then its other choices
+    (or, for a number, what it takes)."""
+    words = []
+    for o in card.options:
+        if o.type is bool:
+            values = [o.default, not o.default]
+        elif o.choices:
+            values = [o.default, *(c for c in o.choices if c != o.default)]
+        else:
+            values = [o.default]
+        shown = "|".join("none" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+        words.append(f"{o.name}={shown}" + ("" if o.choices or o.type is bool else f" ({o.takes()})"))
+    return " ".join(words)
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -97,7 +100,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     card = get_card(args.arch)
     size = parse_input(args.input, card.paper_input)
-    variant = parse_variant(args.variant)
+    variant = parse_variant(args.variant, args.arch)
     if args.classes is not None and args.classes < 1:
         raise ValueError(f"--classes must be at least 1, got {args.classes}")
     if args.batch_size is not None and args.batch_size < 1:

@@ -21,7 +21,7 @@ def register(sub) -> None:
                        description="Top-k classes of images (JPEG, PNG, WebP, BMP, GIF) from one or more checkpoints.")
     p.add_argument("--checkpoint", "-c", action="append", required=True, metavar="PATH",
                    help="a .safetensors checkpoint (its .json beside it), or a catalog name such as "
-                        "starter/lenet5; repeat for several")
+                        "starter/lenet5 or imagenet/vgg16; repeat for several")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, WebP, BMP or GIF files")
     p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -50,6 +50,10 @@ def _resolve(spec: str):
         stem = Path(spec[: -len(Path(spec).suffix)] if spec.endswith((".safetensors", ".json")) else spec)
         return spec, f"{stem.parent.name}/{stem.name}" if stem.parent.name else stem.name
     info = find_checkpoint(spec)
+    if info is None and spec.startswith("imagenet/"):  # an ImageNet entry not in torch.hub's cache yet
+        from cnnviz.imagenet import get_entry, missing_message
+
+        raise FileNotFoundError(missing_message(get_entry(spec)))
     if info is None:
         raise FileNotFoundError(f"no checkpoint {spec!r} (give a .safetensors path or a name from "
                                 "`python -m cnnviz runs`)")
@@ -138,6 +142,8 @@ def run_compare(args: argparse.Namespace) -> int:
     for name, ev in evals.items():
         print(f"{name}: top-1 {ev.top1:.4f}, top-5 {ev.top5:.4f} on {ev.n} val images", file=sys.stderr)
     if args.export:
-        atomic_write_bytes(Path(args.export), cmp.export_bundle(entries, evals))
+        from cnnviz.views.compare import export_bundle  # plotly and matplotlib: only for an export
+
+        atomic_write_bytes(Path(args.export), export_bundle(entries, evals))
         print(f"wrote {args.export}", file=sys.stderr)
     return 0

@@ -62,7 +62,8 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_runs_delete)
 
     p = sub.add_parser("evaluate", help="val top-1 / top-5 of a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint (with its .json)")
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint (with its .json) or a catalog "
+                   "name (starter/..., imagenet/...)")
     p.add_argument("--data", default=None, help="dataset (default: the one the checkpoint was trained on)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu", "mps"))
     p.add_argument("--batch-size", type=int, default=256)
@@ -222,9 +223,11 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cnnviz.cli.predicting import _resolve  # a path or a catalog name (starter/..., imagenet/...)
     from cnnviz.training.evaluate import evaluate_checkpoint
 
-    r = evaluate_checkpoint(args.checkpoint, data=args.data, device=args.device, batch_size=args.batch_size)
+    r = evaluate_checkpoint(_resolve(args.checkpoint)[0], data=args.data, device=args.device,
+                            batch_size=args.batch_size)
     if args.format == "json":
         print(json.dumps({k: r[k] for k in ("checkpoint", "top1", "top5", "n")}))
     else:

@@ -31,12 +31,7 @@ def register(sub) -> None:
              "attribution": "captum attributions side by side (saliency, deconvnet, guided backprop, IG, Grad-CAM)"}
     for name in COMMANDS:
         q = vsub.add_parser(name, help=helps[name], description=helps[name])
-        src = q.add_mutually_exclusive_group(required=True)
-        src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name")
-        src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (python -m cnnviz list)")
-        q.add_argument("--classes", type=int, default=200, help="classes of a --arch model (default 200)")
-        q.add_argument("--input-size", type=int, default=64, help="input side of a --arch model (default 64)")
-        q.add_argument("--seed", type=int, default=0, help="initialisation seed of a --arch model")
+        _model_args(q)
         q.add_argument("--layer", metavar="NAME", help="layer name (the table's name column)")
         q.add_argument("--channel", type=int, metavar="K", help="feature map (default: the strongest)")
         q.add_argument("--image", metavar="PATH", help="input image (JPEG, PNG, ...)")
@@ -58,8 +53,9 @@ def register(sub) -> None:
                            help="auto (default): bf16 where the device computes it natively, else fp32")
             q.add_argument("--cache-dir", metavar="DIR", help="scan cache (default: <data>/viz_cache)")
         if name == "occlusion":
-            q.add_argument("--size", type=int, default=8, help="square side in pixels (default 8)")
-            q.add_argument("--stride", type=int, default=4, help="stride in pixels (default 4)")
+            q.add_argument("--size", type=int, help="square side in pixels (default 8 at 64x64, scaled with "
+                           "the input: 28 at 224x224)")
+            q.add_argument("--stride", type=int, help="stride in pixels (default 4 at 64x64, 14 at 224x224)")
             q.add_argument("--target", type=int, help="class to map (default: the predicted class)")
         if name == "attribution":
             q.add_argument("--target", type=int, help="class to explain (default: the predicted class)")
@@ -71,15 +67,21 @@ def register(sub) -> None:
     _register_invariance(vsub)
 
 
-def _register_invariance(vsub) -> None:
-    h = "ZF Fig. 5: how far layers' feature vectors move, and p(class), as an image is shifted, scaled or rotated"
-    q = vsub.add_parser("invariance", help=h, description=h)
+def _model_args(q) -> None:
+    """The model to look at: a checkpoint, or a randomly initialised architecture."""
     src = q.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name")
+    src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name "
+                     "(starter/lenet5, imagenet/vgg16)")
     src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (python -m cnnviz list)")
     q.add_argument("--classes", type=int, default=200, help="classes of a --arch model (default 200)")
     q.add_argument("--input-size", type=int, default=64, help="input side of a --arch model (default 64)")
     q.add_argument("--seed", type=int, default=0, help="initialisation seed of a --arch model")
+
+
+def _register_invariance(vsub) -> None:
+    h = "ZF Fig. 5: how far layers' feature vectors move, and p(class), as an image is shifted, scaled or rotated"
+    q = vsub.add_parser("invariance", help=h, description=h)
+    _model_args(q)
     q.add_argument("--image", metavar="PATH", action="append", help="input image; repeat for one line per image "
                    "(the class followed is the one predicted for the untransformed image)")
     q.add_argument("--index", type=int, action="append", help="val image(s) used when no --image is given "
@@ -166,6 +168,10 @@ def _subject(args):
         from cnnviz.catalog import find_checkpoint
 
         info = find_checkpoint(args.checkpoint)
+        if info is None and args.checkpoint.startswith("imagenet/"):  # not in torch.hub's cache yet
+            from cnnviz.imagenet import get_entry, missing_message
+
+            raise FileNotFoundError(missing_message(get_entry(args.checkpoint)))
         if info is None:
             raise FileNotFoundError(f"no checkpoint {args.checkpoint!r}")
         path = info.path
@@ -216,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cnnviz import viz
-    from cnnviz.viz import session
+    from cnnviz.views import visualize as vv
 
     subject = _subject(args)
     model, cmd = subject.model, args.viz_command
@@ -239,27 +245,31 @@ def run(args: argparse.Namespace) -> int:
     layer = args.layer or _default_layer(subject)
     if cmd == "maps":
         fm = viz.feature_maps(model, x, layer)
-        _save(args, session.maps_figure(fm), fm.maps)
+        _save(args, vv.maps_figure(fm), fm.maps)
     elif cmd == "deconv":
         channel = args.channel if args.channel is not None else viz.top_channels(model, x, layer, 1)[0][0]
         p = viz.deconvnet(model, x, layer, channel, method=args.method)
         box = viz.unit_region(model, layer, *p.position, subject.input_size)
         print(f"{layer}[{channel}] unit (row, column) {p.position} = {p.value:.4g} ({p.method}); receptive field "
-              f"{session.box_text(box)} in input pixels")
-        _save(args, session.projection_figure(seen, p.image, box), p.image)
+              f"{vv.box_text(box)} in input pixels")
+        _save(args, vv.projection_figure(seen, p.image, box), p.image)
     elif cmd == "occlusion":
         channel = args.channel
         if channel is None and args.layer:
             channel = viz.top_channels(model, x, layer, 1)[0][0]
-        r = viz.occlusion(model, x, args.target, size=args.size, stride=args.stride,
+        from cnnviz.viz.occlusion import slider_ranges
+
+        grid = slider_ranges(x.shape[-1])  # (min, max, default) for this input size
+        r = viz.occlusion(model, x, args.target, size=args.size or grid["square"][2],
+                          stride=args.stride or grid["stride"][2],
                           layer=args.layer if channel is not None else None, channel=channel)
         print(f"p({subject.class_name(r.target)}) = {r.base_prob:.3f} unoccluded, min {r.prob.min():.3f}")
-        _save(args, session.occlusion_figure(seen, r, subject), r.prob)
+        _save(args, vv.occlusion_figure(seen, r, subject), r.prob)
     elif cmd == "attribution":
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         a = viz.attribute(model, x, args.target, methods)
         print(f"explaining {subject.class_name(a.target)}")
-        _save(args, session.attribution_figure(seen, a, subject), np.stack([a.maps[m] for m in methods]))
+        _save(args, vv.attribution_figure(seen, a, subject), np.stack([a.maps[m] for m in methods]))
     return 0
 
 

@@ -25,8 +25,10 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
+from cnnviz.models.declared import FeatureInfo, VariantOption
 from cnnviz.models.layers import LocalResponseNorm
 from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
+from cnnviz.models.sizes import check_input, smallest_input, stack_windows, trace_sizes
 
 # Section 3.3: b = a / (k + alpha * sum_{n adjacent maps} a^2) ^ beta with k=2, n=5, alpha=1e-4, beta=0.75.
 # torch.nn.LocalResponseNorm divides alpha by n (b = a / (k + alpha/n * sum a^2)^beta), so we pass
@@ -35,6 +37,8 @@ LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 
 # Below this input side the paper's strided stem leaves (almost) nothing: "auto" switches to the small stem.
 SMALL_INPUT_BELOW = 128
+STEMS = ("auto", "paper", "small")  # AlexNet's, ZFNet's and NiN's stem option
+INITS = ("paper", "kaiming")
 
 
 def paper_lrn(groups: int = 1) -> LocalResponseNorm:
@@ -42,58 +46,22 @@ def paper_lrn(groups: int = 1) -> LocalResponseNorm:
     return LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA, k=LRN_K, groups=groups)
 
 
-def out_size(size: int, kernel: int, stride: int = 1, padding: int = 0, ceil_mode: bool = False) -> int:
-    """Output side of a conv/pool layer, as torch computes it (0 when the window does not fit)."""
-    span = size + 2 * padding - kernel
-    if span < 0:
-        return 0
-    if not ceil_mode:
-        return span // stride + 1
-    out = -(-span // stride) + 1
-    if (out - 1) * stride >= size + padding:  # torch drops a last window that starts in the right padding
-        out -= 1
-    return out
+def paper_classifier(in_features: int, num_classes: int, dropout: float) -> nn.Sequential:
+    """fc6, fc7 (each with its ReLU and dropout on its output), fc8: AlexNet's head, kept by ZFNet."""
+    return nn.Sequential(OrderedDict([
+        ("fc6", nn.Linear(in_features, 4096)),
+        ("relu6", nn.ReLU()),
+        ("drop6", nn.Dropout(p=dropout)),
+        ("fc7", nn.Linear(4096, 4096)),
+        ("relu7", nn.ReLU()),
+        ("drop7", nn.Dropout(p=dropout)),
+        ("fc8", nn.Linear(4096, num_classes)),
+    ]))
 
 
-def trace_sizes(input_size: int, layers: list[tuple[str, int, int, int, bool]], arch: str) -> dict[str, int]:
-    """Spatial side after each named conv/pool ``(name, kernel, stride, padding, ceil_mode)``.
-
-    Raises :class:`InputSizeError` naming the first layer whose window no longer fits.
-    """
-    sizes: dict[str, int] = {}
-    s = input_size
-    for name, k, stride, pad, ceil in layers:
-        new = out_size(s, k, stride, pad, ceil)
-        if new < 1:
-            raise InputSizeError(
-                f"{arch} cannot take {input_size}x{input_size} inputs: {name} ({k}x{k}, stride {stride}, "
-                f"padding {pad}) gets a {s}x{s} map and has no room for its window"
-            )
-        sizes[name] = s = new
-    return sizes
-
-
-def smallest_input(layers: list[tuple[str, int, int, int, bool]]) -> int:
-    """The smallest square input side for which every window of ``layers`` fits (see :func:`trace_sizes`)."""
-    for side in range(1, 4096):
-        s = side
-        for _, k, stride, pad, ceil in layers:
-            s = out_size(s, k, stride, pad, ceil)
-            if s < 1:
-                break
-        else:
-            return side
-    raise ValueError("no input size fits these layers")
-
-
-def check_input(x: torch.Tensor, arch: str, channels: int, min_side: int) -> None:
-    """Raise :class:`InputSizeError` with a readable message for a batch the model cannot take."""
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise InputSizeError(f"{arch} takes batches of shape N x {channels} x H x W, got {tuple(x.shape)}")
-    if min(x.shape[-2:]) < min_side:
-        raise InputSizeError(
-            f"{arch} needs images of at least {min_side}x{min_side} pixels, got {x.shape[-2]}x{x.shape[-1]}"
-        )
+# The classifier's two hidden blocks (fc8 computes the logits: the head).
+FC_BLOCKS = (FeatureInfo("classifier.fc6", "classifier.relu6", "fc", 4096, None),
+             FeatureInfo("classifier.fc7", "classifier.relu7", "fc", 4096, None))
 
 
 def fc_head(model: nn.Module, x: torch.Tensor, arch: str) -> torch.Tensor:
@@ -110,7 +78,7 @@ def fc_head(model: nn.Module, x: torch.Tensor, arch: str) -> torch.Tensor:
 
 
 def resolve_stem(stem: str, input_size: int) -> str:
-    if stem not in ("auto", "paper", "small"):
+    if stem not in STEMS:
         raise ValueError(f"stem must be 'auto', 'paper' or 'small', got {stem!r}")
     if stem == "auto":
         return "small" if input_size < SMALL_INPUT_BELOW else "paper"
@@ -151,26 +119,16 @@ class AlexNet(nn.Module):
         super().__init__()
         if groups not in (1, 2):
             raise ValueError(f"AlexNet groups must be 1 (one GPU) or 2 (the paper's two GPUs), got {groups}")
-        if init not in ("paper", "kaiming"):
+        if init not in INITS:
             raise ValueError(f"init must be 'paper' or 'kaiming', got {init!r}")
         stem = resolve_stem(stem, input_size)
         # paper stem: 11x11 stride 4, no padding (227 -> 55). Small stem (64x64 inputs, not in the paper):
         # the same 11x11 kernels at stride 1 with padding 1 (64 -> 56), so pool1 gives 27x27 as in the paper
         # and every later map, weight shape and the FC sizes are the paper's.
         c1_stride, c1_pad = (4, 0) if stem == "paper" else (1, 1)
-        layers = [
-            ("conv1", 11, c1_stride, c1_pad, False), ("pool1", 3, 2, 0, False),
-            ("conv2", 5, 1, 2, False), ("pool2", 3, 2, 0, False),
-            ("conv3", 3, 1, 1, False), ("conv4", 3, 1, 1, False), ("conv5", 3, 1, 1, False),
-            ("pool5", 3, 2, 0, False),
-        ]
-        sizes = trace_sizes(input_size, layers, f"AlexNet ({stem} stem)")
-        self.min_side = smallest_input(layers)
         self.input_size = input_size
         self.stem = stem
         self.groups = groups
-        self.sizes = sizes
-        self.feature_size = sizes["pool5"]
         self.features = nn.Sequential(OrderedDict([
             ("conv1", nn.Conv2d(3, 96, kernel_size=11, stride=c1_stride, padding=c1_pad)),
             ("relu1", nn.ReLU()),
@@ -188,18 +146,24 @@ class AlexNet(nn.Module):
             ("relu5", nn.ReLU()),
             ("pool5", nn.MaxPool2d(kernel_size=3, stride=2)),
         ]))
+        windows = stack_windows(self.features)
+        self.sizes = trace_sizes(input_size, windows, f"AlexNet ({stem} stem)")
+        self.min_side = smallest_input(windows)
+        self.feature_size = self.sizes["pool5"]
         # Section 4.2: "We use dropout in the first two fully-connected layers": the outputs of fc6 and fc7
         # are dropped (as in the authors' cuda-convnet and Caffe's bvlc_alexnet). torchvision instead puts
         # dropout before fc6 and fc7 (on the pool5 features); we follow the paper.
-        self.classifier = nn.Sequential(OrderedDict([
-            ("fc6", nn.Linear(256 * self.feature_size ** 2, 4096)),
-            ("relu6", nn.ReLU()),
-            ("drop6", nn.Dropout(p=dropout)),
-            ("fc7", nn.Linear(4096, 4096)),
-            ("relu7", nn.ReLU()),
-            ("drop7", nn.Dropout(p=dropout)),
-            ("fc8", nn.Linear(4096, num_classes)),
-        ]))
+        self.classifier = paper_classifier(256 * self.feature_size ** 2, num_classes, dropout)
+        # The hidden blocks (ZF's layers 1-7) and the stride each block's output has reached.
+        s = c1_stride
+        self.feature_info = [
+            FeatureInfo("features.conv1", "features.pool1", "conv", 96, 2 * s),
+            FeatureInfo("features.conv2", "features.pool2", "conv", 256, 4 * s),
+            FeatureInfo("features.conv3", "features.relu3", "conv", 384, 4 * s),
+            FeatureInfo("features.conv4", "features.relu4", "conv", 384, 4 * s),
+            FeatureInfo("features.conv5", "features.pool5", "conv", 256, 8 * s),
+            *FC_BLOCKS,
+        ]
         if init == "paper":
             init_paper_alexnet(self, {"conv2", "conv4", "conv5", "fc6", "fc7"})
         else:
@@ -276,14 +240,16 @@ CARD = ModelCard(
         "At other sizes the FC input follows the final map (256 x s x s, no adaptive pooling).",
     ),
     min_input=23,
-    variants={
-        "groups": "2 (default: the paper's two-GPU grouping of conv2, conv4, conv5) or 1 (full convolutions)",
-        "stem": "'auto' (default: 'paper' from 128x128 up, 'small' below), 'paper' (11x11 stride 4, needs "
-                ">= 67x67) or 'small' (11x11 stride 1, padding 1; for 64x64)",
-        "dropout": "dropout probability after fc6 and fc7 (default 0.5, the paper's)",
-        "init": "'paper' (default: N(0, 0.01), biases 1 in conv2/4/5 and fc6/7) or 'kaiming'",
-    },
-    default_variant={"groups": 2, "stem": "auto", "dropout": 0.5, "init": "paper"},
+    options=(
+        VariantOption("groups", int, 2, "2 (default: the paper's two-GPU grouping of conv2, conv4, conv5) or 1 "
+                      "(full convolutions)"),
+        VariantOption("stem", str, "auto", "'auto' (default: 'paper' from 128x128 up, 'small' below), 'paper' "
+                      "(11x11 stride 4, needs >= 67x67) or 'small' (11x11 stride 1, padding 1; for 64x64)",
+                      choices=STEMS),
+        VariantOption("dropout", float, 0.5, "dropout probability after fc6 and fc7 (default 0.5, the paper's)"),
+        VariantOption("init", str, "paper", "'paper' (default: N(0, 0.01), biases 1 in conv2/4/5 and fc6/7) or "
+                      "'kaiming'", choices=INITS),
+    ),
 )
 
 

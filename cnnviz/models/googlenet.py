@@ -21,14 +21,15 @@ stay short and no module is registered twice).
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import torch
 import torch.nn as nn
 
+from cnnviz.models.declared import FeatureInfo, VariantOption
 from cnnviz.models.layers import LocalResponseNorm  # nn.LocalResponseNorm, faster on a CPU
 from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
+from cnnviz.models.sizes import Window, map_sizes, smallest_input
 
 
 def _conv_relu(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> list[nn.Module]:
@@ -96,24 +97,17 @@ class InceptionAux(nn.Module):
         return self.fc2(x)  # N x num_classes
 
 
-def _pool_out(size: int, kernel: int = 3, stride: int = 2, padding: int = 0) -> int:
-    """Output side of a ceil-mode pool (PyTorch's rule: the last window must start inside the input)."""
-    out = math.ceil((size + 2 * padding - kernel) / stride) + 1
-    if (out - 1) * stride >= size + padding:
-        out -= 1
-    return out
+# The windows that change the map's side (every other layer keeps it): Table 1's conv1 and the four max pools,
+# ceil-rounded as in the reference Caffe model. Spatial side after each: 112, 56, 28, 14, 7 at 224.
+_WINDOWS: list[Window] = [("conv1", 7, 2, 3, False), ("pool1", 3, 2, 0, True), ("pool2", 3, 2, 0, True),
+                          ("pool3", 3, 2, 0, True), ("pool4", 3, 2, 0, True)]
 
 
 def _map_sizes(input_size: int) -> dict[str, int]:
     """Spatial side after each stage (Table 1's "output size" column for 224); 0 where a layer cannot run."""
-    c1 = (input_size + 2 * 3 - 7) // 2 + 1  # conv1 7x7/2 pad 3: 224 -> 112
-    sizes = {"conv1": c1}
-    s = c1
-    for name in ("pool1", "stage3", "stage4", "stage5"):  # pool1: 56, pool2: 28, pool3: 14, pool4: 7
-        # A ceil-mode 3x3/2 pool without padding needs a map of at least 2x2 (PyTorch refuses 1x1).
-        s = _pool_out(s) if s >= 2 else 0
-        sizes[name] = s
-    return sizes
+    sizes = map_sizes(input_size, _WINDOWS)
+    return {"conv1": sizes["conv1"], "pool1": sizes["pool1"], "stage3": sizes["pool2"], "stage4": sizes["pool3"],
+            "stage5": sizes["pool4"]}
 
 
 def _valid(input_size: int) -> bool:
@@ -122,7 +116,7 @@ def _valid(input_size: int) -> bool:
 
 def min_input_size() -> int:
     """Smallest square input for which every layer runs."""
-    return next(size for size in range(1, 1024) if _valid(size))
+    return smallest_input(_WINDOWS)
 
 
 class GoogLeNet(nn.Module):
@@ -192,6 +186,21 @@ class GoogLeNet(nn.Module):
         self.dropout = nn.Dropout(p=dropout)  # "dropout (40%)"
         self.fc = nn.Linear(1024, num_classes)  # "linear", then softmax (folded into the loss)
         self._init_weights()
+        # Hidden blocks: the stem's convolutions and every Inception module (with the pool after it), each at
+        # the stride its output has reached; 5b's output is the globally pooled vector. The auxiliary heads
+        # run only in training and are not blocks.
+        self.feature_info = [
+            FeatureInfo("conv1", "lrn1", "conv", 64, 4),
+            FeatureInfo("conv2_reduce", "relu2_reduce", "conv", 64, 4),
+            FeatureInfo("conv2", "pool2", "conv", 192, 8),
+            FeatureInfo("inception3a", "inception3a", "inception", 256, 8),
+            FeatureInfo("inception3b", "pool3", "inception", 480, 16),
+            *(FeatureInfo(f"inception4{k}", f"inception4{k}", "inception", getattr(self, f"inception4{k}").out_channels,
+                          16) for k in "abcd"),
+            FeatureInfo("inception4e", "pool4", "inception", 832, 32),
+            FeatureInfo("inception5a", "inception5a", "inception", 832, 32),
+            FeatureInfo("inception5b", "avgpool", "inception", 1024, None),
+        ]
 
     _FEATURE_NAMES = (
         "conv1", "relu1", "pool1", "lrn1", "conv2_reduce", "relu2_reduce", "conv2", "relu2", "lrn2", "pool2",
@@ -338,11 +347,11 @@ _CARD = ModelCard(
         "The classifiers have 200 outputs (Tiny ImageNet classes) instead of 1000.",
     ),
     min_input=MIN_INPUT,
-    variants={
-        "aux_logits": "build the two auxiliary classifiers (True|False, default True; training mode only)",
-        "dropout": "dropout before the final linear layer (default 0.4, as in the paper)",
-    },
-    default_variant={"aux_logits": True, "dropout": 0.4},
+    options=(
+        VariantOption("aux_logits", bool, True, "build the two auxiliary classifiers (True|False, default True; "
+                      "training mode only)"),
+        VariantOption("dropout", float, 0.4, "dropout before the final linear layer (default 0.4, as in the paper)"),
+    ),
 )
 
 

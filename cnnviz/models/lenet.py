@@ -29,7 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cnnviz.models.declared import FeatureInfo, VariantOption
 from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
+from cnnviz.models.sizes import map_sizes, stack_windows
 
 # Table I of the paper: the S2 feature maps combined by each C3 feature map (columns 0..15 of the table).
 # 6 maps take 3 contiguous S2 maps, 6 take 4 contiguous, 3 take 4 discontinuous, the last takes all 6.
@@ -180,16 +182,9 @@ class LeNet5(nn.Module):
             raise ValueError(f"LeNet-5 variant must be 'paper' or 'modern', got {variant!r}")
         if output not in ("rbf", "linear"):
             raise ValueError(f"LeNet-5 output must be 'rbf' or 'linear', got {output!r}")
-        c5_size = _c5_size(input_size)
-        if c5_size < 1:
-            raise InputSizeError(
-                f"LeNet-5 needs at least 32x32 pixels: at {input_size}x{input_size} the maps shrink below the "
-                f"5x5 window of C5 (C1 and C3 take 4 pixels each, S2 and S4 halve the map)"
-            )
         self.variant = variant
         self.input_size = input_size
         self.in_channels = in_channels
-        self.c5_size = c5_size
         paper = variant == "paper"
 
         def act() -> nn.Module:
@@ -214,12 +209,29 @@ class LeNet5(nn.Module):
         if not paper:  # modern naming: the activations are ReLUs
             layers = [(n.replace("act", "relu"), m) for n, m in layers]
         self.features = nn.Sequential(OrderedDict(layers))
+        self.c5_size = map_sizes(input_size, stack_windows(self.features))["c5"]
+        if self.c5_size < 1:
+            raise InputSizeError(
+                f"LeNet-5 needs at least 32x32 pixels: at {input_size}x{input_size} the maps shrink below the "
+                f"5x5 window of C5 (C1 and C3 take 4 pixels each, S2 and S4 halve the map)"
+            )
         # Only when C5's map is larger than 1x1 (inputs above 32): not in the paper, see the card.
-        self.pool = nn.AdaptiveAvgPool2d(1) if c5_size > 1 else None
+        self.pool = nn.AdaptiveAvgPool2d(1) if self.c5_size > 1 else None
         self.f6 = nn.Linear(120, 84)
         self.act6 = act()
         self.output = EuclideanRBF(84, num_classes) if output == "rbf" else nn.Linear(84, num_classes)
         self._init_weights(paper)
+        # The hidden blocks: each layer with weights (the paper's trainable subsampling included) and what
+        # follows it; the output layer is the head. C5's output is the pooled vector when there is a pool.
+        c5_output, c5_reduction = ("pool", None) if self.pool is not None else (f"features.{layers[-1][0]}", 4)
+        self.feature_info = [
+            FeatureInfo("features.c1", "features.act1" if paper else "features.s2", "conv", 6, 1 if paper else 2),
+            *([FeatureInfo("features.s2", "features.act2", "subsampling", 6, 2)] if paper else []),
+            FeatureInfo("features.c3", "features.act3" if paper else "features.s4", "conv", 16, 2 if paper else 4),
+            *([FeatureInfo("features.s4", "features.act4", "subsampling", 16, 4)] if paper else []),
+            FeatureInfo("features.c5", c5_output, "conv", 120, c5_reduction),
+            FeatureInfo("f6", "act6", "fc", 84, None),
+        ]
 
     def _init_weights(self, paper: bool) -> None:
         for m in self.modules():
@@ -267,16 +279,6 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-def _c5_size(input_size: int) -> int:
-    s = input_size - 4  # C1 5x5
-    s //= 2  # S2
-    s -= 4  # C3 5x5
-    if s < 2:
-        return 0
-    s //= 2  # S4
-    return s - 4  # C5 5x5
 
 
 CARD = ModelCard(
@@ -335,14 +337,16 @@ CARD = ModelCard(
         "The output layer has 200 units (200 RBF centres or a 84x200 linear layer).",
     ),
     min_input=32,
-    variants={
-        "variant": "'paper' (default: scaled tanh, trainable subsampling, Table I partial C3) or 'modern' "
-                   "(ReLU, max pooling, full C3)",
-        "output": "None (default: 'rbf' for the paper variant, 'linear' for the modern one), 'rbf' (Euclidean "
-                  "RBF with fixed +-1 centres) or 'linear'",
-        "in_channels": "None (default: 1 at the paper's 32x32, 3 = RGB at any other size) or an integer",
-    },
-    default_variant={"variant": "paper", "output": None, "in_channels": None},
+    options=(
+        VariantOption("variant", str, "paper", "'paper' (default: scaled tanh, trainable subsampling, Table I "
+                      "partial C3) or 'modern' (ReLU, max pooling, full C3)", choices=("paper", "modern")),
+        VariantOption("output", str, None, "None (default: 'rbf' for the paper variant, 'linear' for the modern "
+                      "one), 'rbf' (Euclidean RBF with fixed +-1 centres) or 'linear'",
+                      choices=(None, "rbf", "linear")),
+        # The app's input size decides it (1 channel only at the paper's 32x32): no widget of its own.
+        VariantOption("in_channels", int, None, "None (default: 1 at the paper's 32x32, 3 = RGB at any other "
+                      "size) or an integer", in_forms=False),
+    ),
 )
 
 

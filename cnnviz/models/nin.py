@@ -25,13 +25,16 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from cnnviz.models.alexnet import check_input, resolve_stem, smallest_input, trace_sizes
+from cnnviz.models.alexnet import STEMS, resolve_stem
+from cnnviz.models.declared import FeatureInfo, VariantOption
 from cnnviz.models.registry import ModelCard, PaperFigures, register_model
+from cnnviz.models.sizes import check_input, smallest_input, stack_windows, trace_sizes
 
 # (conv out, 1x1 out, 1x1 out, kernel, stride, padding); None as the last width means "num_classes".
 _IMAGENET = [(96, 96, 96, 11, 4, 0), (256, 256, 256, 5, 1, 2), (384, 384, 384, 3, 1, 1),
              (1024, 1024, None, 3, 1, 1)]
 _CIFAR = [(192, 160, 96, 5, 1, 2), (192, 192, 192, 5, 1, 2), (192, 192, None, 3, 1, 1)]
+CONFIGS = ("imagenet", "cifar")
 
 
 class MLPConv(nn.Module):
@@ -62,7 +65,7 @@ class NiN(nn.Module):
     def __init__(self, num_classes: int = 1000, input_size: int = 224, config: str = "imagenet",
                  stem: str = "auto", dropout: float = 0.5) -> None:
         super().__init__()
-        if config not in ("imagenet", "cifar"):
+        if config not in CONFIGS:
             raise ValueError(f"NiN config must be 'imagenet' or 'cifar', got {config!r}")
         spec = [list(b) for b in (_IMAGENET if config == "imagenet" else _CIFAR)]
         spec[-1][2] = num_classes
@@ -71,21 +74,12 @@ class NiN(nn.Module):
             # Not in the released model: at 64x64, conv1 keeps its 11x11 kernels at stride 1 (no padding):
             # 64 -> 54, the same 54x54 the released model has at 224, so every later map is that model's.
             spec[0][4] = 1
-        # Pools: 3x3 stride 2 with ceil rounding, as in the released Caffe models (224: 54 -> 27 -> 13 -> 6;
-        # CIFAR 32: 32 -> 16 -> 8).
-        layers = []
-        for i, (_, _, _, k, s, p) in enumerate(spec, start=1):
-            layers.append((f"mlpconv{i}", k, s, p, False))
-            if i < len(spec):
-                layers.append((f"pool{i}", 3, 2, 0, True))
-        self.sizes = trace_sizes(input_size, layers, f"NiN ({config})")
         self.input_size = input_size
         self.config = config
         self.stem = stem
-        self.min_side = smallest_input(layers)
-
         modules: list[tuple[str, nn.Module]] = []
-        in_ch = 3
+        self.feature_info: list[FeatureInfo] = []  # every mlpconv block but the last (it gives the class maps)
+        in_ch, reduction = 3, 1
         for i, (c0, c1, c2, k, s, p) in enumerate(spec, start=1):
             last = i == len(spec)
             if config == "imagenet" and last:
@@ -93,12 +87,20 @@ class NiN(nn.Module):
                 modules.append(("drop3", nn.Dropout(p=dropout)))
             modules.append((f"mlpconv{i}", MLPConv(in_ch, (c0, c1, c2), k, s, p)))
             if not last:
+                # Pools: 3x3 stride 2 with ceil rounding, as in the released Caffe models (224: 54 -> 27 -> 13
+                # -> 6; CIFAR 32: 32 -> 16 -> 8).
                 modules.append((f"pool{i}", nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)))
+                reduction *= s * 2
+                self.feature_info.append(FeatureInfo(f"features.mlpconv{i}", f"features.pool{i}", "mlpconv", c2,
+                                                     reduction))
                 if config == "cifar":
                     # Section 4.1: "dropout is applied on the outputs of all but the last mlpconv layers".
                     modules.append((f"drop{i}", nn.Dropout(p=dropout)))
             in_ch = c2
         self.features = nn.Sequential(OrderedDict(modules))
+        windows = stack_windows(self.features)
+        self.sizes = trace_sizes(input_size, windows, f"NiN ({config})")
+        self.min_side = smallest_input(windows)
         self.gap = nn.AdaptiveAvgPool2d(1)  # global average pooling: one score per class map (Section 3.2)
         self._init_weights()
 
@@ -178,15 +180,15 @@ CARD = ModelCard(
         "Global average pooling makes the head independent of the input size: config='cifar' runs unchanged "
         "at 64x64 (maps 64, 32, 16).",
     ),
-    min_input=22,
-    variants={
-        "config": "'imagenet' (default: the authors' released 4-block ImageNet model) or 'cifar' (the paper's "
-                  "3-block CIFAR/SVHN network)",
-        "stem": "config='imagenet' only: 'auto' (default: 'paper' from 128x128 up, 'small' below), 'paper' "
-                "(11x11 stride 4) or 'small' (11x11 stride 1, for 64x64)",
-        "dropout": "dropout probability (default 0.5)",
-    },
-    default_variant={"config": "imagenet", "stem": "auto", "dropout": 0.5},
+    min_input=18,  # the small stem (stem="auto" below 128): pool3 gets 2x2 and its ceil window still fits
+    options=(
+        VariantOption("config", str, "imagenet", "'imagenet' (default: the authors' released 4-block ImageNet "
+                      "model) or 'cifar' (the paper's 3-block CIFAR/SVHN network)", choices=CONFIGS),
+        VariantOption("stem", str, "auto", "config='imagenet' only: 'auto' (default: 'paper' from 128x128 up, "
+                      "'small' below), 'paper' (11x11 stride 4) or 'small' (11x11 stride 1, for 64x64)",
+                      choices=STEMS),
+        VariantOption("dropout", float, 0.5, "dropout probability (default 0.5)"),
+    ),
 )
 
 

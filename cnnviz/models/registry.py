@@ -18,16 +18,27 @@ Conventions every registered model follows (tests in ``tests/test_models.py`` ch
 * in training mode a model with auxiliary classifiers (GoogLeNet) returns a tuple
   ``(logits, aux1, aux2, ...)`` and exposes ``model.aux_loss_weight`` (0.3 in the paper); in eval mode every
   model returns the logits tensor alone;
-* every ReLU is its own non-in-place ``nn.ReLU`` module (hooks and captum must see each use).
+* every ReLU is its own non-in-place ``nn.ReLU`` module (hooks and captum must see each use);
+* ``model.feature_info``: the model's hidden blocks, declared where the model is built (timm's
+  ``feature_info``): one :class:`FeatureInfo` per block, in execution order, with the module that starts it,
+  the module whose output is its output, its kind, channels and reduction. The probes, the invariance
+  analysis and their charts read it; ``tests/test_models.py`` checks every declaration against a forward pass.
+
+A card's variant options are data (:class:`VariantOption`: name, type, choices, default, help): the app's
+widgets, the CLI's ``--variant KEY=VALUE`` and ``python -m cnnviz list``, and the validation of
+:func:`create_model` and of a training configuration all read them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import ast
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch.nn as nn
+
+from cnnviz.models.declared import VariantOption
 
 
 class InputSizeError(ValueError):
@@ -65,8 +76,44 @@ class ModelCard:
     deviations: tuple[str, ...] = ()  # every way our code differs from the paper, at the paper's input
     adaptations_64: tuple[str, ...] = ()  # what changes at 64x64 (Tiny ImageNet) and why
     min_input: int = 32  # smallest square input the model accepts with its default variant
-    variants: dict[str, str] = field(default_factory=dict)  # keyword -> description (values, default)
-    default_variant: dict[str, Any] = field(default_factory=dict)
+    options: tuple[VariantOption, ...] = ()  # the factory's variant keywords, in the order forms show them
+
+    @property
+    def variants(self) -> dict[str, str]:
+        """Variant keyword -> its help text."""
+        return {o.name: o.help for o in self.options}
+
+    @property
+    def default_variant(self) -> dict[str, Any]:
+        """Variant keyword -> its default value."""
+        return {o.name: o.default for o in self.options}
+
+    @property
+    def form_options(self) -> tuple[VariantOption, ...]:
+        """The options a form offers (those that no other input decides)."""
+        return tuple(o for o in self.options if o.in_forms)
+
+    def option(self, name: str) -> VariantOption:
+        """The option called ``name``; ``KeyError`` naming the options this architecture has."""
+        for o in self.options:
+            if o.name == name:
+                return o
+        raise KeyError(f"{self.name} has no variant option {name!r}; it takes {self._option_names()}")
+
+    def check_variant(self, variant: dict[str, Any]) -> None:
+        """``TypeError`` for an option this architecture does not have, ``ValueError`` for a value an option
+        does not allow (its type or choices); the message names the option and what it takes."""
+        unknown = set(variant) - {o.name for o in self.options}
+        if unknown:
+            raise TypeError(f"{self.name} has no variant option(s) {sorted(unknown)}; "
+                            f"it takes {self._option_names()}")
+        for name, value in variant.items():
+            option = self.option(name)
+            if not option.allows(value):
+                raise ValueError(f"{self.name} {option.refusal(value)}")
+
+    def _option_names(self) -> str:
+        return str(sorted(o.name for o in self.options) or "none")
 
 
 @dataclass(frozen=True)
@@ -90,20 +137,17 @@ def register_model(card: ModelCard) -> Callable[[Callable[..., nn.Module]], Call
     return wrap
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every family (cnnviz/models/__init__.py imports them).
-    import cnnviz.models  # noqa: F401
+# Every family is registered before this module is used: importing it runs cnnviz/models/__init__.py first
+# (Python initialises a module's package before the module), and that imports every family.
 
 
 def list_models() -> list[str]:
     """Registered architecture names, oldest paper first (registration order within a year)."""
-    _ensure_loaded()
     return sorted(_REGISTRY, key=lambda name: _REGISTRY[name].card.year)
 
 
 def get_card(name: str) -> ModelCard:
     """The model card of a registered architecture."""
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(_REGISTRY)}")
     return _REGISTRY[name].card
@@ -113,7 +157,8 @@ def create_model(name: str, num_classes: int | None = None, input_size: int | No
     """Build a registered architecture.
 
     ``num_classes`` and ``input_size`` default to the paper's (e.g. 1000 and 224). Unknown variant keywords
-    raise ``TypeError``; an input size the architecture cannot take raises :class:`InputSizeError`.
+    raise ``TypeError``, values an option does not allow ``ValueError`` (:meth:`ModelCard.check_variant`); an
+    input size the architecture cannot take raises :class:`InputSizeError`.
     The returned model has ``model.arch`` (the registry name) and ``model.model_args`` (the keyword arguments
     that rebuild it, as saved in checkpoints).
     """
@@ -122,11 +167,7 @@ def create_model(name: str, num_classes: int | None = None, input_size: int | No
     input_size = card.paper_input[1] if input_size is None else int(input_size)
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-    unknown = set(variant) - set(card.variants)
-    if unknown:
-        raise TypeError(
-            f"{name} has no variant option(s) {sorted(unknown)}; it takes {sorted(card.variants) or 'none'}"
-        )
+    card.check_variant(variant)
     if input_size < card.min_input:
         raise InputSizeError(
             f"{card.display_name} needs an input of at least {card.min_input}x{card.min_input} pixels "
@@ -137,3 +178,36 @@ def create_model(name: str, num_classes: int | None = None, input_size: int | No
     model.arch = name
     model.model_args = {"num_classes": num_classes, "input_size": input_size, **args}
     return model
+
+
+def parse_variant(items: Iterable[str], arch: str | None = None) -> dict[str, Any]:
+    """Command-line ``KEY=VALUE`` texts -> variant options: ``["groups=1", "stem=paper"]`` ->
+    ``{"groups": 1, "stem": "paper"}`` (``ValueError`` for a text without ``=``).
+
+    With ``arch`` each value is read as its option's type (:meth:`VariantOption.parse`). A key the
+    architecture does not have (or any key, without ``arch``) is read as a Python literal where it is one
+    (``2``, ``0.5``, ``True``; ``none``/``null`` is None), else as text; validation then names what is wrong.
+    """
+    card = get_card(arch) if arch is not None else None
+    known = {o.name for o in card.options} if card is not None else set()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--variant must be KEY=VALUE, got {item!r}")
+        try:
+            out[key] = card.option(key).parse(text) if key in known else _literal(text.strip())
+        except ValueError as e:
+            raise ValueError(f"{arch} {e}") from None
+    return out
+
+
+def _literal(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false", "none", "null"):
+        return {"true": True, "false": False}.get(low)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text

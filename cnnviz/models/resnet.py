@@ -27,6 +27,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
+from cnnviz.models.declared import FeatureInfo, VariantOption
 from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
 
 
@@ -147,6 +148,15 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))  # "global average pooling"
         self.fc = nn.Linear(512 * block.expansion, num_classes)  # "1000-way fc, softmax"
         self._init_weights()
+        # Hidden blocks: the stem (conv1 .. its max pool, when there is one) and one per stage, conv2_x ..
+        # conv5_x (however many residual blocks a stage holds); conv5_x's output is the globally pooled vector.
+        stem_stride = 4 if stem == "imagenet" else 1
+        self.feature_info = [
+            FeatureInfo("conv1", "maxpool" if stem == "imagenet" else "relu", "conv", 64, stem_stride),
+            *(FeatureInfo(f"layer{i}", f"layer{i}", "stage", planes * block.expansion, stem_stride * 2 ** (i - 1))
+              for i, planes in ((1, 64), (2, 128), (3, 256))),
+            FeatureInfo("layer4", "avgpool", "stage", 512 * block.expansion, None),
+        ]
 
     def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int,
                     stride: int) -> nn.Sequential:
@@ -261,15 +271,12 @@ def _register(depth: int) -> None:
     if depth == 18:
         deviations.append("The paper's ResNet-18 (Table 2) uses option A shortcuts (zero padding, no "
                           "parameters); ours use option B projections like the deeper nets.")
-    variants = {
-        "stem": "'imagenet' (default; 7x7/2 conv + 3x3/2 max pool, the paper) or 'tiny' (3x3/1 conv, no max "
-                "pool: maps 4x larger per side, for 64x64 inputs)",
-    }
-    default = {"stem": "imagenet"}
+    options = [VariantOption("stem", str, "imagenet", "'imagenet' (default; 7x7/2 conv + 3x3/2 max pool, the "
+                             "paper) or 'tiny' (3x3/1 conv, no max pool: maps 4x larger per side, for 64x64 "
+                             "inputs)", choices=STEMS)]
     if block is Bottleneck:
-        variants["stride_in"] = ("'1x1' (default; stride 2 in the first 1x1 conv, the paper) or '3x3' "
-                                 "(torchvision's v1.5)")
-        default["stride_in"] = "1x1"
+        options.append(VariantOption("stride_in", str, "1x1", "'1x1' (default; stride 2 in the first 1x1 conv, "
+                                     "the paper) or '3x3' (torchvision's v1.5)", choices=STRIDE_IN))
     card = ModelCard(
         name=f"resnet{depth}",
         display_name=f"ResNet-{depth}",
@@ -295,8 +302,7 @@ def _register(depth: int) -> None:
             "The FC layer has 200 outputs (Tiny ImageNet classes) instead of 1000.",
         ),
         min_input=32,
-        variants=variants,
-        default_variant=default,
+        options=tuple(options),
     )
 
     @register_model(card)

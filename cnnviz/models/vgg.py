@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from cnnviz.models.declared import FeatureInfo, VariantOption
 from cnnviz.models.registry import InputSizeError, ModelCard, PaperFigures, register_model
 
 # Table 1 of the paper: numbers are 3x3 conv output channels, "M" a 2x2/2 max pool.
@@ -26,6 +27,24 @@ cfgs: dict[str, list[int | str]] = {
     "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
           512, 512, 512, 512, "M"],  # VGG-19
 }
+
+
+def conv_blocks(cfg: list[int | str], batch_norm: bool = False) -> list[FeatureInfo]:
+    """The hidden blocks of :func:`make_layers`' body: each convolution with its ReLU, and the max pool after
+    it where there is one (the block's output), at the stride reached there."""
+    blocks: list[FeatureInfo] = []
+    index, reduction = 0, 1
+    for v in cfg:
+        if v == "M":
+            reduction *= 2
+            last = blocks[-1]
+            blocks[-1] = FeatureInfo(last.name, f"features.{index}", "conv", last.num_chs, reduction)
+            index += 1
+        else:
+            relu = index + (2 if batch_norm else 1)
+            blocks.append(FeatureInfo(f"features.{index}", f"features.{relu}", "conv", int(v), reduction))
+            index = relu + 1
+    return blocks
 
 
 def make_layers(cfg: list[int | str], batch_norm: bool = False) -> nn.Sequential:
@@ -79,6 +98,10 @@ class VGG(nn.Module):
             nn.Linear(4096, num_classes),  # FC-classes (softmax is in the loss)
         )
         self._init_weights()
+        # Hidden blocks: the 3x3 convolutions (with the pool after each stage), then FC1 and FC2 (FC3: the head).
+        self.feature_info = [*conv_blocks(cfgs[cfg], batch_norm),
+                             FeatureInfo("classifier.0", "classifier.1", "fc", 4096, None),
+                             FeatureInfo("classifier.3", "classifier.4", "fc", 4096, None)]
 
     def _init_weights(self) -> None:
         # Paper, Section 3.1: net A was trained from N(0, 0.01) weights and zero biases, deeper nets started
@@ -120,10 +143,9 @@ _PAPER = dict(
     paper_input=(3, 224, 224),
     paper_classes=1000,
     min_input=32,
-    variants={
-        "dropout": "dropout probability before FC2 and FC3 (default 0.5, as in the paper)",
-    },
-    default_variant={"dropout": 0.5},
+    options=(
+        VariantOption("dropout", float, 0.5, "dropout probability before FC2 and FC3 (default 0.5, as in the paper)"),
+    ),
 )
 
 _KEY_IDEAS = (

@@ -22,15 +22,18 @@ import torch
 import torch.nn as nn
 
 from cnnviz.models.alexnet import (
-    check_input,
+    FC_BLOCKS,
+    INITS,
+    STEMS,
     fc_head,
     init_kaiming,
+    paper_classifier,
     paper_lrn,
     resolve_stem,
-    smallest_input,
-    trace_sizes,
 )
+from cnnviz.models.declared import FeatureInfo, VariantOption
 from cnnviz.models.registry import ModelCard, PaperFigures, register_model
+from cnnviz.models.sizes import check_input, smallest_input, stack_windows, trace_sizes
 
 
 class ZFNet(nn.Module):
@@ -39,7 +42,7 @@ class ZFNet(nn.Module):
     def __init__(self, num_classes: int = 1000, input_size: int = 224, stem: str = "auto",
                  dropout: float = 0.5, init: str = "paper") -> None:
         super().__init__()
-        if init not in ("paper", "kaiming"):
+        if init not in INITS:
             raise ValueError(f"init must be 'paper' or 'kaiming', got {init!r}")
         stem = resolve_stem(stem, input_size)
         # conv1: Figure 3 has 224 -> 110 with 7x7 stride 2: floor((224 + 2p - 7) / 2) + 1 = 110 needs p = 1
@@ -47,23 +50,13 @@ class ZFNet(nn.Module):
         # Small stem (inputs below 128, e.g. 64x64; not in the paper): conv1 and conv2 at stride 1, kernels and
         # paddings unchanged: 64 -> 60 -> pool 30 -> conv2 26 -> pool 13 -> 6, the paper's sizes from conv2 on.
         stride = 2 if stem == "paper" else 1
-        # Pools: 3x3 stride 2 with ceil rounding (cuda-convnet/Caffe style): 110 -> 55 and 26 -> 13 as in the
-        # figure; floor rounding would give 54 and 12. At 13 -> 6 both roundings agree.
-        layers = [
-            ("conv1", 7, stride, 1, False), ("pool1", 3, 2, 0, True),
-            ("conv2", 5, stride, 0, False), ("pool2", 3, 2, 0, True),
-            ("conv3", 3, 1, 1, False), ("conv4", 3, 1, 1, False), ("conv5", 3, 1, 1, False),
-            ("pool5", 3, 2, 0, True),
-        ]
-        sizes = trace_sizes(input_size, layers, f"ZFNet ({stem} stem)")
-        self.min_side = smallest_input(layers)
         self.input_size = input_size
         self.stem = stem
-        self.sizes = sizes
-        self.feature_size = sizes["pool5"]
         self.features = nn.Sequential(OrderedDict([
             ("conv1", nn.Conv2d(3, 96, kernel_size=7, stride=stride, padding=1)),
             ("relu1", nn.ReLU()),
+            # Pools: 3x3 stride 2 with ceil rounding (cuda-convnet/Caffe style): 110 -> 55 and 26 -> 13 as in
+            # the figure; floor rounding would give 54 and 12. At 13 -> 6 both roundings agree.
             ("pool1", nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)),
             # Figure 3: "contrast normalized across feature maps" after pooling. The paper gives no constants;
             # we use AlexNet's local response normalisation (n=5, k=2, alpha=1e-4, beta=0.75), whose model
@@ -81,16 +74,22 @@ class ZFNet(nn.Module):
             ("relu5", nn.ReLU()),
             ("pool5", nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)),
         ]))
+        windows = stack_windows(self.features)
+        self.sizes = trace_sizes(input_size, windows, f"ZFNet ({stem} stem)")
+        self.min_side = smallest_input(windows)
+        self.feature_size = self.sizes["pool5"]
         # Figure 3: "dropout" on layers 6 and 7 (their outputs), as in AlexNet.
-        self.classifier = nn.Sequential(OrderedDict([
-            ("fc6", nn.Linear(256 * self.feature_size ** 2, 4096)),
-            ("relu6", nn.ReLU()),
-            ("drop6", nn.Dropout(p=dropout)),
-            ("fc7", nn.Linear(4096, 4096)),
-            ("relu7", nn.ReLU()),
-            ("drop7", nn.Dropout(p=dropout)),
-            ("fc8", nn.Linear(4096, num_classes)),
-        ]))
+        self.classifier = paper_classifier(256 * self.feature_size ** 2, num_classes, dropout)
+        # The paper's seven layers (Figure 3) and the stride each one's output has reached.
+        s2 = 2 * stride * stride
+        self.feature_info = [
+            FeatureInfo("features.conv1", "features.norm1", "conv", 96, 2 * stride),
+            FeatureInfo("features.conv2", "features.norm2", "conv", 256, 2 * s2),
+            FeatureInfo("features.conv3", "features.relu3", "conv", 384, 2 * s2),
+            FeatureInfo("features.conv4", "features.relu4", "conv", 384, 2 * s2),
+            FeatureInfo("features.conv5", "features.pool5", "conv", 256, 4 * s2),
+            *FC_BLOCKS,
+        ]
         if init == "paper":
             # Section 3: "All weights are initialized to 10^-2 and biases are set to 0." A constant would make
             # every filter identical, so we read it as AlexNet's N(0, 0.01) draw.
@@ -182,14 +181,14 @@ CARD = ModelCard(
         "the paper's (26, 13, 13, 13, 13, 6), so fc6 keeps 9216 inputs and every weight has the paper's shape.",
         "At other sizes the FC input follows the final map (256 x s x s, no adaptive pooling).",
     ),
-    min_input=24,
-    variants={
-        "stem": "'auto' (default: 'paper' from 128x128 up, 'small' below), 'paper' (strides 2 in conv1 and "
-                "conv2) or 'small' (stride 1 in both; for 64x64)",
-        "dropout": "dropout probability after fc6 and fc7 (default 0.5)",
-        "init": "'paper' (default: N(0, 0.01) weights, zero biases) or 'kaiming'",
-    },
-    default_variant={"stem": "auto", "dropout": 0.5, "init": "paper"},
+    min_input=20,  # the small stem (stem="auto" below 128): pool5 gets 2x2 and its ceil window still fits
+    options=(
+        VariantOption("stem", str, "auto", "'auto' (default: 'paper' from 128x128 up, 'small' below), 'paper' "
+                      "(strides 2 in conv1 and conv2) or 'small' (stride 1 in both; for 64x64)", choices=STEMS),
+        VariantOption("dropout", float, 0.5, "dropout probability after fc6 and fc7 (default 0.5)"),
+        VariantOption("init", str, "paper", "'paper' (default: N(0, 0.01) weights, zero biases) or 'kaiming'",
+                      choices=INITS),
+    ),
 )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cnnviz.summary.table import human
+from cnnviz.summary.units import human
 
 TRAINING_ONLY_HEADS = "the training-only auxiliary classifiers"
 
@@ -47,15 +47,3 @@ def param_count(table: Any) -> ParamCount:
     """The count of a :class:`cnnviz.summary.LayerTable` (every row's parameters; ``train_only`` rows apart)."""
     training_only = sum(r.params for r in table.rows if getattr(r, "train_only", False))
     return ParamCount(inference=int(table.totals["params"]) - training_only, training_only=training_only)
-
-
-def parameter_count(arch: str, input_size: tuple[int, int, int] | None = None, num_classes: int | None = None,
-                    **variant: Any) -> ParamCount:
-    """The count of a registered architecture at an input ``(C, H, W)`` and class count (None: the paper's)."""
-    from cnnviz.models.registry import get_card
-    from cnnviz.summary.table import layer_table
-
-    card = get_card(arch)
-    table = layer_table(arch, input_size=tuple(input_size or card.paper_input),
-                        num_classes=num_classes or card.paper_classes, **variant)
-    return param_count(table)

@@ -1,7 +1,13 @@
-"""One cheap forward pass that records, for every leaf module, its shapes and its receptive field.
+"""One cheap forward pass that records, for every layer, its output's shape and its receptive field.
 
-The pass runs on a *meta* skeleton of the model (same modules, parameters replaced by meta tensors that have
-shapes but no storage), so VGG-16 at 224x224 costs a few milliseconds instead of a real 15-GMAC forward.
+A *layer* is a named module of the model (a dotted path such as ``features.conv1``, ``layer2``,
+``inception4a.branch3.2``) and its output, containers included: this pass is the one place that works out
+the shapes and receptive fields of a model's layers, for the tables and for the visualisations alike. The
+table's *rows* are the layers it counts (:func:`row_modules`: leaves, and modules with weights of their own),
+so that no parameter or MAC is counted twice.
+
+The pass runs on a *meta* skeleton of the model (:mod:`cnnviz.summary.skeleton`: same modules, parameters
+replaced by meta tensors that have shapes but no storage), so VGG-16 at 224x224 costs a few milliseconds instead of a real 15-GMAC forward.
 The caller's model is never touched: no hooks are added to it, no mode or device is switched.
 
 Receptive fields follow the real dataflow. Every tensor produced during the forward pass gets a
@@ -26,7 +32,6 @@ For a layer with kernel ``k``, stride ``s``, padding ``p`` and dilation ``d`` ap
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -48,6 +53,13 @@ class Geometry(NamedTuple):
 
 
 INPUT_GEOMETRY = Geometry(1, 1, 1, 1, 0, 0)
+
+
+class LayerOutput(NamedTuple):
+    """What one layer (a row or a container) produced in the inference pass."""
+
+    shape: tuple[int, ...]  # without the batch dimension
+    geometry: Geometry | None  # its units' receptive field; None where no input reaches it
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -232,11 +244,13 @@ class _Info:
 class Tracer(TorchFunctionMode):
     """Records shapes, producers and geometries of every row module during one forward pass."""
 
-    def __init__(self, names: dict[int, str]) -> None:
+    def __init__(self, names: dict[int, str], containers: dict[int, str] | None = None) -> None:
         super().__init__()
         self.names = names  # id(module) -> row name
+        self.containers = containers or {}  # id(module) -> name of a layer that holds rows
         self.infos: dict[int, _Info] = {}
         self.records: dict[str, Record] = {}
+        self.outputs: dict[str, LayerOutput] = {}  # every layer that returned a tensor, in the order they ended
         self._depth = 0  # > 0 while inside a row module (its own ops are not traced)
         self._pending: list = []
 
@@ -296,6 +310,8 @@ class Tracer(TorchFunctionMode):
                              for t, i in known)
         for o in outs:
             self.mark(o, geometry or INPUT_GEOMETRY, frozenset({name}))
+        if isinstance(output, torch.Tensor):
+            self.outputs.setdefault(name, LayerOutput(tuple(int(v) for v in output.shape[1:]), geometry))
         if name not in self.records:  # a module called twice keeps its first call (models never reuse one)
             self.records[name] = Record(
                 name=name,
@@ -308,80 +324,39 @@ class Tracer(TorchFunctionMode):
             )
 
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-               "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called",
-               "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
-               "_load_state_dict_post_hooks")
+    def container_hook(self, module: nn.Module, args, output) -> None:
+        """A container's output: the tensor its last op produced, whose geometry the pass already knows."""
+        if self._depth or not isinstance(output, torch.Tensor):
+            return
+        known = self._lookup([output])
+        geometry = known[0][1].geometry if known else None
+        self.outputs.setdefault(self.containers[id(module)],
+                                LayerOutput(tuple(int(v) for v in output.shape[1:]), geometry))
 
 
-def meta_skeleton(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` whose parameters and buffers are meta tensors (no data copied).
-
-    Uses deepcopy's memo so that the (possibly huge) tensors are never copied; the modules themselves are
-    copied, so hooks and mode switches on the skeleton never reach the caller's model.
-    """
-    try:
-        return copy.deepcopy(model, _skeleton_memo(model, share_attributes=False))
-    except (TypeError, RuntimeError, copy.Error):
-        # An attribute that cannot be copied (a lock, a file handle ...): share the plain attributes of every
-        # module by reference (the skeleton never changes them) and copy only the module tree. A fresh memo:
-        # the failed copy left half-built objects in the first one.
-        return copy.deepcopy(model, _skeleton_memo(model, share_attributes=True))
-
-
-def _skeleton_memo(model: nn.Module, share_attributes: bool) -> dict[int, Any]:
-    memo: dict[int, Any] = {}
-    for m in model.modules():
-        # The caller's hooks stay behind: a hook on a shared model (a Visualize page capturing activations)
-        # must not run on the skeleton's meta tensors, and deep-copying a bound-method hook copies its owner.
-        for attr in _HOOK_DICTS:
-            d = getattr(m, attr, None)
-            if d is not None:
-                memo[id(d)] = type(d)()
-        if share_attributes:
-            for v in m.__dict__.values():
-                if not isinstance(v, (nn.Module, torch.Tensor, dict)):
-                    memo.setdefault(id(v), v)
-    for p in model.parameters():
-        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = torch.empty_like(b, device="meta")
-    return memo
-
-
-# Modules whose output has exactly the input's shape, whatever their settings. On the meta device their
-# kernels are Python decompositions (batch_norm alone is ~100 Python-level ops), the slowest part of the
-# pass, so on the private skeleton their forward is replaced by ``empty_like`` (exact types only: a subclass
-# may change the shape).
-SHAPE_PRESERVING = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh,
-    nn.Sigmoid, nn.Hardtanh, nn.Dropout, nn.Dropout2d, nn.LocalResponseNorm, nn.Identity,
-)
-
-
-def _empty_like_forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-def fast_forwards(skeleton: nn.Module) -> None:
-    """Replace the forward of shape-preserving modules of a *meta skeleton* by ``empty_like`` (see above)."""
-    for m in skeleton.modules():
-        if type(m) in SHAPE_PRESERVING:
-            m.forward = _empty_like_forward
+def container_modules(model: nn.Module, rows: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    """name -> module for every named module that is not a row and not inside one (``features``, ``layer2``,
+    ``inception4a``, ``inception4a.branch2``): layers whose output is their last op's."""
+    inside = tuple(f"{n}." for n, m in rows.items() if any(True for _ in m.children()))
+    return {n: m for n, m in model.named_modules()
+            if n and n not in rows and not (inside and n.startswith(inside))}
 
 
 def run_traced(model: nn.Module, x: torch.Tensor, train: bool):
     """Trace one forward pass of ``model`` (a private skeleton: its mode is switched) on ``x``.
 
-    Returns ``(row modules by name, records by name)``.
+    Returns ``(row modules by name, records by name, every layer's output by name)``.
     """
     rows = row_modules(model)
-    tracer = Tracer(names={id(m): n for n, m in rows.items()})
+    containers = container_modules(model, rows)
+    tracer = Tracer(names={id(m): n for n, m in rows.items()}, containers={id(m): n for n, m in containers.items()})
     handles = []
     try:
         for m in rows.values():
             handles.append(m.register_forward_pre_hook(tracer.pre_hook))
             handles.append(m.register_forward_hook(tracer.post_hook))
+        for m in containers.values():
+            handles.append(m.register_forward_hook(tracer.container_hook))
         tracer.mark(x, INPUT_GEOMETRY, frozenset({"input"}))
         model.train(train)
         with tracer, torch.no_grad():
@@ -389,4 +364,4 @@ def run_traced(model: nn.Module, x: torch.Tensor, train: bool):
     finally:
         for h in handles:
             h.remove()
-    return rows, tracer.records
+    return rows, tracer.records, tracer.outputs

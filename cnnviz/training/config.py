@@ -9,17 +9,14 @@ A config is checked where it comes in: from a person (the Training page's form, 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from cnnviz import __version__
-from cnnviz.models import InputSizeError, create_model, get_card, list_models
+from cnnviz.models import InputSizeError, get_card, list_models, meta_model, parse_variant
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle")
@@ -100,6 +97,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{self.arch} has no option {', '.join(unknown)}; "
                              f"it takes {', '.join(card.variants) or 'none'}")
+        card.check_variant(self.variant)  # each option's type and choices
         check_int("epochs", self.epochs, 1, 100_000, "at least 1 epoch")
         check_int("batch size", self.batch_size, 1, MAX_BATCH, "at least 1")
         if self.eval_batch_size is not None:
@@ -128,8 +126,7 @@ class TrainConfig:
         # Input size: build on the meta device (no memory, no compute) so an architecture that cannot take the
         # size says so now, not minutes later in the worker. Other build failures are left to the worker.
         try:
-            with torch.device("meta"):
-                create_model(self.arch, num_classes=200, input_size=self.input_size, **self.variant)
+            meta_model(self.arch, num_classes=200, input_size=self.input_size, **self.variant)
         except InputSizeError:
             raise
         except (TypeError, ValueError) as e:
@@ -211,23 +208,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """A TrainConfig from parsed :func:`add_config_args` flags (flags not given keep the defaults)."""
     if not args.arch:
         raise ValueError("--arch is required (python -m cnnviz list shows the architectures)")
-    variant = {}
-    for item in args.variant or []:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--variant takes KEY=VALUE (got {item!r})")
-        variant[key.strip()] = _parse_value(val.strip())
+    variant = parse_variant(args.variant or [], args.arch if args.arch in list_models() else None)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     kw = {k: v for k, v in vars(args).items() if k in fields and v is not None and k not in ("arch", "variant")}
     return TrainConfig(arch=args.arch, variant=variant, **kw)
-
-
-def _parse_value(text: str) -> Any:
-    """``2`` -> 2, ``0.5`` -> 0.5, ``true``/``True`` -> True, ``none`` -> None, anything else stays a string."""
-    low = text.lower()
-    if low in ("true", "false", "none", "null"):
-        return {"true": True, "false": False}.get(low)
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text

@@ -18,7 +18,8 @@ from cnnviz.training.folder import RunFolder
 from cnnviz.viz.attribution import METHODS, attribute, randomized_copy, sanity_check
 from cnnviz.viz.deconv import Projection, deconvnet, project, project_switches, top_channels
 from cnnviz.viz.filters import compare_first_layers, conv_layers, filter_channels, filter_grid, filter_stats
-from cnnviz.viz.hooks import StopForward, hook_counts, map_layers, private_view
+from cnnviz.viz.hooks import StopForward, hook_counts, private_view
+from cnnviz.viz.layers import map_layers
 from cnnviz.viz.maps import FeatureMaps, feature_maps, unit_region
 from cnnviz.viz.occlusion import OcclusionResult, occlusion
 from cnnviz.viz.top9 import ScanCancelled, TopK, patches, scan

@@ -31,7 +31,8 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from cnnviz.viz.hooks import output_shapes, private_view
+from cnnviz.viz.hooks import private_view
+from cnnviz.viz.layers import output_shapes
 
 METHODS = ("saliency", "deconvnet", "guided_backprop", "integrated_gradients", "grad_cam", "guided_grad_cam")
 LABELS = {"saliency": "Saliency (gradient)", "deconvnet": "Deconvnet", "guided_backprop": "Guided backprop",
@@ -44,7 +45,7 @@ def default_cam_layer(model: nn.Module, input_size: tuple[int, int, int],
     """The layer Grad-CAM looks at by default: the last one, in execution order, whose output is a map larger
     than 1x1 (ResNet: ``layer4``, GoogLeNet: ``inception5b``, AlexNet: ``features``; a global average pool
     after it has 1x1 maps and would make the CAM a constant). ``shapes``: the model's output shapes when the
-    caller has them (:func:`cnnviz.viz.hooks.output_shapes`)."""
+    caller has them (:func:`cnnviz.viz.layers.output_shapes`)."""
     shapes = shapes if shapes is not None else output_shapes(model, input_size)
     names = [n for n, s in shapes.items() if len(s) == 3 and s[1] * s[2] > 1]
     if not names:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch.nn as nn
 
-from cnnviz.viz import render
+import cnnviz.viz.render as render  # the module itself, not the package (whose __init__ imports this file)
 from cnnviz.viz.hooks import get_module
 
 # A filter is "dead" when its norm is below this fraction of the layer's median filter norm, and

@@ -182,36 +182,6 @@ def hook_counts(model: nn.Module) -> int:
     return total
 
 
-def output_shapes(model: nn.Module, input_size: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
-    """Output shape (no batch dimension) of every module that returns a tensor, in execution order."""
-    view = private_view(model)
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    try:
-        def record(_m, _i, out, name):
-            if isinstance(out, torch.Tensor):
-                shapes.setdefault(name, tuple(out.shape[1:]))
-            # returns None: a forward hook's return value would replace the output
-
-        for name, m in view.named_modules():
-            if name:
-                handles.append(m.register_forward_hook(lambda _m, _i, out, name=name: record(_m, _i, out, name)))
-        p = next(iter(view.parameters()), None)
-        device = p.device if p is not None else "cpu"
-        with torch.inference_mode():
-            view(torch.zeros(1, *input_size, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    return shapes
-
-
-def map_layers(model: nn.Module, input_size: tuple[int, int, int]) -> list[str]:
-    """Names of the layers whose output is a spatial map (``C x H x W``), in execution order: the layers
-    that feature maps, deconvnet, top-9 and occlusion can look at."""
-    return [n for n, s in output_shapes(model, input_size).items() if len(s) == 3]
-
-
 _FAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FAST_LOCK = threading.Lock()
 

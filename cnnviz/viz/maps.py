@@ -8,8 +8,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cnnviz.viz import render
-from cnnviz.viz.hooks import output_shapes, private_view, run_to
+import cnnviz.viz.render as render  # the module itself, not the package (whose __init__ imports this file)
+from cnnviz.summary import input_region
+from cnnviz.viz.hooks import private_view, run_to
+from cnnviz.viz.layers import table
 
 
 @dataclass
@@ -66,41 +68,17 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, sort: str = "max
     return FeatureMaps(layer, maps, strength, order, sort)
 
 
-_TABLES: dict = {}
-
-
-def _table(model: nn.Module, input_size: tuple[int, int, int]):
-    """The layer table (receptive-field geometry) and output shapes of ``model``, cached per architecture,
-    arguments and input size (the geometry does not depend on the weights)."""
-    from cnnviz.summary import layer_table
-
-    key = (getattr(model, "arch", None) or id(model), repr(getattr(model, "model_args", None)), tuple(input_size))
-    if key not in _TABLES:
-        _TABLES[key] = (layer_table(private_view(model), tuple(input_size)), output_shapes(model, tuple(input_size)))
-    return _TABLES[key]
-
-
 def unit_region(model: nn.Module, layer: str, y: int, x: int, input_size: tuple[int, int, int]
                 ) -> tuple[int, int, int, int]:
     """``(top, left, bottom, right)`` input box (bottom/right exclusive, clipped) seen by unit ``(y, x)`` of
-    ``layer``: its receptive field, from ``cnnviz.summary``."""
-    from cnnviz.summary import input_region
-
-    table, shapes = _table(model, input_size)
-    if layer in table.geometry:
-        return tuple(int(v) for v in input_region(table, layer, y, x, tuple(input_size)))
-    # A container (a residual block, an Inception module, ``features``): the table has its leaves only. Its
-    # output unit sees the union of what its leaves' units at the same position see, over the leaves whose
-    # map has the container's size (Inception: the union over branches; a residual block: its last ReLU).
-    shape = shapes.get(layer)
-    if shape is None or len(shape) != 3:
+    ``layer``: its receptive field, from the model's layer table. Any layer with maps: a row, or a container
+    (a residual block, an Inception module, ``features``), whose units see what their output's units see
+    through every path into it (Inception: the union over branches)."""
+    t = table(model, input_size)
+    out = t.outputs.get(layer)
+    if layer not in t.geometry and (out is None or len(out.shape) != 3):
         raise ValueError(f"{layer!r} has no spatial output, so no receptive field")
-    boxes = [input_region(table, r.name, y, x, tuple(input_size)) for r in table.rows
-             if r.name.startswith(layer + ".") and r.name in table.geometry and len(r.output_shape) == 3
-             and tuple(r.output_shape[1:]) == tuple(shape[1:])]
-    if not boxes:
-        raise ValueError(f"no receptive field known for {layer!r}")
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    return tuple(int(v) for v in input_region(t, layer, y, x, tuple(input_size)))
 
 
 def strongest_unit(fm: FeatureMaps, channel: int) -> tuple[int, int]:

@@ -63,6 +63,20 @@ def positions(h: int, w: int, size: int, stride: int) -> tuple[list[int], list[i
     return list(range(0, h - size + 1, stride)), list(range(0, w - size + 1, stride))
 
 
+def slider_ranges(input_size: int) -> dict[str, tuple[int, int, int]]:
+    """``(min, max, default)`` of the square and the stride for an input of ``input_size`` pixels: 8 and 4
+    (max 32 and 16) at 64x64, scaled with the input so that a 224x224 ImageNet network gets about the same
+    grid (28 and 14: 15x15 positions) and not 3,136 forwards."""
+    scale = max(1.0, input_size / 64)
+    return {"square": (2, round(32 * scale), round(8 * scale)), "stride": (1, round(16 * scale), round(4 * scale))}
+
+
+def _batch_for(batch_size: int, h: int, w: int) -> int:
+    # at most batch_size 64x64 images' worth of pixels per batch: 256 at 64x64, 20 at 224x224 (VGG-16's first
+    # maps of 256 images at 224 would take 13 GB)
+    return max(1, min(batch_size, batch_size * 64 * 64 // (h * w)))
+
+
 def occluded_batch(x: torch.Tensor, ys: list[int], xs: list[int], size: int, fill: float = 0.0,
                    start: int = 0, stop: int | None = None) -> torch.Tensor:
     """Copies of ``x`` (``1 x C x H x W``) with the square at positions ``start:stop`` of the row-major grid."""
@@ -98,6 +112,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: int | None = None, *, s
     h, w = x.shape[2:]
     ys, xs = positions(h, w, size, stride)
     n = len(ys) * len(xs)
+    batch_size = _batch_for(batch_size, h, w)
     probs = []
     with torch.inference_mode():
         base = torch.softmax(fast(x.contiguous(memory_format=torch.channels_last)).float(), dim=1)[0]
@@ -132,6 +147,7 @@ def activation_occlusion(model: nn.Module, x: torch.Tensor, layer: str, channel:
     x = x.detach().to(p.device if p is not None else "cpu")
     ys, xs = positions(x.shape[2], x.shape[3], size, stride)
     n = len(ys) * len(xs)
+    batch_size = _batch_for(batch_size, x.shape[2], x.shape[3])
     out = []
     with torch.inference_mode(), capture(view, [layer], stop_after=layer) as store:
         forward_quietly(view, x)

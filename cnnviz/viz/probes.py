@@ -49,7 +49,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cnnviz.viz.hooks import capture, forward_quietly, output_shapes
+from cnnviz.viz.hooks import capture, forward_quietly
+from cnnviz.viz.layers import output_shapes
 from cnnviz.viz.top9 import ScanCancelled, _cancelled, dataset_fingerprint, preprocess_batch, scan_copy
 
 CACHE_VERSION = 1

@@ -1,5 +1,6 @@
 """What the CLI and the Visualize page share: a model to look at (a checkpoint or a fresh random one), its
-preprocessing, and the ready-made figures (uint8 arrays) for each visualisation."""
+preprocessing, the layers worth looking at, and the class it predicts. The figures drawn from them are in
+:mod:`cnnviz.views.visualize`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from cnnviz.viz import render
+from cnnviz.checkpoint import CheckpointMeta
+from cnnviz.preprocess import network_input
 
 
 @dataclass
@@ -72,137 +74,24 @@ def checkpoint_subject(path: str | Path, device: str = "cpu") -> Subject:
 
 
 def prepare(img: Image.Image | np.ndarray, meta: dict) -> tuple[torch.Tensor, np.ndarray]:
-    """``(x, seen)``: the network's input exactly as the checkpoint was trained (``to_tensor_for``), and what
-    the network saw (``to_image`` of it) as a uint8 ``H x W x 3`` array."""
-    from cnnviz.preprocess import to_image, to_tensor_for
-
-    if isinstance(img, np.ndarray):
-        img = Image.fromarray(img)
-    x = to_tensor_for(img, meta)
-    seen = np.asarray(to_image(x, *mean_std(meta)))
-    return x, seen
+    """``(x, seen)``: the network's input exactly as the checkpoint was trained, and what the network saw as a
+    uint8 ``H x W x 3`` array (the one :func:`cnnviz.preprocess.network_input`, which Predict shows too)."""
+    x, seen = network_input(img, meta)
+    return x, np.asarray(seen)
 
 
 def mean_std(meta: dict) -> tuple[tuple, tuple]:
     """The statistics a checkpoint's inputs were normalised with (the one rule: cnnviz.checkpoint)."""
-    from cnnviz.checkpoint import CheckpointMeta
-
     meta = CheckpointMeta.of(meta)
     return meta.mean, meta.std
 
 
-# --- figures ------------------------------------------------------------------------------------------------
-
-def projection_figure(seen: np.ndarray, proj: np.ndarray, box: tuple[int, int, int, int] | None = None,
-                      cell: int = 192) -> np.ndarray:
-    """The input (with the unit's receptive field outlined) beside its deconvnet projection (0 = grey)."""
-    left = seen if box is None else render.draw_box(seen, box)
-    right = render.to_uint8(proj, "symmetric")
-    return render.labelled([left, right], ["what the network saw", "deconvnet projection"], cell=cell)
-
-
-def box_text(box: tuple[int, int, int, int]) -> str:
-    """An input box ``(top, left, bottom, right)`` (as :func:`cnnviz.viz.maps.unit_region` gives it) written
-    the way the page labels boxes: ``(x0, y0, x1, y1)``, in the model's input pixels, x1 and y1 exclusive."""
-    top, left, bottom, right = (int(v) for v in box)
-    return f"(x0, y0, x1, y1) = ({left}, {top}, {right}, {bottom})"
-
-
-def covers_whole_image(box: tuple[int, int, int, int], input_size: tuple[int, int, int]) -> bool:
-    """True when the box is the whole input (every unit of the layer then sees all of the image)."""
-    top, left, bottom, right = box
-    return top <= 0 and left <= 0 and bottom >= input_size[1] and right >= input_size[2]
-
-
-def _titled(image: np.ndarray, title: str, cell: int) -> np.ndarray:
-    """An image resized to ``cell`` under a two-line title (aligned with :func:`render.heat_panel`'s maps)."""
-    return render.stack([render.text_block(title, cell, lines=2), render.upscale(image, cell)], pad=1)
-
-
-def occlusion_figure(seen: np.ndarray, result, subject: Subject | None = None, cell: int = 192) -> np.ndarray:
-    """ZF Fig. 7: the image; (a) the feature map's total activation; (b) p(class); (c) most probable class.
-
-    Each map has a colour bar saying what its colour means; (c) has a legend of the classes it shows (most
-    positions first), with the share of square positions where each class wins."""
-    name = subject.class_name if subject is not None else (lambda k: f"class {k}")
-    target = name(result.target)
-    panels = [_titled(seen, "image (the model's input)", cell)]
-    if result.activation is not None:
-        panels.append(render.heat_panel(
-            result.activation, "viridis", f"(a) {result.layer}[{result.channel}] activation",
-            f"total activation of {result.layer}[{result.channel}] with the grey square at each position", cell))
-    panels.append(render.heat_panel(result.prob, "magma", f"(b) p({target})",
-                                    f"probability of {target} with the grey square at each position", cell))
-    colors = render.categorical_colors(result.top_class)
-    values, counts = np.unique(result.top_class, return_counts=True)
-    order = np.argsort(-counts, kind="stable")
-    shown = [(colors[int(values[i])], f"{name(int(values[i]))} ({counts[i] / counts.sum():.0%})") for i in order[:10]]
-    if len(order) > 10:
-        shown.append(((255, 255, 255), f"+{len(order) - 10} more classes"))
-    panels.append(render.stack([_titled(render.categorical(result.top_class), "(c) most probable class", cell),
-                                render.text_block("colour = the class the model finds most probable with the grey "
-                                                  "square at each position (share of positions):", cell, size=10,
-                                                  color=(60, 60, 60)),
-                                render.legend(shown, cell)]))
-    return render.side_by_side(panels)
-
-
-# What each attribution map's colour measures (its colour bar's caption); {c} is the class explained.
-MEANINGS = {"saliency": "|gradient| of the {c} score (max over colour channels)",
-            "deconvnet": "|deconvnet signal| for {c} (max over colour channels)",
-            "guided_backprop": "|guided backprop signal| for {c} (max over colour channels)",
-            "integrated_gradients": "|integrated gradients| for {c} (max over colour channels)",
-            "grad_cam": "Grad-CAM evidence for {c} at {layer} ({size} map, upsampled); 0 = none",
-            "guided_grad_cam": "|guided Grad-CAM| for {c} at {layer} (max over colour channels)"}
-
-
-def _attribution_panels(attrs, class_name: str, cell: int, prefix: str = "", scores: dict | None = None
-                        ) -> list[np.ndarray]:
-    from cnnviz.viz.attribution import LABELS
-
-    size = "x".join(str(v) for v in attrs.cam_size) if attrs.cam_size else "?"
-    panels = []
-    for m, values in attrs.maps.items():
-        title = f"{prefix}{LABELS[m]}" + (f" (rank corr. {scores[m]})" if scores and m in scores else "")
-        meaning = MEANINGS[m].format(c=class_name, layer=attrs.cam_layer, size=size)
-        panels.append(render.heat_panel(values, "inferno", title, meaning, cell, vmin=0.0, blank=attrs.blank(m)))
-    return panels
-
-
-def attribution_figure(seen: np.ndarray, attrs, subject: Subject | None = None, cell: int = 160) -> np.ndarray:
-    """The image beside each method's map, every map with a colour bar (0 = no attribution) or, where the map
-    is constant, the reason it is not shown (:func:`cnnviz.viz.attribution.blank_reason`)."""
-    name = subject.class_name(attrs.target) if subject is not None else f"class {attrs.target}"
-    image = _titled(seen, "image (the model's input)", cell)
-    return render.side_by_side([image] + _attribution_panels(attrs, name, cell))
-
-
-def sanity_figure(seen: np.ndarray, check, subject: Subject | None = None, cell: int = 160) -> np.ndarray:
-    """Adebayo et al.'s comparison side by side: the original model's maps (top row) above the randomised
-    model's (bottom row), each randomised map titled with its rank correlation to the original."""
-    name = subject.class_name(check.original.target) if subject is not None else f"class {check.original.target}"
-    last = check.scores[check.scores.step == check.scores.step.max()]
-    scores = {r.method: ("n/a" if r.note or not np.isfinite(r.spearman_abs) else f"{r.spearman_abs:.2f}")
-              for r in last.itertuples()}
-    image = _titled(seen, "image (the model's input)", cell)
-    top = render.side_by_side([image] + _attribution_panels(check.original, name, cell, "original: "))
-    blank = np.full((8, cell, 3), 255, np.uint8)
-    bottom = render.side_by_side([blank] + _attribution_panels(check.randomized, name, cell, "randomised: ", scores))
-    return render.stack([top, bottom], pad=8)
-
-
-_SHAPES: dict = {}
-
-
 def layer_shapes(subject: Subject) -> dict[str, tuple[int, ...]]:
-    """Output shape of every layer (:func:`cnnviz.viz.hooks.output_shapes`), cached per architecture,
-    arguments and input size (they do not depend on the weights): one forward pass per architecture."""
-    from cnnviz.viz.hooks import output_shapes
+    """Output shape of every layer, containers included (:func:`cnnviz.viz.layers.output_shapes`: the model's
+    layer table, cached per architecture, arguments and input size)."""
+    from cnnviz.viz.layers import output_shapes
 
-    key = (subject.meta.get("arch"), repr(subject.meta.get("model_args")), subject.input_size)
-    if key not in _SHAPES:
-        _SHAPES[key] = output_shapes(subject.model, subject.input_size)
-    return _SHAPES[key]
+    return output_shapes(subject.model, subject.input_size)
 
 
 def layer_choices(subject: Subject) -> list[str]:
@@ -225,19 +114,6 @@ def default_layer(subject: Subject) -> str:
         if picked:
             return (inside or picked)[-1]
     return layers[-1]
-
-
-def class_options(meta: dict) -> list[int]:
-    """The model's output indices, for a class picker (:func:`class_label` names them)."""
-    return list(range(int(meta["num_classes"])))
-
-
-def class_label(meta: dict, k: int) -> str:
-    """``"<name> (<wnid>, #k)"``: what a class picker shows for output ``k`` (name and wnid when known)."""
-    names, wnids = meta.get("class_names") or [], meta.get("classes") or []
-    name = names[k] if k < len(names) and names[k] else f"class {k}"
-    wnid = f"{wnids[k]}, " if k < len(wnids) and wnids[k] else ""
-    return f"{name} ({wnid}#{k})"
 
 
 def predicted_class(subject: Subject, x: torch.Tensor) -> int:
@@ -268,62 +144,6 @@ def demo_image(size: int = 64, seed: int = 0) -> np.ndarray:
     return arr.clip(0, 255).astype(np.uint8)
 
 
-def feature_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: str, channel: int | None = None,
-                   unit: tuple[int, int] | None = None, max_maps: int = 64):
-    """Feature maps of ``layer`` sorted by strength, plus the chosen unit's map and its input region.
-
-    Returns ``(maps: FeatureMaps, grid, detail, channel, unit, box)``; ``detail`` shows the unit's map (the
-    unit outlined) beside the input with the unit's receptive field outlined.
-    """
-    from cnnviz.viz.maps import feature_maps, strongest_unit, unit_region
-
-    fm = feature_maps(subject.model, x, layer)
-    channel = int(fm.order[0]) if channel is None else int(channel)
-    if not 0 <= channel < fm.maps.shape[0]:
-        raise ValueError(f"{layer} has {fm.maps.shape[0]} feature maps; {channel} does not exist")
-    h, w = fm.maps.shape[1:]
-    unit = strongest_unit(fm, channel) if unit is None else (min(max(0, unit[0]), h - 1), min(max(0, unit[1]), w - 1))
-    box = unit_region(subject.model, layer, unit[0], unit[1], subject.input_size)
-    scale = max(1, 192 // max(h, w))
-    values = fm.maps[channel]
-    fmap = render.upscale(render.to_uint8(values), (w * scale, h * scale))
-    fmap = render.draw_box(fmap, (unit[0] * scale, unit[1] * scale, (unit[0] + 1) * scale, (unit[1] + 1) * scale))
-    lo, hi = float(values.min()), float(values.max())
-    fmap = render.stack([render.text_block(f"{layer}[{channel}] unit (row, column) {unit}", fmap.shape[1]), fmap,
-                         render.colorbar("gray", lo, hi, f"activation of {layer}[{channel}]", fmap.shape[1])])
-    scale_in = max(1, 192 // seen.shape[0])
-    shown = render.upscale(seen, (seen.shape[1] * scale_in, seen.shape[0] * scale_in))
-    shown = render.draw_box(shown, tuple(v * scale_in for v in box), width=2)
-    whole = " - the whole image" if covers_whole_image(box, subject.input_size) else ""
-    shown = render.stack([render.text_block(f"its input region {box_text(box)}{whole}", shown.shape[1]), shown,
-                          render.text_block("in the model's input pixels (x1, y1 exclusive)", shown.shape[1], size=10,
-                                            color=(60, 60, 60))])
-    detail = render.side_by_side([fmap, shown])
-    return fm, maps_figure(fm, max_maps), detail, channel, unit, box
-
-
-def maps_figure(fm, max_maps: int = 64) -> np.ndarray:
-    """The strongest ``max_maps`` feature maps as a grid (:meth:`FeatureMaps.grid`) with its grey colour bar."""
-    maps_grid = fm.grid(max_maps)
-    return render.stack([maps_grid, render.colorbar(
-        "gray", "lowest", "highest", "activation: each map on its own scale, black = its lowest, white = its highest",
-        min(maps_grid.shape[1], 360))])
-
-
-def deconv_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: str, channel: int | None = None,
-                  method: str = "auto"):
-    """``(projection, figure, box)``: ZF's deconvnet projection of ``channel``'s strongest activation
-    (default: the channel with the strongest activation)."""
-    from cnnviz.viz.deconv import deconvnet, top_channels
-    from cnnviz.viz.maps import unit_region
-
-    if channel is None:
-        channel = top_channels(subject.model, x, layer, 1)[0][0]
-    p = deconvnet(subject.model, x, layer, int(channel), method=method)
-    box = unit_region(subject.model, layer, *p.position, subject.input_size)
-    return p, projection_figure(seen, p.image, box), box
-
-
 def class_index(meta: dict, wnid: str | None, label: int | None = None) -> int | None:
     """The model's output index for a dataset class (by wnid, as checkpoints store their class order); None when
     the model does not know that class. Without class names in the metadata, the dataset's index if in range."""
@@ -333,20 +153,3 @@ def class_index(meta: dict, wnid: str | None, label: int | None = None) -> int |
     if label is not None and 0 <= label < int(meta["num_classes"]):
         return int(label)
     return None
-
-
-def has_lrn(model: nn.Module) -> bool:
-    """True when the model has a local response normalisation layer (AlexNet, ZFNet, GoogLeNet; not ResNet)."""
-    return any("LocalResponseNorm" in type(m).__name__ for m in model.modules())
-
-
-def deconv_caption(subject: Subject, proj, box: tuple[int, int, int, int]) -> str:
-    """What a deconvnet figure shows: the unit, its receptive field, the method; LRN is mentioned only for
-    models that have one, and a receptive field that covers the whole image is said to."""
-    text = (f"{proj.layer}[{proj.channel}] unit (row, column) {proj.position} = {proj.value:.3g}; its receptive field "
-            f"{box_text(box)} in the model's input pixels is outlined; {proj.method} deconvnet")
-    if has_lrn(subject.model):
-        text += " (LRN passes the signal unchanged, as in ZF)"
-    if covers_whole_image(box, subject.input_size):
-        text += "; this unit's receptive field covers the whole image"
-    return subject.caption(text)

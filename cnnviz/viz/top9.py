@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import cnnviz.viz.render as render  # the module itself, not the package (whose __init__ imports this file)
 from cnnviz.checkpoint import checkpoint_version
-from cnnviz.viz import render
 from cnnviz.viz.hooks import capture, forward_quietly, private_view
 
 CACHE_VERSION = 1

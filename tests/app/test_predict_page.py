@@ -196,8 +196,8 @@ def test_the_page_states_the_classes_the_models_know_and_searches_them():
 def test_validation_bars_are_coloured_by_correctness_with_a_legend():
     """Issue 11: in validation mode the bars meant 'agrees with the majority', without a legend (a wrong top-1
     could be green). Now: the true class is green wherever it is, a wrong top-1 red, and a legend says so."""
-    from cnnviz.compare_figures import CORRECT, WRONG
     from cnnviz.data import make_synthetic
+    from cnnviz.views.predict import CORRECT, WRONG
 
     root = make_synthetic(data_dir() / "tiny-imagenet-200", num_classes=3, train_per_class=2, val_per_class=4)
     wnids = (root / "wnids.txt").read_text().split()
@@ -238,3 +238,21 @@ def test_an_upload_much_smaller_than_the_input_is_warned():
     warnings = [w.value for w in at.warning]
     assert len(warnings) == 1 and "1x1 pixels" in warnings[0] and "64x64" in warnings[0], warnings
     assert len(_charts(at)) == 2  # it is still predicted, with the warning beside it
+
+
+def test_an_upload_is_kept_for_the_other_page_and_shown_when_the_uploader_comes_back_empty(two_checkpoints):
+    """Issue 12: Streamlit empties a page's file uploader when the user leaves the page; the upload is kept in the
+    session (for Visualize too) and Predict shows it again, saying so."""
+    from app_pages import _images
+
+    at = _run(AppTest.from_file(PAGE))
+    at.file_uploader[0].set_value(("a.png", image_bytes("PNG"), "image/png"))
+    _run(at)
+    assert [n for n, _ in at.session_state[_images.UPLOADS]] == ["a.png"]
+    assert at.session_state[_images.SHOWN][0] == "a.png"  # what Visualize will show
+    back = AppTest.from_file(PAGE)  # the page opened again: an empty uploader, the same session state
+    back.session_state[_images.UPLOADS] = at.session_state[_images.UPLOADS]
+    _run(back)
+    assert [s.value for s in back.subheader] == ["a\\.png"] and len(_charts(back)) == 2
+    assert any("Your last upload" in c.value for c in back.caption)
+    assert [b.label for b in back.button].count("Look inside") == 2  # under each checkpoint's bars

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training import jobs
 from cnnviz.training.runs import create_run
-from cnnviz.training_view import SYNTHETIC_LABEL
+from cnnviz.views.training import SYNTHETIC_LABEL
 from tests._synthetic import tiny_config
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "training.py")
@@ -100,7 +100,7 @@ def test_dead_worker_shows_failed_with_resume_curves_and_memory():
     names = {t["name"] for t in spec["data"]}
     assert {"train loss", "val loss", "val top-1 (%)", "val top-5 (%)", "learning rate", "images/s"} <= names
     assert at.metric[0].value == "30.0%"  # val top-1 of epoch 2
-    assert at.metric[3].value == "300.0 MiB"
+    assert at.metric[3].value == "315MB"  # 300 * 2**20 bytes, in decimal units as on every page
     assert any("table estimate" in c.value for c in at.caption)
 
 

@@ -285,3 +285,26 @@ def test_sanity_check_keeps_the_attributions_and_never_scores_none(checkpoint):
     table = at.dataframe[-1].value
     scores = table["rank correlation, original vs randomised"]
     assert scores.notna().all() and not scores.astype(str).isin(["None", "nan", ""]).any(), table
+
+
+def test_an_image_kept_from_predict_is_shown_on_the_model_predict_chose(checkpoint):
+    """Issue 12: Predict's "Look inside" (or an upload there) leaves the model and the image in the session; the
+    page opens on them, says where the image comes from, and can go back to a validation or demo image."""
+    import io
+
+    from PIL import Image
+
+    from app_pages import _images
+
+    buf = io.BytesIO()
+    Image.new("RGB", (80, 80), (220, 30, 30)).save(buf, "PNG")
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    at.session_state[_images.VIZ_MODEL] = "random init: alexnet"
+    at.session_state[_images.SHOWN] = ("red.png", buf.getvalue())
+    _run(at)
+    assert at.selectbox[0].value == "random init: alexnet"
+    assert any("red\\.png" in c.value and "Predict" in c.value for c in at.caption), [c.value for c in at.caption]
+    _button(at, "Use a validation or demo image instead").click()
+    _run(at)
+    assert at.session_state[_images.SHOWN] is None
+    assert not any("red\\.png" in c.value for c in at.caption)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import cnnviz
-from cnnviz import figures_arch as fa
 from cnnviz.summary import layer_table, param_count
+from cnnviz.views import architectures as fa
 from tests.e2e.conftest import assert_no_errors, choose, shot, wait_idle
 
 pytestmark = pytest.mark.e2e

@@ -223,7 +223,7 @@ def test_an_upload_over_the_limit_is_413_and_the_app_keeps_serving(server, page,
     page.goto(server.url + "/predict")
     wait_idle(page)
     page.locator(UPLOAD).set_input_files(_files({"first.png": image_bytes("PNG", (64, 64), seed=1)}))
-    expect(page.locator(BARS)).to_have_count(5)
+    expect(page.locator(BARS)).to_have_count(5, timeout=60_000)  # the first upload loads the checkpoints
     wait_idle(page)
     path = "/" + upload_urls[0].split("/", 3)[3]  # /_stcore/upload_file/<session>/<file id>
     cookie = next(c for c in page.context.cookies() if c["name"] == "_streamlit_xsrf")["value"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import zipfile
 
@@ -90,3 +91,54 @@ def test_validation_mode_colours_by_correctness_with_a_legend(app_server, page, 
     assert_no_errors(page)
     assert not page.js_errors, page.js_errors
     shot(page, tmp_path, "predict-validation")
+
+
+def test_one_upload_carries_from_predict_to_visualize(app_server, page, tmp_path):
+    """Issue 12: an image uploaded on Predict stays selected on Visualize, and "Look inside" opens Visualize on
+    that model and image; back on Predict the upload is still there (Streamlit empties a page's file uploader
+    when the page is left: the image is kept in the session). An upload on Visualize is kept for Predict too."""
+    import io
+
+    from PIL import Image
+
+    base = tmp_path / "app"
+    make_checkpoint(base / "checkpoints" / "starter" / "alpha", seed=1)
+    make_checkpoint(base / "checkpoints" / "starter" / "beta", seed=2)
+    server = app_server(base=base)  # no dataset: without the upload Visualize would show its demo image
+    red = tmp_path / "red.png"
+    Image.new("RGB", (96, 80), (220, 30, 30)).save(red)
+
+    page.goto(server.url + "/predict")
+    wait_idle(page)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(red))
+    expect(page.locator(BARS)).to_have_count(10, timeout=60_000)
+    wait_idle(page)
+    page.get_by_role("button", name="Look inside").nth(1).click()  # beta's column (checkpoints side by side)
+
+    expect(page.get_by_role("heading", name="Visualize")).to_be_visible(timeout=60_000)
+    wait_idle(page, 120_000)
+    assert page.url.endswith("/visualize"), page.url
+    expect(page.get_by_role("combobox", name="Model")).to_have_value(re.compile(r"^starter/beta"))
+    expect(page.get_by_text("red.png", exact=False).first).to_be_visible()
+    seen = page.get_by_test_id("stImage").filter(has_text="What the network saw").locator("img").first
+    pixels = Image.open(io.BytesIO(seen.screenshot())).convert("RGB")
+    r, g, b = pixels.getpixel((pixels.width // 2, pixels.height // 2))
+    assert r > 180 and g < 80 and b < 80, (r, g, b)  # the red upload, not the demo image
+    assert_no_errors(page)
+    shot(page, tmp_path, "visualize-from-predict")
+
+    page.get_by_role("link", name="Predict").click()  # the sidebar: the upload is still selected
+    expect(page.locator(BARS)).to_have_count(10, timeout=60_000)
+    expect(page.get_by_role("heading", name="red.png")).to_be_visible()
+
+    green = tmp_path / "green.png"
+    Image.new("RGB", (64, 64), (30, 200, 30)).save(green)
+    page.get_by_role("link", name="Visualize").click()
+    wait_idle(page, 120_000)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(green))
+    wait_idle(page, 120_000)
+    page.get_by_role("link", name="Predict").click()
+    expect(page.get_by_role("heading", name="green.png")).to_be_visible(timeout=60_000)
+    expect(page.locator(BARS)).to_have_count(10, timeout=60_000)
+    assert_no_errors(page)
+    assert not page.js_errors, page.js_errors

@@ -70,8 +70,9 @@ def test_clicking_a_unit_on_a_feature_map_outlines_its_input_region(app_server, 
     """ZF's question "what does this unit see?": a click on a cell of the feature map picks that unit, and the
     page names it and outlines its receptive field in the input."""
     from cnnviz.checkpoint import load_checkpoint
+    from cnnviz.views import visualize as vv
     from cnnviz.viz import session
-    from cnnviz.viz.hooks import output_shapes
+    from cnnviz.viz.layers import output_shapes
     from cnnviz.viz.maps import unit_region
 
     base = tmp_path / "app"
@@ -96,7 +97,7 @@ def test_clicking_a_unit_on_a_feature_map_outlines_its_input_region(app_server, 
         page.mouse.down()
         page.mouse.up()
         wait_idle(page)
-        region = session.box_text(unit_region(subject.model, layer, row, col, subject.input_size))
+        region = vv.box_text(unit_region(subject.model, layer, row, col, subject.input_size))
         expect(page.get_by_text(f"unit (row, column) ({row}, {col}) (clicked) and the input region {region}").first
                ).to_be_visible(timeout=30_000)
     assert_no_errors(page)
@@ -207,7 +208,7 @@ def test_grad_cam_of_the_resnet18_starter_is_a_picture(app_server, page, tmp_pat
     pixels = _on_screen(page, "explaining")
     natural = _loaded_image(page, "explaining").evaluate("img => img.naturalWidth")
     k = pixels.shape[1] / natural  # the page may draw the figure narrower than it is
-    cell, pad = 160, 6  # session.attribution_figure: the image, then six panels of 160 px, 6 px apart
+    cell, pad = 160, 6  # views.visualize.attribution_figure: the image, then six panels of 160 px, 6 px apart
     x0 = pad + 5 * (cell + pad)  # the sixth tile: Grad-CAM
     tile = pixels[int(40 * k):int((40 + cell - 20) * k), int((x0 + 10) * k):int((x0 + cell - 10) * k)]
     colourful = tile.max(axis=2).astype(int) - tile.min(axis=2) > 40

@@ -8,17 +8,17 @@ No streamlit here; plotly is fine (the training worker never imports this module
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.runs import RunInfo
+from cnnviz.views.charts import Panel, curves_figure, metrics_frame
+from cnnviz.views.format import duration_text, human, size_text
 
 SYNTHETIC_LABEL = "Synthetic demo set (NOT Tiny ImageNet: a few classes of generated patterns)"
 
@@ -88,25 +88,6 @@ def config_from_form(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig(variant=variant, **fields).validate()
 
 
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-        return "unknown"
-    s = int(round(seconds))
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"
-
-
-def fmt_bytes(n: float | None) -> str:
-    if not isinstance(n, (int, float)) or n <= 0:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def progress(info: RunInfo) -> tuple[float, str]:
     """``(fraction, text)`` for a progress bar: epoch/step, and the ETA while running."""
     st = info.status
@@ -118,38 +99,19 @@ def progress(info: RunInfo) -> tuple[float, str]:
         return frac, st.get("message") or info.state
     text = f"epoch {info.epoch}/{info.total_epochs}, step {st.get('step', 0)}/{spe}"
     if info.state in ("running", "stopping"):
-        text += f" ({st.get('message', '')}), ETA {fmt_duration(st.get('eta_s'))}"
+        text += f" ({st.get('message', '')}), ETA {duration_text(st.get('eta_s'))}"
     return frac, text
 
 
-def curves_figure(metrics: list[dict[str, Any]], height: int = 520) -> go.Figure:
-    """Four panels by epoch: loss (train, val), accuracy (train, val top-1, val top-5), learning rate,
-    images per second."""
-    fig = make_subplots(rows=2, cols=2, subplot_titles=("loss", "accuracy", "learning rate", "images / s"),
-                        vertical_spacing=0.16, horizontal_spacing=0.08)
-    epochs = [m.get("epoch") for m in metrics]
+TRAINING_PANELS = (Panel(("train_loss", "val_loss"), "loss"),
+                   Panel(("train_acc", "val_top1", "val_top5"), "accuracy", percent=True),
+                   Panel(("lr",), "learning rate"), Panel(("images_per_s",), "images / s"))
 
-    def line(key: str, name: str, row: int, col: int, pct: bool = False) -> None:
-        ys = [m.get(key) for m in metrics]
-        if not any(isinstance(y, (int, float)) for y in ys):
-            return
-        ys = [100 * y if pct and isinstance(y, (int, float)) else y for y in ys]
-        fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", name=name, legendgroup=f"{row}{col}"),
-                      row=row, col=col)
 
-    line("train_loss", "train loss", 1, 1)
-    line("val_loss", "val loss", 1, 1)
-    line("train_acc", "train acc (%)", 1, 2, pct=True)
-    line("val_top1", "val top-1 (%)", 1, 2, pct=True)
-    line("val_top5", "val top-5 (%)", 1, 2, pct=True)
-    line("lr", "learning rate", 2, 1)
-    line("images_per_s", "images/s", 2, 2)
-    fig.update_xaxes(dtick=1 if len(metrics) <= 20 else None)
-    # "epoch" under the bottom row only: under the top row it sat on the bottom row's subplot titles
-    fig.update_xaxes(title_text="epoch", title_standoff=4, row=2)
-    fig.update_yaxes(range=[0, 100], row=1, col=2)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.16))
-    return fig
+def run_curves_figure(metrics: list[dict[str, Any]], height: int = 520) -> go.Figure:
+    """One run's curves by epoch (:func:`cnnviz.views.charts.curves_figure`): loss (train, val), accuracy
+    (train, val top-1, val top-5), learning rate, images per second."""
+    return curves_figure(metrics_frame(metrics), TRAINING_PANELS, height=height)
 
 
 def memory_comparison(info: RunInfo) -> dict[str, Any]:
@@ -182,6 +144,14 @@ def memory_comparison(info: RunInfo) -> dict[str, Any]:
     return out
 
 
+def memory_texts(mem: dict[str, Any]) -> tuple[str, str, str]:
+    """``(value, help, caption)`` of the page's peak-memory metric from :func:`memory_comparison`: the measured
+    peak and the table estimate, both in the one unit system (:func:`cnnviz.views.format.size_text`)."""
+    measured, estimate = size_text(mem["measured"]), size_text(mem["estimate"])
+    return (measured, f"{mem['measured_kind']}; table estimate {estimate} ({mem['note']})",
+            f"Memory: measured {measured} ({mem['measured_kind']}) vs. table estimate {estimate}.")
+
+
 # ------------------------------------------------------------------------------------ time per epoch
 @dataclass(frozen=True)
 class EpochEstimate:
@@ -192,7 +162,7 @@ class EpochEstimate:
     def text(self) -> str:
         if self.seconds is None:
             return f"No time estimate yet: {self.source}."
-        return f"Estimated time per epoch: about {fmt_duration(self.seconds)} ({self.source})."
+        return f"Estimated time per epoch: about {duration_text(self.seconds)} ({self.source})."
 
 
 def dataset_size(choice: DataChoice) -> tuple[int, int]:
@@ -277,8 +247,6 @@ def measure_train_step(arch: str, variant: dict[str, Any], batch_size: int = 16,
 def estimate_from_step(step: dict[str, Any], n_train: int, n_val: int) -> EpochEstimate:
     """Time per epoch from :func:`measure_train_step`: every training image, plus the validation pass (a
     forward pass, about a third of a training step per image)."""
-    from cnnviz.summary import human
-
     per_image = step["s_per_image"]
     seconds = n_train * per_image + n_val * per_image / 3
     rate = 3 * step["macs"] / per_image  # a training step is about 3 forward passes of MACs

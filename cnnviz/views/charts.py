@@ -1,0 +1,153 @@
+"""What several pages' charts share: readable log axes (1-2-5 ticks labelled in K/M/G), a note under the plot
+naming what it leaves out and why, category labels that never merge two bars, and the one curves figure
+(training curves on the Training page, one metric of several models on Compare).
+
+Pure plotly; no streamlit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from cnnviz.views.format import human
+
+# How a metric of a run's metrics.jsonl is named on a chart (legend, axis, picker).
+METRIC_LABELS = {"train_loss": "train loss", "val_loss": "val loss", "train_acc": "train accuracy",
+                 "val_top1": "val top-1", "val_top5": "val top-5", "lr": "learning rate",
+                 "images_per_s": "images/s"}
+
+
+def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    """Tick values 1-2-5 per decade covering ``[lo, hi]`` and their labels in K/M/G ("500M", "1G", "2G"),
+    for log axes: plotly's own labels on a short log range read "6 7 8 9 1 2"."""
+    if not (lo > 0 and hi > 0):
+        return [], []
+    lo, hi = min(lo, hi), max(lo, hi)
+    values = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+              for m in (1, 2, 5)]
+    below = [v for v in values if v <= lo]
+    above = [v for v in values if v >= hi]
+    values = [v for v in values if (below[-1] if below else lo) <= v <= (above[0] if above else hi)]
+    return values, [human(int(v)) if v >= 1 else f"{v:g}" for v in values]
+
+
+def readable_log_axis(fig: go.Figure, values: list[float], axis: str = "xaxis") -> None:
+    """Give ``fig``'s log ``axis`` 1-2-5 ticks labelled in K/M/G over the range of ``values``."""
+    values = [float(v) for v in values if v and v > 0]
+    if not values:
+        return
+    ticks, labels = log_ticks(min(values), max(values))
+    fig.update_layout({axis: dict(type="log", tickmode="array", tickvals=ticks, ticktext=labels)})
+
+
+def note_left_out(fig: go.Figure, left_out: list[str]) -> None:
+    """Say under the plot which entries are not drawn, and why (a chart never drops a model silently)."""
+    if left_out:
+        text = "Not plotted: " + "; ".join(left_out) + "."
+        wrapped = _wrap(text, 130)
+        lines = wrapped.count("<br>") + 1
+        fig.add_annotation(text=wrapped, xref="paper", yref="paper", x=0, y=-0.16, xanchor="left",
+                           yanchor="top", showarrow=False, align="left", font=dict(size=11, color="#555555"))
+        fig.update_layout(margin=dict(b=70 + 16 * lines), height=(fig.layout.height or 400) + 16 * lines)
+
+
+def _wrap(text: str, width: int) -> str:
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line])
+
+
+def unique_labels(labels: list[str]) -> list[str]:
+    """Category labels made unique (two classes can share a first synonym), so no bar hides another."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
+def short_name(name: str, limit: int = 28) -> str:
+    """A class name's first synonym ("tabby, tabby cat" -> "tabby"), cut to ``limit`` characters."""
+    first = name.split(",")[0].strip()
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+# ----------------------------------------------------------------------------------------------- curves
+@dataclass(frozen=True)
+class Panel:
+    """One chart of a curves figure: the metrics it draws (keys of a run's metrics.jsonl) and how."""
+
+    metrics: tuple[str, ...]
+    title: str = ""  # the panel's title in a grid (a single chart has its axis titles instead)
+    percent: bool = False  # fractions drawn as 0-100 on a 0-100 axis, "(%)" after each name
+    log: bool = False  # a log y axis (the learning rate across models)
+
+
+def metrics_frame(metrics: Sequence[dict[str, Any]], model: str = "") -> pd.DataFrame:
+    """One run's per-epoch metrics (a list of metrics.jsonl records) in the long format :func:`curves_figure`
+    draws: ``model, epoch, elapsed_s, metric, value`` (numbers only; ``cnnviz.compare.curves_frame`` gives the
+    same columns for several models)."""
+    rows = [{"model": model, "epoch": m.get("epoch", i + 1), "elapsed_s": m.get("elapsed_s"), "metric": k,
+             "value": float(v)}
+            for i, m in enumerate(metrics) for k, v in m.items()
+            if k in METRIC_LABELS and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return pd.DataFrame(rows, columns=["model", "epoch", "elapsed_s", "metric", "value"])
+
+
+def curves_figure(curves: pd.DataFrame, panels: Sequence[Panel], x: str = "epoch",
+                  height: int | None = None) -> go.Figure:
+    """Per-epoch curves from a long frame (:func:`metrics_frame`, ``cnnviz.compare.curves_frame``): a line with
+    markers per model and metric, by ``epoch`` or by ``elapsed_s`` (drawn in minutes of wall clock).
+
+    One panel is one chart with titled axes (Compare: one metric, a line per model, named by the model); several
+    panels are a two-column grid of titled charts (Training: one run, a line per metric, named by the metric),
+    with "epoch" only under the bottom row and whole epochs as ticks up to 20 epochs."""
+    grid = len(panels) > 1
+    rows = math.ceil(len(panels) / 2)
+    fig = make_subplots(rows=rows, cols=2, subplot_titles=[p.title for p in panels], vertical_spacing=0.16,
+                        horizontal_spacing=0.08) if grid else go.Figure()
+    models = list(dict.fromkeys(curves["model"]))
+    xcol, xtitle = ("elapsed_s", "wall clock (min)") if x == "elapsed_s" else ("epoch", "epoch")
+    for i, panel in enumerate(panels):
+        where = dict(row=i // 2 + 1, col=i % 2 + 1) if grid else {}
+        for metric in panel.metrics:
+            for model in models:
+                df = curves[(curves["metric"] == metric) & (curves["model"] == model)]
+                if df.empty:
+                    continue
+                scale = 100 if panel.percent else 1
+                label = METRIC_LABELS.get(metric, metric) + (" (%)" if panel.percent else "")
+                fig.add_trace(go.Scatter(
+                    x=df[xcol] / 60 if xcol == "elapsed_s" else df[xcol], y=df["value"] * scale, mode="lines+markers",
+                    showlegend=True, name=label if len(models) == 1 and grid else str(model),
+                    legendgroup=f"{where['row']}{where['col']}" if len(models) == 1 and grid else str(model)),
+                    **where)
+        if panel.percent:
+            fig.update_yaxes(range=[0, 100], **where)
+        if panel.log:
+            fig.update_yaxes(type="log", **where)
+    if grid:
+        fig.update_xaxes(dtick=1 if curves["epoch"].nunique() <= 20 else None)
+        # "epoch" under the bottom row only: under the top row it sat on the bottom row's subplot titles
+        fig.update_xaxes(title_text=xtitle, title_standoff=4, row=rows)
+        fig.update_layout(height=height or 520, margin=dict(l=10, r=10, t=40, b=10),
+                          legend=dict(orientation="h", y=-0.16))
+    else:
+        metric = panels[0].metrics[0] if panels and panels[0].metrics else ""
+        fig.update_layout(height=height or 340, margin=dict(l=0, r=10, t=30, b=0), legend_title_text="",
+                          legend_tracegroupgap=0,
+                          xaxis_title=xtitle, yaxis_title=METRIC_LABELS.get(metric, metric))
+    return fig

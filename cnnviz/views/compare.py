@@ -1,0 +1,295 @@
+"""What the Compare page draws: accuracy against cost, per-class accuracy, confusion, the same image through
+every model, the sentences that say which models can be compared, and the export bundle's PNGs (matplotlib,
+because plotly's static export needs kaleido and a browser, which the project does not depend on).
+
+Curves are the one :func:`cnnviz.views.charts.curves_figure`; top-k bars are :func:`cnnviz.views.predict.topk_figure`.
+Pure builders: data in, figure out; no streamlit, no file access (the evaluation plan looks for a dataset).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+
+from cnnviz.comparable import class_groups, evaluation_root
+from cnnviz.compare import (
+    CompareEntry,
+    EvalResult,
+    compare_table,
+    curves_frame,
+    most_confused,
+    per_class_frame,
+    to_markdown,
+)
+from cnnviz.predict import topk
+from cnnviz.preprocess import network_input
+from cnnviz.views.charts import (
+    METRIC_LABELS,
+    Panel,
+    curves_figure,
+    note_left_out,
+    readable_log_axis,
+    short_name,
+    unique_labels,
+)
+from cnnviz.viz import feature_maps, map_layers, occlusion
+from cnnviz.viz.render import colormap, overlay
+
+
+# ----------------------------------------------------------------------------------------------- comparable?
+def mixed_classes(entries: Sequence[CompareEntry]) -> str | None:
+    """None when every entry was trained on the same classes; else a sentence naming each group, e.g.
+    ``"Tiny ImageNet, 200 classes at 64x64 (starter/a, starter/b); synthetic demo set, 10 classes at 64x64
+    (run-x)"``. Accuracies of such groups are not comparable: chance alone is 0.5% for 200 classes and 10%
+    for 10."""
+    groups = class_groups(entries)
+    if len(groups) < 2:
+        return None
+    return "; ".join(f"{g[0].dataset.label} ({', '.join(e.id for e in g)})" for g in groups.values())
+
+
+@dataclass
+class EvaluationPlan:
+    """Whether a per-class comparison of ``entries`` can be made, and on which validation set."""
+
+    root: Path | None  # the dataset to evaluate on (None: see refusal / missing)
+    entries: list[CompareEntry]  # those with a checkpoint to evaluate
+    refusal: str | None = None  # why the comparison would mislead (mixed classes)
+    missing: str | None = None  # the dataset is not on this machine
+
+
+def evaluation_plan(entries: Sequence[CompareEntry]) -> EvaluationPlan:
+    """Per-class accuracy and confusion compare models class by class, so every entry must have the same
+    classes (else ``refusal``); they are evaluated on the validation split of the dataset they were trained
+    on (a synthetic run on the synthetic set, not on Tiny ImageNet)."""
+    usable = [e for e in entries if e.checkpoint is not None and e.evaluation is None]
+    mixed = mixed_classes([e for e in entries if e.checkpoint is not None or e.evaluation is not None])
+    if mixed:
+        return EvaluationPlan(None, usable, refusal=(
+            "Per-class accuracy and confusion compare models class by class, so they need models trained on "
+            f"the same classes. The selection mixes {mixed}. Choose the models of one dataset."))
+    if not usable:
+        return EvaluationPlan(None, usable, missing="None of the selected models has a checkpoint to evaluate yet.")
+    root = evaluation_root(usable[0])
+    if root is None:
+        ds = usable[0].dataset
+        if ds.name == "synthetic demo set":
+            missing = ("No synthetic demo set found on this machine: the first training run on it generates it "
+                       "(Training page, dataset 'Synthetic').")
+        elif ds.data and ds.data != "auto":
+            missing = f"The dataset {ds.data} that {usable[0].id} was trained on is not on this machine."
+        else:
+            missing = ("No Tiny ImageNet dataset found: per-class accuracy and confusion need the validation set "
+                       "(prepare it on the Training page or with `python -m cnnviz data prepare`).")
+        return EvaluationPlan(None, usable, missing=missing)
+    return EvaluationPlan(root, usable)
+
+
+# ----------------------------------------------------------------------------------------------- charts
+def metric_curves_figure(curves: pd.DataFrame, metric: str = "val_top1", x: str = "epoch") -> go.Figure:
+    """One metric of every model overlaid (:func:`cnnviz.views.charts.curves_figure`), by ``epoch`` or by
+    ``elapsed_s`` (wall clock); the learning rate on a log axis."""
+    return curves_figure(curves, [Panel((metric,), log=metric == "lr")], x)
+
+
+def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1") -> go.Figure:
+    """Accuracy against MACs or parameters (log x, 1-2-5 ticks in K/M/G); bubble area ~ training time (or
+    parameters). Models without the numbers are named under the chart with the reason, never dropped silently."""
+    labels = {"macs": "MACs per image", "params": "parameters", "best_val_top1": "best val top-1",
+              "train_time_s": "training time (s)"}
+    missing = table[table[x].isna() | table[y].isna()] if x in table and y in table else table
+    left_out = [f"{r['model']} (no {labels.get(x, x) if pd.isna(r.get(x)) else labels.get(y, y)} yet)"
+                for _, r in missing.iterrows()]
+    df = table.dropna(subset=[x, y]).copy()
+    size_col = "train_time_s" if df.get("train_time_s") is not None and df["train_time_s"].notna().all() else "params"
+    df["_size"] = df[size_col].astype(float).fillna(1.0) if size_col in df else 1.0
+    fig = px.scatter(df, x=x, y=y, size="_size", color="arch", text="model", log_x=True, size_max=45,
+                     hover_data={"_size": False, "params": True, "macs": True}, labels=labels)
+    fig.update_traces(textposition="top center", marker_sizemin=6)  # a 7-second demo run stays visible
+    fig.update_layout(height=380, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%")
+    readable_log_axis(fig, list(df[x].astype(float)))
+    note_left_out(fig, left_out)
+    return fig
+
+
+def per_class_figure(per_class: pd.DataFrame, models: Sequence[str], top: int = 20) -> go.Figure:
+    """Grouped bars: per-class accuracy of each model for the ``top`` classes where they differ most."""
+    df = per_class.head(top)
+    # unique labels: two classes shortened alike ("synthetic: vertic…") would stack into one taller bar
+    labels = unique_labels([short_name(n, 18) for n in df["name"]])
+    fig = go.Figure([go.Bar(name=m, x=labels, y=df[m], hovertext=list(df["name"]),
+                            hovertemplate="%{hovertext}: %{y:.0%}<extra>" + m + "</extra>") for m in models])
+    fig.update_layout(barmode="group", height=360, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%",
+                      yaxis_title="val accuracy", legend_title_text="")
+    return fig
+
+
+def confusion_figure(ev, max_classes: int = 200) -> go.Figure:
+    """Heatmap of row-normalised confusion (the classes with most errors first when there are too many)."""
+    cm = ev.confusion.astype(float)
+    idx = np.arange(len(cm))
+    if len(cm) > max_classes:
+        errors = cm.sum(1) - np.diag(cm)
+        idx = np.sort(np.argsort(-errors, kind="stable")[:max_classes])
+    sub = cm[np.ix_(idx, idx)]
+    norm = sub / np.maximum(sub.sum(1, keepdims=True), 1)
+    names = unique_labels([short_name(ev.names[i], 20) for i in idx])  # a repeated label would merge two rows
+    fig = go.Figure(go.Heatmap(z=norm, x=names, y=names, colorscale="Blues", zmin=0, zmax=1,
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.0%}<extra></extra>"))
+    fig.update_layout(height=520, margin=dict(l=0, r=0, t=30, b=0), xaxis_title="predicted",
+                      yaxis_title="true", yaxis_autorange="reversed")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------- same image
+@dataclass
+class SameImageView:
+    """One model's view of an image: prediction, feature maps at a relative depth, occlusion sensitivity."""
+
+    model: str
+    prediction: Any  # cnnviz.predict.PredictResult
+    layer: str | None = None  # the layer whose maps are shown
+    depth: str = ""  # "layer 3 of 8"
+    maps: np.ndarray | None = None  # uint8 grid of the strongest feature maps
+    occlusion: np.ndarray | None = None  # uint8 overlay: red = hiding this region lowers the top class most
+    error: str | None = None
+
+
+def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *, depth: float = 0.5, k: int = 5,
+               max_maps: int = 16, occlusion_size: int | None = 8) -> list[SameImageView]:
+    """The same PIL image through several models: top-``k``, the feature maps of the layer at relative
+    ``depth`` (0 = first spatial layer, 1 = last) and, unless ``occlusion_size`` is None, an occlusion map
+    (Zeiler & Fergus) of the top class. Uses :mod:`cnnviz.viz`, which never mutates the shared models."""
+    out = []
+    for name, model, meta in models:
+        try:
+            pred = topk(model, img, meta, k, checkpoint=name)
+        except (RuntimeError, ValueError) as e:
+            out.append(SameImageView(model=name, prediction=None, error=str(e)))
+            continue
+        view = SameImageView(model=name, prediction=pred)
+        try:
+            size = int(meta["input_size"])
+            x, seen = network_input(img, meta)
+            layers = map_layers(model, (x.shape[1], size, size))
+            if layers:
+                i = round(min(1.0, max(0.0, depth)) * (len(layers) - 1))
+                view.layer, view.depth = layers[i], f"layer {i + 1} of {len(layers)}"
+                view.maps = feature_maps(model, x, view.layer).grid(max_maps=max_maps, cell=40)
+            if occlusion_size:
+                square = min(size, max(1, round(occlusion_size * size / 64)))  # 28 at 224: 15x15 positions
+                occ = occlusion(model, x, pred.top1.index, size=square, stride=max(1, square // 2))
+                drop = occ.to_pixels(occ.base_prob - occ.prob, (size, size))
+                view.occlusion = overlay(np.asarray(seen), colormap(np.nan_to_num(drop), "inferno", vmin=0), alpha=0.6)
+        except (RuntimeError, ValueError) as e:
+            view.error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        out.append(view)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- PNG (export)
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _subplots(w: float, h: float):
+    # matplotlib's object API, not pyplot: no global figure registry, so sessions exporting at the same time
+    # in the server's threads cannot draw into each other's figures
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h))
+    return fig, fig.subplots()
+
+
+def bundle_pngs(table, curves: pd.DataFrame, evals: dict) -> dict[str, bytes]:
+    """Static PNGs of the comparison: curves (by epoch and wall clock), accuracy vs MACs/params, confusions."""
+    out: dict[str, bytes] = {}
+    for metric in ("val_top1", "val_loss", "train_loss"):
+        sub = curves[curves["metric"] == metric]
+        if sub.empty:
+            continue
+        for x, label in (("epoch", "epoch"), ("elapsed_s", "wall clock (s)")):
+            fig, ax = _subplots(6, 3.6)
+            for model, g in sub.groupby("model", sort=False):
+                ax.plot(g[x], g["value"], marker="o", label=model)
+            ax.set_xlabel(label)
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            out[f"{metric}_by_{'epoch' if x == 'epoch' else 'time'}"] = _png(fig)
+    frame = table.frame
+    for x in ("macs", "params"):
+        df = frame.dropna(subset=[x, "best_val_top1"]) if x in frame else frame.iloc[:0]
+        if df.empty:
+            continue
+        fig, ax = _subplots(6, 3.6)
+        sizes = df["params"].astype(float)
+        ax.scatter(df[x].astype(float), df["best_val_top1"].astype(float),
+                   s=40 + 400 * sizes / max(1.0, float(sizes.max())), alpha=0.6)
+        for _, r in df.iterrows():
+            ax.annotate(str(r["model"]), (float(r[x]), float(r["best_val_top1"])), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("MACs per image" if x == "macs" else "parameters")
+        ax.set_ylabel("best val top-1")
+        ax.grid(alpha=0.3)
+        out[f"top1_vs_{x}"] = _png(fig)
+    for name, ev in evals.items():
+        cm = ev.confusion.astype(float)
+        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        side = max(4.0, min(12.0, math.sqrt(len(cm)) * 0.9))
+        fig, ax = _subplots(side, side)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"{name}: top-1 {ev.top1:.1%}")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        out[f"confusion_{safe}"] = _png(fig)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- the export bundle
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "model"
+
+
+def export_bundle(entries: Sequence[CompareEntry], evals: dict[str, EvalResult] | None = None, *,
+                  figures: bool = True) -> bytes:
+    """One zip with ``tables/`` (CSV and Markdown), ``figures/`` (PNG) and ``configs/`` (JSON per model)."""
+    table = compare_table(entries)
+    curves = curves_frame(entries)
+    tables: dict[str, pd.DataFrame] = {"runs": table.frame, "curves": curves}
+    if evals:
+        tables["per_class"] = per_class_frame(evals)
+        for name, ev in evals.items():
+            tables[f"confused_{_safe(name)}"] = most_confused(ev, 20)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, df in tables.items():
+            z.writestr(f"tables/{name}.csv", df.to_csv(index=False))
+            z.writestr(f"tables/{name}.md", to_markdown(df))
+        for e in entries:
+            z.writestr(f"configs/{_safe(e.id)}.json", json.dumps(
+                {"id": e.id, "kind": e.kind, "arch": e.arch, "model_args": e.model_args, "config": e.config,
+                 "checkpoint": e.checkpoint.name if e.checkpoint else None}, indent=2, default=str))
+        if figures:
+            for name, png in bundle_pngs(table, curves, evals or {}).items():
+                z.writestr(f"figures/{name}.png", png)
+        z.writestr("README.md", "# cnnviz comparison\n\nModels: " + ", ".join(e.id for e in entries) +
+                   "\n\n- `tables/`: CSV and Markdown\n- `figures/`: PNG\n- `configs/`: each model's training "
+                   "configuration (JSON)\n\nDifferent hyper-parameters: " + (", ".join(table.differing) or "none")
+                   + "\n")
+    return buf.getvalue()
