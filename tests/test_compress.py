@@ -30,12 +30,7 @@ NAMES = list_models()
 FC_FAMILIES = {"alexnet", "zfnet"} | {n for n in NAMES if n.startswith("vgg")}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models, one thread
 
 
 def _in_channels(model: nn.Module) -> int:

@@ -42,13 +42,7 @@ def _in_channels(model: nn.Module) -> int:
     return next(m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # On a loaded 2-core machine two intra-op threads make small backward passes ~15x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models, one thread
 
 
 def _outputs(out) -> tuple[torch.Tensor, ...]:

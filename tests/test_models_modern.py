@@ -18,12 +18,7 @@ VGG = ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "
 RESNET = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models, one thread
 
 
 def _meta(name: str, **kwargs) -> nn.Module:

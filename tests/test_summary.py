@@ -23,15 +23,7 @@ from cnnviz.summary import (
     receptive_fields,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batch-1 forwards: one intra-op thread. With two threads on a shared 2-core machine, OpenMP's
-    barriers made ResNet-152's 32x32 forward ~10x slower (3.8 s vs 0.3 s wall, measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models, one thread
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -27,13 +27,7 @@ def synthetic(tmp_path_factory):
     return install_synthetic(tmp_path_factory)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: a second intra-op thread only adds contention (10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models, one thread
 
 
 def _train(cfg: TrainConfig):
