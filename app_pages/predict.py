@@ -25,7 +25,9 @@ if not infos:
     st.stop()
 by_name = {i.name: i for i in infos}
 starters = [n for n, i in by_name.items() if i.kind == "starter"]
-default = starters[:4] if len(starters) > 1 else list(by_name)[:2]  # the shipped starters, else the first two
+# Four columns stay readable: the four most accurate shipped starters (in listing order), else the first two
+best = sorted(starters, key=lambda n: -(by_name[n].metrics.get("val_top1") or 0.0))[:4]
+default = [n for n in starters if n in best] if len(starters) > 1 else list(by_name)[:2]
 chosen = st.multiselect("Checkpoints", list(by_name), default=default,
                         format_func=lambda n: by_name[n].label,
                         help="Several checkpoints are shown side by side. Listed as on every page: starters "

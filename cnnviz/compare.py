@@ -167,9 +167,10 @@ def stored_evaluations(entries: Sequence[CompareEntry]) -> dict[str, EvalResult]
     return {e.id: e.evaluation for e in entries if e.evaluation is not None}
 
 
-def default_selection(entries: Sequence[CompareEntry], starters: int = 4, runs: int = 2) -> list[str]:
-    """What Compare opens on: the shipped starters (up to ``starters``, the fixed reference) and the newest
-    ``runs`` runs, in the one ordering; the starters stay selected however many runs exist."""
+def default_selection(entries: Sequence[CompareEntry], starters: int = 8, runs: int = 2) -> list[str]:
+    """What Compare opens on: the shipped starters (up to ``starters``: one per family, seven families, is the
+    comparison the project is for) and the newest ``runs`` runs, in the one ordering; the starters stay selected
+    however many runs exist."""
     zoo = [e.id for e in entries if e.kind == "zoo"]
     if zoo:  # the comparison the project exists for: every family under one recipe (docs/zoo.md)
         return zoo

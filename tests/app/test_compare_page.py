@@ -115,14 +115,14 @@ def test_bad_image_in_same_image_tab(two_runs):
 
 
 def test_a_fresh_clone_compares_its_starters_by_default():
-    """No runs yet: Compare opens on the shipped starters (up to four) with their curves, not on two of them."""
+    """No runs yet: Compare opens on every shipped starter (one per family) with their curves, not on two."""
     root = checkpoints_dir()
     history = [{"epoch": e, "val_top1": 0.1 * e, "elapsed_s": 10.0 * e} for e in (1, 2)]
     for i, name in enumerate(["a", "b", "c", "d", "e"]):
         make_checkpoint(root / "starter" / name, metrics={"val_top1": 0.2, "val_top5": 0.5}, seed=i,
                         extra_meta={"history": history})
     at = _run(AppTest.from_file(PAGE))
-    assert at.multiselect[0].value == ["starter/a", "starter/b", "starter/c", "starter/d"]
+    assert at.multiselect[0].value == ["starter/a", "starter/b", "starter/c", "starter/d", "starter/e"]
     assert _charts(at), "the starters' training curves should be drawn"
 
 
@@ -154,7 +154,8 @@ def test_starters_stay_selected_once_runs_exist_in_the_one_order():
     at = _run(AppTest.from_file(PAGE))
     assert at.multiselect[0].options == ["starter/a", "starter/b", "starter/c", "starter/d", "starter/e",
                                          "run-new", "run-mid", "run-old"]
-    assert at.multiselect[0].value == ["starter/a", "starter/b", "starter/c", "starter/d", "run-new", "run-mid"]
+    assert at.multiselect[0].value == ["starter/a", "starter/b", "starter/c", "starter/d", "starter/e", "run-new",
+                                       "run-mid"]
 
 
 def test_dataset_and_class_columns_and_mixed_classes_are_refused_per_class():
