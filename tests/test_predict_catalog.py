@@ -107,3 +107,24 @@ def test_dataset_of_a_checkpoint_from_its_metadata():
     run = dataset_of({}, config={"data": "synthetic", "input_size": 64}, status={"num_classes": 10})
     assert (run.name, run.num_classes) == ("synthetic demo set", 10)
     assert dataset_of({"dataset": "Places365", "num_classes": 365}).name == "Places365"  # an explicit name wins
+
+
+def test_most_accurate_compares_within_a_dataset_tiny_imagenet_first():
+    """Visualize opens on the most accurate checkpoint: a synthetic demo run's 87.5% (10 easy classes) must not
+    beat a Tiny ImageNet starter's 38.8%; among Tiny ImageNet checkpoints the higher top-1 wins."""
+    from pathlib import Path
+
+    from cnnviz.catalog import CheckpointInfo, most_accurate
+
+    def info(name, top1, classes):
+        return CheckpointInfo(name=name, arch="resnet18", path=Path(f"/x/{name}.safetensors"),
+                              meta={"classes": classes, "num_classes": len(classes), "input_size": 64,
+                                    "metrics": {"val_top1": top1}})
+
+    tiny = [f"n{i:08d}" for i in range(200)]
+    demo = info("demo/best", 0.875, [f"s{i:07d}" for i in range(1, 11)])
+    weak, strong = info("starter/weak", 0.07, tiny), info("starter/strong", 0.388, tiny)
+    other = info("other/best", 0.6, [f"c{i}" for i in range(5)])  # an unknown dataset: after Tiny ImageNet
+    assert most_accurate([demo, weak, other, strong]).name == "starter/strong"
+    assert most_accurate([demo, other]).name == "other/best"
+    assert most_accurate([demo]).name == "demo/best"  # only synthetic: still the best there is
