@@ -98,12 +98,16 @@ def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd
     plan = plan_for(compress, model.arch, model, svd_ranks)  # refuses a bad mode or rank before writing
     source = ckpt.meta
     # The run's per-epoch metrics up to the exported epoch: Compare draws a starter's training curves from it.
+    # A shipped starter re-exported (e.g. compressed to make room for another family) keeps the history and
+    # source it recorded: its folder has no metrics.jsonl.
     history = [m for m in read_metrics(RunFolder(src.parent).metrics)
                if source.epoch is None or (isinstance(m.get("epoch"), int) and m["epoch"] <= source.epoch)]
+    earlier = source.extra.get("starter") if isinstance(source.extra.get("starter"), dict) else {}
     meta = dataclasses.replace(source, model_args=dict(model.model_args), extra={
-        **source.extra, "history": history,
-        "starter": {"name": name, "source": str(src.parent.name + "/" + src.name), "train_config": source.train_config,
-                    "dropped_training_only_heads": dropped}})
+        **source.extra, "history": history or list(source.extra.get("history") or []),
+        "starter": {"name": name, "source": earlier.get("source") or str(src.parent.name + "/" + src.name),
+                    "train_config": source.train_config,
+                    "dropped_training_only_heads": dropped or earlier.get("dropped_training_only_heads") or []}})
     out = starter_dir(root) / name
     save_checkpoint(out, model, meta, compression=plan)
     result = evaluate_checkpoint(out, data=data, device=device)

@@ -55,6 +55,13 @@ def test_export_records_the_accuracy_that_evaluate_measures(tmp_path):
     rows = list_starters(tmp_path / "ckpts")
     assert [r["name"] for r in rows] == ["lenet5_demo"]
     assert f"{100 * result['top1']:.2f}%" in starter_table(tmp_path / "ckpts")
+    # Re-exported from the shipped file itself (compressed to make room for another family): the curves and the
+    # run it came from stay, and the new file's accuracy is measured again.
+    again = export_starter(shipped, "lenet5_demo", compress="int8", data=str(root), root=tmp_path / "ckpts",
+                           device="cpu")
+    rewritten = json.loads(shipped.with_suffix(".json").read_text())
+    assert rewritten["history"] == history[:3] and rewritten["starter"]["source"] == "run/best.safetensors"
+    assert rewritten["dtype"] == "int8" and rewritten["metrics"]["val_top1"] == again["top1"]
 
 
 def test_export_refuses_a_name_that_is_a_path(tmp_path):
