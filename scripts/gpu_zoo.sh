@@ -38,6 +38,8 @@ OUT=${OUT:-.gpu/out}
 mkdir -p .gpu "$OUT"
 export PYTHONUNBUFFERED=1
 # On the device everything lives in the repo copy's ignored .gpu/ (kept between calls while the machine is warm).
+# `unpack` (here) writes into the repository's own checkpoints/ and docs/ instead: it restores these first.
+USER_DATA=${CNNVIZ_DATA-} USER_CHECKPOINTS=${CNNVIZ_CHECKPOINTS-}
 export CNNVIZ_DATA=${CNNVIZ_DATA:-$PWD/.gpu/data} CNNVIZ_CHECKPOINTS=${CNNVIZ_CHECKPOINTS:-$PWD/.gpu/checkpoints}
 
 zoo_dir() { local d last=""; for d in "$CNNVIZ_CHECKPOINTS"/zoo/zoo-*; do [ -d "$d" ] && last=$d; done; echo "$last"; }
@@ -114,6 +116,8 @@ final)  # device, last call
   zd=$(zoo_dir); if [ -n "$zd" ]; then cp "$zd/zoo.json" "$zd/driver.log" "$OUT/"; fi
   ls -l "$OUT";;
 unpack)  # here: the files_at folders of the calls, in order
+  if [ -n "$USER_CHECKPOINTS" ]; then export CNNVIZ_CHECKPOINTS=$USER_CHECKPOINTS; else unset CNNVIZ_CHECKPOINTS; fi
+  if [ -n "$USER_DATA" ]; then export CNNVIZ_DATA=$USER_DATA; else unset CNNVIZ_DATA; fi
   mkdir -p .gpu/fetched; for d in "$@"; do cp -f "$d"/* .gpu/fetched/ 2>/dev/null || true; done
   mkdir -p .gpu/fetched/zoo; for f in .gpu/fetched/*.json .gpu/fetched/*.safetensors; do
     case "$(basename "$f")" in bench_*|status.json|zoo.json) ;; *) cp "$f" .gpu/fetched/zoo/ ;; esac; done

@@ -109,6 +109,20 @@ def test_zoo_trains_two_members_at_once_and_reports_them(synthetic, tmp_path):
     assert "giung2" in text  # the published numbers, with their sources
     assert (out.parent / "zoo_acc_vs_macs.png").stat().st_size > 5000
     assert (out.parent / "zoo_acc_vs_time.png").stat().st_size > 5000
+    # With the GPU session's bench file (bench/bench_zoo.py's format: the card's bf16 ceiling, the trick ladder),
+    # as scripts/gpu_zoo.sh's unpack passes it: MFU per member and what each trick paid (a rehearsal found the
+    # report reading other keys than the bench writes).
+    bench = tmp_path / "bench_device.json"
+    bench.write_text(json.dumps({
+        "device_name": "Test Card", "bf16_matmul_flops": 1e12, "members": {},
+        "tricks": [{"family": "lenet5", "setting": "fp32, NCHW", "images_per_s": 100.0, "warmup_s": 1.0, "gain": None},
+                   {"family": "lenet5", "setting": "+ bf16 autocast", "images_per_s": 150.0, "warmup_s": 1.0,
+                    "gain": 1.5}]}))
+    rep = cli("zoo", "report", "--out", str(out), "--bench", str(bench))
+    assert rep.returncode == 0, rep.stderr
+    text = out.read_text()
+    assert "| lenet5 | + bf16 autocast | 150 | 1.50x |" in text and "Measured on Test Card" in text
+    assert "n/a (no ceiling measured)" not in text  # the ceiling gives every member an MFU
 
 
 @pytest.mark.slow

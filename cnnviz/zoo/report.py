@@ -186,8 +186,11 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
         for i, p in enumerate(pubs):
             lines.append(f"- {fam} [{i + 1}]: {p['top1']:.2f}% top-1, {p['note']}. Source: {p['source']}")
     lines.append("- LeNet-5, ZFNet, NiN, GoogLeNet: no from-scratch Tiny ImageNet figure whose source we could read.")
-    if bench_data.get("tricks"):
-        lines += ["", "## What each trick paid", "", "| trick | measured | card |", "| --- | --- | --- |"]
-        lines += [f"| {t['name']} | {t['result']} | {t.get('device', '')} |" for t in bench_data["tricks"]]
+    if bench_data.get("tricks"):  # bench/bench_zoo.py's trick ladder: each trick added in turn, same member
+        card = bench_data.get("device_name", "?")
+        lines += ["", "## What each trick paid", "", f"Measured on {card} (`bench/bench_zoo.py`).", "",
+                  "| member | setting | img/s | gain over the row before |", "| --- | --- | --- | --- |"]
+        lines += [f"| {t['family']} | {t['setting']} | {t['images_per_s']:,.0f} | "
+                  f"{'-' if t.get('gain') is None else format(t['gain'], '.2f') + 'x'} |" for t in bench_data["tricks"]]
     atomic_write_text(out, "\n".join(lines) + "\n")
     return out
