@@ -143,6 +143,9 @@ rehearse)  # here, on the CPU: every device phase against a copy of the tree, wi
     tail -4 "$R/poll.txt"; if grep -q "ZOO ENDED" "$R/poll.txt"; then break; fi
   done
   BENCH_ARGS="--device cpu --small --steps 1 --workers 2" call 9 final | tail -12
+  echo "== unpack (here, in the copy: its checkpoints/ and docs/)"; ln -sfn "$PWD/.venv" "$R/.venv"
+  (cd "$R" && unset CNNVIZ_DATA CNNVIZ_CHECKPOINTS PYTHONPATH && bash scripts/gpu_zoo.sh unpack "$R"/out*) | tail -3
+  ls "$R/checkpoints/results" "$R/checkpoints/starter"; grep -c "^| " "$R/docs/zoo.md"
   echo "rehearsal done: $R";;
 *) echo "unknown phase $PHASE" >&2; exit 2;;
 esac
