@@ -27,14 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._browser import IDLE, time_uploads
+
 _LOAD_AT_START = os.getloadavg()
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
-BARS = "[data-testid=stPlotlyChart] .barlayer .point"
 MODELS = {"vgg16": "features.29", "resnet50": "layer4"}  # the entry and the layer its deconvnet projects
 
 
@@ -103,7 +103,6 @@ def in_browser(name: str, uploads: int, torch_home: str) -> list[float]:
 
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, AppServer
 
-    times: list[float] = []
     with tempfile.TemporaryDirectory(prefix="cnnviz-imagenet-") as d:
         photos = []
         for i in range(uploads):
@@ -119,19 +118,7 @@ def in_browser(name: str, uploads: int, torch_home: str) -> list[float]:
                 page.goto(server.url + "/predict")
                 page.wait_for_selector(IDLE)
                 expect(page.get_by_test_id("stMultiSelect").first).to_contain_text(f"imagenet/{name}")
-                upload = page.locator("[data-testid=stFileUploaderDropzoneInput]")
-                for path in photos:
-                    delete = page.get_by_test_id("stFileChipDeleteBtn")
-                    if delete.count():
-                        delete.first.click()
-                        page.wait_for_selector(IDLE)
-                    t0 = time.perf_counter()
-                    upload.set_input_files(str(path))
-                    expect(page.get_by_role("heading", name=path.name)).to_be_visible()
-                    page.wait_for_selector(IDLE)
-                    expect(page.locator(BARS)).to_have_count(5)
-                    times.append(time.perf_counter() - t0)
-                    print(f"browser {name} {path.name}: {times[-1]:.2f} s", flush=True)
+                times = time_uploads(page, photos, f"browser {name} ")
                 browser.close()
         finally:
             server.stop()

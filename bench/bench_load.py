@@ -34,14 +34,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench._browser import BARS, IDLE
+
 _LOAD_AT_START = os.getloadavg()  # before this benchmark adds its own load
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
-BARS = "[data-testid=stPlotlyChart] .barlayer .point"
 
 
 def _image(seed: int) -> bytes:

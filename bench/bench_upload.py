@@ -19,9 +19,10 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
+
+from bench._browser import IDLE, time_uploads
 
 _LOAD_AT_START = os.getloadavg()
 
@@ -29,8 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
-BARS = "[data-testid=stPlotlyChart] .barlayer .point"
 
 
 def _images(n: int, folder: Path) -> tuple[list[Path], str]:
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     from cnnviz.starter import list_starters
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, AppServer
@@ -73,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     if not starters:
         print("no starter checkpoints in checkpoints/starter/: nothing to measure")
         return 1
-    times: list[float] = []
     with tempfile.TemporaryDirectory(prefix="cnnviz-upload-") as d:
         base = Path(d) / "app"
         shutil.copytree(REPO / "checkpoints" / "starter", base / "checkpoints" / "starter")
@@ -88,19 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 page.wait_for_selector(IDLE)
                 chosen = [line.strip() for line in page.get_by_test_id("stMultiSelect").first.inner_text().splitlines()
                           if line.strip() and line.strip() != "Checkpoints"]
-                upload = page.locator("[data-testid=stFileUploaderDropzoneInput]")
-                for path in images:
-                    delete = page.get_by_test_id("stFileChipDeleteBtn")
-                    if delete.count():
-                        delete.first.click()
-                        page.wait_for_selector(IDLE)
-                    t0 = time.perf_counter()
-                    upload.set_input_files(str(path))
-                    expect(page.get_by_role("heading", name=path.name)).to_be_visible()
-                    page.wait_for_selector(IDLE)
-                    expect(page.locator(BARS)).to_have_count(5 * len(starters))
-                    times.append(time.perf_counter() - t0)
-                    print(f"{path.name}: {times[-1]:.2f} s", flush=True)
+                times = time_uploads(page, images)
                 browser.close()
         finally:
             server.stop()
@@ -108,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     names = ", ".join(f"`{s['name']}`" for s in starters)
     body = "\n".join([
         "## Upload to chart, one user, the shipped starters (`bench.bench_upload`)", "",
-        f"One headless Chromium on the Predict page with its default selection: all {len(starters)} starters "
-        f"({names}); {len(times)} uploads of {origin}, one image at a time. Time from the upload to the finished "
-        "page with five bars per starter.", "",
+        f"One headless Chromium on the Predict page with its default selection ({len(chosen)} of the "
+        f"{len(starters)} starters: {names}); {len(times)} uploads of {origin}, one image at a time. Time from "
+        "the upload to the finished page with five bars per chosen starter.", "",
         "| measure | value |", "|---|---|",
         f"| first upload (loads the checkpoints into the cache) | {times[0]:.2f} s |",
         f"| warm uploads, median | {statistics.median(warm):.2f} s |",
