@@ -6,7 +6,7 @@ import streamlit as st
 from app_pages import _images
 from app_pages._imagenet import fetch_panel
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
-from cnnviz.catalog import list_checkpoints
+from cnnviz.catalog import list_checkpoints, predict_defaults
 from cnnviz.checkpoint import CheckpointError
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
 from cnnviz.predict import known_classes, predict_across, results_to_csv
@@ -24,11 +24,7 @@ if not infos:
             "`checkpoints/starter/` (see the README).")
     st.stop()
 by_name = {i.name: i for i in infos}
-starters = [n for n, i in by_name.items() if i.kind == "starter"]
-# Four columns stay readable: the four most accurate shipped starters (in listing order), else the first two
-best = sorted(starters, key=lambda n: -(by_name[n].metrics.get("val_top1") or 0.0))[:4]
-default = [n for n in starters if n in best] if len(starters) > 1 else list(by_name)[:2]
-chosen = st.multiselect("Checkpoints", list(by_name), default=default,
+chosen = st.multiselect("Checkpoints", list(by_name), default=predict_defaults(infos),
                         format_func=lambda n: by_name[n].label,
                         help="Several checkpoints are shown side by side. Listed as on every page: starters "
                              "first, then runs newest first.")

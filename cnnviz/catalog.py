@@ -290,3 +290,13 @@ def most_accurate(infos, arch: str | None = None) -> CheckpointInfo | None:
         if best_key is None or key > best_key:
             best, best_key = info, key
     return best
+
+
+def predict_defaults(infos: list[CheckpointInfo], k: int = 4) -> list[str]:
+    """What Predict opens on: the ``k`` most accurate shipped starters in listing order (``k`` columns of bars
+    stay readable), else the first two checkpoints listed."""
+    starters = [i for i in infos if i.kind == "starter"]
+    if len(starters) < 2:
+        return [i.name for i in infos[:2]]
+    best = {i.name for i in sorted(starters, key=lambda i: -(i.metrics.get("val_top1") or 0.0))[:k]}
+    return [i.name for i in starters if i.name in best]
