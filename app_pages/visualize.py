@@ -81,4 +81,4 @@ for tab, view in zip(st.tabs([v.name for v in VIEWS], key="viz_view", on_change=
             try:
                 view.run(ctx)
             except (ValueError, KeyError, RuntimeError, OSError) as e:
-                show_error(f"{e.args[0] if isinstance(e, KeyError) and e.args else e}", e)
+                show_error(str(e), e)  # UnknownName reads as its message

@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
+
+from cnnviz.errors import UnknownName
 
 # module -> commands it registers (see each module's register()).
 _GROUPS = ("models", "data", "training", "viz", "probe", "predicting", "starter", "zoo", "imagenet")
@@ -31,11 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, UnknownName, FileNotFoundError, RuntimeError) as e:
         # User errors (unknown architecture, bad input size, missing file ...) get one clear line, no traceback.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyError:
+        # A bare KeyError is a missing dict key in our code, not a name the user typed (those raise UnknownName):
+        # "error: name" alone would hide the bug, so show where it happened.
+        traceback.print_exc()
+        print("internal error: this is a bug in cnnviz (the traceback above says where); please report it",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

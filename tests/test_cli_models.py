@@ -112,6 +112,22 @@ def test_bad_arguments_give_one_clear_line(capsys, argv, message):
     assert err.startswith("error:") and message in err and "Traceback" not in err
 
 
+def test_a_bug_is_not_dressed_up_as_a_user_error(capsys, monkeypatch):
+    # A bare KeyError is a missing dict key in cnnviz's own code. It used to print "error: name" and nothing
+    # else (the zoo report did exactly that); now it shows the traceback and says it is a bug. Names the user
+    # typed still get one line (above), because the library raises UnknownName for them.
+    import cnnviz.models.registry as registry
+
+    def broken(*args, **kwargs):
+        return {}["name"]
+
+    monkeypatch.setattr(registry, "list_models", broken)
+    code, out, err = run(capsys, "list")
+    assert code == 1 and out == ""
+    assert "Traceback" in err and "KeyError: 'name'" in err and "bug in cnnviz" in err
+    assert not err.startswith("error:")
+
+
 def test_parsers():
     assert parse_input(None, (1, 32, 32)) == (1, 32, 32)
     assert parse_input("224", (3, 224, 224)) == (3, 224, 224)

@@ -106,6 +106,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cnnviz import compare as cmp
+    from cnnviz.errors import UnknownName
     from cnnviz.fsutil import atomic_write_bytes
 
     entries = cmp.list_entries()
@@ -113,7 +114,7 @@ def run_compare(args: argparse.Namespace) -> int:
         known = {e.id: e for e in entries}
         missing = [m for m in args.models if m not in known]
         if missing:
-            raise KeyError(f"unknown model(s) {', '.join(missing)}; known: {', '.join(known) or 'none'}")
+            raise UnknownName(f"unknown model(s) {', '.join(missing)}; known: {', '.join(known) or 'none'}")
         entries = [known[m] for m in args.models]
     if not entries:
         raise FileNotFoundError("nothing to compare: no runs or starter checkpoints in the checkpoints folder")

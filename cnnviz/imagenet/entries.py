@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnviz.errors import UnknownName
+
 PREFIX = "imagenet/"
 LICENSE_URL = "https://github.com/pytorch/vision#pre-trained-model-license"
 
@@ -99,9 +101,9 @@ def get_entry(name: str) -> ImageNetEntry:
     """The entry called ``name`` (``"vgg16"`` or ``"imagenet/vgg16"``). KeyError names the known ones."""
     key = name.removeprefix(PREFIX)
     if key in NOT_MATCHING:
-        raise KeyError(f"no ImageNet entry {name!r}: {NOT_MATCHING[key]}")
+        raise UnknownName(f"no ImageNet entry {name!r}: {NOT_MATCHING[key]}")
     if key not in _BY_NAME:
-        raise KeyError(f"no ImageNet entry {name!r}; known: {', '.join(e.catalog_name for e in ENTRIES)}")
+        raise UnknownName(f"no ImageNet entry {name!r}; known: {', '.join(e.catalog_name for e in ENTRIES)}")
     return _BY_NAME[key]
 
 

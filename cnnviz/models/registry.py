@@ -38,6 +38,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from cnnviz.errors import UnknownName
 from cnnviz.models.declared import VariantOption
 
 
@@ -98,7 +99,7 @@ class ModelCard:
         for o in self.options:
             if o.name == name:
                 return o
-        raise KeyError(f"{self.name} has no variant option {name!r}; it takes {self._option_names()}")
+        raise UnknownName(f"{self.name} has no variant option {name!r}; it takes {self._option_names()}")
 
     def check_variant(self, variant: dict[str, Any]) -> None:
         """``TypeError`` for an option this architecture does not have, ``ValueError`` for a value an option
@@ -149,7 +150,7 @@ def list_models() -> list[str]:
 def get_card(name: str) -> ModelCard:
     """The model card of a registered architecture."""
     if name not in _REGISTRY:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(_REGISTRY)}")
+        raise UnknownName(f"unknown architecture {name!r}; known: {', '.join(_REGISTRY)}")
     return _REGISTRY[name].card
 
 

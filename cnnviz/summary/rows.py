@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
+from cnnviz.errors import UnknownName
 from cnnviz.summary.columns import MACS_NOTE
 from cnnviz.summary.params import param_count  # the one count every view shows
 from cnnviz.summary.trace import Geometry, LayerOutput
@@ -112,7 +113,7 @@ class LayerTable:
             if r.name == name:
                 return r
         sample = ", ".join(r.name for r in self.rows[:6])
-        raise KeyError(f"no layer {name!r} in the {self.arch or 'model'} table (layers: {sample}, ...)")
+        raise UnknownName(f"no layer {name!r} in the {self.arch or 'model'} table (layers: {sample}, ...)")
 
     # -- memory -------------------------------------------------------------------------------------------
     def training_memory(self, batch_size: int, optimizer: str = "sgd") -> dict:

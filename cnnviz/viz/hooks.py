@@ -21,6 +21,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from cnnviz.errors import UnknownName
+
 
 class StopForward(Exception):  # noqa: N818 (a control-flow signal, not an error)
     """Raised from a forward hook to end a forward pass early, once the wanted layer has run."""
@@ -44,7 +46,7 @@ def get_module(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     if name not in modules or name == "":
         convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
-        raise KeyError(f"no layer named {name!r} in this model; conv layers are: {', '.join(convs[:12])}"
+        raise UnknownName(f"no layer named {name!r} in this model; conv layers are: {', '.join(convs[:12])}"
                        + (" ..." if len(convs) > 12 else ""))
     return modules[name]
 

@@ -49,6 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cnnviz.errors import UnknownName
 from cnnviz.viz.hooks import capture, forward_quietly
 from cnnviz.viz.layers import output_shapes
 from cnnviz.viz.top9 import ScanCancelled, _cancelled, dataset_fingerprint, preprocess_batch, scan_copy
@@ -146,7 +147,7 @@ def pooled_features(model: nn.Module, images: np.ndarray, layers: Sequence[str],
     order = list(output_shapes(model, (channels, input_size, input_size)))
     missing = [n for n in layers if n not in order]
     if missing:
-        raise KeyError(f"no layer named {missing[0]!r} in this model (or it does not run at evaluation); "
+        raise UnknownName(f"no layer named {missing[0]!r} in this model (or it does not run at evaluation); "
                        f"see `python -m cnnviz table` for the names")
     deepest = max(layers, key=order.index)
     batch_size = batch_size or (256 if device.type == "cuda" else 16)
