@@ -50,7 +50,8 @@ with st.form("train_form"):
     lr = c[3].number_input("Learning rate (empty: 0.1 SGD, 0.002 AdamW)", value=None, min_value=0.0,
                            format="%.5f", key="train_lr")
     schedule = c[0].selectbox("Schedule", ["cosine", "onecycle"], key="train_sched")
-    warmup = c[1].number_input("Warm-up epochs", 0.0, 100.0, 1.0, key="train_warmup")
+    warmup = c[1].number_input("Warm-up epochs (empty: 10% of the run, at most 1)", value=None, min_value=0.0,
+                               max_value=100.0, key="train_warmup")
     smoothing = c[2].number_input("Label smoothing", 0.0, 0.99, 0.1, key="train_ls")
     wd = c[3].number_input("Weight decay (empty: 5e-4 SGD, 0.05 AdamW)", value=None, min_value=0.0,
                            format="%.5f", key="train_wd")

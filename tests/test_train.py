@@ -165,10 +165,24 @@ def test_missing_dataset_is_a_clear_failure(tmp_path):
     ({"variant": {"bogus": 1}}, "has no option bogus"),
     ({"variant": {"variant": "retro"}}, "option variant takes 'paper' or 'modern', not 'retro'"),
     ({"label_smoothing": 1.0}, "label smoothing must be less than 1"),
+    ({"epochs": 1, "warmup_epochs": 1.0}, "would never come down"),
 ])
 def test_bad_configs_are_refused_with_a_message(change, words):
     with pytest.raises(ValueError, match=words):
         tiny_config(**change).validate()
+
+
+def test_default_warm_up_leaves_the_run_time_to_anneal():
+    # The default was one epoch whatever the run's length: a one-epoch run (the AlexNet starter's) warmed up for
+    # its whole length and never annealed. Now it is 10% of the run, at most one epoch, recorded in config.json.
+    one, thirty = TrainConfig(arch="lenet5", epochs=1), TrainConfig(arch="lenet5", epochs=30)
+    assert one.warmup_epochs == pytest.approx(0.1) and thirty.warmup_epochs == 1.0
+    assert TrainConfig.from_dict(one.to_dict()).warmup_epochs == pytest.approx(0.1)
+    steps = 100
+    warm = round(one.warmup_epochs * steps)
+    peak = lr_at(warm, steps, warm, 1.0, "cosine")
+    assert peak == pytest.approx(1.0, abs=0.01) and lr_at(steps - 1, steps, warm, 1.0, "cosine") < 0.01 * peak
+    assert TrainConfig(arch="lenet5", epochs=1, warmup_epochs=0.0).validate().warmup_epochs == 0.0
 
 
 def test_input_size_an_architecture_cannot_take():

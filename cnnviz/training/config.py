@@ -42,7 +42,10 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float | None = None  # None: 5e-4 for SGD, 0.05 for AdamW; never on biases / norm weights
     schedule: str = "cosine"
-    warmup_epochs: float = 1.0  # linear warm-up (cosine); the rising phase of one-cycle (0: 30% of the run)
+    # Linear warm-up (cosine); the rising phase of one-cycle (0: 30% of the run). None: 10% of the run, at most
+    # one epoch (the zoo's rule). A fixed one-epoch default made a one-epoch run warm up for its whole length and
+    # never anneal; a warm-up as long as the run is refused for the same reason.
+    warmup_epochs: float | None = None
     label_smoothing: float = 0.1
     augment: str = "crop_flip"
     device: str = "auto"
@@ -73,6 +76,8 @@ class TrainConfig:
             self.weight_decay = _DEFAULT_WD.get(self.optimizer, 5e-4)
         if self.variant is None:
             self.variant = {}
+        if self.warmup_epochs is None:
+            self.warmup_epochs = default_warmup(self.epochs)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -110,6 +115,10 @@ class TrainConfig:
         check_float("momentum", self.momentum, lo=0.0, hi=1.0, hi_open=True)
         check_float("label smoothing", self.label_smoothing, lo=0.0, hi=1.0, hi_open=True)
         check_float("warm-up epochs", self.warmup_epochs, lo=0.0)
+        if float(self.warmup_epochs) >= self.epochs:
+            raise ValueError(f"a warm-up of {self.warmup_epochs:g} epochs takes the whole {self.epochs}-epoch run, so "
+                             "the learning rate would never come down: use fewer warm-up epochs than epochs (or "
+                             f"leave it empty: {default_warmup(self.epochs):g}, 10% of the run, at most 1)")
         check_float("save interval", self.save_every_min, lo=0.0)
         check_float("heartbeat", self.heartbeat_s, lo=0.0, lo_open=True)
         check_float("EMA decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True)
@@ -134,6 +143,14 @@ class TrainConfig:
         except Exception:  # noqa: BLE001 - e.g. an op the meta device lacks; the worker builds it for real
             pass
         return self
+
+
+def default_warmup(epochs: Any) -> Any:
+    """The warm-up when none is given: 10% of the run, at most one epoch (``epochs`` unchecked yet)."""
+    try:
+        return min(1.0, 0.1 * float(epochs))
+    except (TypeError, ValueError):
+        return 1.0  # validate() reports the bad epoch count
 
 
 def check_int(name: str, value: Any, lo: int, hi: int, hint: str) -> None:
