@@ -217,3 +217,23 @@ def test_cli_export_refuses_a_rank_that_does_not_fit_and_writes_nothing(tmp_path
                  "--svd-rank", rank_arg]) == 2
     assert message in capsys.readouterr().err
     assert not (starter_dir() / "x.safetensors").exists()
+
+
+def test_model_card_states_the_shipped_starter_and_what_compression_cost(monkeypatch):
+    """Issue 10: the card says what was done to a compressed starter and what it cost, measured. The
+    Architectures page's card reads it from the shipped file's metadata, not from prose."""
+    from cnnviz.models import get_card
+    from cnnviz.paths import REPO_ROOT
+    from cnnviz.views.architectures import card_markdown
+
+    monkeypatch.setenv("CNNVIZ_CHECKPOINTS", str(REPO_ROOT / "checkpoints"))
+    shipped = {r["arch"]: r for r in list_starters(REPO_ROOT / "checkpoints")}
+    compressed = [a for a, r in shipped.items() if "pp top-1" in r["stored_as"]]
+    assert compressed, "at least one shipped starter is compressed with a measured cost"
+    for arch in compressed:
+        text = card_markdown(get_card(arch))
+        r = shipped[arch]
+        assert "**Shipped starter" in text and f"`{r['name']}`: {100 * r['val_top1']:.2f}% top-1" in text
+        assert "pp top-1" in text and "measured against the float32 run" in text
+    without = next(a for a in ("vgg19", "resnet152", "vgg13") if a not in shipped)
+    assert "Shipped starter" not in card_markdown(get_card(without))

@@ -69,6 +69,10 @@ def card_markdown(card: ModelCard, table: Any = None) -> str:
 
     if (note := card_note(card.name)) is not None:
         parts.append(f"**ImageNet weights (torchvision):** {note}")
+    from cnnviz.starter import starter_notes  # the shipped Tiny ImageNet checkpoint: accuracy, storage, cost
+
+    if notes := starter_notes(card.name):
+        parts.append("**Shipped starter (Tiny ImageNet, trained by this project):** " + " ".join(notes))
     return "\n\n".join(parts)
 
 
