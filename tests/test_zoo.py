@@ -177,3 +177,29 @@ def test_damaged_result_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match="does not match"):
         import_zoo(src, results_root=tmp_path / "results")
     assert not (tmp_path / "results").exists()  # nothing copied when one file is bad
+
+
+def test_report_shows_the_shipped_starters_until_a_zoo_has_run(tmp_path):
+    """Before any GPU session the starters are the only all-families view on Tiny ImageNet: docs/zoo.md lists
+    each with the accuracy measured from its shipped file and says that they are not one recipe. The committed
+    docs/zoo.md is the generated one (a stale table would show numbers the files no longer give)."""
+    from cnnviz.starter import list_starters
+    from cnnviz.zoo.report import write_report
+
+    shipped = list_starters(REPO / "checkpoints")
+    assert shipped, "the repository ships starters"
+    out = write_report(results=tmp_path / "no-results", out=tmp_path / "zoo.md", starters=REPO / "checkpoints")
+    text = out.read_text()
+    assert "No zoo has been trained yet" in text and "**not one recipe**" in text
+    table = [ln for ln in text.splitlines() if ln.startswith("| ") and "_tinyimagenet`" in ln]
+    assert len(table) == len(shipped)
+    for r in shipped:
+        line = next(ln for ln in table if f"`{r['name']}`" in ln)
+        assert f"| {100 * r['val_top1']:.2f}% | {100 * r['val_top5']:.2f}% |" in line
+    families = {m.family for m in MEMBERS if not m.extra}
+    listed = {ln.split(" (")[0].removeprefix("| ") for ln in table}
+    missing = sorted(families - listed)
+    assert (f"No starter yet: {', '.join(missing)}." in text) == bool(missing)
+    committed = (REPO / "docs" / "zoo.md").read_text()
+    if "No zoo has been trained yet" in committed:
+        assert committed == text, "docs/zoo.md is stale: run python -m cnnviz zoo report"

@@ -91,6 +91,66 @@ def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None) -> l
     return out
 
 
+def starter_rows(root: str | Path | None = None) -> list[dict[str, Any]]:
+    """The shipped starters, one row each in the zoo's family order, read from their metadata (accuracy as
+    measured from the shipped file at export). Until a zoo has run they are the only look at all the families
+    on Tiny ImageNet, and they were not trained under one recipe: the row says how each was."""
+    from cnnviz.checkpoint import read_meta
+    from cnnviz.models import get_card
+    from cnnviz.starter import starter_dir
+
+    family_of = {m.arch: m.family for m in MEMBERS}
+    order = {m.family: i for i, m in enumerate(MEMBERS)}
+    out = []
+    for path in sorted(starter_dir(root).glob("*.safetensors")):
+        try:
+            meta = read_meta(path)
+        except ValueError:
+            continue  # Predict and Compare say why a file does not read; the report lists what does
+        cfg, metrics = meta.get("train_config") or {}, meta.metrics
+        params, macs, _ = model_size(meta.arch, meta.model_args)
+        try:  # the options that make it differ from the architecture's default build (ResNet's stem ...)
+            defaults = get_card(meta.arch).default_variant
+        except KeyError:
+            defaults = {}
+        changed = {k: v for k, v in meta.model_args.items()
+                   if k not in ("num_classes", "input_size") and k in defaults and defaults[k] != v}
+        arch = meta.arch + "".join(f", {k}={v}" for k, v in changed.items())
+        out.append({"family": family_of.get(meta.arch, meta.arch), "name": path.stem, "arch": arch,
+                    "top1": metrics.get("val_top1"), "top5": metrics.get("val_top5"), "val_n": metrics.get("val_n"),
+                    "params": params, "macs": macs, "epochs": meta.epoch, "config": cfg, "dtype": meta.dtype,
+                    "bytes": path.stat().st_size})
+    return sorted(out, key=lambda r: (order.get(r["family"], 99), r["name"]))
+
+
+def starter_lines(table: list[dict[str, Any]]) -> list[str]:
+    """The starters' table for docs/zoo.md, with what keeps it from being a comparison of architectures."""
+    if not table:
+        return []
+    lines = ["## Until then: the shipped starters", "",
+             "These are the checkpoints in `checkpoints/starter/`, trained on this project's 2-core CPU before any "
+             "GPU was lent. They are **not one recipe**: epochs, optimizers and batch sizes differ (the columns "
+             "say how), and a family with more epochs is ahead for that reason alone. Read them as how far each "
+             "network got, not as a ranking of architectures. A zoo run replaces them.", "",
+             "| family | checkpoint | top-1 | top-5 | params | MACs | epochs | training | stored as |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in table:
+        c = r["config"]
+        how = (f"{c.get('optimizer', '?')} lr {c.get('lr', float('nan')):g}, batch {c.get('batch_size', '?')}, "
+               f"{c.get('schedule', '?')}, warm-up {c.get('warmup_epochs', float('nan')):g} ep") if c else "n/a"
+        lines.append(f"| {r['family']} ({r['arch']}) | `{r['name']}` | {_pct(r['top1'])} | {_pct(r['top5'])} | "
+                     f"{_human(r['params'])} | {_human(r['macs'])} | {r['epochs']} | {how} | "
+                     f"{r['dtype']}, {r['bytes'] / 2**20:.1f} MiB |")
+    n = sorted({int(r.get("val_n") or 0) for r in table})
+    lines += ["", f"Top-1 and top-5 were measured from each shipped (compressed) file on "
+              f"{'/'.join(f'{k:,}' for k in n)} val images when it was exported; the README's starter section says "
+              "how long each took and what compression cost."]
+    missing = [m.family for m in MEMBERS if not m.extra and m.family not in {r["family"] for r in table}]
+    if missing:
+        lines += ["", f"No starter yet: {', '.join(missing)}."]
+    return lines
+
+
 def recipe_lines(table: list[dict[str, Any]]) -> list[str]:
     """The shared recipe (what every row has in common) and where the members differ."""
     if not table:
@@ -145,8 +205,9 @@ def write_plots(table: list[dict[str, Any]], out_dir: Path) -> list[Path]:
 
 
 def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.md",
-                 bench: str | Path | None = None) -> Path:
-    """Write the report (and its plots beside it) from the result files; returns its path."""
+                 bench: str | Path | None = None, starters: str | Path | None = None) -> Path:
+    """Write the report (and its plots beside it) from the result files; returns its path. ``starters``: the
+    checkpoints folder whose shipped starters the report lists while no zoo has run (default: the usual one)."""
     found = list_results(results or results_dir())
     ceiling, bench_data = None, {}
     if bench:
@@ -161,7 +222,7 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
     if not table:
         lines += ["No zoo has been trained yet. `python -m cnnviz zoo train` trains one (see "
                   "`scripts/gpu_zoo.sh` for the one-GPU-session plan), `python -m cnnviz zoo import` brings its "
-                  "results here."]
+                  "results here.", ""] + starter_lines(starter_rows(starters))
     else:
         lines += ["| family | top-1 | top-5 | top-1 flip TTA | top-1 without EMA | params | MACs | epochs | "
                   "train s | img/s | MFU | device | published top-1 |",
