@@ -201,9 +201,10 @@ def add_config_args(p: argparse.ArgumentParser, require_arch: bool = False) -> N
                    help="architecture option, e.g. --variant stem=tiny (repeatable)")
     p.add_argument("--data", default=None, help="auto (find Tiny ImageNet), synthetic, or a folder / zip")
     for flag, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float), ("--momentum", float),
-                       ("--weight-decay", float), ("--warmup-epochs", float), ("--label-smoothing", float),
-                       ("--seed", int)):
+                       ("--weight-decay", float), ("--label-smoothing", float), ("--seed", int)):
         p.add_argument(flag, type=kind)  # the TrainConfig field of that name (docstrings there)
+    p.add_argument("--warmup-epochs", type=float,
+                   help="linear warm-up in epochs (default: 10%% of the run, at most 1; shorter than the run)")
     for flag, choices in (("--optimizer", OPTIMIZERS), ("--schedule", SCHEDULES), ("--augment", AUGMENTS),
                           ("--device", DEVICES)):
         p.add_argument(flag, choices=choices)
