@@ -202,7 +202,7 @@ def compression_summary(meta: dict[str, Any]) -> str:
 
 def starter_notes(arch: str, root: str | Path | None = None) -> list[str]:
     """For the model card: one sentence per shipped starter of ``arch``, with its measured accuracy, its epochs
-    and how it is stored, with what that cost (measured at export against the run it came from)."""
+    and how it is stored, with what that cost (measured at export against the checkpoint it was made from)."""
     notes = []
     for r in list_starters(root):
         if r["arch"] != arch:
@@ -210,7 +210,7 @@ def starter_notes(arch: str, root: str | Path | None = None) -> list[str]:
         n = r["val_n"]
         stored = r["stored_as"]
         if "pp top-1" in stored:
-            stored += ", measured against the float32 run it came from"
+            stored += ", measured at export against the checkpoint it was made from"
         notes.append(f"`{r['name']}`: {_pct(r['val_top1'])} top-1, {_pct(r['val_top5'])} top-5 on "
                      f"{f'{n:,}' if n else 'the'} Tiny ImageNet val images after {r['epochs']} epoch"
                      f"{'s' if r['epochs'] != 1 else ''} of training; {r['bytes'] / 2**20:.1f} MiB, stored as "

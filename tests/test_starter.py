@@ -234,6 +234,6 @@ def test_model_card_states_the_shipped_starter_and_what_compression_cost(monkeyp
         text = card_markdown(get_card(arch))
         r = shipped[arch]
         assert "**Shipped starter" in text and f"`{r['name']}`: {100 * r['val_top1']:.2f}% top-1" in text
-        assert "pp top-1" in text and "measured against the float32 run" in text
+        assert "pp top-1" in text and "measured at export against the checkpoint" in text
     without = next(a for a in ("vgg19", "resnet152", "vgg13") if a not in shipped)
     assert "Shipped starter" not in card_markdown(get_card(without))
