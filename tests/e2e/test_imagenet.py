@@ -38,7 +38,10 @@ def test_predict_with_an_imagenet_entry_then_fetch_offline(app_server, page, tmp
 
     # offline (this machine and CI): one message that names the file and where it goes
     page.get_by_text("ImageNet networks (torchvision's weights)").click()
-    page.get_by_role("button", name="Download into the cache").click()
+    wait_idle(page)  # a click while the upload's rerun still runs can be lost (seen once in a clean-clone run)
+    download = page.get_by_role("button", name="Download into the cache")
+    expect(download).to_be_enabled()
+    download.click()
     error = page.get_by_test_id("stAlertContentError").filter(has_text="vgg11-8a719046.pth")
     expect(error).to_be_visible(timeout=60_000)
     assert "TORCH_HOME" in error.inner_text() and str(weights.parent) in error.inner_text()
