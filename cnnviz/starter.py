@@ -179,8 +179,17 @@ def list_starters(root: str | Path | None = None) -> list[dict[str, Any]]:
         rows.append({"name": w.stem, "arch": meta.arch, "variant": {k: v for k, v in meta.model_args.items()
                                                                    if k not in ("num_classes", "input_size")},
                      "epochs": meta.epoch, "val_top1": m.get("val_top1"), "val_top5": m.get("val_top5"),
-                     "val_n": m.get("val_n"), "bytes": w.stat().st_size, "stored_as": compression_summary(meta)})
+                     "val_n": m.get("val_n"), "bytes": w.stat().st_size, "stored_as": compression_summary(meta),
+                     "cost_measured": _cost_measured(meta), "dtype": meta.dtype, "model_args": dict(meta.model_args),
+                     "train_config": meta.get("train_config") or {}})
     return rows
+
+
+def _cost_measured(meta: CheckpointMeta) -> bool:
+    """Whether the export measured what compression cost (``compression.measured`` with a top-1 change)."""
+    entry = meta.compression
+    measured = entry.get("measured") if isinstance(entry, dict) else None
+    return isinstance(measured, dict) and measured.get("top1_change_pp") is not None
 
 
 def compression_summary(meta: dict[str, Any]) -> str:
@@ -193,7 +202,7 @@ def compression_summary(meta: dict[str, Any]) -> str:
     plan = entry.get("plan") or {}
     text = f"{plan.get('name', '?')} ({plan.get('description', '')})"
     measured = entry.get("measured")
-    if isinstance(measured, dict) and measured.get("top1_change_pp") is not None:
+    if _cost_measured(meta):
         text += (f": {measured['top1_change_pp']:+.2f} pp top-1, {measured['top5_change_pp']:+.2f} pp top-5, "
                  f"logits {100 * measured['logit_rel_error_mean']:.1f}% off "
                  f"(max {100 * measured['logit_rel_error_max']:.1f}%)")
@@ -209,7 +218,7 @@ def starter_notes(arch: str, root: str | Path | None = None) -> list[str]:
             continue
         n = r["val_n"]
         stored = r["stored_as"]
-        if "pp top-1" in stored:
+        if r["cost_measured"]:
             stored += ", measured at export against the checkpoint it was made from"
         notes.append(f"`{r['name']}`: {_pct(r['val_top1'])} top-1, {_pct(r['val_top5'])} top-5 on "
                      f"{f'{n:,}' if n else 'the'} Tiny ImageNet val images after {r['epochs']} epoch"

@@ -92,34 +92,27 @@ def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None) -> l
 
 
 def starter_rows(root: str | Path | None = None) -> list[dict[str, Any]]:
-    """The shipped starters, one row each in the zoo's family order, read from their metadata (accuracy as
-    measured from the shipped file at export). Until a zoo has run they are the only look at all the families
-    on Tiny ImageNet, and they were not trained under one recipe: the row says how each was."""
-    from cnnviz.checkpoint import read_meta
+    """The shipped starters (:func:`cnnviz.starter.list_starters`), one row each in the zoo's family order, with
+    params and MACs. Until a zoo has run they are the only look at all the families on Tiny ImageNet, and they
+    were not trained under one recipe: the row says how each was."""
     from cnnviz.models import get_card
-    from cnnviz.starter import starter_dir
+    from cnnviz.starter import list_starters
 
     family_of = {m.arch: m.family for m in MEMBERS}
     order = {m.family: i for i, m in enumerate(MEMBERS)}
     out = []
-    for path in sorted(starter_dir(root).glob("*.safetensors")):
-        try:
-            meta = read_meta(path)
-        except ValueError:
-            continue  # Predict and Compare say why a file does not read; the report lists what does
-        cfg, metrics = meta.get("train_config") or {}, meta.metrics
-        params, macs, _ = model_size(meta.arch, meta.model_args)
+    for r in list_starters(root):
+        params, macs, _ = model_size(r["arch"], r["model_args"])
         try:  # the options that make it differ from the architecture's default build (ResNet's stem ...)
-            defaults = get_card(meta.arch).default_variant
+            defaults = get_card(r["arch"]).default_variant
         except KeyError:
             defaults = {}
-        changed = {k: v for k, v in meta.model_args.items()
-                   if k not in ("num_classes", "input_size") and k in defaults and defaults[k] != v}
-        arch = meta.arch + "".join(f", {k}={v}" for k, v in changed.items())
-        out.append({"family": family_of.get(meta.arch, meta.arch), "name": path.stem, "arch": arch,
-                    "top1": metrics.get("val_top1"), "top5": metrics.get("val_top5"), "val_n": metrics.get("val_n"),
-                    "params": params, "macs": macs, "epochs": meta.epoch, "config": cfg, "dtype": meta.dtype,
-                    "bytes": path.stat().st_size})
+        changed = {k: v for k, v in r["variant"].items() if k in defaults and defaults[k] != v}
+        out.append({"family": family_of.get(r["arch"], r["arch"]), "name": r["name"],
+                    "arch": r["arch"] + "".join(f", {k}={v}" for k, v in changed.items()),
+                    "top1": r["val_top1"], "top5": r["val_top5"], "val_n": r["val_n"], "params": params,
+                    "macs": macs, "epochs": r["epochs"], "config": r["train_config"], "dtype": r["dtype"],
+                    "bytes": r["bytes"]})
     return sorted(out, key=lambda r: (order.get(r["family"], 99), r["name"]))
 
 
