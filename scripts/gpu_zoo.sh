@@ -6,7 +6,7 @@
 #
 # THE PLAN (times are planning margins, not measurements; the budget adapts to what is left):
 #   here    bash scripts/gpu_zoo.sh pack       split the 217 MiB zip into 4 parts of <= 55 MiB under .gpu/parts/,
-#                                              set the 36 MiB of starters aside (the tree is then ~1 MiB)
+#                                              set the 47 MiB of starters aside (the tree is then ~2 MiB)
 #   t=0:00  run "bash scripts/gpu_zoo.sh bench"          carry .gpu/parts/part-aa          ~1.5 min start
 #           ceilings (bf16 matmul, copy), every member's training rate, trick ladder,       + ~2.5 min bench
 #           one vs two members at once (bench/bench_zoo.py, synthetic data)
@@ -70,9 +70,19 @@ pack)  # here, before the first call
   ls -l "$PARTS"
   echo "what travels besides a part: $(git ls-files --cached --others --exclude-standard | grep -v '^checkpoints/starter/' | xargs du -cb 2>/dev/null | tail -1)";;
 restore)  # here, after the session (starters the zoo replaced are already in checkpoints/starter)
+  # A CPU starter comes back only where no zoo starter of the same architecture arrived: the zoo names its
+  # files <family>_tinyimagenet, so lenet5_modern_* and nin_cifar_* would otherwise come back beside lenet5_*
+  # and nin_* and push the starters past their 48 MiB.
   if [ -d .gpu/starter-aside ]; then
     mkdir -p checkpoints/starter
-    cp -n .gpu/starter-aside/* checkpoints/starter/ && rm -rf .gpu/starter-aside
+    arch_of() { .venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["arch"])' "$1"; }
+    have=" "; for j in checkpoints/starter/*.json; do [ -e "$j" ] && have="$have$(arch_of "$j") "; done
+    for j in .gpu/starter-aside/*.json; do
+      a=$(arch_of "$j"); stem=${j%.json}
+      case "$have" in *" $a "*) echo "not restored (the zoo replaced $a): $(basename "$stem")";;
+                      *) cp -n "$stem".json "$stem".safetensors checkpoints/starter/;; esac
+    done
+    rm -rf .gpu/starter-aside
     git reset -q HEAD -- checkpoints/starter
   fi
   git status --short checkpoints/starter | head;;
