@@ -145,10 +145,11 @@ class TrainConfig:
         return self
 
 
-def default_warmup(epochs: Any) -> Any:
-    """The warm-up when none is given: 10% of the run, at most one epoch (``epochs`` unchecked yet)."""
+def default_warmup(epochs: Any, fraction: float = 0.1) -> Any:
+    """The warm-up when none is given: ``fraction`` of the run (10%), at most one epoch (``epochs`` unchecked
+    yet). The zoo's recipe uses the same rule with its own fraction."""
     try:
-        return min(1.0, 0.1 * float(epochs))
+        return min(1.0, fraction * float(epochs))
     except (TypeError, ValueError):
         return 1.0  # validate() reports the bad epoch count
 

@@ -34,7 +34,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnviz.training.config import TrainConfig
+from cnnviz.training.config import TrainConfig, default_warmup
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def config_for(m: Member, recipe: Recipe, zoo_id: str) -> TrainConfig:
         arch=m.arch, variant=dict(m.variant), data=recipe.data, epochs=int(recipe.epochs),
         batch_size=int(recipe.batch_size), lr=m.lr * recipe.batch_size / 256, optimizer=m.optimizer,
         weight_decay=m.weight_decay, schedule=recipe.schedule,
-        warmup_epochs=min(1.0, recipe.warmup_fraction * recipe.epochs), label_smoothing=recipe.label_smoothing,
+        warmup_epochs=default_warmup(recipe.epochs, recipe.warmup_fraction), label_smoothing=recipe.label_smoothing,
         augment=recipe.augment, device=recipe.device, seed=recipe.seed, amp=recipe.amp,
         channels_last=recipe.channels_last, compile=recipe.compile, ema_decay=recipe.ema_decay,
         ema_every=recipe.ema_every, tta_flip=recipe.tta_flip, max_steps_per_epoch=recipe.max_steps_per_epoch,
