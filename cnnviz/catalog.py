@@ -1,6 +1,6 @@
 """Which checkpoints exist: shipped starters and every run's ``best``/``last``, found on disk.
 
-Layout under :func:`cnnviz.paths.checkpoints_dir` (see DESIGN.md)::
+Layout under :func:`cnnviz.paths.checkpoints_dir` (docs/ARCHITECTURE.md)::
 
     starter/<name>.safetensors + starter/<name>.json     shipped with the repository
     <run-id>/best.safetensors  + <run-id>/best.json      written by training runs

@@ -71,7 +71,7 @@ def make_checkpoint(stem: Path, *, arch: str | None = None, num_classes: int = 1
 
 def write_run(folder: Path, *, config: dict, metrics: list[dict], status: dict | None = None,
               checkpoint: bool = True, seed: int = 0, num_classes: int = 10) -> Path:
-    """A run folder in the training engineer's format (DESIGN.md)."""
+    """A run folder in the training worker's format (cnnviz/training/folder.py)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "status.json").write_text(json.dumps(status or {"state": "done", "epoch": len(metrics)}))

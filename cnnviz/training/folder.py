@@ -1,6 +1,6 @@
 """The run folder: every path of a training run, named in one place.
 
-A run lives in ``checkpoints/<run-id>/`` (see DESIGN.md)::
+A run lives in ``checkpoints/<run-id>/`` (docs/ARCHITECTURE.md, flow 2 and its rules)::
 
     config.json        the TrainConfig that reproduces the run
     status.json        state (queued|running|stopping|done|failed|stopped), pid, heartbeat, epoch, step, ...
