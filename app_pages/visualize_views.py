@@ -45,9 +45,12 @@ def filters_view(ctx: Context) -> None:
     st.dataframe(stats, hide_index=True, height=200)
     downloads("filters", fig.image, viz.filters.conv_weight(model, conv), stats.to_csv(index=False))
     if st.toggle("AlexNet vs ZFNet conv1 (ZF Fig. 6)", key="flt_fig6"):
-        for col, panel in zip(st.columns(2), vv.fig6_panels(ctx.infos.values(), ctx.load, ctx.random), strict=True):
+        panels = vv.fig6_panels(ctx.infos.values(), ctx.load, ctx.random)
+        for col, panel in zip(st.columns(2), panels, strict=True):
             col.image(panel.image, caption=panel.caption)
             show_movement(panel.model, panel.meta, panel.layer, panel.key + (panel.layer,), col)
+        if note := vv.fig6_training_note(panels):
+            st.warning(note)
 
 
 def maps_view(ctx: Context) -> None:

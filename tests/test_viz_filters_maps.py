@@ -152,3 +152,14 @@ def test_feature_grid_has_a_colour_bar():
     x, seen = session.prepare(session.demo_image(), s.meta)
     fm, grid, detail, *_ = vv.feature_figure(s, x, seen, "features.act3")
     assert grid.shape[0] > fm.grid(64).shape[0] + 20  # the bar and its meaning under the maps
+
+
+def test_fig6_note_only_when_both_sides_are_trained_for_different_lengths():
+    from cnnviz.views.visualize import FirstLayer, fig6_training_note
+
+    def side(epochs):
+        return FirstLayer(model=None, meta={}, key=(), layer="features.0", image=None, caption="", epochs=epochs)
+
+    assert fig6_training_note([side(1), side(6)]).startswith("Not trained alike: AlexNet had 1 epoch and ZFNet 6.")
+    assert fig6_training_note([side(4), side(4)]) is None  # trained alike: nothing to warn about
+    assert fig6_training_note([side(None), side(6)]) is None  # a random init already says so in its caption

@@ -253,6 +253,7 @@ class FirstLayer:
     layer: str
     image: np.ndarray
     caption: str
+    epochs: int | None = None  # epochs the weights were trained for (None: a random init, or not recorded)
 
 
 def fig6_panels(infos: Iterable[CheckpointInfo], load: Callable, random: Callable[[str], Subject]) -> list[FirstLayer]:
@@ -264,15 +265,29 @@ def fig6_panels(infos: Iterable[CheckpointInfo], load: Callable, random: Callabl
             ck = load(best.path)
             model, meta, key = ck.model, ck.meta, (best.name, str(best.path), best.mtime)
             top1 = best.metrics["val_top1"] / (100 if best.metrics["val_top1"] > 1 else 1)
-            what = f"{arch} from {best.name} (val top-1 {top1:.1%}, the most accurate {arch} checkpoint)"
+            epochs = best.meta.epoch
+            trained = f", {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else ""
+            what = f"{arch} from {best.name} (val top-1 {top1:.1%}{trained}, the most accurate {arch} checkpoint)"
         else:
             subject = random(arch)
-            model, meta, key = subject.model, subject.meta, (subject.name, None)
+            model, meta, key, epochs = subject.model, subject.meta, (subject.name, None), None
             what = (f"{arch}: no trained {arch} checkpoint exists, so this is a random initialisation (seed 0): "
                     "it shows what untrained filters look like, not what ZF's Fig. 6 compares")
         fig = filter_grid(model)
-        panels.append(FirstLayer(model, meta, key, fig.layer, fig.image, with_note(f"{what}; {fig.caption}", meta)))
+        panels.append(FirstLayer(model, meta, key, fig.layer, fig.image, with_note(f"{what}; {fig.caption}", meta),
+                                 epochs))
     return panels
+
+
+def fig6_training_note(panels: list[FirstLayer]) -> str | None:
+    """A sentence when the two sides of Fig. 6 were trained for different lengths: ZF compare two networks
+    trained alike, so here part of the difference is training, not architecture."""
+    if len(panels) != 2 or not all(p.epochs for p in panels) or panels[0].epochs == panels[1].epochs:
+        return None
+    (a, b) = panels
+    return (f"Not trained alike: AlexNet had {a.epochs} epoch{'s' if a.epochs != 1 else ''} and ZFNet "
+            f"{b.epochs}. ZF's Fig. 6 compares two networks trained the same way, so part of the difference "
+            "between these filters comes from training length, not from the architectures.")
 
 
 def whole_image_note(subject: Subject, layer: str, box: tuple[int, int, int, int]) -> str | None:

@@ -221,11 +221,12 @@ def test_fig6_uses_the_most_accurate_alexnet_and_zfnet(monkeypatch):
     import app_pages._shared as shared
     from cnnviz.checkpoint import Checkpoint, read_meta
 
-    for name, arch, top1 in [("alex_poor", "alexnet", 0.2), ("alex_good", "alexnet", 0.5), ("zf_only", "zfnet", 0.3)]:
+    for name, arch, top1, epochs in [("alex_poor", "alexnet", 0.2, 9), ("alex_good", "alexnet", 0.5, 1),
+                                     ("zf_only", "zfnet", 0.3, 6)]:
         folder = checkpoints_dir() / name
         folder.mkdir(parents=True)
         m = create_model(arch, num_classes=3, input_size=32)
-        meta = build_meta(m, metrics={"val_top1": top1}, epoch=9)
+        meta = build_meta(m, metrics={"val_top1": top1}, epoch=epochs)
         (folder / "best.json").write_text(__import__("json").dumps(meta))
         (folder / "best.safetensors").write_bytes(b"weights not read: see the patched loader")
     _save("lenet_best", top1=0.9)
@@ -241,8 +242,10 @@ def test_fig6_uses_the_most_accurate_alexnet_and_zfnet(monkeypatch):
     _run(at)
     captions = [c for i in at.get("image") for c in i.captions if c.startswith(("alexnet", "zfnet"))]
     assert len(captions) == 2, captions
-    assert "alex_good/best (val top-1 50.0%" in captions[0] and "random" not in captions[0], captions[0]
-    assert "zf_only/best (val top-1 30.0%" in captions[1], captions[1]
+    assert "alex_good/best (val top-1 50.0%, 1 epoch," in captions[0] and "random" not in captions[0], captions[0]
+    assert "zf_only/best (val top-1 30.0%, 6 epochs," in captions[1], captions[1]
+    # trained for different lengths: the page says the comparison is not like for like
+    assert any("Not trained alike: AlexNet had 1 epoch and ZFNet 6" in w.value for w in at.warning), at.warning
 
 
 def test_default_layer_is_at_least_8x8_and_whole_image_fields_are_said():
