@@ -40,10 +40,21 @@ def test_predict_with_an_imagenet_entry_then_fetch_offline(app_server, page, tmp
     page.get_by_text("ImageNet networks (torchvision's weights)").click()
     wait_idle(page)  # a click while the upload's rerun still runs can be lost (seen once in a clean-clone run)
     download = page.get_by_role("button", name="Download into the cache")
-    expect(download).to_be_enabled()
-    download.click()
     error = page.get_by_test_id("stAlertContentError").filter(has_text="vgg11-8a719046.pth")
-    expect(error).to_be_visible(timeout=60_000)
+    # The message must come within the fetch's 10 s connect timeout. Under a full `make test` on 2 cores the
+    # click itself was lost twice in clean-clone runs (no progress bar, no rerun, the button still there after
+    # 60 s; it passes alone in 15-18 s), so a try that shows nothing within 30 s presses the button again, as a
+    # user would. A page that never shows the message still fails after the last try.
+    for attempt in range(3):
+        expect(download).to_be_enabled()
+        download.click()
+        try:
+            expect(error).to_be_visible(timeout=30_000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+            wait_idle(page)
     assert "TORCH_HOME" in error.inner_text() and str(weights.parent) in error.inner_text()
     assert not (weights.parent / "vgg11-8a719046.pth").exists()
     shot(page, tmp_path, "predict_imagenet_offline")
