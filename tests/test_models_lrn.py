@@ -28,14 +28,48 @@ def test_matches_torch_lrn(size, beta, groups, channels_last):
     assert not torch.allclose(ours, x, rtol=1e-3)  # it does normalise
 
 
-def test_gradient_matches_torch_lrn():
-    x = (torch.rand(2, 8, 3, 3, dtype=torch.float64) * 50).requires_grad_(True)
-    lrn = LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0, groups=2)
+@pytest.mark.parametrize("beta", [0.75, 0.5])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gradient_matches_torch_lrn(beta, groups, channels_last):
+    # Training goes through the hand-written backward (_LRNFunction): it must be LRN's true Jacobian.
+    x = torch.rand(2, 8, 3, 3, dtype=torch.float64) * 50
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    lrn = LocalResponseNorm(5, alpha=5e-4, beta=beta, k=2.0, groups=groups)
     assert torch.autograd.gradcheck(lrn, (x,))
     w = torch.randn(2, 8, 3, 3, dtype=torch.float64)
     (g_ours,) = torch.autograd.grad((lrn(x) * w).sum(), x)
-    (g_ref,) = torch.autograd.grad((reference(x, 5, 5e-4, 0.75, 2.0, 2) * w).sum(), x)
+    (g_ref,) = torch.autograd.grad((reference(x.contiguous(), 5, 5e-4, beta, 2.0, groups) * w).sum(), x)
     assert torch.allclose(g_ours, g_ref, rtol=1e-10)
+    assert not torch.allclose(g_ours, w, rtol=1e-3)  # the normalisation shows in the gradient too
+
+
+def test_training_and_inference_paths_give_the_same_output():
+    x = torch.rand(2, 10, 4, 4) * 60
+    lrn = LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0, groups=2)
+    with torch.no_grad():
+        inference = lrn(x)
+    training = lrn(x.clone().requires_grad_(True))
+    assert training.grad_fn is not None
+    assert torch.allclose(training.detach(), inference, rtol=1e-6)
+
+
+def test_bf16_autocast_gradient_stays_close():
+    # AlexNet's training step: bf16 activations under autocast; the factor and the gradient in float32.
+    x = torch.rand(4, 16, 6, 6) * 60
+    w = torch.randn(4, 16, 6, 6)
+    lrn = LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+    xb = x.bfloat16().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = lrn(xb)
+    (out.float() * w).sum().backward()
+    assert out.dtype == torch.bfloat16 and xb.grad.dtype == torch.bfloat16
+    xr = xb.detach().double().requires_grad_(True)  # the same (bf16-rounded) input and output gradient
+    (reference(xr, 5, 5e-4, 0.75, 2.0, 1) * w.bfloat16().double()).sum().backward()
+    error = (xb.grad.double() - xr.grad).norm() / xr.grad.norm()
+    assert error < 4e-3  # bf16's own rounding of the result is about 2e-3
 
 
 def test_band_cached_in_inference_mode_still_works_with_autograd():

@@ -16,7 +16,7 @@ import torch
 from cnnviz.checkpoint import load_checkpoint, read_meta
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.evaluate import evaluate_checkpoint
-from cnnviz.training.optim import compute_loss, lr_at, param_groups
+from cnnviz.training.optim import compute_loss, lr_at, make_optimizer, param_groups
 from cnnviz.training.runs import create_run, read_run
 from cnnviz.training.worker import run_training
 from tests._synthetic import NUM_CLASSES, install_synthetic, tiny_config
@@ -217,6 +217,37 @@ def test_no_weight_decay_on_biases_and_norm_parameters():
     bn_ids = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
     assert bn_ids and bn_ids <= {id(p) for p in no_decay["params"]}
     assert all(p.ndim > 1 for p in decay["params"])
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_cpu_optimizer_is_fused_and_makes_the_default_update(optimizer):
+    # Fused on the CPU for speed (docs/benchmarks.md); the update must be the one torch's default path makes,
+    # and a state saved by the default path (runs from before) must resume into it.
+    from cnnviz.models import create_model
+
+    cfg = TrainConfig(arch="lenet5", optimizer=optimizer, lr=0.01, weight_decay=5e-4)
+    torch.manual_seed(0)
+    model = create_model("lenet5", num_classes=10)
+    twin = create_model("lenet5", num_classes=10)
+    twin.load_state_dict(model.state_dict())
+    fused = make_optimizer(cfg, model, torch.device("cpu"))
+    assert fused.defaults["fused"] is True
+    groups = param_groups(twin, 5e-4)
+    default = (torch.optim.AdamW(groups, lr=0.01, betas=(cfg.momentum, 0.999)) if optimizer == "adamw" else
+               torch.optim.SGD(groups, lr=0.01, momentum=cfg.momentum, nesterov=True))
+    for step in range(3):
+        for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+            a.grad = torch.full_like(a, 0.1 * (step + 1)) * torch.randn_like(a)
+            b.grad = a.grad.clone()
+        fused.step()
+        default.step()
+    moved = [(a - b).abs().max().item() for a, b in zip(model.parameters(), twin.parameters(), strict=True)]
+    assert max(moved) < 1e-6
+    resumed = make_optimizer(cfg, twin, torch.device("cpu"))
+    resumed.load_state_dict(default.state_dict())
+    before = [p.detach().clone() for p in twin.parameters()]
+    resumed.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, twin.parameters(), strict=True))
 
 
 def test_aux_heads_add_weighted_losses():

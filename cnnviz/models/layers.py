@@ -33,6 +33,54 @@ def _band(channels: int, size: int, groups: int, scale: float, device: torch.dev
         return inside.to(dtype) * scale
 
 
+def _window(sq: torch.Tensor, band: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """``sum_j band[c, j] * sq[:, j]`` for every map ``c`` (``band[j, c]`` with ``transpose``): one GEMM over
+    the channel axis. A channels-last input is multiplied as N x H x W x C rows, so no transposed copy."""
+    n, c, h, w = sq.shape
+    if sq.is_contiguous(memory_format=torch.channels_last) and not sq.is_contiguous():
+        return torch.matmul(sq.permute(0, 2, 3, 1), band if transpose else band.t()).permute(0, 3, 1, 2)
+    return torch.matmul(band.t() if transpose else band, sq.reshape(n, c, h * w)).view(n, c, h, w)
+
+
+class _LRNFunction(torch.autograd.Function):
+    """LRN with a hand-written backward, for training.
+
+    With ``d_c = k + sum_j B[c, j] a_j^2`` (``B`` the band, alpha/n inside it) and ``b_c = a_c d_c^-beta``:
+
+        dL/da_j = g_j d_j^-beta - 2 beta a_j sum_c B[c, j] g_c a_c d_c^(-beta-1)
+
+    that is ``g * scale - 2 beta * a * (B^T (g * a * scale / d))``: a few elementwise passes and one GEMM.
+    Everything is computed in float32 (autocast's rule for pow/rsqrt), converting a bf16 input and gradient
+    once each: CPU kernels that mix bf16 and float32 convert an operand on every call, and autograd through
+    the forward's own ops did that a dozen times. At AlexNet's norm1 (64 x 96 x 56 x 56, bf16, two threads)
+    forward and backward take about half the time autograd took, with the same values (docs/benchmarks.md,
+    "One training step, taken apart").
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, band: torch.Tensor, k: float, beta: float) -> torch.Tensor:
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):  # the window sum in float32 too
+            xf = x.to(dtype)
+            denom = _window(xf * xf, band.to(dtype)).add_(k)
+        scale = denom.sqrt().mul_(denom).rsqrt_() if beta == 0.75 else denom.pow(-beta)
+        ctx.save_for_backward(xf, band, scale, scale / denom)
+        ctx.beta = beta
+        return (xf * scale).to(x.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        xf, band, scale, scale_over_denom = ctx.saved_tensors
+        gf = grad.to(xf.dtype)
+        # Saved tensors stay untouched: a graph kept with retain_graph=True is walked back again.
+        spread = torch.mul(gf, scale_over_denom).mul_(xf)  # g_c a_c d_c^(-beta-1)
+        with torch.autocast(xf.device.type, enabled=False):
+            spread = _window(spread, band.to(xf.dtype), transpose=True)
+        spread.mul_(xf).mul_(-2.0 * ctx.beta).addcmul_(gf, scale)
+        return spread.to(grad.dtype), None, None, None
+
+
 class LocalResponseNorm(nn.LocalResponseNorm):
     """``nn.LocalResponseNorm`` (``b_c = a_c / (k + alpha/n * sum_{j near c} a_j^2) ^ beta``), optionally within
     each of ``groups`` channel groups, computed with a banded matrix multiply.
@@ -54,27 +102,19 @@ class LocalResponseNorm(nn.LocalResponseNorm):
                 return super().forward(x)
             raise ValueError(f"LRN with groups={self.groups} needs N x C x H x W input with C divisible by "
                              f"{self.groups}, got {tuple(x.shape)}")
-        n, c, h, w = x.shape
-        band = _band(c, self.size, self.groups, self.alpha / self.size, x.device, x.dtype)
-        sq = x * x
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            # N x H x W x C rows times B^T: one GEMM over every pixel, no transposed copy
-            window = torch.matmul(sq.permute(0, 2, 3, 1), band.t()).permute(0, 3, 1, 2)
-        else:
-            window = torch.matmul(band, sq.reshape(n, c, h * w)).view(n, c, h, w)
-        # Few passes and few temporaries (each is a full-size tensor): in place where autograd allows it.
-        grad = torch.is_grad_enabled() and x.requires_grad
-        if x.dtype == torch.bfloat16 and not grad:
+        band = _band(x.shape[1], self.size, self.groups, self.alpha / self.size, x.device, x.dtype)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _LRNFunction.apply(x, band, float(self.k), float(self.beta))
+        window = _window(x * x, band)
+        if x.dtype == torch.bfloat16:
             # bf16 inference (a top-9 scan): the factor in bf16 too, about 1.15x faster for AlexNet's scan;
             # it adds an error of the order of bf16's own rounding of the output (about 0.4%).
             denom = window + self.k
-        else:  # training and float32: the factor in float32
+        else:  # float32: the factor in float32
             denom = window.to(torch.promote_types(x.dtype, torch.float32)) + self.k
-        if self.beta == 0.75:  # d^-0.75 = 1 / sqrt(d * sqrt(d)): much cheaper than pow
-            scale = (denom * denom.sqrt()).rsqrt() if grad else denom.mul_(denom.sqrt()).rsqrt_()
-        else:
-            scale = denom.pow(-self.beta)
-        return (x * scale if grad else scale.mul_(x)).to(x.dtype)
+        # Few passes and few temporaries (each is a full-size tensor): in place, no graph to keep.
+        scale = denom.mul_(denom.sqrt()).rsqrt_() if self.beta == 0.75 else denom.pow_(-self.beta)
+        return scale.mul_(x).to(x.dtype)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", groups={self.groups}" if self.groups != 1 else "")

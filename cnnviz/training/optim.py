@@ -34,6 +34,9 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float, schedu
     return base_lr * 0.5 * (1 + math.cos(math.pi * t))
 
 
+FUSED_DEVICES = ("cuda", "cpu")  # where torch.optim's AdamW and SGD have fused kernels
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on conv / linear weights only: decaying biases and norm scales only hurts (1-d tensors)."""
     decay, no_decay = [], []
@@ -45,7 +48,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
     groups = param_groups(model, float(cfg.weight_decay))
-    fused = {"fused": True} if device.type == "cuda" else {}
+    # The fused kernels (one pass over each tensor) on the CPU too: the optimizer step for AlexNet's 58M
+    # parameters took about 80 ms instead of 500 on the dev CPU (docs/benchmarks.md, "One training step,
+    # taken apart"), with the same update (tests/test_train.py compares them).
+    fused = {"fused": True} if device.type in FUSED_DEVICES else {}
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), **fused)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
