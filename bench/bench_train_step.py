@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{'bf16 autocast' if amp else 'float32'}, channels-last, AdamW)", "",
              "Median seconds per step (images/s). *Before*: LRN differentiated by autograd, optimizer's foreach "
              "path; *now*: `_LRNFunction`'s hand-written backward, fused optimizer.", "",
-             "| architecture | before | + LRN backward | + fused optimizer | now (both) | speed-up |",
+             "| architecture | before | LRN backward only | fused optimizer only | now (both) | speed-up |",
              "|---|---:|---:|---:|---:|---:|"]
     for arch in archs:
         t = {k: statistics.median(v) for k, v in _step_times(arch, device, b, args.steps, amp).items()}
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
               "against `nn.LocalResponseNorm`'s gradient (float64, gradcheck) and under bf16 autocast."]
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines += ["", f"Load average on {os.cpu_count()} cores: {load_start:.1f} at the start, {load_end:.1f} at the "
-              "end (above ~1 on this 2-core machine: other work shared the cores)."]
+              "end (the benchmark's own two threads make about 2; more means other work shared the cores)."]
     print("\n".join(lines[-3:]))
     if not args.no_write:
         write_section("train_step", "\n".join(lines))
