@@ -5,6 +5,8 @@ the input, which is slow on a CPU: on the 2-core dev machine it took about a thi
 64x64. The window sum across channels is a product with a banded ``C x C`` matrix, which a matrix multiply
 does in one pass (and in bf16 under autocast); the rest is elementwise. Same function, same gradient (tested
 against ``nn.LocalResponseNorm``), about 3x faster there (``bench/bench_viz.py`` reports the scan it speeds up).
+Training differentiates it with a hand-written backward (``_LRNFunction``), not autograd through those ops:
+about 1.8x faster forward + backward at AlexNet's norm1 (``bench/bench_train_step.py``).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class _LRNFunction(torch.autograd.Function):
         dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(x.device.type, enabled=False):  # the window sum in float32 too
             xf = x.to(dtype)
-            denom = _window(xf * xf, band.to(dtype)).add_(k)
+            denom = _window(xf * xf, band).add_(k)  # the band comes in float32 (float64 for float64)
         scale = denom.sqrt().mul_(denom).rsqrt_() if beta == 0.75 else denom.pow(-beta)
         ctx.save_for_backward(xf, band, scale, scale / denom)
         ctx.beta = beta
@@ -76,7 +78,7 @@ class _LRNFunction(torch.autograd.Function):
         # Saved tensors stay untouched: a graph kept with retain_graph=True is walked back again.
         spread = torch.mul(gf, scale_over_denom).mul_(xf)  # g_c a_c d_c^(-beta-1)
         with torch.autocast(xf.device.type, enabled=False):
-            spread = _window(spread, band.to(xf.dtype), transpose=True)
+            spread = _window(spread, band, transpose=True)
         spread.mul_(xf).mul_(-2.0 * ctx.beta).addcmul_(gf, scale)
         return spread.to(grad.dtype), None, None, None
 
@@ -89,7 +91,8 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     window never reaches across the two halves; ``groups=1`` is exactly ``nn.LocalResponseNorm``. It stays a
     subclass with the same class name, so tables, hooks and the deconvnet treat it as the LRN it is. The
     normalising factor is computed in float32, except for bf16 inputs with no gradient wanted (inference on
-    a bf16 copy, as the top-9 scan runs), where it stays in bf16.
+    a bf16 copy, as the top-9 scan runs), where it stays in bf16. With a gradient wanted (training, a
+    deconvnet projection with ``lrn="gradient"``) it runs ``_LRNFunction``.
     """
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, groups: int = 1) -> None:
@@ -102,9 +105,11 @@ class LocalResponseNorm(nn.LocalResponseNorm):
                 return super().forward(x)
             raise ValueError(f"LRN with groups={self.groups} needs N x C x H x W input with C divisible by "
                              f"{self.groups}, got {tuple(x.shape)}")
-        band = _band(x.shape[1], self.size, self.groups, self.alpha / self.size, x.device, x.dtype)
         if torch.is_grad_enabled() and x.requires_grad:
+            band = _band(x.shape[1], self.size, self.groups, self.alpha / self.size, x.device,
+                         torch.promote_types(x.dtype, torch.float32))
             return _LRNFunction.apply(x, band, float(self.k), float(self.beta))
+        band = _band(x.shape[1], self.size, self.groups, self.alpha / self.size, x.device, x.dtype)
         window = _window(x * x, band)
         if x.dtype == torch.bfloat16:
             # bf16 inference (a top-9 scan): the factor in bf16 too, about 1.15x faster for AlexNet's scan;
