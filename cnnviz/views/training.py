@@ -212,7 +212,8 @@ def measure_train_step(arch: str, variant: dict[str, Any], batch_size: int = 16,
     from cnnviz.device import bf16_autocast_ok, pick_device
     from cnnviz.models import create_model
     from cnnviz.summary import layer_table
-    from cnnviz.training.optim import compute_loss
+    from cnnviz.training.config import TrainConfig
+    from cnnviz.training.optim import compute_loss, make_optimizer
 
     dev = pick_device(device)
     model = create_model(arch, num_classes=num_classes, input_size=input_size, **variant).to(dev)
@@ -220,7 +221,8 @@ def measure_train_step(arch: str, variant: dict[str, Any], batch_size: int = 16,
     channels = int(getattr(model, "in_channels", 3) or 3)
     x = torch.randn(batch_size, channels, input_size, input_size, device=dev).to(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch_size,), device=dev)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    # The training loop's own optimizer (fused where torch has it): a different one would time another step.
+    opt = make_optimizer(TrainConfig(arch=arch, optimizer="sgd", lr=1e-3, weight_decay=0.0), model, dev)
     criterion = torch.nn.CrossEntropyLoss()
     amp = bf16_autocast_ok(dev)
     aux = float(getattr(model, "aux_loss_weight", 0.3))
