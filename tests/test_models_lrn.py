@@ -96,3 +96,19 @@ def test_other_ranks_fall_back_and_bad_groups_are_refused():
     assert torch.allclose(LocalResponseNorm(3)(x), nn.LocalResponseNorm(3)(x))
     with pytest.raises(ValueError, match="groups=2"):
         LocalResponseNorm(5, groups=2)(torch.rand(1, 5, 2, 2))
+
+
+def test_compiled_under_bf16_autocast_the_next_layers_still_autocast():
+    # A compiled AlexNet on an H200 once failed at conv2 ("Input type BFloat16 and bias type float"): an
+    # autocast(enabled=False) block inside the LRN's autograd.Function leaked past it under torch.compile.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0, groups=2),
+                          nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, groups=2))
+    x = torch.rand(2, 3, 12, 12) * 30
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        eager = model(x)
+        compiled = torch.compile(model)(x)
+    compiled.float().sum().backward()
+    assert compiled.dtype == eager.dtype == torch.bfloat16
+    assert torch.allclose(compiled.float(), eager.float(), rtol=3e-2, atol=3e-2)
+    assert model[0].weight.grad is not None and torch.isfinite(model[0].weight.grad).all()

@@ -62,9 +62,11 @@ class _LRNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, band: torch.Tensor, k: float, beta: float) -> torch.Tensor:
         dtype = torch.promote_types(x.dtype, torch.float32)
-        with torch.autocast(x.device.type, enabled=False):  # the window sum in float32 too
-            xf = x.to(dtype)
-            denom = _window(xf * xf, band).add_(k)  # the band comes in float32 (float64 for float64)
+        xf = x.to(dtype)
+        # Under autocast the window's GEMM runs in bf16, as before. No autocast(enabled=False) block here:
+        # torch.compile carried its "disabled" past this function, and the next conv then met bf16 input
+        # with float32 weights (found on an H200, compiled AlexNet; tests/test_models_lrn.py covers it).
+        denom = _window(xf * xf, band).to(dtype).add_(k)  # the band comes in float32 (float64 for float64)
         scale = denom.sqrt().mul_(denom).rsqrt_() if beta == 0.75 else denom.pow(-beta)
         ctx.save_for_backward(xf, band, scale, scale / denom)
         ctx.beta = beta
@@ -77,8 +79,7 @@ class _LRNFunction(torch.autograd.Function):
         gf = grad.to(xf.dtype)
         # Saved tensors stay untouched: a graph kept with retain_graph=True is walked back again.
         spread = torch.mul(gf, scale_over_denom).mul_(xf)  # g_c a_c d_c^(-beta-1)
-        with torch.autocast(xf.device.type, enabled=False):
-            spread = _window(spread, band, transpose=True)
+        spread = _window(spread, band, transpose=True).to(xf.dtype)  # backward runs outside autocast
         spread.mul_(xf).mul_(-2.0 * ctx.beta).addcmul_(gf, scale)
         return spread.to(grad.dtype), None, None, None
 
