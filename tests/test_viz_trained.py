@@ -55,8 +55,9 @@ def test_movement_from_the_recorded_seed():
     assert mv.distance is None and mv.random_smoothness is not None
 
 
-def test_resnet18_starter_is_still_near_its_random_start():
-    """The issue's example: the shipped ResNet-18's conv1 looks like its random initialisation."""
+def test_resnet18_starter_has_moved_from_its_random_start():
+    """The issue's example was a CPU ResNet-18 whose conv1 looked like its random initialisation (moved 0.37,
+    "near start"). The zoo's (10 epochs on an H200, 3x3 stem) has moved away, and the page's numbers say so."""
     from cnnviz.checkpoint import load_checkpoint
 
     path = REPO / "checkpoints" / "starter" / "resnet18_tinyimagenet.safetensors"
@@ -64,5 +65,5 @@ def test_resnet18_starter_is_still_near_its_random_start():
         pytest.skip("the ResNet-18 starter is not in this checkout")
     ck = load_checkpoint(path)
     mv = filter_movement(ck.model, ck.meta, "conv1")
-    assert mv.smoothness == pytest.approx(0.08, abs=0.01) and mv.random_smoothness == pytest.approx(-0.03, abs=0.01)
-    assert mv.distance == pytest.approx(0.37, abs=0.02) and mv.near_start
+    assert mv.smoothness == pytest.approx(0.11, abs=0.01) and mv.random_smoothness == pytest.approx(-0.14, abs=0.01)
+    assert mv.distance == pytest.approx(0.58, abs=0.02) and not mv.near_start

@@ -67,6 +67,12 @@ def starter():
     return checkpoint_subject(STARTER)
 
 
+def _first_block(starter) -> str:
+    """The first conv block's output: ``maxpool`` with the paper's stem, ``relu`` with the 3x3 "tiny" stem
+    (no pool), which the zoo's ResNet-18 uses."""
+    return "relu" if starter.meta.model_args.get("stem") == "tiny" else "maxpool"
+
+
 def test_last_hidden_layer_probe_beats_the_first_conv_block(real, starter):
     from cnnviz.viz.probes import probe
     from cnnviz.viz.session import mean_std
@@ -76,10 +82,11 @@ def test_last_hidden_layer_probe_beats_the_first_conv_block(real, starter):
     r = probe(starter.model, train_x, train_y, val_x, val_y, mean=mean, std=std, input_size=64)
     acc = dict(zip(r.layers, r.val_top1, strict=True))
     print({k: round(v, 3) for k, v in acc.items()})
-    assert r.layers[0] == "maxpool" and r.layers[-1] == "avgpool"
+    first = _first_block(starter)
+    assert r.layers[0] == first and r.layers[-1] == "avgpool"
     assert (r.train_images, r.val_images, r.num_classes) == (4000, 2000, 200)
-    assert acc["avgpool"] >= acc["maxpool"] + 0.10, acc  # measured: 0.293 against 0.098
-    assert acc["maxpool"] > 5 * r.chance  # even the first block's pooled colours carry some class information
+    assert acc["avgpool"] >= acc[first] + 0.10, acc  # measured (CPU starter, paper stem): 0.293 against 0.098
+    assert acc[first] > 5 * r.chance  # even the first block's pooled colours carry some class information
 
 
 def test_a_4_pixel_shift_moves_layer_1_more_than_the_last_hidden_layer(real, starter):
@@ -91,7 +98,7 @@ def test_a_4_pixel_shift_moves_layer_1_more_than_the_last_hidden_layer(real, sta
     x = torch.cat([prepare(val_x[i], starter.meta)[0] for i in picks])
     targets = [class_index(starter.meta, wnids[val_y[i]], int(val_y[i])) for i in picks]
     inv = invariance(starter.model, x, "translate", [-4, 4], targets=targets)
-    first, last = inv.relative("maxpool"), inv.relative("avgpool")
+    first, last = inv.relative(_first_block(starter)), inv.relative("avgpool")
     print("layer 1:", np.round(first, 3).tolist(), "last hidden:", np.round(last, 3).tolist())
     assert first.mean() > 1.3 * last.mean()  # measured: 0.66 against 0.39
     assert (first > last).mean() >= 0.75  # measured: all 16 (image, direction) pairs
