@@ -44,6 +44,12 @@ def _window(sq: torch.Tensor, band: torch.Tensor, transpose: bool = False) -> to
     return torch.matmul(band.t() if transpose else band, sq.reshape(n, c, h * w)).view(n, c, h, w)
 
 
+def _inverse_power(denom: torch.Tensor, beta: float) -> torch.Tensor:
+    """``denom ** -beta`` as a new tensor (``denom`` is left as it is); for AlexNet's beta 0.75 as
+    ``1 / sqrt(d * sqrt(d))``, much cheaper than ``pow``."""
+    return denom.sqrt().mul_(denom).rsqrt_() if beta == 0.75 else denom.pow(-beta)
+
+
 class _LRNFunction(torch.autograd.Function):
     """LRN with a hand-written backward, for training.
 
@@ -52,9 +58,10 @@ class _LRNFunction(torch.autograd.Function):
         dL/da_j = g_j d_j^-beta - 2 beta a_j sum_c B[c, j] g_c a_c d_c^(-beta-1)
 
     that is ``g * scale - 2 beta * a * (B^T (g * a * scale / d))``: a few elementwise passes and one GEMM.
-    Everything is computed in float32 (autocast's rule for pow/rsqrt), converting a bf16 input and gradient
-    once each: CPU kernels that mix bf16 and float32 convert an operand on every call, and autograd through
-    the forward's own ops did that a dozen times. At AlexNet's norm1 (64 x 96 x 56 x 56, bf16, two threads)
+    The elementwise work is in float32 (autocast's rule for pow/rsqrt; the forward's window GEMM follows
+    autocast, bf16 under it), converting a bf16 input and gradient once each: CPU kernels that mix bf16 and
+    float32 convert an operand on every call, and autograd through the forward's own ops did that a dozen
+    times. At AlexNet's norm1 (64 x 96 x 56 x 56, bf16, two threads)
     forward and backward take about half the time autograd took, with the same values (docs/benchmarks.md,
     "One training step, taken apart").
     """
@@ -67,7 +74,7 @@ class _LRNFunction(torch.autograd.Function):
         # torch.compile carried its "disabled" past this function, and the next conv then met bf16 input
         # with float32 weights (found on an H200, compiled AlexNet; tests/test_models_lrn.py covers it).
         denom = _window(xf * xf, band).to(dtype).add_(k)  # the band comes in float32 (float64 for float64)
-        scale = denom.sqrt().mul_(denom).rsqrt_() if beta == 0.75 else denom.pow(-beta)
+        scale = _inverse_power(denom, beta)
         ctx.save_for_backward(xf, band, scale, scale / denom)
         ctx.beta = beta
         return (xf * scale).to(x.dtype)
@@ -119,8 +126,7 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         else:  # float32: the factor in float32
             denom = window.to(torch.promote_types(x.dtype, torch.float32)) + self.k
         # Few passes and few temporaries (each is a full-size tensor): in place, no graph to keep.
-        scale = denom.mul_(denom.sqrt()).rsqrt_() if self.beta == 0.75 else denom.pow_(-self.beta)
-        return scale.mul_(x).to(x.dtype)
+        return _inverse_power(denom, self.beta).mul_(x).to(x.dtype)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", groups={self.groups}" if self.groups != 1 else "")
