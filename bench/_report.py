@@ -29,12 +29,21 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
 
 
-def write_section(name: str, body: str) -> Path:
-    """Replace (or append) the section ``name`` of docs/benchmarks.md with ``body`` (Markdown)."""
+def measured_at() -> str:
+    """Now, as the sections' stamps write it."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+def write_section(name: str, body: str, *, on: str | None = None, at: str | None = None) -> Path:
+    """Replace (or append) the section ``name`` of docs/benchmarks.md with ``body`` (Markdown).
+
+    The stamp names *this* machine and now, unless the numbers were measured elsewhere: a device benchmark
+    records :func:`machine` and :func:`measured_at` in its JSON there, and passes them here as ``on`` and ``at``
+    when the section is written on the developer's machine."""
     DOC.parent.mkdir(parents=True, exist_ok=True)
     text = DOC.read_text() if DOC.exists() else HEADER
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    block = f"<!-- bench:{name} -->\n{body.rstrip()}\n\n_Measured {stamp} on: {machine()}._\n<!-- /bench:{name} -->"
+    stamp = at or measured_at()
+    block = f"<!-- bench:{name} -->\n{body.rstrip()}\n\n_Measured {stamp} on: {on or machine()}._\n<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     DOC.write_text(text)

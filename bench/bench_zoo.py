@@ -94,7 +94,14 @@ def members_rates(families: list[str], dev, small: bool, steps: int) -> dict:
     from cnnviz.zoo.recipe import member
 
     rec = _recipe("synthetic", dev.type, small)
-    return calibrate([member(f) for f in families], rec, steps=steps, warmup=3 if small else 10)
+    rates: dict = {}
+    for f in families:  # one at a time, so that one member's failure is recorded and costs only its own row
+        try:
+            rates.update(calibrate([member(f)], rec, steps=steps, warmup=3 if small else 10))
+        except Exception as e:  # noqa: BLE001
+            rates[f] = {"error": f"{type(e).__name__}: {e}"[:300]}
+            print(f"member {f} FAILED: {rates[f]['error']}", flush=True)
+    return rates
 
 
 def tricks(families: list[str], dev, small: bool, steps: int) -> list[dict]:
@@ -111,7 +118,12 @@ def tricks(families: list[str], dev, small: bool, steps: int) -> list[dict]:
         prev = None
         for name, kw in ladder:
             rec = _recipe("synthetic", dev.type, small, **kw)
-            r = calibrate([member(fam)], rec, steps=steps, warmup=3 if small else 10)[fam]
+            try:
+                r = calibrate([member(fam)], rec, steps=steps, warmup=3 if small else 10)[fam]
+            except Exception as e:  # noqa: BLE001 - one failed rung (a compiler error) must not cost the others
+                rows.append({"family": fam, "setting": name, "error": f"{type(e).__name__}: {e}"[:300]})
+                prev = None
+                continue
             rows.append({"family": fam, "setting": name, "images_per_s": r["images_per_s"],
                          "warmup_s": r["warmup_s"], "gain": (r["images_per_s"] / prev) if prev else None})
             prev = r["images_per_s"]
@@ -212,13 +224,17 @@ def write(paths: list[str]) -> None:
     card, flops = data.get("device_name", "?"), data.get("bf16_matmul_flops")
     lines = [f"### The zoo on {card}", ""]
     if flops:
-        lines += [f"Ceilings measured in the same call: bf16 matmul ({data['matmul_n']}^3) "
-                  f"{flops / 1e12:.0f} TFLOP/s, device copy {data['copy_bytes_per_s'] / 1e12:.2f} TB/s.", ""]
+        rate = f"{flops / 1e12:.0f} TFLOP/s" if flops >= 1e13 else f"{flops / 1e9:,.0f} GFLOP/s"  # CPU rehearsals
+        lines += [f"Ceilings measured in the same call: bf16 matmul ({data['matmul_n']}^3) {rate}, device copy "
+                  f"{data['copy_bytes_per_s'] / 1e12:.2f} TB/s.", ""]
     if data.get("members"):
         lines += [f"| member | img/s (bf16, channels_last, batch {data.get('batch_size', 256)}) | warm-up s | MACs "
                   "| MFU |",
                   "| --- | --- | --- | --- | --- |"]
         for fam, r in data["members"].items():
+            if "error" in r:
+                lines.append(f"| {fam} | failed: {r['error'][:120]} | | | |")
+                continue
             m = member(fam)
             _, macs, _ = model_size(m.arch, {**m.variant, "num_classes": 200, "input_size": 64})
             mfu = f"{100 * 6 * macs * r['images_per_s'] / flops:.1f}%" if (macs and flops) else "n/a"
@@ -227,6 +243,9 @@ def write(paths: list[str]) -> None:
     if data.get("tricks"):
         lines += ["", "| member | setting | img/s | gain over the row before | warm-up s |", "| --- | --- | --- | --- | --- |"]
         for t in data["tricks"]:
+            if "error" in t:
+                lines.append(f"| {t['family']} | {t['setting']} | failed: {t['error'][:120]} | | |")
+                continue
             gain = "-" if t["gain"] is None else f"{t['gain']:.2f}x"
             lines.append(f"| {t['family']} | {t['setting']} | {t['images_per_s']:,.0f} | {gain} | "
                          f"{t['warmup_s']:.1f} |")
@@ -241,7 +260,11 @@ def write(paths: list[str]) -> None:
                       f"DataLoader ({d['workers']} workers) {d['dataloader_images_per_s']:,.0f} img/s, the "
                       f"project's on-GPU pipeline {d['pipeline_images_per_s']:,.0f} img/s: "
                       f"{d['ratio']:.2f}x."]
-    write_section("zoo-gpu", "\n".join(lines))
+    if data.get("errors"):
+        lines += ["", "Parts that failed in that call: " + "; ".join(f"{k}: {v[:160]}" for k, v in data["errors"].items())]
+    # The stamp names the machine and time of the measurement (recorded in the JSON there), not this one.
+    on = data.get("machine") or (f"{card}, torch {data['torch']}" if data.get("torch") else None)
+    write_section("zoo-gpu", "\n".join(lines), on=on, at=data.get("measured_at"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,31 +289,47 @@ def main(argv: list[str] | None = None) -> int:
     dev = _device(a.device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if a.phase == "one":  # a child of `concurrency`
-        members_rates(a.args, dev, a.small, a.steps)
-        return 0
+    if a.phase == "one":  # a child of `concurrency`: its exit status says whether it trained
+        return 1 if any("error" in r for r in members_rates(a.args, dev, a.small, a.steps).values()) else 0
     if dev.type != "cuda" or a.small:
         os.environ.setdefault("CNNVIZ_DATA", str(Path(os.environ.get("TMPDIR", "/tmp")) / "cnnviz-bench-data"))
+    from bench._report import machine, measured_at
+
+    # Stamped here, where it runs: `write` (on the developer's machine) puts these in the section's stamp.
     out: dict = {"device_name": device_name(str(dev)), "torch": torch.__version__,
-                 "batch_size": 16 if a.small else 256}
+                 "batch_size": 16 if a.small else 256, "machine": machine(), "measured_at": measured_at()}
     families = [f for f in a.families.split(",") if f]
     t = time.perf_counter()
+
+    def section(key: str, fn, merge: bool = False) -> None:
+        """Measure one part, then save everything so far: a part that fails (or a call that runs out of time)
+        costs only itself, and the JSON under $OUT comes back with whatever was measured."""
+        try:
+            result = fn()
+            if merge:
+                out.update(result)
+            else:
+                out[key] = result
+        except Exception as e:  # noqa: BLE001 - recorded in the JSON and printed; the other parts still run
+            out.setdefault("errors", {})[key] = f"{type(e).__name__}: {e}"[:500]
+            print(f"{key} FAILED: {out['errors'][key]}", flush=True)
+        print(f"{key} {time.perf_counter() - t:.0f} s", flush=True)
+        if a.out:
+            Path(a.out).write_text(json.dumps(out, indent=2))
+
     if a.phase == "device":
-        out.update(ceilings(dev, a.small))
-        print(f"ceilings {time.perf_counter() - t:.0f} s", flush=True)
-        out["members"] = members_rates(families, dev, a.small, a.steps)
-        print(f"members {time.perf_counter() - t:.0f} s", flush=True)
-        out["tricks"] = tricks(["resnet18", "alexnet"] if not a.small else ["lenet5"], dev, a.small, a.steps)
-        print(f"tricks {time.perf_counter() - t:.0f} s", flush=True)
+        section("ceilings", lambda: ceilings(dev, a.small), merge=True)
+        section("members", lambda: members_rates(families, dev, a.small, a.steps))
+        section("tricks", lambda: tricks(["resnet18", "alexnet"] if not a.small else ["lenet5"], dev, a.small,
+                                         a.steps))
         pair = ["googlenet", "alexnet"] if not a.small else ["lenet5", "lenet5"]
-        out["concurrency"] = concurrency(pair, dev, a.small, a.steps * 5)
-        print(f"concurrency {time.perf_counter() - t:.0f} s", flush=True)
+        section("concurrency", lambda: concurrency(pair, dev, a.small, a.steps * 5))
     else:
-        out["dataloader"] = dataloader_vs_pipeline(a.zip, dev, a.steps * 5, a.workers, a.small)
-    text = json.dumps(out, indent=2)
-    if a.out:
-        Path(a.out).write_text(text)
-    print(text)
+        section("dataloader", lambda: dataloader_vs_pipeline(a.zip, dev, a.steps * 5, a.workers, a.small))
+    if not a.out:
+        print(json.dumps(out, indent=2))
+    if out.get("errors"):
+        print(f"done; failed parts: {', '.join(out['errors'])}", flush=True)
     return 0
 
 

@@ -24,6 +24,12 @@
 #   here    bash scripts/gpu_zoo.sh unpack DIR...  the fetched folders (files_at of each call) ->
 #           zoo import, bench numbers into docs/benchmarks.md, docs/zoo.md; then `restore` the starters that
 #           were not replaced.
+# DONE SO FAR: the zoo ran on an H200 on 2026-11-28 (all seven starters ship from it). Still to measure: `bench`
+# alone (ceilings, MFU, trick ladder, concurrency; ~4 min with the machine's start). Ask for kind nvidia-h200, the
+# zoo's card, so that MFU compares like with like; take an H100 if that is refused. The JSON records the machine
+# and time it ran at, for the stamp `bench_zoo write` puts on docs/benchmarks.md; then
+# `.venv/bin/python -m cnnviz zoo report --bench <files_at>/bench_device.json` gives docs/zoo.md its MFU column
+# (only where the card matches the zoo's: against an H100 ceiling the column names the card instead).
 # If a call fails: rerun the same call once (parts already on the machine are kept while it is warm); if the
 # machine was lost, start again from `bench` only when at least 9 minutes are left, else give back.
 set -euo pipefail
@@ -89,8 +95,10 @@ restore)  # here, after the session (starters the zoo replaced are already in ch
 bench)  # device, call 1
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   $PY -c "import torch, torchvision, sys; print(sys.version.split()[0], torch.__version__, torchvision.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
-  $PY bench/bench_zoo.py device --out "$OUT/bench_device.json" ${BENCH_ARGS:-} | tail -5
-  ls -l "$PARTS";;
+  # Each part is saved to the JSON as it ends and a failed part is recorded there, so the file comes back with
+  # what was measured even if a part fails or the call runs out of time.
+  $PY bench/bench_zoo.py device --out "$OUT/bench_device.json" ${BENCH_ARGS:-} 2>&1 | grep -v "^W1\|Dynamo\|^ \|^$" | tail -20
+  ls -l "$PARTS" 2>/dev/null || true;;
 recv)  # device, calls 2-3: the part came with the call
   ls -l "$PARTS"; du -sh "$PARTS";;
 launch)  # device, call 4: B = zoo budget in seconds, K = members at once

@@ -73,20 +73,26 @@ def _extra(training_only: int | None) -> str:
     return f" (+{_human(training_only)} training-only heads)" if training_only else ""
 
 
-def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None) -> list[dict[str, Any]]:
-    """One row per result: the numbers of the table, computed once (the plots use them too)."""
+def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None,
+         ceiling_card: str | None = None) -> list[dict[str, Any]]:
+    """One row per result: the numbers of the table, computed once (the plots use them too). MFU only where the
+    ceiling was measured on the card the run trained on (``ceiling_card``, when given, names it): an H100's
+    ceiling under an H200's rate would be a made-up number."""
     order = {m.family: i for i, m in enumerate(MEMBERS)}
     out = []
     for r in sorted(results, key=lambda r: order.get(r["family"], 99)):
         params, macs, training_only = model_size(r["arch"], r.get("model_args") or {})
         ips = r.get("images_per_s")
-        mfu = (6 * macs * ips / ceiling_flops) if (ceiling_flops and macs and ips) else None
+        same_card = ceiling_card is None or ceiling_card == r.get("device_name")
+        mfu = (6 * macs * ips / ceiling_flops) if (ceiling_flops and same_card and macs and ips) else None
+        mfu_missing = ("no ceiling measured" if not ceiling_flops else
+                       f"ceiling measured on {ceiling_card}" if not same_card else "")
         out.append({
             "family": r["family"], "arch": r["arch"], "top1": r["val_top1"], "top5": r.get("val_top5"),
             "top1_tta": r.get("val_top1_tta"), "top1_raw": r.get("val_top1_raw"), "params": params, "training_only": training_only,
             "macs": macs,
             "epochs": r.get("epochs"), "train_s": r.get("train_time_s"), "wall_s": r.get("wall_time_s"),
-            "images_per_s": ips, "mfu": mfu, "device": r.get("device_name"), "config": r.get("config") or {},
+            "images_per_s": ips, "mfu": mfu, "mfu_missing": mfu_missing, "device": r.get("device_name"), "config": r.get("config") or {},
         })
     return out
 
@@ -206,7 +212,7 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
     if bench:
         bench_data = json.loads(Path(bench).read_text())
         ceiling = bench_data.get("bf16_matmul_flops")
-    table = rows(found, ceiling)
+    table = rows(found, ceiling, bench_data.get("device_name") if ceiling else None)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# The zoo: every family on Tiny ImageNet under one recipe", "",
@@ -222,7 +228,7 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in table:
             pub = "; ".join(f"{p['top1']:.1f}% [{i + 1}]" for i, p in enumerate(PUBLISHED.get(r["family"], [])))
-            mfu = "n/a (no ceiling measured)" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+            mfu = f"n/a ({r['mfu_missing'] or 'no MACs or rate'})" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
             lines.append(
                 f"| {r['family']} ({r['arch']}) | {_pct(r['top1'])} | {_pct(r['top5'])} | {_pct(r['top1_tta'])} | "
                 f"{_pct(r['top1_raw'])} | {_human(r['params'])}{_extra(r['training_only'])} | {_human(r['macs'])} | "
@@ -231,7 +237,10 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
         n = sorted({int(r.get("val_n") or 0) for r in found})
         lines += ["", f"Top-1 and top-5 are measured on all {'/'.join(f'{k:,}' for k in n)} val images from the "
                   "best epoch's checkpoint (with the weight average) by the same code as Compare's evaluation; "
-                  "the flip-TTA and no-EMA columns are the training run's own evaluation of that epoch.", "",
+                  "the flip-TTA and no-EMA columns are the training run's own evaluation of that epoch. img/s "
+                  "and MFU are each run's own training rate, with the zoo's other members sharing the card when "
+                  "it trained several at once; each member's rate alone, the bf16 ceiling and the trick ladder "
+                  "are in docs/benchmarks.md (section zoo-gpu).", "",
                   "![accuracy vs MACs](zoo_acc_vs_macs.png) ![accuracy vs training time](zoo_acc_vs_time.png)",
                   "", "## The recipe", ""] + recipe_lines(table)
         write_plots(table, out.parent)
@@ -244,7 +253,8 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
         card = bench_data.get("device_name", "?")
         lines += ["", "## What each trick paid", "", f"Measured on {card} (`bench/bench_zoo.py`).", "",
                   "| member | setting | img/s | gain over the row before |", "| --- | --- | --- | --- |"]
-        lines += [f"| {t['family']} | {t['setting']} | {t['images_per_s']:,.0f} | "
+        lines += [f"| {t['family']} | {t['setting']} | failed: {t['error'][:120]} | |" if "error" in t else
+                  f"| {t['family']} | {t['setting']} | {t['images_per_s']:,.0f} | "
                   f"{'-' if t.get('gain') is None else format(t['gain'], '.2f') + 'x'} |" for t in bench_data["tricks"]]
     atomic_write_text(out, "\n".join(lines) + "\n")
     return out

@@ -1,0 +1,88 @@
+"""bench/bench_zoo.py, the GPU session's benchmark: what it saves when a part fails, and how its numbers reach
+docs/benchmarks.md and docs/zoo.md (stamped with the card they ran on, MFU only against the same card's ceiling).
+
+The measurements themselves need the GPU; these tests replace them with fakes and check the plumbing a GPU
+session depends on: the session has one try, and a failure there used to lose every number of the call."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import bench._report as report_mod
+from bench import bench_zoo
+from cnnviz.zoo.report import rows
+
+
+@pytest.fixture
+def fake_parts(monkeypatch):
+    """The four device parts, instant; the trick ladder fails the way a compiler error would."""
+    monkeypatch.setattr(bench_zoo, "ceilings", lambda dev, small=False: {
+        "bf16_matmul_flops": 9e14, "matmul_n": 8192, "copy_bytes_per_s": 4e12})
+    monkeypatch.setattr(bench_zoo, "members_rates", lambda fams, dev, small, steps: {
+        f: {"images_per_s": 1000.0, "warmup_s": 2.0, "epoch_s": 100.0} for f in fams})
+
+    def broken(*a, **k):
+        raise RuntimeError("Input type (BFloat16) and bias type (float) should be the same")
+
+    monkeypatch.setattr(bench_zoo, "tricks", broken)
+    monkeypatch.setattr(bench_zoo, "concurrency", lambda fams, dev, small, steps: {
+        "families": fams, "steps": steps, "sequential_s": 10.0, "concurrent_s": 8.0, "speedup": 1.25})
+
+
+def test_a_failed_part_costs_only_itself_and_the_file_keeps_the_rest(fake_parts, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNNVIZ_DATA", str(tmp_path / "data"))  # main() sets a default for CPU runs: not ours
+    out = tmp_path / "bench_device.json"
+    assert bench_zoo.main(["device", "--device", "cpu", "--small", "--families", "lenet5", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    # the parts before and after the failing one were measured and saved
+    assert data["bf16_matmul_flops"] == 9e14 and data["members"]["lenet5"]["images_per_s"] == 1000.0
+    assert data["concurrency"]["speedup"] == 1.25
+    assert "tricks" not in data and "BFloat16" in data["errors"]["tricks"]
+    # where and when it ran, for the stamp written later on another machine
+    assert data["machine"] and data["measured_at"].endswith("UTC")
+    assert "failed parts: tricks" in capsys.readouterr().out
+
+
+def test_the_section_is_stamped_with_the_card_it_ran_on_not_this_machine(tmp_path, monkeypatch):
+    doc = tmp_path / "benchmarks.md"
+    monkeypatch.setattr(report_mod, "DOC", doc)
+    bench_file = tmp_path / "bench_device.json"
+    bench_file.write_text(json.dumps({
+        "device_name": "NVIDIA H200", "torch": "2.9.0", "batch_size": 256, "bf16_matmul_flops": 7.5e14,
+        "matmul_n": 8192, "copy_bytes_per_s": 4e12,
+        "machine": "Intel Xeon Platinum 8480+, 16 cores, torch 2.9.0, 16 threads, GPU NVIDIA H200",
+        "measured_at": "2026-11-28 01:50 UTC",
+        "members": {"lenet5": {"images_per_s": 50000.0, "warmup_s": 3.0, "epoch_s": 2.0},
+                    "alexnet": {"error": "RuntimeError: out of memory"}},
+        "tricks": [{"family": "alexnet", "setting": "fp32, NCHW", "images_per_s": 900.0, "warmup_s": 1.0,
+                    "gain": None},
+                   {"family": "alexnet", "setting": "+ torch.compile", "error": "BackendCompilerFailed: boom"}],
+        "errors": {"concurrency": "RuntimeError: a concurrent member failed"}}))
+    bench_zoo.write([str(bench_file)])
+    text = doc.read_text()
+    assert "_Measured 2026-11-28 01:50 UTC on: Intel Xeon Platinum 8480+, 16 cores, torch 2.9.0" in text
+    assert report_mod.machine() not in text  # not the machine that wrote the file
+    assert "750 TFLOP/s" in text
+    assert "| alexnet | failed: RuntimeError: out of memory |" in text  # a failed member has its row
+    assert "| alexnet | + torch.compile | failed: BackendCompilerFailed: boom |" in text
+    assert "concurrency: RuntimeError: a concurrent member failed" in text
+    # a member that was measured has an MFU: 6 x MACs x img/s over the ceiling
+    lenet_row = next(line for line in text.splitlines() if line.startswith("| lenet5 "))
+    assert lenet_row.rstrip(" |").endswith("%")
+
+
+def _result(card: str) -> dict:
+    return {"family": "lenet5", "arch": "lenet5", "model_args": {"variant": "modern", "num_classes": 200,
+                                                                 "input_size": 64},
+            "val_top1": 0.2, "images_per_s": 50_000.0, "device_name": card}
+
+
+def test_mfu_only_against_a_ceiling_measured_on_the_same_card():
+    same = rows([_result("NVIDIA H200")], 7.5e14, "NVIDIA H200")[0]
+    assert same["mfu"] is not None and 0 < same["mfu"] < 1
+    other = rows([_result("NVIDIA H200")], 9.9e14, "NVIDIA H100 80GB HBM3")[0]
+    assert other["mfu"] is None and other["mfu_missing"] == "ceiling measured on NVIDIA H100 80GB HBM3"
+    none = rows([_result("NVIDIA H200")])[0]
+    assert none["mfu"] is None and none["mfu_missing"] == "no ceiling measured"
