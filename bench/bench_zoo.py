@@ -213,14 +213,39 @@ def dataloader_vs_pipeline(zip_path: str, dev, steps: int, workers: int, small: 
 
 
 def write(paths: list[str]) -> None:
-    """docs/benchmarks.md section ``zoo-gpu`` from the JSON files the device wrote (MFU from our MACs)."""
+    """docs/benchmarks.md from the JSON files the device wrote: ``zoo-gpu`` from a ``device`` file (ceilings,
+    members with MFU from our MACs, tricks, concurrency), ``zoo-gpu-input`` from a ``dataloader`` file. Each
+    section is stamped with the machine and time its own file recorded, and a session that measured only one
+    of the two leaves the other's section (and its numbers) as it was."""
     from bench._report import write_section
+
+    for p in paths:
+        data = json.loads(Path(p).read_text())
+        # The stamp names the machine and time of the measurement (recorded in the JSON there), not this one.
+        on = data.get("machine") or (f"{data.get('device_name', '?')}, torch {data['torch']}"
+                                     if data.get("torch") else None)
+        errors = [f"{k}: {v[:160]}" for k, v in (data.get("errors") or {}).items()]
+        failed = ["", "Parts that failed in that call: " + "; ".join(errors)] if errors else []
+        if "dataloader" in data or (data.get("errors") or {}).get("dataloader"):
+            write_section("zoo-gpu-input", "\n".join(_input_lines(data) + failed), on=on, at=data.get("measured_at"))
+        else:
+            write_section("zoo-gpu", "\n".join(_device_lines(data) + failed), on=on, at=data.get("measured_at"))
+
+
+def _input_lines(data: dict) -> list[str]:
+    lines = [f"### The zoo's input pipeline on {data.get('device_name', '?')}", ""]
+    if data.get("dataloader"):
+        d = data["dataloader"]
+        lines.append(f"Input pipeline, {d['model']}, batch {d['batch_size']}: torchvision ImageFolder + "
+                     f"DataLoader ({d['workers']} workers) {d['dataloader_images_per_s']:,.0f} img/s, the "
+                     f"project's on-GPU pipeline {d['pipeline_images_per_s']:,.0f} img/s: {d['ratio']:.2f}x.")
+    return lines
+
+
+def _device_lines(data: dict) -> list[str]:
     from cnnviz.zoo.recipe import member
     from cnnviz.zoo.report import model_size
 
-    data: dict = {}
-    for p in paths:
-        data.update(json.loads(Path(p).read_text()))
     card, flops = data.get("device_name", "?"), data.get("bf16_matmul_flops")
     lines = [f"### The zoo on {card}", ""]
     if flops:
@@ -254,17 +279,7 @@ def write(paths: list[str]) -> None:
         lines += ["", f"Concurrency: {', '.join(c['families'])} ({c['steps']} steps each) one after another "
                       f"{c['sequential_s']:.1f} s, at once in separate processes {c['concurrent_s']:.1f} s: "
                       f"{c['speedup']:.2f}x."]
-    if data.get("dataloader"):
-        d = data["dataloader"]
-        lines += ["", f"Input pipeline, {d['model']}, batch {d['batch_size']}: torchvision ImageFolder + "
-                      f"DataLoader ({d['workers']} workers) {d['dataloader_images_per_s']:,.0f} img/s, the "
-                      f"project's on-GPU pipeline {d['pipeline_images_per_s']:,.0f} img/s: "
-                      f"{d['ratio']:.2f}x."]
-    if data.get("errors"):
-        lines += ["", "Parts that failed in that call: " + "; ".join(f"{k}: {v[:160]}" for k, v in data["errors"].items())]
-    # The stamp names the machine and time of the measurement (recorded in the JSON there), not this one.
-    on = data.get("machine") or (f"{card}, torch {data['torch']}" if data.get("torch") else None)
-    write_section("zoo-gpu", "\n".join(lines), on=on, at=data.get("measured_at"))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,8 +60,17 @@ def test_the_section_is_stamped_with_the_card_it_ran_on_not_this_machine(tmp_pat
                     "gain": None},
                    {"family": "alexnet", "setting": "+ torch.compile", "error": "BackendCompilerFailed: boom"}],
         "errors": {"concurrency": "RuntimeError: a concurrent member failed"}}))
-    bench_zoo.write([str(bench_file)])
+    input_file = tmp_path / "bench_dataloader.json"
+    input_file.write_text(json.dumps({
+        "device_name": "NVIDIA H100 80GB HBM3", "torch": "2.9.0", "machine": "earlier card",
+        "measured_at": "2026-11-27 10:00 UTC",
+        "dataloader": {"model": "resnet18 (3x3 stem)", "batch_size": 256, "workers": 16,
+                       "dataloader_images_per_s": 14000.0, "pipeline_images_per_s": 16800.0, "ratio": 1.2}}))
+    bench_zoo.write([str(input_file)])
+    bench_zoo.write([str(bench_file)])  # a later session measured only the device parts
     text = doc.read_text()
+    # the input pipeline's section (measured earlier, elsewhere) keeps its numbers and its own stamp
+    assert "DataLoader (16 workers) 14,000 img/s" in text and "_Measured 2026-11-27 10:00 UTC on: earlier card._" in text
     assert "_Measured 2026-11-28 01:50 UTC on: Intel Xeon Platinum 8480+, 16 cores, torch 2.9.0" in text
     assert report_mod.machine() not in text  # not the machine that wrote the file
     assert "750 TFLOP/s" in text

@@ -238,9 +238,9 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
         lines += ["", f"Top-1 and top-5 are measured on all {'/'.join(f'{k:,}' for k in n)} val images from the "
                   "best epoch's checkpoint (with the weight average) by the same code as Compare's evaluation; "
                   "the flip-TTA and no-EMA columns are the training run's own evaluation of that epoch. img/s "
-                  "and MFU are each run's own training rate, with the zoo's other members sharing the card when "
-                  "it trained several at once; each member's rate alone, the bf16 ceiling and the trick ladder "
-                  "are in docs/benchmarks.md (section zoo-gpu).", "",
+                  "(and the MFU computed from it) is each run's own training rate, with the zoo's other members "
+                  "sharing the card when it trained several at once; each member's rate alone, the bf16 ceiling and the trick ladder "
+                  "are in docs/benchmarks.md (\"The zoo on\" the card, once a GPU session has measured them).", "",
                   "![accuracy vs MACs](zoo_acc_vs_macs.png) ![accuracy vs training time](zoo_acc_vs_time.png)",
                   "", "## The recipe", ""] + recipe_lines(table)
         write_plots(table, out.parent)
