@@ -314,7 +314,8 @@ def test_declared_blocks_match_a_forward_pass(tiny):
 @pytest.mark.parametrize(("name", "side", "variant"), [(n, None, {}) for n in NAMES] + [
     ("resnet18", TINY, {"stem": "tiny"}), ("resnet50", TINY, {"stride_in": "3x3"}), ("lenet5", 32, {}),
     ("lenet5", TINY, {"variant": "modern"}), ("lenet5", 32, {"variant": "modern"}), ("nin", TINY, {"config": "cifar"}),
-    ("googlenet", TINY, {"aux_logits": False}), ("alexnet", 128, {}), ("zfnet", 128, {}),
+    ("googlenet", TINY, {"aux_logits": False}), ("googlenet", TINY, {"stem": "small"}), ("alexnet", 128, {}),
+    ("zfnet", 128, {}),
 ])
 def test_declared_blocks_match_every_stem_and_variant(name, side, variant):
     """The same declarations at the paper's input (on the meta device) and for the variants that change the

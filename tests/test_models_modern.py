@@ -233,6 +233,33 @@ def test_googlenet_without_aux_and_at_64():
     assert shapes == {"inception4a": (512, 4, 4), "inception5b": (1024, 2, 2)}
 
 
+def test_googlenet_small_stem_keeps_the_papers_map_sizes_at_64():
+    """stem='small' (the zoo's at 64x64): conv1 at stride 1 and no first pool, so from conv2 on the maps are
+    the paper's (56, 28, 14, 7 at 224; 64, 32, 16, 8 here), the aux heads' 5x5/3 pool runs as in the paper, and
+    the weights are the paper stem's, same keys and shapes."""
+    small = _meta("googlenet", num_classes=200, input_size=64, stem="small")
+    paper = _meta("googlenet", num_classes=200, input_size=64)
+    assert small.conv1.stride == (1, 1) and isinstance(small.pool1, nn.Identity) and small.stem == "small"
+    shapes = _output_shapes(small, 64, ["conv1", "conv2", "inception3b", "inception4a", "inception5b"])
+    assert shapes == {"conv1": (64, 64, 64), "conv2": (192, 64, 64), "inception3b": (480, 32, 32),
+                      "inception4a": (512, 16, 16), "inception5b": (1024, 8, 8)}
+    for aux in (small.aux1, small.aux2):  # 16x16 -> 4x4, the paper's pool and the paper's FC width
+        assert isinstance(aux.pool, nn.AvgPool2d) and aux.fc1.in_features == 4 * 4 * 128
+    assert small.avgpool.kernel_size == 8  # still a global average
+    assert {k: v.shape for k, v in small.state_dict().items()} == {k: v.shape for k, v in paper.state_dict().items()}
+    # compute per image about the paper network's at 224 (1.6G), not the paper stem's at 64 (0.13G)
+    assert 1.1 < _macs(small, 64) / _macs(_meta("googlenet"), 224) < 1.4
+    assert _macs(small, 64) > 10 * _macs(paper, 64)
+
+
+def test_googlenet_stem_defaults_to_the_papers_so_old_checkpoints_load_as_trained():
+    """A checkpoint saved before the option existed names no stem; both stems have the same weight shapes, so
+    only a default of 'paper' at every input size rebuilds the network it was trained as."""
+    assert create_model("googlenet", num_classes=10, input_size=64).stem == "paper"
+    with pytest.raises(ValueError, match="googlenet option stem takes 'paper' or 'small', not 'tiny'"):
+        create_model("googlenet", num_classes=10, input_size=64, stem="tiny")
+
+
 def test_googlenet_lrn_follows_the_reference_model():
     lrn = _meta("googlenet").lrn1
     assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 1.0)

@@ -17,6 +17,11 @@ Layer names read like the paper: ``conv1``, ``pool1``, ``lrn1``, ``conv2_reduce`
 branch3.2`` (the 5x5 conv of 3a), ``aux1.fc1``. ``model.features`` is a Sequential *view* over the top-level
 modules from ``conv1`` to ``inception5b`` (rebuilt on each access, not a registered submodule, so layer names
 stay short and no module is registered twice).
+
+``stem="small"`` (not in the paper, for 64x64 inputs; the default stays ``"paper"``): conv1 at stride 1 and
+no first max pool, so a 64x64 image reaches the paper's map sizes from conv2 on (64, then 32, 16 and 8
+pixels for stages 3-5, against the paper's 56, 28, 14, 7), as AlexNet's, ZFNet's and ResNet's small stems do.
+With the paper's stem a 64x64 image is down to 8x8 by stage 3 and 2x2 by stage 5.
 """
 
 from __future__ import annotations
@@ -98,25 +103,37 @@ class InceptionAux(nn.Module):
 
 
 # The windows that change the map's side (every other layer keeps it): Table 1's conv1 and the four max pools,
-# ceil-rounded as in the reference Caffe model. Spatial side after each: 112, 56, 28, 14, 7 at 224.
-_WINDOWS: list[Window] = [("conv1", 7, 2, 3, False), ("pool1", 3, 2, 0, True), ("pool2", 3, 2, 0, True),
-                          ("pool3", 3, 2, 0, True), ("pool4", 3, 2, 0, True)]
+# ceil-rounded as in the reference Caffe model. Spatial side after each: 112, 56, 28, 14, 7 at 224. The small
+# stem's conv1 runs at stride 1 (padding 3 keeps the side) and it has no pool1 (a 1x1/1 window: the identity).
+STEMS = ("paper", "small")
+_WINDOWS: dict[str, list[Window]] = {
+    "paper": [("conv1", 7, 2, 3, False), ("pool1", 3, 2, 0, True), ("pool2", 3, 2, 0, True),
+              ("pool3", 3, 2, 0, True), ("pool4", 3, 2, 0, True)],
+    "small": [("conv1", 7, 1, 3, False), ("pool1", 1, 1, 0, False), ("pool2", 3, 2, 0, True),
+              ("pool3", 3, 2, 0, True), ("pool4", 3, 2, 0, True)],
+}
 
 
-def _map_sizes(input_size: int) -> dict[str, int]:
+def _check_stem(stem: str) -> str:
+    if stem not in STEMS:
+        raise ValueError(f"stem must be 'paper' or 'small', got {stem!r}")
+    return stem
+
+
+def _map_sizes(input_size: int, stem: str = "paper") -> dict[str, int]:
     """Spatial side after each stage (Table 1's "output size" column for 224); 0 where a layer cannot run."""
-    sizes = map_sizes(input_size, _WINDOWS)
+    sizes = map_sizes(input_size, _WINDOWS[_check_stem(stem)])
     return {"conv1": sizes["conv1"], "pool1": sizes["pool1"], "stage3": sizes["pool2"], "stage4": sizes["pool3"],
             "stage5": sizes["pool4"]}
 
 
-def _valid(input_size: int) -> bool:
-    return min(_map_sizes(input_size).values()) >= 1
+def _valid(input_size: int, stem: str = "paper") -> bool:
+    return min(_map_sizes(input_size, stem).values()) >= 1
 
 
-def min_input_size() -> int:
+def min_input_size(stem: str = "paper") -> int:
     """Smallest square input for which every layer runs."""
-    return smallest_input(_WINDOWS)
+    return smallest_input(_WINDOWS[_check_stem(stem)])
 
 
 class GoogLeNet(nn.Module):
@@ -128,26 +145,36 @@ class GoogLeNet(nn.Module):
             auxiliary classifiers' FC widths.
         aux_logits: build the two auxiliary classifiers (on 4a and 4d); used in training mode only.
         dropout: before the final linear layer (0.4 in the paper).
+        stem: ``"paper"`` (Table 1: conv1 7x7/2, max pool 3x3/2) or ``"small"`` (conv1 7x7/1, no pool1; for
+            64x64 inputs, not in the paper). The default stays the paper's, also at 64x64 (unlike AlexNet's
+            "auto"): a GoogLeNet checkpoint saved before this option existed names no stem and was trained
+            with the paper's, and both stems have the same weight shapes, so a default that changed with the
+            input would load those weights into the other network without an error.
     """
 
     def __init__(self, num_classes: int = 1000, input_size: int = 224, aux_logits: bool = True,
-                 dropout: float = 0.4) -> None:
+                 dropout: float = 0.4, stem: str = "paper") -> None:
         super().__init__()
-        if not _valid(input_size):
+        if not _valid(input_size, stem):
+            halvings = "five times (7x7/2 conv, four" if stem == "paper" else "three times (three"
             raise InputSizeError(
-                f"GoogLeNet halves the map five times (7x7/2 conv, four 3x3/2 max pools) and each pool needs "
-                f"a map of at least 2x2, so it needs at least {MIN_INPUT}x{MIN_INPUT} pixels; "
-                f"got {input_size}x{input_size}"
+                f"GoogLeNet ({stem} stem) halves the map {halvings} 3x3/2 max pools) and each pool needs "
+                f"a map of at least 2x2, so it needs at least {min_input_size(stem)}x{min_input_size(stem)} "
+                f"pixels; got {input_size}x{input_size}"
             )
-        sizes = _map_sizes(input_size)
+        sizes = _map_sizes(input_size, stem)
+        self.stem = stem
         self.aux_logits = aux_logits
         self.aux_loss_weight = 0.3  # Section 5: "their loss is added to the total loss with a discount weight 0.3"
 
         # Stem (Table 1 rows 1-5, Figure 3). Pools use ceil mode as the reference Caffe model does
         # (112 -> 56 -> 28 -> 14 -> 7 with no padding); torchvision does the same.
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3)  # N x 64 x 112 x 112
+        # Small stem (64x64): conv1 at stride 1 and pool1 an identity (kept under its name, so layer names and
+        # the weights' keys stay the paper's): N x 64 x 64 x 64 from conv1 to conv2, the paper's 56 x 56.
+        small = stem == "small"
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=1 if small else 2, padding=3)  # N x 64 x 112 x 112
         self.relu1 = nn.ReLU()
-        self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # N x 64 x 56 x 56
+        self.pool1 = nn.Identity() if small else nn.MaxPool2d(3, stride=2, ceil_mode=True)  # N x 64 x 56 x 56
         # LRN: the paper gives no parameters. We use the BVLC reference GoogLeNet's (local_size 5,
         # alpha 1e-4, beta 0.75, k 1). Caffe, like torch.nn.LocalResponseNorm, divides alpha by the size,
         # b = a / (k + alpha/n * sum a^2)^beta, so the numbers carry over unchanged.
@@ -180,7 +207,7 @@ class GoogLeNet(nn.Module):
             self.aux2 = None
 
         # Table 1: "avg pool 7x7/1" over the 7x7 map = a global average; at other sizes the kernel is the
-        # final map's side (2x2 at 64x64) so it stays a global average.
+        # final map's side (2x2 at 64x64, 8x8 with the small stem) so it stays a global average.
         self.final_size = sizes["stage5"]
         self.avgpool = nn.AvgPool2d(kernel_size=self.final_size, stride=1)  # N x 1024 x 1 x 1
         self.dropout = nn.Dropout(p=dropout)  # "dropout (40%)"
@@ -189,16 +216,17 @@ class GoogLeNet(nn.Module):
         # Hidden blocks: the stem's convolutions and every Inception module (with the pool after it), each at
         # the stride its output has reached; 5b's output is the globally pooled vector. The auxiliary heads
         # run only in training and are not blocks.
+        r = 1 if small else 4  # the stride reached after the stem's conv1 and pool1
         self.feature_info = [
-            FeatureInfo("conv1", "lrn1", "conv", 64, 4),
-            FeatureInfo("conv2_reduce", "relu2_reduce", "conv", 64, 4),
-            FeatureInfo("conv2", "pool2", "conv", 192, 8),
-            FeatureInfo("inception3a", "inception3a", "inception", 256, 8),
-            FeatureInfo("inception3b", "pool3", "inception", 480, 16),
+            FeatureInfo("conv1", "lrn1", "conv", 64, r),
+            FeatureInfo("conv2_reduce", "relu2_reduce", "conv", 64, r),
+            FeatureInfo("conv2", "pool2", "conv", 192, 2 * r),
+            FeatureInfo("inception3a", "inception3a", "inception", 256, 2 * r),
+            FeatureInfo("inception3b", "pool3", "inception", 480, 4 * r),
             *(FeatureInfo(f"inception4{k}", f"inception4{k}", "inception", getattr(self, f"inception4{k}").out_channels,
-                          16) for k in "abcd"),
-            FeatureInfo("inception4e", "pool4", "inception", 832, 32),
-            FeatureInfo("inception5a", "inception5a", "inception", 832, 32),
+                          4 * r) for k in "abcd"),
+            FeatureInfo("inception4e", "pool4", "inception", 832, 8 * r),
+            FeatureInfo("inception5a", "inception5a", "inception", 832, 8 * r),
             FeatureInfo("inception5b", "avgpool", "inception", 1024, None),
         ]
 
@@ -261,7 +289,7 @@ class GoogLeNet(nn.Module):
         return x, aux1, aux2
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The inception 5b map (N x 1024 x 7 x 7 at 224; 2 x 2 at 64)."""
+        """The inception 5b map (N x 1024 x 7 x 7 at 224; 2 x 2 at 64, 8 x 8 with the small stem)."""
         return self._body(x)[0]
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
@@ -345,18 +373,32 @@ _CARD = ModelCard(
         "on it, so it is left out (an identity named 'pool'). Conveniently 4x4 is exactly what the paper's pool "
         "produces at 224, so the auxiliary FC layer keeps its 4x4x128 = 2048 inputs and its parameter count.",
         "The classifiers have 200 outputs (Tiny ImageNet classes) instead of 1000.",
+        "stem='small' (an option, not the default; the zoo trains with it): conv1 keeps its 64 7x7 kernels "
+        "(same weight shape, so filters look comparable) at stride 1, and the first 3x3/2 max pool is left out "
+        "(an identity named 'pool1'). A 64x64 image then runs conv1 and conv2 at 64x64 (the paper's 112 and "
+        "56), stage 3 at 32, stage 4 at 16 and stage 5 at 8 (the paper's 28, 14, 7): the paper's map sizes "
+        "from conv2 on, as AlexNet's and ZFNet's small stems and ResNet's tiny stem keep theirs. The auxiliary "
+        "classifiers' 5x5/3 pool then runs as in the paper (16x16 -> 4x4), and the final average pool is 8x8. "
+        "Parameters are unchanged; compute per image is about the paper network's at 224 (conv2 at 64x64 costs "
+        "more than at 56x56, conv1 less than at 112x112).",
+        "The default stays stem='paper' at every size: GoogLeNet checkpoints saved before the option existed "
+        "name no stem, and the two stems have the same weight shapes, so a default that followed the input "
+        "size would load them into the other network without an error.",
     ),
     min_input=MIN_INPUT,
     options=(
         VariantOption("aux_logits", bool, True, "build the two auxiliary classifiers (True|False, default True; "
                       "training mode only)"),
         VariantOption("dropout", float, 0.4, "dropout before the final linear layer (default 0.4, as in the paper)"),
+        VariantOption("stem", str, "paper", "'paper' (default: conv1 7x7/2 + max pool 3x3/2, Table 1) or 'small' "
+                      "(conv1 7x7/1, no first pool: the paper's map sizes from conv2 on at 64x64)", choices=STEMS),
     ),
 )
 
 
 @register_model(_CARD)
 def googlenet(num_classes: int = 1000, input_size: int = 224, aux_logits: bool = True,
-              dropout: float = 0.4) -> GoogLeNet:
+              dropout: float = 0.4, stem: str = "paper") -> GoogLeNet:
     """GoogLeNet of the paper's Table 1 (see :class:`GoogLeNet`)."""
-    return GoogLeNet(num_classes=num_classes, input_size=input_size, aux_logits=aux_logits, dropout=dropout)
+    return GoogLeNet(num_classes=num_classes, input_size=input_size, aux_logits=aux_logits, dropout=dropout,
+                     stem=stem)
