@@ -24,12 +24,20 @@
 #   here    bash scripts/gpu_zoo.sh unpack DIR...  the fetched folders (files_at of each call) ->
 #           zoo import, bench numbers into docs/benchmarks.md, docs/zoo.md; then `restore` the starters that
 #           were not replaced.
-# DONE SO FAR: the zoo ran on an H200 on 2026-11-28 (all seven starters ship from it). Still to measure: `bench`
-# alone (ceilings, MFU, trick ladder, concurrency; ~4 min with the machine's start). Ask for kind nvidia-h200, the
-# zoo's card, so that MFU compares like with like; take an H100 if that is refused. The JSON records the machine
-# and time it ran at, for the stamp `bench_zoo write` puts on docs/benchmarks.md; then
-# `.venv/bin/python -m cnnviz zoo report --bench <files_at>/bench_device.json` gives docs/zoo.md its MFU column
-# (only where the card matches the zoo's: against an H100 ceiling the column names the card instead).
+# NEXT GPU SESSION. The zoo ran on an H200 on 2026-11-28 and all seven starters ship from it. Two jobs are left,
+# about 10 minutes of device time:
+#   1. the benchmark: `pack` here, then run "bash scripts/gpu_zoo.sh bench" carrying .gpu/parts/part-aa (~4 min
+#      with the start): ceilings, each member's rate alone and its MFU, the trick ladder, concurrency. Ask for
+#      kind nvidia-h200, the zoo's card, so that docs/zoo.md's MFU compares like with like (take an H100 if
+#      that is refused: the column then names the card instead of giving a number). The JSON is saved part
+#      by part and records the machine and time, for the stamp `bench_zoo write` puts on docs/benchmarks.md.
+#   2. GoogLeNet again, with the small stem the zoo now gives it (cnnviz/zoo/recipe.py; the shipped one, 28.1%,
+#      had the paper's stem, which leaves 2x2 maps by stage 5 at 64x64). Only if the bench's googlenet
+#      epoch_s x 10 plus 4 minutes fits in what is left: recv with part-ab, recv with part-ac, then
+#        run "FAMILIES=googlenet ZOO_PLAN='--epochs 10' bash scripts/gpu_zoo.sh launch 0 1"  (part-ad, SHA256)
+#      poll until ZOO ENDED, then "SKIP_DATALOADER=1 bash scripts/gpu_zoo.sh final".
+#   here: unpack <every call's files_at> (imports googlenet's result and starter, writes docs/benchmarks.md and
+#   docs/zoo.md), then restore (the six other starters come back); update GoogLeNet's README row by hand.
 # If a call fails: rerun the same call once (parts already on the machine are kept while it is warm); if the
 # machine was lost, start again from `bench` only when at least 9 minutes are left, else give back.
 set -euo pipefail
@@ -129,7 +137,9 @@ poll)  # device, calls 5..: wait up to $1 s for members to finish, bring back at
   $PY -m cnnviz zoo status 2>/dev/null || tail -20 .gpu/zoo.out
   if driver_alive; then echo "ZOO RUNNING"; else echo "ZOO ENDED"; tail -3 .gpu/zoo.out; fi;;
 final)  # device, last call
-  $PY bench/bench_zoo.py dataloader --zip .gpu/tin.zip --out "$OUT/bench_dataloader.json" ${BENCH_ARGS:---steps 40} | tail -8 || true
+  if [ -z "${SKIP_DATALOADER:-}" ]; then  # measured on the H200 on 2026-11-28 (docs/benchmarks.md)
+    $PY bench/bench_zoo.py dataloader --zip .gpu/tin.zip --out "$OUT/bench_dataloader.json" ${BENCH_ARGS:---steps 40} | tail -8 || true
+  fi
   send_new 1
   zd=$(zoo_dir); if [ -n "$zd" ]; then cp "$zd/zoo.json" "$zd/driver.log" "$OUT/"; fi
   ls -l "$OUT";;
@@ -155,7 +165,9 @@ rehearse)  # here, on the CPU: every device phase against a copy of the tree, wi
   cp "$PARTS"/part-aa "$R/$PARTS/"; BENCH_ARGS="--device cpu --small --families lenet5 --steps 2" call 1 bench
   for p in ab ac; do cp "$PARTS/part-$p" "$R/$PARTS/"; call "2$p" recv; done
   cp "$PARTS"/part-ad "$PARTS/SHA256" "$R/$PARTS/"
-  FAMILIES=lenet5,googlenet ZOO_PLAN="--epochs 1" ZOO_ARGS="--max-steps-per-epoch 3 --batch-size 32" call 4 launch 0 2
+  # R_FAMILIES/R_K rehearse another plan, e.g. the GoogLeNet-only one: R_FAMILIES=googlenet R_K=1 SKIP_DATALOADER=1
+  FAMILIES=${R_FAMILIES:-lenet5,googlenet} ZOO_PLAN="--epochs 1" ZOO_ARGS="--max-steps-per-epoch 3 --batch-size 32" \
+    call 4 launch 0 "${R_K:-2}"
   for i in 1 2 3 4 5 6 7 8; do
     call "5_$i" poll 300 > "$R/poll.txt" 2>&1 || { cat "$R/poll.txt"; exit 1; }
     tail -4 "$R/poll.txt"; if grep -q "ZOO ENDED" "$R/poll.txt"; then break; fi

@@ -95,3 +95,20 @@ def test_mfu_only_against_a_ceiling_measured_on_the_same_card():
     assert other["mfu"] is None and other["mfu_missing"] == "ceiling measured on NVIDIA H100 80GB HBM3"
     none = rows([_result("NVIDIA H200")])[0]
     assert none["mfu"] is None and none["mfu_missing"] == "no ceiling measured"
+
+
+def test_a_result_trained_before_its_member_changed_says_so_in_the_recipe_table():
+    """docs/zoo.md's 'why' column comes from the member as it is now; a result trained with other settings (the
+    first zoo's GoogLeNet had the paper's stem) must not be described as if it had the new ones."""
+    from cnnviz.zoo.recipe import member
+    from cnnviz.zoo.report import recipe_lines
+
+    def row(variant):
+        return {"family": "googlenet", "arch": "googlenet",
+                "config": {"variant": variant, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05}}
+
+    old, = [line for line in recipe_lines([row({"aux_logits": True})]) if line.startswith("| googlenet")]
+    assert "This result predates that:** it trained with aux_logits=True; the zoo now trains aux_logits=True, " \
+           "stem=small." in old
+    now, = [line for line in recipe_lines([row(member("googlenet").variant)]) if line.startswith("| googlenet")]
+    assert "predates" not in now and "small stem" in now

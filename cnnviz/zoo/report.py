@@ -166,8 +166,12 @@ def recipe_lines(table: list[dict[str, Any]]) -> list[str]:
     for row in table:
         c, m = row["config"], member(row["family"])
         variant = ", ".join(f"{k}={v}" for k, v in (c.get("variant") or {}).items()) or "-"
+        why = m.why
+        if (c.get("variant") or {}) != m.variant:  # the member has changed since this result was trained
+            now = ", ".join(f"{k}={v}" for k, v in m.variant.items()) or "-"
+            why += f" **This result predates that:** it trained with {variant}; the zoo now trains {now}."
         lines.append(f"| {row['family']} | {row['arch']} | {variant} | {c.get('optimizer')} | {c.get('lr'):g} | "
-                     f"{c.get('weight_decay'):g} | {m.why} |")
+                     f"{c.get('weight_decay'):g} | {why} |")
     return lines
 
 
