@@ -147,11 +147,17 @@ unpack)  # here: the files_at folders of the calls, in order
   if [ -n "$USER_CHECKPOINTS" ]; then export CNNVIZ_CHECKPOINTS=$USER_CHECKPOINTS; else unset CNNVIZ_CHECKPOINTS; fi
   if [ -n "$USER_DATA" ]; then export CNNVIZ_DATA=$USER_DATA; else unset CNNVIZ_DATA; fi
   mkdir -p .gpu/fetched; for d in "$@"; do cp -f "$d"/* .gpu/fetched/ 2>/dev/null || true; done
+  # Any of the parts may be missing (a bench-only session fetches no zoo member; a session that lost its
+  # machine may have no bench file): unpack what came and say what did not.
   mkdir -p .gpu/fetched/zoo; for f in .gpu/fetched/*.json .gpu/fetched/*.safetensors; do
+    [ -e "$f" ] || continue
     case "$(basename "$f")" in bench_*|status.json|zoo.json) ;; *) cp "$f" .gpu/fetched/zoo/ ;; esac; done
-  .venv/bin/python -m cnnviz zoo import .gpu/fetched/zoo
-  .venv/bin/python -m bench.bench_zoo write .gpu/fetched/bench_*.json
-  .venv/bin/python -m cnnviz zoo report --bench .gpu/fetched/bench_device.json;;
+  if compgen -G ".gpu/fetched/zoo/*.json" >/dev/null; then .venv/bin/python -m cnnviz zoo import .gpu/fetched/zoo
+  else echo "no zoo results among the fetched files: nothing to import"; fi
+  if compgen -G ".gpu/fetched/bench_*.json" >/dev/null; then .venv/bin/python -m bench.bench_zoo write .gpu/fetched/bench_*.json
+  else echo "no bench files among the fetched files: docs/benchmarks.md unchanged"; fi
+  if [ -f .gpu/fetched/bench_device.json ]; then .venv/bin/python -m cnnviz zoo report --bench .gpu/fetched/bench_device.json
+  else .venv/bin/python -m cnnviz zoo report; fi;;
 rehearse)  # here, on the CPU: every device phase against a copy of the tree, with a tiny zoo on the real data
   [ -f "$PARTS/SHA256" ] || SPLIT_ONLY=1 bash scripts/gpu_zoo.sh pack
   R=$(mktemp -d /tmp/gpu-zoo-rehearsal.XXXX); echo "rehearsal in $R"
