@@ -33,8 +33,9 @@
 #      that is refused: the column then names the card instead of giving a number). The JSON is saved part
 #      by part and records the machine and time, for the stamp `bench_zoo write` puts on docs/benchmarks.md.
 #   2. GoogLeNet again, with the small stem the zoo now gives it (cnnviz/zoo/recipe.py; the shipped one, 28.1%,
-#      had the paper's stem, which leaves 2x2 maps by stage 5 at 64x64). Only if the bench's googlenet
-#      epoch_s x 10 plus 4 minutes fits in what is left: recv with part-ab, recv with part-ac, then
+#      had the paper's stem, which leaves 2x2 maps by stage 5 at 64x64). Only if the bench's last lines ("10
+#      epochs of 100,000 images: N s") give googlenet an N that, plus about 5 minutes (upload, evaluations,
+#      export, final), fits in what is left: recv with part-ab, recv with part-ac, then
 #        run "FAMILIES=googlenet ZOO_PLAN='--epochs 10' bash scripts/gpu_zoo.sh launch 0 1"  (part-ad, SHA256)
 #      poll until ZOO ENDED, then "SKIP_DATALOADER=1 bash scripts/gpu_zoo.sh final".
 #   here: unpack <every call's files_at> (imports googlenet's result and starter, writes docs/benchmarks.md and
@@ -107,6 +108,13 @@ bench)  # device, call 1
   # Each part is saved to the JSON as it ends and a failed part is recorded there, so the file comes back with
   # what was measured even if a part fails or the call runs out of time.
   $PY bench/bench_zoo.py device --out "$OUT/bench_device.json" ${BENCH_ARGS:-} 2>&1 | grep -v "^W1\|Dynamo\|^ \|^$" | tail -20
+  # What step 2 of the plan needs at a glance: each member's rate alone, and what 10 epochs of the real train split
+  # (100,000 images) take at that rate; the bench's own epoch_s is for its synthetic data. Evaluations come on top.
+  $PY -c 'import json, sys
+for f, r in json.load(open(sys.argv[1])).get("members", {}).items():
+    print("%-10s failed: %s" % (f, r["error"]) if "error" in r else
+          "%-10s %9.0f img/s  10 epochs of 100,000 images: %5.0f s of training" % (f, r["images_per_s"], 1e6 / r["images_per_s"]))' \
+    "$OUT/bench_device.json" || true
   ls -l "$PARTS" 2>/dev/null || true;;
 recv)  # device, calls 2-3: the part came with the call
   ls -l "$PARTS"; du -sh "$PARTS";;
