@@ -1,6 +1,7 @@
 """One training step, taken apart: what the LRN backward and the fused optimizer buy (an ablation, airbench-style).
 
-    .venv/bin/python -m bench.bench_train_step                 # CPU: AlexNet, ZFNet, GoogLeNet at 64x64
+    .venv/bin/python -m bench.bench_train_step                 # CPU: AlexNet, ZFNet, GoogLeNet at 64x64, each
+                                                               # as the zoo trains it (its member's variant)
     .venv/bin/python -m bench.bench_train_step --device cuda --batch-size 256
 
 Each step is the training loop's: bf16 autocast (where the device has it), channels-last, cross-entropy,
@@ -46,12 +47,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _zoo_variant(arch: str) -> dict:
+    """The network the zoo trains for ``arch`` (GoogLeNet's small stem, AlexNet's He init), or the default."""
+    from cnnviz.zoo.recipe import MEMBERS
+
+    return next((dict(m.variant) for m in MEMBERS if m.arch == arch), {})
+
+
 def _step_times(arch: str, device: torch.device, batch: int, steps: int, amp: bool) -> dict[tuple, list[float]]:
     from cnnviz.models import create_model
     from cnnviz.training.optim import param_groups
 
     torch.manual_seed(0)
-    model = create_model(arch, num_classes=200, input_size=64).to(device, memory_format=torch.channels_last)
+    model = create_model(arch, num_classes=200, input_size=64, **_zoo_variant(arch))
+    model = model.to(device, memory_format=torch.channels_last)
     model.train()
     x = torch.randn(batch, 3, 64, 64, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 200, (batch,), device=device)
@@ -129,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         t = {k: statistics.median(v) for k, v in _step_times(arch, device, b, args.steps, amp).items()}
         cell = {k: f"{v:.2f} s ({b / v:.0f})" for k, v in t.items()}
         before, now = t[("autograd", "foreach")], t[("ours", "fused")]
-        lines.append(f"| {arch} | {cell[('autograd', 'foreach')]} | {cell[('ours', 'foreach')]} | "
+        variant = ", ".join(f"{k}={v}" for k, v in _zoo_variant(arch).items())
+        lines.append(f"| {arch}{f' ({variant})' if variant else ''} | {cell[('autograd', 'foreach')]} | {cell[('ours', 'foreach')]} | "
                      f"{cell[('autograd', 'fused')]} | {cell[('ours', 'fused')]} | **{before / now:.2f}x** |")
         print(lines[-1], flush=True)
     alone = _lrn_alone(device, b, amp)
