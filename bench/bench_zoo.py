@@ -80,6 +80,11 @@ def ceilings(dev, small: bool = False) -> dict:
             "copy_bytes_per_s": 2 * big.numel() * 4 / t_cp}
 
 
+def _failure(e: Exception, limit: int = 300) -> str:
+    """How the JSON records a part that failed: the exception's type and message, cut to ``limit``."""
+    return f"{type(e).__name__}: {e}"[:limit]
+
+
 def _recipe(data: str, device: str, small: bool, **kw):
     from cnnviz.zoo.recipe import Recipe
 
@@ -99,7 +104,7 @@ def members_rates(families: list[str], dev, small: bool, steps: int) -> dict:
         try:
             rates.update(calibrate([member(f)], rec, steps=steps, warmup=3 if small else 10))
         except Exception as e:  # noqa: BLE001
-            rates[f] = {"error": f"{type(e).__name__}: {e}"[:300]}
+            rates[f] = {"error": _failure(e)}
             print(f"member {f} FAILED: {rates[f]['error']}", flush=True)
     return rates
 
@@ -121,7 +126,7 @@ def tricks(families: list[str], dev, small: bool, steps: int) -> list[dict]:
             try:
                 r = calibrate([member(fam)], rec, steps=steps, warmup=3 if small else 10)[fam]
             except Exception as e:  # noqa: BLE001 - one failed rung (a compiler error) must not cost the others
-                rows.append({"family": fam, "setting": name, "error": f"{type(e).__name__}: {e}"[:300]})
+                rows.append({"family": fam, "setting": name, "error": _failure(e)})
                 prev = None
                 continue
             rows.append({"family": fam, "setting": name, "images_per_s": r["images_per_s"],
@@ -326,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 out[key] = result
         except Exception as e:  # noqa: BLE001 - recorded in the JSON and printed; the other parts still run
-            out.setdefault("errors", {})[key] = f"{type(e).__name__}: {e}"[:500]
+            out.setdefault("errors", {})[key] = _failure(e, 500)
             print(f"{key} FAILED: {out['errors'][key]}", flush=True)
         print(f"{key} {time.perf_counter() - t:.0f} s", flush=True)
         if a.out:
