@@ -13,6 +13,7 @@ import torchvision
 
 from cnnviz.models import create_model, get_card, meta_model
 from cnnviz.models.googlenet import Inception, InceptionAux
+from cnnviz.models.registry import InputSizeError
 
 VGG = ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
 RESNET = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
@@ -258,6 +259,21 @@ def test_googlenet_stem_defaults_to_the_papers_so_old_checkpoints_load_as_traine
     assert create_model("googlenet", num_classes=10, input_size=64).stem == "paper"
     with pytest.raises(ValueError, match="googlenet option stem takes 'paper' or 'small', not 'tiny'"):
         create_model("googlenet", num_classes=10, input_size=64, stem="tiny")
+
+
+def test_googlenet_small_stem_is_built_down_to_its_own_minimum_input():
+    """The registry checks each stem against its own minimum: the small stem halves the map three times, so
+    it runs from 8 pixels, although the paper stem (the default, the card's min_input) needs 31."""
+    card = get_card("googlenet")
+    assert card.smallest_input() == card.min_input == 31
+    assert card.smallest_input({"stem": "small"}) == 8
+    model = create_model("googlenet", num_classes=5, input_size=8, stem="small").eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 8, 8)).shape == (1, 5)
+    with pytest.raises(InputSizeError, match=r"stem='small'\) needs an input of at least 8x8 pixels \(asked for 7x7\)"):
+        create_model("googlenet", num_classes=5, input_size=7, stem="small")
+    with pytest.raises(InputSizeError, match=r"stem='paper'\) needs an input of at least 31x31 pixels"):
+        create_model("googlenet", num_classes=5, input_size=20)
 
 
 def test_googlenet_lrn_follows_the_reference_model():

@@ -386,6 +386,7 @@ _CARD = ModelCard(
         "size would load them into the other network without an error.",
     ),
     min_input=MIN_INPUT,
+    min_input_of=lambda variant: min_input_size(variant["stem"]),  # the small stem runs from 8 pixels
     options=(
         VariantOption("aux_logits", bool, True, "build the two auxiliary classifiers (True|False, default True; "
                       "training mode only)"),

@@ -78,6 +78,10 @@ class ModelCard:
     adaptations_64: tuple[str, ...] = ()  # what changes at 64x64 (Tiny ImageNet) and why
     min_input: int = 32  # smallest square input the model accepts with its default variant
     options: tuple[VariantOption, ...] = ()  # the factory's variant keywords, in the order forms show them
+    # Where a variant takes smaller inputs than the default (GoogLeNet's small stem runs from 8 pixels, the
+    # paper's stem from 31): the full variant -> its smallest input. None: min_input for every variant (a
+    # variant that needs more, such as AlexNet's explicit stem='paper', is refused by its factory).
+    min_input_of: Callable[[dict[str, Any]], int] | None = None
 
     @property
     def variants(self) -> dict[str, str]:
@@ -93,6 +97,13 @@ class ModelCard:
     def form_options(self) -> tuple[VariantOption, ...]:
         """The options a form offers (those that no other input decides)."""
         return tuple(o for o in self.options if o.in_forms)
+
+    def smallest_input(self, variant: dict[str, Any] | None = None) -> int:
+        """The smallest square input the registry lets through for ``variant`` (options left out take their
+        defaults); :attr:`min_input` unless the card has :attr:`min_input_of`."""
+        if self.min_input_of is None:
+            return self.min_input
+        return self.min_input_of({**self.default_variant, **(variant or {})})
 
     def option(self, name: str) -> VariantOption:
         """The option called ``name``; ``KeyError`` naming the options this architecture has."""
@@ -169,12 +180,15 @@ def create_model(name: str, num_classes: int | None = None, input_size: int | No
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     card.check_variant(variant)
-    if input_size < card.min_input:
-        raise InputSizeError(
-            f"{card.display_name} needs an input of at least {card.min_input}x{card.min_input} pixels "
-            f"(asked for {input_size}x{input_size})"
-        )
     args = {**card.default_variant, **variant}
+    need = card.smallest_input(args)
+    if input_size < need:
+        described = card.display_name
+        if card.min_input_of is not None:
+            described += f" ({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+        raise InputSizeError(
+            f"{described} needs an input of at least {need}x{need} pixels (asked for {input_size}x{input_size})"
+        )
     model = _REGISTRY[name].factory(num_classes=num_classes, input_size=input_size, **args)
     model.arch = name
     model.model_args = {"num_classes": num_classes, "input_size": input_size, **args}
