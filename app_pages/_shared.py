@@ -88,10 +88,14 @@ def variant_widgets(card, key_prefix: str, columns: int = 4) -> dict:
     values, cols = {}, st.columns(columns)
     for i, spec in enumerate(card.form_options):
         col, key = cols[i % columns], f"{key_prefix}_{card.name}_{spec.name}"
+        # the default goes through session state, not value=: a page may set these keys (the Training page's
+        # zoo recipe), and Streamlit warns about a widget that has both
+        st.session_state.setdefault(key, spec.default)
         if spec.kind == "bool":
-            values[spec.name] = col.checkbox(spec.name, spec.default, help=spec.help, key=key)
+            values[spec.name] = col.checkbox(spec.name, help=spec.help, key=key)
         elif spec.kind in ("int", "float"):
-            values[spec.name] = col.number_input(spec.name, value=spec.default, help=spec.help, key=key)
+            values[spec.name] = col.number_input(spec.name, step=1 if spec.kind == "int" else None,
+                                                 help=spec.help, key=key)
         else:
             values[spec.name] = col.selectbox(spec.name, spec.choices, help=spec.help, key=key,
                                               format_func=lambda v: "model default" if v is None else str(v))

@@ -41,6 +41,24 @@ data = st.selectbox("Dataset", choices, format_func=lambda c: c.label, key="trai
                     help=tv.DEMO_HELP)
 for key, value in tv.form_defaults(arch, data.synthetic).items():
     st.session_state.setdefault(key, value)  # first visit: the chosen dataset's defaults
+# Fields the zoo's recipe fills take their defaults from here, not from value=: Streamlit warns about a widget
+# that has both a value= and a value set through session state.
+st.session_state.setdefault("train_ls", 0.1)
+st.session_state.setdefault("train_ema", 0.0)
+zoo = tv.zoo_recipe_form(arch)
+
+
+def use_zoo_recipe() -> None:
+    st.session_state.update(zoo[0])  # before the form is drawn again, so its widgets show these values
+    st.session_state["train_zoo_applied"] = arch
+
+
+if zoo is not None:
+    st.button(f"Fill in the zoo's recipe for {get_card(arch).display_name}", key="train_zoo", on_click=use_zoo_recipe,
+              help="The settings this architecture's shipped starter was trained with (docs/zoo.md); change any "
+                   "of them before Start.")
+    if st.session_state.get("train_zoo_applied") == arch:
+        st.caption(md_escape(zoo[1]))
 with st.form("train_form"):
     variant = variant_widgets(get_card(arch), "train")
     c = st.columns(4)
@@ -52,7 +70,7 @@ with st.form("train_form"):
     schedule = c[0].selectbox("Schedule", ["cosine", "onecycle"], key="train_sched")
     warmup = c[1].number_input("Warm-up epochs (empty: 10% of the run, at most 1)", value=None, min_value=0.0,
                                max_value=100.0, key="train_warmup")
-    smoothing = c[2].number_input("Label smoothing", 0.0, 0.99, 0.1, key="train_ls")
+    smoothing = c[2].number_input("Label smoothing", 0.0, 0.99, key="train_ls")
     wd = c[3].number_input("Weight decay (empty: 5e-4 SGD, 0.05 AdamW)", value=None, min_value=0.0,
                            format="%.5f", key="train_wd")
     device = c[0].selectbox("Device", ["auto", "cuda", "cpu"], key="train_device")
@@ -60,6 +78,11 @@ with st.form("train_form"):
     force = c[2].checkbox("Allow a second job on this device", key="train_force")
     snaps = c[3].checkbox("Keep every epoch's weights", key="train_snaps",
                           help="epochs/epoch_NNN.safetensors, for Visualize's 'across training' view (disk!)")
+    ema = c[0].number_input("Weight average decay (0: off)", 0.0, 0.9999, format="%.4f", key="train_ema",
+                            help=f"An exponential moving average of the weights, updated every "
+                                 f"{tv.FORM_EMA_EVERY} steps; it is what is evaluated and saved (the zoo: 0.998)")
+    tta = c[1].checkbox("Flip test-time augmentation", key="train_tta",
+                        help="Also report val top-1 averaged over the image and its mirror (val_top1_tta)")
     if data.synthetic:
         st.caption(f"**Not Tiny ImageNet.** {tv.DEMO_HELP}")
     st.caption(estimate(arch, tuple(sorted(variant.items())), data, int(batch), device))
@@ -69,7 +92,8 @@ if start:
         cfg = tv.config_from_form(dict(arch=arch, variant=variant, data=data.spec, epochs=int(epochs),
                                        batch_size=int(batch), optimizer=optimizer, lr=lr, schedule=schedule,
                                        warmup_epochs=warmup, label_smoothing=smoothing, weight_decay=wd,
-                                       device=device, seed=int(seed), keep_snapshots=snaps))
+                                       device=device, seed=int(seed), keep_snapshots=snaps, ema_decay=ema,
+                                       tta_flip=tta))
         st.session_state["train_run"] = jobs.start(cfg, force=force).name
     except (ValueError, RuntimeError, OSError) as e:
         show_error(f"Training did not start: {e}", e)

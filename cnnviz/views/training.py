@@ -81,10 +81,51 @@ def form_defaults(arch: str, synthetic: bool, prefix: str = "train") -> dict[str
     return out
 
 
+# The form's weight average is updated every this many steps (the zoo's ema_every): its decay field is per update.
+FORM_EMA_EVERY = 5
+
+
+def zoo_recipe_form(arch: str, prefix: str = "train") -> tuple[dict[str, Any], str] | None:
+    """The zoo's recipe (:mod:`cnnviz.zoo.recipe`) for ``arch`` as the Training form's values, by widget key,
+    and a sentence saying what they are; None when no zoo member is this architecture.
+
+    A user who trains a zoo family from the form with these values trains what the shipped starter was trained
+    with (its variant, optimizer, learning rate, weight decay, epochs, batch, warm-up, label smoothing, weight
+    average and flip TTA; the augmentation, bf16 and channels_last are the form's defaults anyway). Options the
+    member leaves alone take the card's defaults, so nothing from an earlier choice stays behind.
+    """
+    from cnnviz.models import get_card
+    from cnnviz.training.config import default_warmup
+    from cnnviz.zoo.recipe import MEMBERS, Recipe
+
+    member = next((m for m in MEMBERS if m.arch == arch), None)
+    if member is None:
+        return None
+    recipe, card = Recipe(), get_card(arch)
+    assert recipe.ema_every == FORM_EMA_EVERY, "the form's EMA field is per FORM_EMA_EVERY steps"
+    values: dict[str, Any] = {f"{prefix}_{arch}_{o.name}": member.variant.get(o.name, o.default)
+                              for o in card.form_options}
+    lr = member.lr * recipe.batch_size / 256
+    warmup = default_warmup(recipe.epochs, recipe.warmup_fraction)
+    values.update({f"{prefix}_epochs": recipe.epochs, f"{prefix}_batch": recipe.batch_size,
+                   f"{prefix}_opt": member.optimizer, f"{prefix}_lr": lr, f"{prefix}_sched": recipe.schedule,
+                   f"{prefix}_warmup": warmup, f"{prefix}_ls": recipe.label_smoothing,
+                   f"{prefix}_wd": member.weight_decay, f"{prefix}_ema": recipe.ema_decay,
+                   f"{prefix}_tta": recipe.tta_flip})
+    variant = ", ".join(f"{k}={v}" for k, v in member.variant.items()) or "the card's defaults"
+    text = (f"The zoo's recipe for {card.display_name} ({variant}): {member.optimizer} at lr {lr:g}, "
+            f"{recipe.epochs} epochs of batch {recipe.batch_size}, {warmup:g} warm-up epoch, {recipe.schedule} "
+            f"schedule, label smoothing {recipe.label_smoothing:g}, weight average {recipe.ema_decay:g} every "
+            f"{recipe.ema_every} steps, flip TTA. {member.why} (docs/zoo.md)")
+    return values, text
+
+
 def config_from_form(values: dict[str, Any]) -> TrainConfig:
     """A validated :class:`TrainConfig` from the page's form values (``ValueError`` with a message if not)."""
     fields = dict(values)
     variant = {k: v for k, v in (fields.pop("variant", None) or {}).items() if v is not None}
+    if fields.get("ema_decay"):  # the form's decay is per FORM_EMA_EVERY steps, as the zoo's
+        fields.setdefault("ema_every", FORM_EMA_EVERY)
     return TrainConfig(variant=variant, **fields).validate()
 
 

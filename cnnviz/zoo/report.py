@@ -172,6 +172,9 @@ def recipe_lines(table: list[dict[str, Any]]) -> list[str]:
             why += f" **This result predates that:** it trained with {variant}; the zoo now trains {now}."
         lines.append(f"| {row['family']} | {row['arch']} | {variant} | {c.get('optimizer')} | {c.get('lr'):g} | "
                      f"{c.get('weight_decay'):g} | {why} |")
+    lines += ["", "To train one member under this recipe from the dashboard (or to change one setting and see what it "
+              "does): the Training page's *Fill in the zoo's recipe* button puts the member's current settings in "
+              "the form."]
     return lines
 
 

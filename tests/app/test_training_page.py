@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training import jobs
 from cnnviz.training.runs import create_run
-from cnnviz.views.training import SYNTHETIC_LABEL
+from cnnviz.views.training import SYNTHETIC_LABEL, zoo_recipe_form
 from tests._synthetic import tiny_config
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "training.py")
@@ -29,6 +29,10 @@ def _run(at: AppTest) -> AppTest:
 def _click(at: AppTest, button) -> AppTest:
     button.click()
     return _run(at)
+
+
+def _start(at: AppTest) -> AppTest:
+    return _click(at, next(b for b in at.button if b.label == "Start"))
 
 
 def _fake_run(name: str, state: str = "running", pid: int | None = 2**22 + 4321, epochs_done: int = 2,
@@ -72,7 +76,7 @@ def test_start_passes_the_form_to_jobs_start_and_shows_the_run(monkeypatch):
     at.number_input(key="train_batch").set_value(32)
     at.selectbox(key="train_opt").set_value("adamw")
     at.checkbox(key="train_force").check()
-    _click(at, at.button[0])
+    _start(at)
     cfg = seen["cfg"]
     assert (cfg.arch, cfg.data, cfg.epochs, cfg.batch_size, cfg.optimizer) == ("lenet5", "synthetic", 3, 32, "adamw")
     assert cfg.lr == pytest.approx(2e-3) and seen["force"] is True
@@ -87,7 +91,7 @@ def test_busy_device_is_a_clean_message(monkeypatch):
 
     monkeypatch.setattr(jobs, "start", busy)
     at = _run(AppTest.from_file(PAGE))
-    _click(at, at.button[0])
+    _start(at)
     assert "Training did not start: another training job (other-run)" in at.error[0].value
 
 
@@ -164,3 +168,46 @@ def test_an_epoch_time_estimate_appears_before_start():
     estimate = next(c.value for c in at.caption if c.value.startswith("Estimated time per epoch"))
     assert "from the earlier run lenet\\-before" in estimate or "from the earlier run lenet-before" in estimate
     assert "500 images/s" in estimate
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "googlenet", "resnet18"])
+def test_the_zoo_recipe_button_fills_the_form_with_what_the_zoo_trains(monkeypatch, arch):
+    """A user who wants to reproduce (or extend) a shipped starter from the form: one click fills in the zoo
+    member's variant, optimizer, learning rate, epochs, warm-up, weight average and flip TTA, and Start trains
+    the configuration the zoo itself builds for that family (cnnviz.zoo.recipe.config_for)."""
+    from cnnviz import get_card
+    from cnnviz.zoo.recipe import MEMBERS, Recipe, config_for
+
+    seen = {}
+
+    def fake_start(cfg, force=False):
+        seen["cfg"] = cfg
+        return create_run(cfg.to_dict(), run_id="zoo-like")
+
+    monkeypatch.setattr(jobs, "start", fake_start)
+    at = _run(AppTest.from_file(PAGE))
+    at.selectbox(key="train_arch").set_value(arch)
+    _run(at)
+    assert at.number_input(key="train_ema").value == 0.0 and not at.checkbox(key="train_tta").value
+    _click(at, at.button(key="train_zoo"))
+    said = zoo_recipe_form(arch)[1]  # what the page says it filled in (Markdown-escaped on the page)
+    assert any(c.value.replace("\\", "") == said for c in at.caption), said
+    assert at.number_input(key="train_epochs").value == 10 and at.checkbox(key="train_tta").value
+    _start(at)
+    member = next(m for m in MEMBERS if m.arch == arch)
+    zoo = config_for(member, Recipe(), "zoo-x")
+    got = seen["cfg"]
+    for name in ("arch", "epochs", "batch_size", "optimizer", "weight_decay", "schedule", "augment", "amp",
+                 "channels_last", "ema_every", "tta_flip", "input_size", "seed"):
+        assert getattr(got, name) == getattr(zoo, name), name
+    for name in ("lr", "warmup_epochs", "label_smoothing", "ema_decay"):  # through float widgets
+        assert getattr(got, name) == pytest.approx(getattr(zoo, name)), name
+    defaults = get_card(arch).default_variant  # the form sends every option; the zoo only the member's own
+    assert {**defaults, **got.variant} == {**defaults, **zoo.variant}
+
+
+def test_no_zoo_recipe_button_for_an_architecture_the_zoo_does_not_train():
+    at = _run(AppTest.from_file(PAGE))
+    at.selectbox(key="train_arch").set_value("vgg19")
+    _run(at)
+    assert not [b for b in at.button if b.key == "train_zoo"]
