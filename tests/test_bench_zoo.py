@@ -95,6 +95,10 @@ def test_mfu_only_against_a_ceiling_measured_on_the_same_card():
     assert other["mfu"] is None and other["mfu_missing"] == "ceiling measured on NVIDIA H100 80GB HBM3"
     none = rows([_result("NVIDIA H200")])[0]
     assert none["mfu"] is None and none["mfu_missing"] == "no ceiling measured"
+    # the achieved training FLOP/s needs no ceiling: every row has it, and MFU is it over the ceiling
+    macs = same["macs"]
+    assert none["flops_per_s"] == other["flops_per_s"] == same["flops_per_s"] == 6 * macs * 50_000.0
+    assert same["mfu"] == pytest.approx(same["flops_per_s"] / 7.5e14)
 
 
 def test_a_result_trained_before_its_member_changed_says_so_in_the_recipe_table():

@@ -69,6 +69,10 @@ def _human(n: float | None) -> str:
     return f"{n:.3g}"
 
 
+def _tflops(flops_per_s: float | None) -> str:
+    return "-" if not flops_per_s else f"{flops_per_s / 1e12:.1f}"
+
+
 def _extra(training_only: int | None) -> str:
     return f" (+{_human(training_only)} training-only heads)" if training_only else ""
 
@@ -84,7 +88,10 @@ def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None,
         params, macs, training_only = model_size(r["arch"], r.get("model_args") or {})
         ips = r.get("images_per_s")
         same_card = ceiling_card is None or ceiling_card == r.get("device_name")
-        mfu = (6 * macs * ips / ceiling_flops) if (ceiling_flops and same_card and macs and ips) else None
+        # training FLOPs per image: 2 per MAC forward, 4 backward (input and weight gradients); the inference
+        # network's MACs (GoogLeNet's auxiliary heads, used only in training, add about 1% and are left out)
+        flops_per_s = 6 * macs * ips if (macs and ips) else None
+        mfu = (flops_per_s / ceiling_flops) if (ceiling_flops and same_card and flops_per_s) else None
         mfu_missing = ("no ceiling measured" if not ceiling_flops else
                        f"ceiling measured on {ceiling_card}" if not same_card else "")
         out.append({
@@ -92,7 +99,7 @@ def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None,
             "top1_tta": r.get("val_top1_tta"), "top1_raw": r.get("val_top1_raw"), "params": params, "training_only": training_only,
             "macs": macs,
             "epochs": r.get("epochs"), "train_s": r.get("train_time_s"), "wall_s": r.get("wall_time_s"),
-            "images_per_s": ips, "mfu": mfu, "mfu_missing": mfu_missing, "device": r.get("device_name"), "config": r.get("config") or {},
+            "images_per_s": ips, "flops_per_s": flops_per_s, "mfu": mfu, "mfu_missing": mfu_missing, "device": r.get("device_name"), "config": r.get("config") or {},
         })
     return out
 
@@ -231,8 +238,8 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
                   "results here.", ""] + starter_lines(starter_rows(starters))
     else:
         lines += ["| family | top-1 | top-5 | top-1 flip TTA | top-1 without EMA | params | MACs | epochs | "
-                  "train s | img/s | MFU | device | published top-1 |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "train s | img/s | TFLOP/s | MFU | device | published top-1 |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in table:
             pub = "; ".join(f"{p['top1']:.1f}% [{i + 1}]" for i, p in enumerate(PUBLISHED.get(r["family"], [])))
             mfu = f"n/a ({r['mfu_missing'] or 'no MACs or rate'})" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
@@ -240,12 +247,15 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
                 f"| {r['family']} ({r['arch']}) | {_pct(r['top1'])} | {_pct(r['top5'])} | {_pct(r['top1_tta'])} | "
                 f"{_pct(r['top1_raw'])} | {_human(r['params'])}{_extra(r['training_only'])} | {_human(r['macs'])} | "
                 f"{r['epochs']} | "
-                f"{r['train_s']:.0f} | {r['images_per_s']:,.0f} | {mfu} | {r['device']} | {pub or '-'} |")
+                f"{r['train_s']:.0f} | {r['images_per_s']:,.0f} | {_tflops(r['flops_per_s'])} | {mfu} | "
+                f"{r['device']} | {pub or '-'} |")
         n = sorted({int(r.get("val_n") or 0) for r in found})
         lines += ["", f"Top-1 and top-5 are measured on all {'/'.join(f'{k:,}' for k in n)} val images from the "
                   "best epoch's checkpoint (with the weight average) by the same code as Compare's evaluation; "
-                  "the flip-TTA and no-EMA columns are the training run's own evaluation of that epoch. img/s "
-                  "(and the MFU computed from it) is each run's own training rate, with the zoo's other members "
+                  "the flip-TTA and no-EMA columns are the training run's own evaluation of that epoch. "
+                  "TFLOP/s is the model's useful work per second in training: 6 FLOPs per MAC (2 forward, 4 "
+                  "backward) x MACs x img/s; MFU divides it by the bf16 matmul ceiling measured on the same card. "
+                  "img/s (and what is computed from it) is each run's own training rate, with the zoo's other members "
                   "sharing the card when it trained several at once; each member's rate alone, the bf16 ceiling and the trick ladder "
                   "are in docs/benchmarks.md (\"The zoo on\" the card, once a GPU session has measured them).", "",
                   "![accuracy vs MACs](zoo_acc_vs_macs.png) ![accuracy vs training time](zoo_acc_vs_time.png)",
