@@ -102,7 +102,7 @@ with class_tab:
         st.plotly_chart(cf.per_class_figure(pc, list(evals)), key="per-class")
         st.dataframe(pc, hide_index=True)
         for name, ev in evals.items():
-            with st.expander(f"{name}: top-1 {ev.top1:.1%}, top-5 {ev.top5:.1%} on {ev.n} images"):
+            with st.expander(f"{name}: top-1 {ev.top1:.1%}, top-5 {ev.top5:.1%} on {ev.n:,} images"):
                 st.dataframe(cmp.most_confused(ev, 10), hide_index=True)
                 st.plotly_chart(cf.confusion_figure(ev), key=f"confusion-{name}")
 
