@@ -39,24 +39,14 @@ arch = st.selectbox("Architecture", names, format_func=lambda n: get_card(n).dis
                     on_change=follow_defaults, kwargs={"variant_only": True})
 data = st.selectbox("Dataset", choices, format_func=lambda c: c.label, key="train_data", on_change=follow_defaults,
                     help=tv.DEMO_HELP)
-for key, value in tv.form_defaults(arch, data.synthetic).items():
-    st.session_state.setdefault(key, value)  # first visit: the chosen dataset's defaults
-# Fields the zoo's recipe fills take their defaults from here, not from value=: Streamlit warns about a widget
-# that has both a value= and a value set through session state.
-st.session_state.setdefault("train_ls", 0.1)
-st.session_state.setdefault("train_ema", 0.0)
-zoo = tv.zoo_recipe_form(arch)
-
-
-def use_zoo_recipe() -> None:
-    st.session_state.update(zoo[0])  # before the form is drawn again, so its widgets show these values
-    st.session_state["train_zoo_applied"] = arch
-
-
+# first visit: the chosen dataset's defaults (label smoothing and EMA here, not value=: the zoo's recipe sets them)
+for key, value in {**tv.form_defaults(arch, data.synthetic), "train_ls": 0.1, "train_ema": 0.0}.items():
+    st.session_state.setdefault(key, value)
+zoo = tv.zoo_recipe_form(arch)  # the settings of the zoo member for this architecture, if there is one
 if zoo is not None:
-    st.button(f"Fill in the zoo's recipe for {get_card(arch).display_name}", key="train_zoo", on_click=use_zoo_recipe,
-              help="The settings this architecture's shipped starter was trained with (docs/zoo.md); change any "
-                   "of them before Start.")
+    st.button(f"Fill in the zoo's recipe for {get_card(arch).display_name}", key="train_zoo",
+              on_click=lambda: st.session_state.update(zoo[0], train_zoo_applied=arch),
+              help="The settings its shipped starter was trained with (docs/zoo.md); change any before Start.")
     if st.session_state.get("train_zoo_applied") == arch:
         st.caption(md_escape(zoo[1]))
 with st.form("train_form"):
@@ -79,10 +69,8 @@ with st.form("train_form"):
     snaps = c[3].checkbox("Keep every epoch's weights", key="train_snaps",
                           help="epochs/epoch_NNN.safetensors, for Visualize's 'across training' view (disk!)")
     ema = c[0].number_input("Weight average decay (0: off)", 0.0, 0.9999, format="%.4f", key="train_ema",
-                            help=f"An exponential moving average of the weights, updated every "
-                                 f"{tv.FORM_EMA_EVERY} steps; it is what is evaluated and saved (the zoo: 0.998)")
-    tta = c[1].checkbox("Flip test-time augmentation", key="train_tta",
-                        help="Also report val top-1 averaged over the image and its mirror (val_top1_tta)")
+                            help=tv.EMA_HELP)
+    tta = c[1].checkbox("Flip test-time augmentation", key="train_tta", help=tv.TTA_HELP)
     if data.synthetic:
         st.caption(f"**Not Tiny ImageNet.** {tv.DEMO_HELP}")
     st.caption(estimate(arch, tuple(sorted(variant.items())), data, int(batch), device))

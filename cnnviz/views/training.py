@@ -83,6 +83,9 @@ def form_defaults(arch: str, synthetic: bool, prefix: str = "train") -> dict[str
 
 # The form's weight average is updated every this many steps (the zoo's ema_every): its decay field is per update.
 FORM_EMA_EVERY = 5
+EMA_HELP = (f"An exponential moving average of the weights, updated every {FORM_EMA_EVERY} steps; it is what is "
+            "evaluated and saved (the zoo: 0.998)")
+TTA_HELP = "Also report val top-1 averaged over the image and its mirror (val_top1_tta)"
 
 
 def zoo_recipe_form(arch: str, prefix: str = "train") -> tuple[dict[str, Any], str] | None:
