@@ -46,7 +46,7 @@ zoo = tv.zoo_recipe_form(arch)  # the settings of the zoo member for this archit
 if zoo is not None:
     st.button(f"Fill in the zoo's recipe for {get_card(arch).display_name}", key="train_zoo",
               on_click=lambda: st.session_state.update(zoo[0], train_zoo_applied=arch),
-              help="The settings its shipped starter was trained with (docs/zoo.md); change any before Start.")
+              help="The settings the zoo trains this family with (docs/zoo.md); change any before Start.")
     if st.session_state.get("train_zoo_applied") == arch:
         st.caption(md_escape(zoo[1]))
 with st.form("train_form"):

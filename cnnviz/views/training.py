@@ -92,10 +92,12 @@ def zoo_recipe_form(arch: str, prefix: str = "train") -> tuple[dict[str, Any], s
     """The zoo's recipe (:mod:`cnnviz.zoo.recipe`) for ``arch`` as the Training form's values, by widget key,
     and a sentence saying what they are; None when no zoo member is this architecture.
 
-    A user who trains a zoo family from the form with these values trains what the shipped starter was trained
-    with (its variant, optimizer, learning rate, weight decay, epochs, batch, warm-up, label smoothing, weight
-    average and flip TTA; the augmentation, bf16 and channels_last are the form's defaults anyway). Options the
-    member leaves alone take the card's defaults, so nothing from an earlier choice stays behind.
+    A user who trains a zoo family from the form with these values trains what the zoo trains today (its
+    variant, optimizer, learning rate, weight decay, epochs, batch, warm-up, label smoothing, weight average and
+    flip TTA; the augmentation, bf16 and channels_last are the form's defaults anyway). That is the shipped
+    starter's recipe except where a member changed after its starter was trained (GoogLeNet's small stem; docs/zoo.md
+    marks such rows). Options the member leaves alone take the card's defaults, so nothing from an earlier choice
+    stays behind.
     """
     from cnnviz.models import get_card
     from cnnviz.training.config import default_warmup
