@@ -35,6 +35,16 @@ def _band(channels: int, size: int, groups: int, scale: float, device: torch.dev
         return inside.to(dtype) * scale
 
 
+def _band_for(channels: int, size: int, groups: int, scale: float, device: torch.device,
+              dtype: torch.dtype) -> torch.Tensor:
+    """:func:`_band`, cached in eager mode. Under torch.compile the uncached function is traced instead (the
+    band becomes a few ops in the graph): Dynamo ignores an lru_cache anyway, and warns of "potential silent
+    incorrectness" when it meets one, a warning every compiled AlexNet, ZFNet and GoogLeNet printed."""
+    if torch.compiler.is_compiling():
+        return _band.__wrapped__(channels, size, groups, scale, device, dtype)
+    return _band(channels, size, groups, scale, device, dtype)
+
+
 def _window(sq: torch.Tensor, band: torch.Tensor, transpose: bool = False) -> torch.Tensor:
     """``sum_j band[c, j] * sq[:, j]`` for every map ``c`` (``band[j, c]`` with ``transpose``): one GEMM over
     the channel axis. A channels-last input is multiplied as N x H x W x C rows, so no transposed copy."""
@@ -114,10 +124,10 @@ class LocalResponseNorm(nn.LocalResponseNorm):
             raise ValueError(f"LRN with groups={self.groups} needs N x C x H x W input with C divisible by "
                              f"{self.groups}, got {tuple(x.shape)}")
         if torch.is_grad_enabled() and x.requires_grad:
-            band = _band(x.shape[1], self.size, self.groups, self.alpha / self.size, x.device,
-                         torch.promote_types(x.dtype, torch.float32))
+            band = _band_for(x.shape[1], self.size, self.groups, self.alpha / self.size, x.device,
+                             torch.promote_types(x.dtype, torch.float32))
             return _LRNFunction.apply(x, band, float(self.k), float(self.beta))
-        band = _band(x.shape[1], self.size, self.groups, self.alpha / self.size, x.device, x.dtype)
+        band = _band_for(x.shape[1], self.size, self.groups, self.alpha / self.size, x.device, x.dtype)
         window = _window(x * x, band)
         if x.dtype == torch.bfloat16:
             # bf16 inference (a top-9 scan): the factor in bf16 too, about 1.15x faster for AlexNet's scan;
