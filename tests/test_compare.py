@@ -336,3 +336,34 @@ def test_per_class_bars_of_classes_with_the_same_short_name_stay_apart():
                           "run": [1.0, 0.9], "spread": [0.0, 0.0]})
     bar = per_class_figure(frame, ["run"]).data[0]
     assert len(set(bar.x)) == 2 and list(bar.y) == [1.0, 0.9]
+
+
+def test_bubble_labels_avoid_the_plot_edge_other_bubbles_and_each_other():
+    """The zoo's AlexNet, ZFNet and VGG sit close in MACs and accuracy: with plotly's one rule ("top center"
+    for every label) their names were drawn on top of each other. Each label now takes the first place that
+    covers nothing: not the plot's edge, not another bubble, not a label placed before it."""
+    from cnnviz.views.charts import label_positions
+
+    assert label_positions([(0.97, 0.5, 10, "at the right edge")]) == ["middle left"]
+    # a big bubble with a small one just to its right: its name goes left, the small one's right
+    assert label_positions([(0.3, 0.5, 16, "big one"), (0.45, 0.5, 6, "small")]) == ["middle left", "middle right"]
+    # two labels that would collide on the right: the second (smaller bubble) takes another place
+    places = label_positions([(0.2, 0.5, 10, "first name"), (0.2, 0.53, 8, "second name")])
+    assert places[0] == "middle right" and places[1] != "middle right"
+
+
+def test_bubble_chart_gives_each_model_its_label_place():
+    import pandas as pd
+
+    from cnnviz.views.compare import bubble_figure
+
+    zoo = [("zoo/lenet5", 7.2e6, 0.22, 19), ("zoo/alexnet", 7.3e8, 0.386, 93), ("zoo/zfnet", 1.05e9, 0.42, 70),
+           ("zoo/vgg16", 1.28e9, 0.458, 91), ("zoo/resnet18", 2.2e9, 0.585, 112)]
+    frame = pd.DataFrame([{"model": m, "arch": m[4:], "macs": macs, "params": 1e6, "best_val_top1": top1,
+                           "train_time_s": float(s)} for m, macs, top1, s in zoo])
+    fig = bubble_figure(frame, "macs")
+    places = {t.text[0]: t.textposition[0] for t in fig.data}
+    assert set(places) == {m for m, *_ in zoo} and all(t.cliponaxis is False for t in fig.data)
+    # the three close ones are named beside their bubbles, at their own heights: above a bubble a name lands
+    # on the next one up
+    assert all(places[m].startswith("middle") for m in ("zoo/alexnet", "zoo/zfnet", "zoo/vgg16")), places

@@ -47,6 +47,55 @@ def readable_log_axis(fig: go.Figure, values: list[float], axis: str = "xaxis") 
     fig.update_layout({axis: dict(type="log", tickmode="array", tickvals=ticks, ticktext=labels)})
 
 
+# Where a point's label can go (plotly's textposition names), in order of preference.
+LABEL_PLACES = ("middle right", "middle left", "top center", "bottom center")
+
+
+def label_positions(points: Sequence[tuple[float, float, float, str]], width_px: float = 290.0,
+                    height_px: float = 260.0, char_px: float = 7.5, line_px: float = 14.0,
+                    gap_px: float = 3.0) -> list[str]:
+    """A textposition for each labelled bubble, so that labels cover neither each other nor other bubbles.
+
+    ``points``: ``(u, v, radius_px, text)``, with ``u`` and ``v`` the point's place across the plot's width and
+    height (0..1). Plotly places labels by a fixed rule only ("top center" for all), and the zoo's AlexNet,
+    ZFNet and VGG (close in MACs and in accuracy) had their names drawn on top of each other. Greedy: the
+    biggest bubbles choose first, each takes the first of :data:`LABEL_PLACES` that overlaps nothing already
+    placed and stays inside the plot, else the one that overlaps least. The sizes are estimates (the browser
+    decides the real ones), so this avoids most collisions, not all.
+    """
+    boxes = [(u * width_px - r, v * height_px - r, u * width_px + r, v * height_px + r) for u, v, r, _ in points]
+
+    def label_box(i: int, place: str) -> tuple[float, float, float, float]:
+        u, v, r, text = points[i]
+        x, y, w, h = u * width_px, v * height_px, char_px * len(text), line_px
+        if place == "middle right":
+            return x + r + gap_px, y - h / 2, x + r + gap_px + w, y + h / 2
+        if place == "middle left":
+            return x - r - gap_px - w, y - h / 2, x - r - gap_px, y + h / 2
+        if place == "top center":
+            return x - w / 2, y + r + gap_px, x + w / 2, y + r + gap_px + h
+        return x - w / 2, y - r - gap_px - h, x + w / 2, y - r - gap_px
+
+    def overlap(a, b) -> float:
+        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    plot = (0.0, 0.0, width_px, height_px)
+    placed: list[tuple[float, float, float, float]] = []
+    out = [LABEL_PLACES[0]] * len(points)
+    def cost(i: int, place: str) -> float:
+        box = label_box(i, place)
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        return (area - overlap(box, plot)  # outside the plot: clipped
+                + sum(overlap(box, b) for b in placed)
+                + sum(overlap(box, b) for j, b in enumerate(boxes) if j != i))
+
+    for i in sorted(range(len(points)), key=lambda i: -points[i][2]):
+        costs = {place: cost(i, place) for place in LABEL_PLACES}
+        out[i] = min(LABEL_PLACES, key=lambda place: (costs[place] > 0, costs[place]))  # the first clear place
+        placed.append(label_box(i, out[i]))
+    return out
+
+
 def note_left_out(fig: go.Figure, left_out: list[str]) -> None:
     """Say under the plot which entries are not drawn, and why (a chart never drops a model silently)."""
     if left_out:
