@@ -116,3 +116,11 @@ def test_a_result_trained_before_its_member_changed_says_so_in_the_recipe_table(
            "stem=small." in old
     now, = [line for line in recipe_lines([row(member("googlenet").variant)]) if line.startswith("| googlenet")]
     assert "predates" not in now and "small stem" in now
+
+
+def test_the_time_plot_labels_its_log_axis_in_plain_seconds():
+    """docs/zoo_acc_vs_time.png spans 19 s to 128 s, where matplotlib labels the minor ticks "2 x 10^1"."""
+    from cnnviz.zoo.report import _minor_label
+
+    assert [_minor_label(v, True) for v in (20, 30, 40, 50, 60, 200)] == ["20", "30", "", "50", "", "200"]
+    assert _minor_label(20, False) == ""  # many decades: the majors (10M, 100M, 1G) are enough
