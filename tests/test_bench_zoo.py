@@ -124,3 +124,16 @@ def test_the_time_plot_labels_its_log_axis_in_plain_seconds():
 
     assert [_minor_label(v, True) for v in (20, 30, 40, 50, 60, 200)] == ["20", "30", "", "50", "", "200"]
     assert _minor_label(20, False) == ""  # many decades: the majors (10M, 100M, 1G) are enough
+
+
+def test_the_report_says_what_the_weight_average_and_the_flip_paid_from_each_runs_own_evaluations():
+    from cnnviz.zoo.report import averaging_lines
+
+    history = [{"epoch": 1, "val_top1": 0.30, "val_top1_raw": 0.25, "val_top1_tta": 0.31},
+               {"epoch": 2, "val_top1": 0.50, "val_top1_raw": 0.40, "val_top1_tta": 0.505},
+               {"epoch": 3, "val_top1": 0.5799, "val_top1_raw": 0.58, "val_top1_tta": 0.587}]
+    lines = averaging_lines([{"family": "resnet18", "history": history},
+                             {"family": "lenet5", "history": [{"epoch": 1, "val_top1": 0.2}]}])  # nothing to say
+    assert "| resnet18 | 0.0 | +10.0 (epoch 2) | +0.7 |" in lines
+    assert not any(line.startswith("| lenet5") for line in lines)
+    assert averaging_lines([{"family": "lenet5", "history": []}]) == []  # no section without the numbers
