@@ -98,3 +98,26 @@ def _no_axis_title_overlaps_a_subplot_title(chart) -> None:
         for t in titles:
             apart = a[2] <= t[0] or t[2] <= a[0] or a[3] <= t[1] or t[3] <= a[1]
             assert apart, f"axis title {a} overlaps subplot title {t}"
+
+
+def test_the_zoo_recipe_fills_the_form_in_the_browser(app_server, page, tmp_path, tmp_path_factory):
+    """One click puts the zoo member's settings in the form's widgets, as the browser shows them (the
+    AppTest in tests/app checks that Start then trains the zoo's configuration)."""
+    base = tmp_path / "app"
+    install_synthetic(tmp_path_factory, base / "data")
+    server = app_server(base=base)
+    page.goto(server.url + "/training")
+    wait_idle(page)
+    choose(page, "Architecture", "ZFNet")
+    page.get_by_role("button", name="Fill in the zoo's recipe for ZFNet").click()
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r"The zoo's recipe for ZFNet \(init=kaiming\): adamw at lr 0\.0005"))).to_be_visible()
+    expect(page.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("10")
+    expect(page.get_by_role("spinbutton", name="Batch size", exact=True)).to_have_value("256")
+    expect(page.get_by_role("spinbutton", name=re.compile("^Learning rate"))).to_have_value("0.00050")
+    expect(page.get_by_role("spinbutton", name=re.compile("^Weight average decay"))).to_have_value("0.9980")
+    expect(page.get_by_role("combobox", name="init")).to_have_value("kaiming")
+    expect(page.get_by_role("checkbox", name="Flip test-time augmentation")).to_be_checked()
+    shot(page, tmp_path, "training-zoo-recipe")
+    assert_no_errors(page)
+    assert not page.js_errors, page.js_errors
