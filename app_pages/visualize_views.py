@@ -84,7 +84,8 @@ def training_view(ctx: Context) -> None:
     info = ctx.info
     snaps = viz.list_snapshots(info.path.parent) if info is not None and info.kind == "run" else []
     if not snaps:
-        return st.info("This model has no per-epoch snapshots (train with 'keep snapshots' to see features evolve).")
+        return st.info("This model has no per-epoch snapshots. To see its features evolve, train it with **Keep every "
+                       "epoch's weights** ticked on the Training page (`--keep-snapshots` on the command line).")
     epoch = st.select_slider("Epoch", [s.epoch for s in snaps], key="trn_epoch")
     figs = vv.epoch_figures(ctx.load(next(s.path for s in snaps if s.epoch == epoch)), epoch, ctx.x, ctx.seen,
                             ctx.layer)

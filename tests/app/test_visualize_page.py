@@ -311,3 +311,13 @@ def test_an_image_kept_from_predict_is_shown_on_the_model_predict_chose(checkpoi
     _run(at)
     assert at.session_state[_images.SHOWN] is None
     assert not any("red\\.png" in c.value for c in at.caption)
+
+
+def test_a_model_without_snapshots_names_the_training_option_that_keeps_them(checkpoint):
+    """The message used to say "train with 'keep snapshots'", a name the Training page does not show; it names
+    the page's own checkbox (and the CLI flag), so a user can find it."""
+    at = _open(_run(AppTest.from_file(PAGE, default_timeout=240)), "Across training")
+    message = next(i.value for i in at.info if "no per-epoch snapshots" in i.value)
+    training_page = (Path(PAGE).parent / "training.py").read_text()
+    assert "Keep every epoch's weights" in message and '"Keep every epoch\'s weights"' in training_page
+    assert "--keep-snapshots" in message
