@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from app_pages._data_widgets import prepare_panel
 from app_pages._shared import md_escape, show_error, variant_widgets
 from cnnviz import get_card, list_models
 from cnnviz.paths import checkpoints_dir
@@ -15,15 +16,13 @@ def measured_step(arch: str, variant: dict, batch: int, device: str) -> dict:
     return tv.measure_train_step(arch, variant, batch, device)
 
 
-def estimate(arch: str, variant: tuple, data, batch: int, device: str) -> str:
-    """The time per epoch before Start: an earlier run of this architecture, else a short measured step."""
+def estimate(arch: str, variant: tuple, data, batch: int, device: str) -> str:  # an earlier run's, else measured
     return tv.epoch_estimate(arch, {k: v for k, v in variant if v is not None}, data, batch, device, list_runs(),
                              measure=measured_step).text
 
 
 st.title("Training")
-names = list_models()
-choices = tv.dataset_choices()
+names, choices = list_models(), tv.dataset_choices()
 
 
 def follow_defaults(variant_only: bool = False) -> None:
@@ -37,6 +36,7 @@ def follow_defaults(variant_only: bool = False) -> None:
 arch = st.selectbox("Architecture", names, format_func=lambda n: get_card(n).display_name, key="train_arch",
                     index=names.index("resnet18") if "resnet18" in names else 0,
                     on_change=follow_defaults, kwargs={"variant_only": True})
+prepare_panel(choices, arch)  # only where Tiny ImageNet is missing
 data = st.selectbox("Dataset", choices, format_func=lambda c: c.label, key="train_data", on_change=follow_defaults,
                     help=tv.DEMO_HELP)
 # first visit: the chosen dataset's defaults (label smoothing and EMA here, not value=: the zoo's recipe sets them)

@@ -45,6 +45,37 @@ def dataset_choices() -> list[DataChoice]:
     return out
 
 
+class PrepareProgress:
+    """``cnnviz.data.prepare``'s progress callback ``(stage, done, total)`` as a progress bar's
+    ``(fraction, text)``: "download: 120.5 / 248.1 MB", "decode train: 52,000 / 100,000 images". Returns None
+    when the bar would not visibly change (under 1% since the last update of the same stage), so a page does not
+    send a message per downloaded chunk."""
+
+    STAGES = {"download": "downloading the official zip", "verify": "checking its md5"}
+
+    def __init__(self) -> None:
+        self.last: tuple[str, int] | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> tuple[float, str] | None:
+        frac = min(max(done / total, 0.0), 1.0) if total else 0.0
+        key = (stage, int(frac * 100))
+        if key == self.last:
+            return None
+        self.last = key
+        name = self.STAGES.get(stage, stage)
+        if stage in ("download", "verify"):
+            amount = f"{done / 1e6:,.1f} / {total / 1e6:,.1f} MB" if total else f"{done / 1e6:,.1f} MB"
+        else:
+            amount = f"{done:,} / {total:,} images" if total else f"{done:,} images"
+        return frac, f"{name}: {amount}"
+
+
+PREPARE_HELP = ("Tiny ImageNet (200 classes, 100,000 training and 10,000 validation images of 64x64) is decoded "
+                "once into a uint8 cache of about 1.3 GB under the data folder; training, Top-9, the layer probes "
+                "and Compare's evaluation read it from there. The official download is about 250 MB "
+                "(md5-checked, resumed if interrupted); a zip you already have is used in place.")
+
+
 # The synthetic demo's defaults, and why (measured on the project's 2-core CPU, shared with other jobs, by
 # training in-process on the 1,000-image synthetic set; val top-1 per epoch):
 # - the old defaults (SGD lr 0.1, batch 64, 2 epochs) did not learn: ResNet-18 10% then 12% (chance is 10%),

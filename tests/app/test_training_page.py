@@ -211,3 +211,43 @@ def test_no_zoo_recipe_button_for_an_architecture_the_zoo_does_not_train():
     at.selectbox(key="train_arch").set_value("vgg19")
     _run(at)
     assert not [b for b in at.button if b.key == "train_zoo"]
+
+
+def test_tiny_imagenet_is_prepared_from_the_page_and_the_form_opens_on_it(tmp_path):
+    """A fresh clone has no data: Top-9, the probes and Predict say "prepare it on the Training page", so the
+    page offers it. From a zip on this machine (the download takes the same path after fetching; see
+    tests/test_data_download.py), with a progress bar; then the Dataset box holds Tiny ImageNet and the form its
+    defaults. A missing file or an empty path is a message, and the page keeps working."""
+    from cnnviz.data import find_dataset
+    from tests.data_helpers import mini_tree, zip_tree
+
+    zip_path = zip_tree(mini_tree(tmp_path / "tree"), tmp_path / "tiny-imagenet-200.zip")
+    at = _run(AppTest.from_file(PAGE))
+    assert at.expander[0].label.startswith("Tiny ImageNet is not prepared on this machine")
+    assert at.selectbox(key="train_data").options == [SYNTHETIC_LABEL]
+    at.radio(key="prep_source").set_value("local")
+    _run(at)
+    _click(at, at.button(key="prep_go"))  # no path yet
+    assert any("Give the path" in w.value for w in at.warning)
+    at.text_input(key="prep_path").set_value(str(tmp_path / "nowhere.zip"))
+    _click(at, at.button(key="prep_go"))
+    assert "Tiny ImageNet was not prepared" in at.error[0].value and "nowhere.zip does not exist" in at.error[0].value
+    assert find_dataset(None) is None
+    at.text_input(key="prep_path").set_value(str(zip_path))
+    _click(at, at.button(key="prep_go"))
+    assert find_dataset(None) is not None
+    assert not at.expander or not at.expander[0].label.startswith("Tiny ImageNet is not prepared")
+    data = at.selectbox(key="train_data").value
+    assert data.spec == "auto" and not data.synthetic
+    assert (at.number_input(key="train_epochs").value, at.number_input(key="train_batch").value) == (30, 256)
+
+
+def test_prepare_progress_reads_like_the_cli_and_does_not_flood_the_page():
+    from cnnviz.views.training import PrepareProgress
+
+    shown = PrepareProgress()
+    assert shown("download", 0, 248_000_000) == (0.0, "downloading the official zip: 0.0 / 248.0 MB")
+    assert shown("download", 1_000, 248_000_000) is None  # under 1% since the last update: nothing to send
+    assert shown("download", 124_000_000, 248_000_000) == (0.5, "downloading the official zip: 124.0 / 248.0 MB")
+    assert shown("decode train", 52_000, 100_000)[1] == "decode train: 52,000 / 100,000 images"
+    assert shown("decode val", 10, 0) == (0.0, "decode val: 10 images")

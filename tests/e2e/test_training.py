@@ -121,3 +121,31 @@ def test_the_zoo_recipe_fills_the_form_in_the_browser(app_server, page, tmp_path
     shot(page, tmp_path, "training-zoo-recipe")
     assert_no_errors(page)
     assert not page.js_errors, page.js_errors
+
+
+def test_prepare_tiny_imagenet_from_the_page(app_server, page, tmp_path):
+    """A fresh clone: the pages say "prepare it on the Training page", and here it is. A zip on this machine
+    (a small one in the real layout), a progress bar, then the Dataset box holds Tiny ImageNet."""
+    from tests.data_helpers import mini_tree, zip_tree
+
+    zip_path = zip_tree(mini_tree(tmp_path / "tree"), tmp_path / "tiny-imagenet-200.zip")
+    base = tmp_path / "app"
+    server = app_server(base=base)
+    page.goto(server.url + "/training")
+    wait_idle(page)
+    expect(page.get_by_role("combobox", name="Dataset")).to_have_value(re.compile("Synthetic demo set"))
+    page.get_by_text("Tiny ImageNet is not prepared on this machine").click()
+    page.get_by_text("a zip or folder on this machine").click()
+    wait_idle(page)
+    path = page.get_by_label("Path of tiny-imagenet-200.zip (or of the extracted folder)")
+    path.fill(str(zip_path))
+    path.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Prepare Tiny ImageNet").click()
+    wait_idle(page)
+    expect(page.get_by_role("combobox", name="Dataset")).to_have_value(re.compile(r"^Tiny ImageNet \("))
+    expect(page.get_by_text("Tiny ImageNet is not prepared on this machine")).to_have_count(0)
+    assert (base / "data" / "tiny-imagenet-200" / "cache").is_dir()
+    shot(page, tmp_path, "training-prepared")
+    assert_no_errors(page)
+    assert not page.js_errors, page.js_errors
