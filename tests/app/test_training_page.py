@@ -251,3 +251,26 @@ def test_prepare_progress_reads_like_the_cli_and_does_not_flood_the_page():
     assert shown("download", 124_000_000, 248_000_000) == (0.5, "downloading the official zip: 124.0 / 248.0 MB")
     assert shown("decode train", 52_000, 100_000)[1] == "decode train: 52,000 / 100,000 images"
     assert shown("decode val", 10, 0) == (0.0, "decode val: 10 images")
+
+
+def test_the_download_choice_asks_prepare_for_the_official_download(monkeypatch, tmp_path):
+    """The page's download option hands "download" to cnnviz.data.prepare (whose fetch, md5 check and resume
+    tests/test_data_download.py covers against a local server); stood in for here by the same steps on a
+    local zip, reporting download progress as the real one does."""
+    import app_pages._data_widgets as widgets
+    from cnnviz.data import prepare
+    from tests.data_helpers import mini_tree, zip_tree
+
+    zip_path = zip_tree(mini_tree(tmp_path / "tree"), tmp_path / "tiny-imagenet-200.zip")
+    asked = []
+
+    def fake_prepare(source, progress=None):
+        asked.append(source)
+        progress("download", 248_000_000, 248_000_000)
+        return prepare(zip_path, progress=progress)
+
+    monkeypatch.setattr(widgets, "prepare", fake_prepare)
+    at = _run(AppTest.from_file(PAGE))
+    _click(at, at.button(key="prep_go"))  # the download is the default source
+    assert asked == ["download"]
+    assert not at.selectbox(key="train_data").value.synthetic
