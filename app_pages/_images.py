@@ -1,4 +1,4 @@
-"""One image across pages: an upload on Predict or Visualize stays selected on the other page, and Predict's
+"""One image across pages: an upload on Predict, Visualize or Compare stays selected on the others, and Predict's
 "Look inside" opens Visualize on that model and image.
 
 Streamlit drops a widget's value when its page is left (a file uploader comes back empty), so what was uploaded

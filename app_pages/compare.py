@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from app_pages import _images
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 from cnnviz import compare as cmp
 from cnnviz.checkpoint import CheckpointError
@@ -107,17 +108,27 @@ with class_tab:
                 st.plotly_chart(cf.confusion_figure(ev), key=f"confusion-{name}")
 
 with image_tab:
-    up = st.file_uploader("An image to show every selected model", type=list(ALLOWED_EXTENSIONS))
-    depth = st.slider("Feature-map depth (0 = first layer, 1 = last)", 0.0, 1.0, 0.5, 0.25)
-    with_occ = st.checkbox("Occlusion maps (slower)", value=False)
-    if up is not None:
+    up = st.file_uploader("An image to show every selected model", type=list(ALLOWED_EXTENSIONS), key="cmp_upload",
+                          on_change=_images.remember, args=("cmp_upload",), help="Empty: your last upload on "
+                          "Predict or Visualize, else a validation image.")
+    given = (up.name, up.getvalue()) if up is not None else (_images.uploads() or [None])[-1]
+    split = val_split_cached() if given is None else None
+    img, caption = None, None
+    if given is not None:
         try:
-            img = open_image(up.getvalue())
+            img, caption = open_image(given[1]), safe_display_name(given[0]) + (" (your last upload)" if up is None else "")
         except ImageError as err:
-            st.error(f"{md_escape(safe_display_name(up.name))}: {md_escape(err)}")
-            img = None
+            st.error(f"{md_escape(safe_display_name(given[0]))}: {md_escape(err)}")
+    elif split is not None:
+        img, caption = cf.validation_image(split, st.number_input("Validation image", 0, len(split) - 1, key="cmp_val"))
+    else:
+        st.info("Upload an image, or prepare Tiny ImageNet on the Training page to pick a validation image.")
+    if img is not None:
+        st.image(img, width=128, caption=caption)
+        depth = st.slider("Feature-map depth (0 = first layer, 1 = last)", 0.0, 1.0, 0.5, 0.25)
+        with_occ = st.checkbox("Occlusion maps (slower)", value=False)
         models = []
-        for e in (e for e in sel if img is not None and e.checkpoint is not None):
+        for e in (e for e in sel if e.checkpoint is not None):
             try:
                 ck = load_checkpoint_cached(e.checkpoint)
                 models.append((e.id, ck.model, ck.meta))

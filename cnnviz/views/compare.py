@@ -185,6 +185,16 @@ class SameImageView:
     error: str | None = None
 
 
+def validation_image(split: Any, index: int) -> tuple[Any, str]:
+    """Validation image ``index`` of a Tiny ImageNet split as a PIL image (what :func:`same_image` takes), and
+    a caption naming its true class, so a reader can judge the predictions beside it."""
+    from PIL import Image
+
+    index = min(max(int(index), 0), len(split) - 1)
+    truth = int(split.labels[index])
+    return Image.fromarray(np.asarray(split.images[index])), f"validation image {index}: {split.class_names[truth]}"
+
+
 def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *, depth: float = 0.5, k: int = 5,
                max_maps: int = 16, occlusion_size: int | None = 8) -> list[SameImageView]:
     """The same PIL image through several models: top-``k``, the feature maps of the layer at relative

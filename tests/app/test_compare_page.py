@@ -241,3 +241,25 @@ def test_compare_opens_on_the_zoo_results_without_weights_or_data():
     assert per_class, list(charts)  # drawn from the stored confusion matrices, without any evaluation
     assert not at.toggle  # nothing to evaluate: no toggle offered
     assert any("measured on all validation images" in c.value for c in at.caption)
+
+
+def test_same_image_without_an_upload_uses_a_validation_image_or_your_last_upload(two_runs):
+    """The tab used to stay empty until something was uploaded. Now: a validation image (its true class in
+    the caption) when Tiny ImageNet is there, and the upload from Predict or Visualize when there is one."""
+    from app_pages._images import UPLOADS
+    from cnnviz.data import make_synthetic
+
+    at = _run(AppTest.from_file(PAGE))
+    assert any("prepare Tiny ImageNet on the Training page" in i.value for i in at.info)  # nothing to show yet
+    make_synthetic(data_dir() / "tiny-imagenet-200", num_classes=3, train_per_class=2, val_per_class=2)
+    at = _run(AppTest.from_file(PAGE))
+    at.number_input(key="cmp_val").set_value(4)
+    _run(at)
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith("validation image 4: synthetic") for c in captions), captions
+    bars = [c for c in _charts(at).values() if c["data"] and c["data"][0].get("orientation") == "h"]
+    assert len(bars) == 2  # both models predicted it
+    at.session_state[UPLOADS] = [("from-predict.png", image_bytes("PNG", (90, 90)))]  # as Predict leaves it
+    _run(at)
+    captions = [c for img in at.image for c in img.captions]
+    assert "from-predict.png (your last upload)" in captions, captions
