@@ -47,7 +47,8 @@ def dataset_choices() -> list[DataChoice]:
 
 class PrepareProgress:
     """``cnnviz.data.prepare``'s progress callback ``(stage, done, total)`` as a progress bar's
-    ``(fraction, text)``: "download: 120.5 / 248.1 MB", "decode train: 52,000 / 100,000 images". Returns None
+    ``(fraction, text)``: "downloading the official zip: 120.5 / 248.1 MB", "decode train: 52,000 / 100,000
+    images". Returns None
     when the bar would not visibly change (under 1% since the last update of the same stage), so a page does not
     send a message per downloaded chunk."""
 
