@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from cnnviz.models.registry import ModelCard
 from cnnviz.summary import param_count
-from cnnviz.views.charts import note_left_out, readable_log_axis
+from cnnviz.views.charts import note_left_out, place_labels, readable_log_axis
 from cnnviz.views.format import human, human_bytes, shape_text
 
 # The metrics a per-layer chart can show: (row attribute, axis title, question it answers).
@@ -164,11 +164,13 @@ def accuracy_vs_macs_chart(entries: list[tuple[ModelCard, Any]], metric: str = "
     if pts:
         params = [param_count(t).inference for _, t in pts]
         biggest = max(params)
+        xs, ys = [t.totals["macs"] for _, t in pts], [100 - getattr(c.figures, key) for c, _ in pts]
+        sizes, names = [8 + 52 * (p / biggest) ** 0.5 for p in params], [c.display_name for c, _ in pts]
         fig.add_scatter(
-            x=[t.totals["macs"] for _, t in pts],
-            y=[100 - getattr(c.figures, key) for c, _ in pts],
-            mode="markers+text", text=[c.display_name for c, _ in pts], textposition="top center",
-            marker=dict(size=[8 + 52 * (p / biggest) ** 0.5 for p in params], sizemode="diameter",
+            x=xs, y=ys, mode="markers+text", text=names, cliponaxis=False,
+            # each name beside, above or below its bubble, wherever it covers no other (all eight VGGs at once)
+            textposition=place_labels(xs, ys, [d / 2 for d in sizes], names, width_px=760, height_px=330),
+            marker=dict(size=sizes, sizemode="diameter",
                         color=[c.year for c, _ in pts], colorscale="Viridis", showscale=True,
                         colorbar=dict(title="year", tickformat="d", dtick=1), line=dict(width=1, color="white"), opacity=0.8),
             customdata=[[human(p), c.figures.note or "", human(t.totals["macs"])]

@@ -96,6 +96,24 @@ def label_positions(points: Sequence[tuple[float, float, float, str]], width_px:
     return out
 
 
+def place_labels(xs: Sequence[float], ys: Sequence[float], radii_px: Sequence[float], texts: Sequence[str], *,
+                 log_x: bool = True, width_px: float = 290.0, height_px: float = 260.0) -> list[str]:
+    """:func:`label_positions` for points in data units (``xs`` on a log axis unless ``log_x`` is False).
+
+    They are placed across the plot as plotly's autorange does, about: the padding was read off the zoo's
+    bubble chart in Chromium (the lowest point about 6% in, the highest about 13% from the far side). An
+    estimate, as the label sizes are."""
+    def across(values: list[float]) -> list[float]:
+        lo, hi = min(values), max(values)
+        return [0.5 if hi == lo else 0.06 + 0.81 * (v - lo) / (hi - lo) for v in values]
+
+    if len(xs) == 0:  # nothing plotted (every model left out)
+        return []
+    us = across([math.log10(x) if log_x else float(x) for x in xs])
+    vs = across([float(y) for y in ys])
+    return label_positions(list(zip(us, vs, radii_px, texts, strict=True)), width_px=width_px, height_px=height_px)
+
+
 def note_left_out(fig: go.Figure, left_out: list[str]) -> None:
     """Say under the plot which entries are not drawn, and why (a chart never drops a model silently)."""
     if left_out:

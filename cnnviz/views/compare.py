@@ -39,8 +39,8 @@ from cnnviz.views.charts import (
     METRIC_LABELS,
     Panel,
     curves_figure,
-    label_positions,
     note_left_out,
+    place_labels,
     readable_log_axis,
     short_name,
     unique_labels,
@@ -119,27 +119,15 @@ def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1"
     fig = px.scatter(df, x=x, y=y, size="_size", color="arch", text="model", log_x=True, size_max=32,
                      hover_data={"_size": False, "params": True, "macs": True}, labels=labels, opacity=0.7)
     fig.update_traces(marker_sizemin=6)  # a 7-second demo run stays visible
-    places = dict(zip(df["model"], label_positions(_bubble_points(df, x, y, size_max=32, size_min=6)), strict=True))
+    biggest = float(df["_size"].max()) or 1.0  # plotly's area-scaled markers: diameter ~ sqrt(size), 6 to 32 px
+    radii = [max(6.0, 32 * math.sqrt(max(float(v), 0.0) / biggest)) / 2 for v in df["_size"]]
+    places = dict(zip(df["model"], place_labels(df[x].astype(float), df[y].astype(float), radii,
+                                                list(df["model"].astype(str))), strict=True))
     fig.for_each_trace(lambda t: t.update(textposition=[places[m] for m in t.text], cliponaxis=False))
     fig.update_layout(height=380, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%")
     readable_log_axis(fig, list(df[x].astype(float)))
     note_left_out(fig, left_out)
     return fig
-
-
-def _bubble_points(df: pd.DataFrame, x: str, y: str, size_max: float, size_min: float) -> list[tuple]:
-    """``(u, v, radius_px, name)`` per row for :func:`label_positions`: log x and linear y across the plot,
-    and plotly's area-scaled marker radius. The padding of plotly's autorange was read off the zoo's chart in
-    Chromium (the lowest point about 6% in, the highest about 13% from the far side): an estimate, as the
-    label sizes are."""
-    def across(values: pd.Series) -> pd.Series:
-        lo, hi = values.min(), values.max()
-        return 0.5 + 0 * values if hi == lo else 0.06 + 0.81 * (values - lo) / (hi - lo)
-
-    u, v = across(df[x].astype(float).map(math.log10)), across(df[y].astype(float))
-    biggest = float(df["_size"].max()) or 1.0
-    radius = df["_size"].astype(float).map(lambda s: max(size_min, size_max * math.sqrt(max(s, 0) / biggest)) / 2)
-    return list(zip(u, v, radius, df["model"].astype(str), strict=True))
 
 
 def per_class_figure(per_class: pd.DataFrame, models: Sequence[str], top: int = 20) -> go.Figure:
