@@ -49,9 +49,10 @@ def _sync(device: torch.device) -> None:
 
 def _zoo_variant(arch: str) -> dict:
     """The network the zoo trains for ``arch`` (GoogLeNet's small stem, AlexNet's He init), or the default."""
-    from cnnviz.zoo.recipe import MEMBERS
+    from cnnviz.zoo.recipe import member_for_arch
 
-    return next((dict(m.variant) for m in MEMBERS if m.arch == arch), {})
+    m = member_for_arch(arch)
+    return dict(m.variant) if m else {}
 
 
 def _step_times(arch: str, device: torch.device, batch: int, steps: int, amp: bool) -> dict[tuple, list[float]]:

@@ -17,7 +17,8 @@ import pytest
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training.runs import read_run
 from cnnviz.zoo import driver
-from cnnviz.zoo.recipe import CORE_FAMILIES, MEMBERS, Recipe, config_for, parse_families
+from cnnviz.zoo.recipe import (CORE_FAMILIES, MEMBERS, Recipe, config_for, member_for_arch, member_order,
+                               parse_families)
 from cnnviz.zoo.results import device_name, import_zoo, per_class_accuracy, read_result
 from tests._synthetic import NUM_CLASSES, install_synthetic
 from tests.test_jobs import wait_for
@@ -54,6 +55,15 @@ def test_every_family_has_a_member_whose_config_validates():
     assert [m.family for m in parse_families("resnet18, alexnet")] == ["alexnet", "resnet18"]  # table order
     with pytest.raises(ValueError, match="unknown family 'vgg99'.*the zoo has lenet5"):
         parse_families("vgg99")
+
+
+def test_members_found_by_architecture_and_sorted_in_the_tables_order():
+    googlenet = member_for_arch("googlenet")
+    assert googlenet is not None and googlenet.family == "googlenet" and googlenet.variant  # its small stem
+    assert member_for_arch("no_such_net") is None
+    families = [m.family for m in MEMBERS]
+    assert sorted(reversed(families), key=member_order) == families
+    assert member_order("a starter outside the zoo") == len(MEMBERS)  # after every member, not in between
 
 
 def test_learning_rate_scales_with_the_batch():

@@ -48,9 +48,8 @@ def dataset_choices() -> list[DataChoice]:
 class PrepareProgress:
     """``cnnviz.data.prepare``'s progress callback ``(stage, done, total)`` as a progress bar's
     ``(fraction, text)``: "downloading the official zip: 120.5 / 248.1 MB", "decode train: 52,000 / 100,000
-    images". Returns None
-    when the bar would not visibly change (under 1% since the last update of the same stage), so a page does not
-    send a message per downloaded chunk."""
+    images". Returns None when the bar would not visibly change (under 1% since the last update of the same
+    stage), so a page does not send a message per downloaded chunk."""
 
     STAGES = {"download": "downloading the official zip", "verify": "checking its md5"}
 
@@ -133,9 +132,9 @@ def zoo_recipe_form(arch: str, prefix: str = "train") -> tuple[dict[str, Any], s
     """
     from cnnviz.models import get_card
     from cnnviz.training.config import default_warmup
-    from cnnviz.zoo.recipe import MEMBERS, Recipe
+    from cnnviz.zoo.recipe import Recipe, member_for_arch
 
-    member = next((m for m in MEMBERS if m.arch == arch), None)
+    member = member_for_arch(arch)
     if member is None:
         return None
     recipe, card = Recipe(), get_card(arch)

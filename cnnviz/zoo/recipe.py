@@ -95,6 +95,16 @@ def member(family: str) -> Member:
     raise ValueError(f"unknown family {family!r}: the zoo has {', '.join(ALL_FAMILIES)}")
 
 
+def member_for_arch(arch: str) -> Member | None:
+    """The member that trains the registry architecture ``arch`` ("resnet18"), or None when the zoo has none."""
+    return next((m for m in MEMBERS if m.arch == arch), None)
+
+
+def member_order(family: str) -> int:
+    """Where ``family`` sits in the zoo's table (MEMBERS' order); anything else sorts after every member."""
+    return next((i for i, m in enumerate(MEMBERS) if m.family == family), len(MEMBERS))
+
+
 def parse_families(text: str | None) -> list[Member]:
     """``"core"`` (default), ``"all"``, or a comma-separated list of families, in the table's order."""
     text = (text or "core").strip().lower()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnviz.fsutil import atomic_write_text
-from cnnviz.zoo.recipe import MEMBERS, member
+from cnnviz.zoo.recipe import MEMBERS, member, member_order
 from cnnviz.zoo.results import list_results, results_dir
 
 # Published from-scratch Tiny ImageNet top-1 (val unless stated), each with its source. Only figures whose
@@ -83,9 +83,8 @@ def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None,
     """One row per result: the numbers of the table, computed once (the plots use them too). MFU only where the
     ceiling was measured on the card the run trained on (``ceiling_card``, when given, names it): an H100's
     ceiling under an H200's rate would be a made-up number."""
-    order = {m.family: i for i, m in enumerate(MEMBERS)}
     out = []
-    for r in sorted(results, key=lambda r: order.get(r["family"], 99)):
+    for r in sorted(results, key=lambda r: member_order(r["family"])):
         params, macs, training_only = model_size(r["arch"], r.get("model_args") or {})
         ips = r.get("images_per_s")
         same_card = ceiling_card is None or ceiling_card == r.get("device_name")
@@ -113,7 +112,6 @@ def starter_rows(root: str | Path | None = None) -> list[dict[str, Any]]:
     from cnnviz.starter import list_starters
 
     family_of = {m.arch: m.family for m in MEMBERS}
-    order = {m.family: i for i, m in enumerate(MEMBERS)}
     out = []
     for r in list_starters(root):
         params, macs, _ = model_size(r["arch"], r["model_args"])
@@ -127,7 +125,7 @@ def starter_rows(root: str | Path | None = None) -> list[dict[str, Any]]:
                     "top1": r["val_top1"], "top5": r["val_top5"], "val_n": r["val_n"], "params": params,
                     "macs": macs, "epochs": r["epochs"], "config": r["train_config"], "dtype": r["dtype"],
                     "bytes": r["bytes"]})
-    return sorted(out, key=lambda r: (order.get(r["family"], 99), r["name"]))
+    return sorted(out, key=lambda r: (member_order(r["family"]), r["name"]))
 
 
 def starter_lines(table: list[dict[str, Any]]) -> list[str]:
@@ -198,9 +196,8 @@ def averaging_lines(results: list[dict[str, Any]]) -> list[str]:
     """What the weight average (EMA) and flip test-time augmentation paid, from each run's own evaluations:
     every epoch is evaluated with the average and without it (and with the flip), so the gain is measured on
     the same weights at the same moment, not across two runs."""
-    order = {m.family: i for i, m in enumerate(MEMBERS)}
     rows = []
-    for r in sorted(results, key=lambda r: order.get(r["family"], 99)):
+    for r in sorted(results, key=lambda r: member_order(r["family"])):
         history = [e for e in r.get("history") or [] if e.get("val_top1") is not None]
         ema = [(e["epoch"], e["val_top1"] - e["val_top1_raw"]) for e in history if e.get("val_top1_raw") is not None]
         tta = [e["val_top1_tta"] - e["val_top1"] for e in history if e.get("val_top1_tta") is not None]
