@@ -17,8 +17,15 @@ import pytest
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training.runs import read_run
 from cnnviz.zoo import driver
-from cnnviz.zoo.recipe import (CORE_FAMILIES, MEMBERS, Recipe, config_for, member_for_arch, member_order,
-                               parse_families)
+from cnnviz.zoo.recipe import (
+    CORE_FAMILIES,
+    MEMBERS,
+    Recipe,
+    config_for,
+    member_for_arch,
+    member_order,
+    parse_families,
+)
 from cnnviz.zoo.results import device_name, import_zoo, per_class_accuracy, read_result
 from tests._synthetic import NUM_CLASSES, install_synthetic
 from tests.test_jobs import wait_for
