@@ -60,12 +60,20 @@ def _val_split(root: str):
 
 def val_split_cached(missing: str | None = None, root=None):
     """The validation Split (memory-mapped, shared read-only) of Tiny ImageNet (or of the dataset folder
-    ``root``), or None when there is none to use.
+    ``root``), or None when there is none to use (also while a background preparation runs: reading the split
+    then would hold the page until the preparation ends, and decode the split here).
 
     A dataset that cannot be read is reported on the page (details to the log); ``missing`` is shown as an
     info message when no dataset is found at all."""
     from cnnviz.data import find_dataset
+    from cnnviz.data.job import read_job
+    from cnnviz.views.training import prepare_progress
 
+    job = read_job()
+    if job is not None and job.active:  # its labels are there already, its images only at the end
+        st.info(f"Tiny ImageNet is being prepared ({prepare_progress(job)[1]}); its images can be used when that "
+                "has ended. The Training page shows the progress.")
+        return None
     root = find_dataset(root)
     try:
         split = None if root is None else _val_split(str(root))

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+"""Atomic file writes (a reader sees the old file or the new one, never half of one) and the ``flock`` locks
+that background processes hold for their whole life (training jobs, Tiny ImageNet's preparation).
 
 Every file that a training worker writes and a page reads goes through here (temp file in the same folder,
 fsync, ``os.replace``), so a kill -9 mid-write leaves the previous version intact.
@@ -7,9 +8,11 @@ fsync, ``os.replace``), so a kill -9 mid-write leaves the previous version intac
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +60,47 @@ def read_json(path: str | Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from e
+
+
+# ------------------------------------------------------------------------------------------------ flock locks
+def try_lock(path: Path, info: dict[str, Any] | None = None) -> int | None:
+    """Take an exclusive ``flock`` on ``path`` without waiting: the open descriptor, or None when held.
+
+    ``info`` (who holds it) is written into the file for messages; the lock itself is the flock, not the file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    if info is not None:
+        write_lock_info(fd, info)
+    return fd
+
+
+def write_lock_info(fd: int, info: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({**info, "since": time.time()}).encode(), 0)
+
+
+def lock_holder(path: Path) -> dict[str, Any]:
+    """What the holder wrote into a lock file (may be stale or empty)."""
+    try:
+        obj = json.loads(Path(path).read_text() or "{}")
+        return obj if isinstance(obj, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a live process holds the flock on ``path``."""
+    if not Path(path).exists():
+        return False
+    fd = try_lock(Path(path))
+    if fd is None:
+        return True
+    os.close(fd)
+    return False

@@ -13,7 +13,8 @@
 Modules, each importing only those above it: ``errors.py`` (DatasetError, the fix it names), ``zipsource.py``
 (read and extract the zip), ``layout.py`` (find a dataset root, read its labels, list a split),
 ``download.py`` (the official zip), ``cache.py`` (the uint8 cache), ``synthetic.py``, ``prepare.py`` (make a
-dataset ready; resolve a config's data spec) and ``pipeline.py`` (batches, augmentation, DDP).
+dataset ready; resolve a config's data spec), ``job.py`` (``prepare`` as a detached background process, for
+the pages) and ``pipeline.py`` (batches, augmentation, DDP).
 """
 
 from cnnviz.data.cache import (

@@ -31,12 +31,16 @@ class DataChoice:
 
 
 def dataset_choices() -> list[DataChoice]:
-    """Tiny ImageNet when it is prepared on this machine, and always the synthetic set (labelled as such)."""
+    """Tiny ImageNet when it is prepared on this machine, and always the synthetic set (labelled as such).
+    Not while a background preparation runs: its labels are there from the first seconds, its images only at
+    the end (the page shows that preparation's progress instead)."""
     from cnnviz.data import find_dataset
+    from cnnviz.data.job import read_job
 
     out = []
     try:
-        root = find_dataset(None)
+        job = read_job()
+        root = None if job is not None and job.active else find_dataset(None)
     except OSError:
         root = None
     if root is not None:
@@ -45,35 +49,33 @@ def dataset_choices() -> list[DataChoice]:
     return out
 
 
-class PrepareProgress:
-    """``cnnviz.data.prepare``'s progress callback ``(stage, done, total)`` as a progress bar's
-    ``(fraction, text)``: "downloading the official zip: 120.5 / 248.1 MB", "decode train: 52,000 / 100,000
-    images". Returns None when the bar would not visibly change (under 1% since the last update of the same
-    stage), so a page does not send a message per downloaded chunk."""
+PREPARE_STAGES = {"starting": "starting", "download": "downloading the official zip",
+                  "verify": "checking the zip's checksum", "extract": "extracting the zip"}
 
-    STAGES = {"download": "downloading the official zip", "verify": "checking its md5"}
 
-    def __init__(self) -> None:
-        self.last: tuple[str, int] | None = None
-
-    def __call__(self, stage: str, done: int, total: int) -> tuple[float, str] | None:
-        frac = min(max(done / total, 0.0), 1.0) if total else 0.0
-        key = (stage, int(frac * 100))
-        if key == self.last:
-            return None
-        self.last = key
-        name = self.STAGES.get(stage, stage)
-        if stage in ("download", "verify"):
-            amount = f"{done / 1e6:,.1f} / {total / 1e6:,.1f} MB" if total else f"{done / 1e6:,.1f} MB"
-        else:
-            amount = f"{done:,} / {total:,} images" if total else f"{done:,} images"
-        return frac, f"{name}: {amount}"
+def prepare_progress(job) -> tuple[float, str]:
+    """A background preparation's status (:class:`cnnviz.data.job.PrepareJob`) as a progress bar's
+    ``(fraction, text)``: "downloading the official zip: 120.5 / 248.1 MB (1m 12s)", "decode train: 52,000 /
+    100,000 images (14s)". The time is how long the preparation has run."""
+    stage, done, total = job.stage or "starting", job.done, job.total
+    frac = min(max(done / total, 0.0), 1.0) if total else 0.0
+    name = PREPARE_STAGES.get(stage, stage)
+    if stage in ("download", "verify"):
+        amount = f": {done / 1e6:,.1f} / {total / 1e6:,.1f} MB" if total else f": {done / 1e6:,.1f} MB"
+    elif stage == "starting":
+        amount = ""
+    else:
+        unit = "files" if stage == "extract" else "images"
+        amount = f": {done:,} / {total:,} {unit}" if total else f": {done:,} {unit}"
+    elapsed = f" ({duration_text(time.time() - job.started)})" if isinstance(job.started, (int, float)) else ""
+    return frac, f"{name}{amount}{elapsed}"
 
 
 PREPARE_HELP = ("Tiny ImageNet (200 classes, 100,000 training and 10,000 validation images of 64x64) is decoded "
                 "once into a uint8 cache of about 1.3 GB under the data folder; training, Top-9, the layer probes "
                 "and Compare's evaluation read it from there. The official download is about 250 MB "
-                "(md5-checked, resumed if interrupted); a zip you already have is used in place.")
+                "(md5-checked, resumed if interrupted); a zip you already have is used in place. It runs in the "
+                "background: you can leave this page (or close the tab) and come back.")
 
 
 # The synthetic demo's defaults, and why (measured on the project's 2-core CPU, shared with other jobs, by
@@ -244,10 +246,11 @@ class EpochEstimate:
 
 def dataset_size(choice: DataChoice) -> tuple[int, int]:
     """``(train, val)`` image counts of a dataset choice, without decoding it: its cache manifest when built,
-    else its files; the synthetic set's generator defaults before its first run generates it."""
+    else its files (in the folder, or in the zip a prepared root reads its images from); the synthetic set's generator defaults before its first run generates it."""
     import inspect
 
-    from cnnviz.data import cache_status, find_dataset, make_synthetic
+    from cnnviz.data import DatasetError, cache_status, find_dataset, make_synthetic, read_wnids
+    from cnnviz.data.layout import list_split
     from cnnviz.paths import data_dir
 
     root = find_dataset(data_dir() / "synthetic") if choice.synthetic else find_dataset(None)
@@ -256,9 +259,14 @@ def dataset_size(choice: DataChoice) -> tuple[int, int]:
         classes = params["num_classes"].default
         return classes * params["train_per_class"].default, classes * params["val_per_class"].default
     counts = []
-    for split, pattern in (("train", "train/*/images/*"), ("val", "val/images/*")):
+    for split in ("train", "val"):
         manifest = cache_status(Path(root), split, check_source=False).manifest or {}
-        counts.append(int(manifest.get("count") or sum(1 for _ in Path(root).glob(pattern))))
+        if not manifest.get("count"):  # no cache yet: list the split's files (in its folder or its zip)
+            try:
+                manifest = {"count": len(list_split(Path(root), split, read_wnids(Path(root)))[0])}
+            except (DatasetError, OSError):
+                manifest = {"count": 0}
+        counts.append(int(manifest["count"]))
     return counts[0], counts[1]
 
 

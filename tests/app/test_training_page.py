@@ -213,11 +213,24 @@ def test_no_zoo_recipe_button_for_an_architecture_the_zoo_does_not_train():
     assert not [b for b in at.button if b.key == "train_zoo"]
 
 
+def _prepared(timeout: float = 120.0):
+    """Wait for the background preparation (cnnviz.data.job) to end; its final status."""
+    from cnnviz.data import job as data_job
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = data_job.read_job()
+        if job is not None and not job.active:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"the preparation did not end in {timeout} s: {data_job.read_job()}")
+
+
 def test_tiny_imagenet_is_prepared_from_the_page_and_the_form_opens_on_it(tmp_path):
     """A fresh clone has no data: Top-9, the probes and Predict say "prepare it on the Training page", so the
     page offers it. From a zip on this machine (the download takes the same path after fetching; see
-    tests/test_data_download.py), with a progress bar; then the Dataset box holds Tiny ImageNet and the form its
-    defaults. A missing file or an empty path is a message, and the page keeps working."""
+    tests/test_data_job.py), as a background job; once it is done, the Dataset box holds Tiny ImageNet and the
+    form its defaults. A missing file or an empty path is a message at once, and the page keeps working."""
     from cnnviz.data import find_dataset
     from tests.data_helpers import mini_tree, zip_tree
 
@@ -235,6 +248,8 @@ def test_tiny_imagenet_is_prepared_from_the_page_and_the_form_opens_on_it(tmp_pa
     assert find_dataset(None) is None
     at.text_input(key="prep_path").set_value(str(zip_path))
     _click(at, at.button(key="prep_go"))
+    assert _prepared().state == "done"
+    _run(at)  # what the progress fragment does when the job has ended (AppTest does not tick run_every)
     assert find_dataset(None) is not None
     assert not at.expander or not at.expander[0].label.startswith("Tiny ImageNet is not prepared")
     data = at.selectbox(key="train_data").value
@@ -242,35 +257,41 @@ def test_tiny_imagenet_is_prepared_from_the_page_and_the_form_opens_on_it(tmp_pa
     assert (at.number_input(key="train_epochs").value, at.number_input(key="train_batch").value) == (30, 256)
 
 
-def test_prepare_progress_reads_like_the_cli_and_does_not_flood_the_page():
-    from cnnviz.views.training import PrepareProgress
+def test_a_running_preparation_shows_its_progress_to_every_visitor_and_its_failure_after():
+    """A preparation started elsewhere (another tab, the CLI, before a server restart) is followed here: its
+    stage, count and time on a progress bar, and a Stop button. A failed one says why, above the form to try
+    again."""
+    import os
 
-    shown = PrepareProgress()
-    assert shown("download", 0, 248_000_000) == (0.0, "downloading the official zip: 0.0 / 248.0 MB")
-    assert shown("download", 1_000, 248_000_000) is None  # under 1% since the last update: nothing to send
-    assert shown("download", 124_000_000, 248_000_000) == (0.5, "downloading the official zip: 124.0 / 248.0 MB")
-    assert shown("decode train", 52_000, 100_000)[1] == "decode train: 52,000 / 100,000 images"
-    assert shown("decode val", 10, 0) == (0.0, "decode val: 10 images")
+    from cnnviz import paths
+    from cnnviz.data import job as data_job
+    from cnnviz.fsutil import atomic_write_json, try_lock
+
+    status = paths.data_dir() / data_job.STATUS_FILE
+    fd = try_lock(paths.data_dir() / data_job.LOCK_FILE)  # a live worker holds this
+    try:
+        atomic_write_json(status, {"state": "running", "source": "download", "stage": "decode train",
+                                   "done": 52_000, "total": 100_000, "started": time.time() - 30})
+        at = _run(AppTest.from_file(PAGE))
+        bars = [p.proto.text for p in at.get("progress")]
+        assert bars and bars[0].startswith("decode train: 52,000 / 100,000 images (")
+        assert at.button(key="prep_stop").label == "Stop"
+        assert not [b for b in at.button if b.key == "prep_go"]  # no second Prepare while one runs
+    finally:
+        os.close(fd)
+    atomic_write_json(status, {"state": "failed", "source": "download", "message": "the server said 503"})
+    at = _run(AppTest.from_file(PAGE))
+    assert at.error[0].value == "Tiny ImageNet was not prepared: the server said 503"
+    assert at.button(key="prep_go")
 
 
-def test_the_download_choice_asks_prepare_for_the_official_download(monkeypatch, tmp_path):
-    """The page's download option hands "download" to cnnviz.data.prepare (whose fetch, md5 check and resume
-    tests/test_data_download.py covers against a local server); stood in for here by the same steps on a
-    local zip, reporting download progress as the real one does."""
-    import app_pages._data_widgets as widgets
-    from cnnviz.data import prepare
-    from tests.data_helpers import mini_tree, zip_tree
+def test_the_download_choice_starts_the_official_download(monkeypatch):
+    """The page's download option hands "download" to the background job (whose fetch, md5 check, stop and
+    resume tests/test_data_job.py and tests/test_data_download.py cover against local servers)."""
+    from cnnviz.data import job as data_job
 
-    zip_path = zip_tree(mini_tree(tmp_path / "tree"), tmp_path / "tiny-imagenet-200.zip")
     asked = []
-
-    def fake_prepare(source, progress=None):
-        asked.append(source)
-        progress("download", 248_000_000, 248_000_000)
-        return prepare(zip_path, progress=progress)
-
-    monkeypatch.setattr(widgets, "prepare", fake_prepare)
+    monkeypatch.setattr(data_job, "start", lambda source: asked.append(source))
     at = _run(AppTest.from_file(PAGE))
     _click(at, at.button(key="prep_go"))  # the download is the default source
     assert asked == ["download"]
-    assert not at.selectbox(key="train_data").value.synthetic

@@ -321,3 +321,29 @@ def test_a_model_without_snapshots_names_the_training_option_that_keeps_them(che
     training_page = (Path(PAGE).parent / "training.py").read_text()
     assert "Keep every epoch's weights" in message and '"Keep every epoch\'s weights"' in training_page
     assert "--keep-snapshots" in message
+
+
+def test_while_tiny_imagenet_is_being_prepared_the_page_says_so_and_does_not_read_it(checkpoint, tmp_path):
+    """Mid-preparation the labels are there and the images are not: a page that read the val split then would
+    hang until the preparation's lock is free and decode it in the server (seen in Chromium: Compare did).
+    The page says what is going on instead, and no val cache appears."""
+    import os
+
+    from cnnviz import paths
+    from cnnviz.data import find_dataset, prepare
+    from cnnviz.data import job as data_job
+    from cnnviz.fsutil import atomic_write_json, try_lock
+    from tests.data_helpers import mini_tree, zip_tree
+
+    root = prepare(zip_tree(mini_tree(tmp_path / "tree"), tmp_path / "tin.zip"), splits=())  # labels only
+    assert find_dataset(None) == root
+    fd = try_lock(paths.data_dir() / data_job.LOCK_FILE)  # a running preparation holds this
+    try:
+        atomic_write_json(paths.data_dir() / data_job.STATUS_FILE, {"state": "running", "stage": "decode train",
+                                                                    "done": 1, "total": 12})
+        at = _run(AppTest.from_file(PAGE))
+        assert any(i.value.startswith("Tiny ImageNet is being prepared (decode train: 1 / 12 images")
+                   for i in at.info)
+    finally:
+        os.close(fd)
+    assert not (root / "cache" / "val_manifest.json").exists()
