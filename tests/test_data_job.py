@@ -212,3 +212,23 @@ def test_the_training_page_offers_tiny_imagenet_only_once_its_preparation_has_en
     assert [c.synthetic for c in dataset_choices()] == [False, True]  # (the status now reads as failed)
     train, val = dataset_size(DataChoice("Tiny ImageNet", "auto", False))
     assert train == 4 * len(WNIDS) and val > 0
+
+
+def test_data_info_says_a_background_preparation_is_running(mini_zip, capsys):
+    """`python -m cnnviz data info` mid-preparation: the caches it lists are not complete yet, and it says so."""
+    from cnnviz.__main__ import main as cli_main
+    from cnnviz.data import prepare
+
+    prepare(mini_zip, splits=())
+    fd = try_lock(paths.data_dir() / data_job.LOCK_FILE)
+    try:
+        atomic_write_json(paths.data_dir() / data_job.STATUS_FILE, {
+            "state": "running", "source": "download", "stage": "decode train", "done": 52_000, "total": 100_000,
+            "pid": 4321})
+        cli_main(["data", "info"])
+    finally:
+        os.close(fd)
+    out = capsys.readouterr().out
+    assert "a background preparation is running (pid 4321, from download): decode train 52,000 / 100,000" in out
+    cli_main(["data", "info"])
+    assert "background preparation" not in capsys.readouterr().out  # ended (here: its holder let go)

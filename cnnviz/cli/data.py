@@ -89,10 +89,15 @@ def _prepare(args) -> int:
 def dataset_info(root=None) -> dict:
     """What ``data info`` prints, as a dict (also handy in a notebook)."""
     from cnnviz.data import cache_status, find_dataset, read_source, read_wnids
+    from cnnviz.data.job import read_job
     from cnnviz.paths import data_dir, shared_zip
 
     found = find_dataset(root)
     out: dict = {"root": str(found) if found else None, "searched": str(root or data_dir())}
+    job = read_job() if root is None else None  # the pages prepare into the default data folder
+    if job is not None and job.active:  # started from the Training page: its caches are not complete yet
+        out["preparing"] = {"source": job.source, "stage": job.stage, "done": job.done, "total": job.total,
+                            "pid": job.pid}
     if found is None:
         sz = shared_zip()
         out["hint"] = ("no dataset found; run `python -m cnnviz data prepare --source "
@@ -121,6 +126,9 @@ def _info(args) -> int:
     if args.format == "json":
         print(json.dumps(info, indent=2))
         return 0 if info["root"] else 1
+    if p := info.get("preparing"):
+        print(f"a background preparation is running (pid {p['pid']}, from {p['source']}): {p['stage']} "
+              f"{p['done']:,} / {p['total']:,}; the dataset is ready when it ends")
     if not info["root"]:
         print(f"no Tiny ImageNet found under {info['searched']}\n{info['hint']}")
         return 1
