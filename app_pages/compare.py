@@ -113,14 +113,15 @@ with image_tab:
                           "Predict or Visualize, else a validation image.")
     given = (up.name, up.getvalue()) if up is not None else (_images.uploads() or [None])[-1]
     split = val_split_cached() if given is None else None
-    img, caption = None, None
+    img, caption, truth = None, None, None
     if given is not None:
         try:
             img, caption = open_image(given[1]), safe_display_name(given[0]) + (" (your last upload)" if up is None else "")
         except ImageError as err:
             st.error(f"{md_escape(safe_display_name(given[0]))}: {md_escape(err)}")
     elif split is not None:
-        img, caption = cf.validation_image(split, st.number_input("Validation image", 0, len(split) - 1, key="cmp_val"))
+        img, caption, truth = cf.validation_image(split, st.number_input("Validation image", 0, len(split) - 1,
+                                                                          key="cmp_val"))
     else:
         st.info("Upload an image, or prepare Tiny ImageNet on the Training page to pick a validation image.")
     if img is not None:
@@ -134,11 +135,14 @@ with image_tab:
                 models.append((e.id, ck.model, ck.meta))
             except (CheckpointError, OSError) as err:
                 show_error(f"{e.id} cannot be used: {err}", err)
-        views = cf.same_image(models, img, depth=depth, occlusion_size=8 if with_occ else None) if models else []
-        for col, v in zip(st.columns(max(1, len(views))), views, strict=False):
+        views = cf.same_image(models, img, depth=depth, occlusion_size=8 if with_occ else None,
+                              truth=truth) if models else []
+        # rows of at most 4: seven models side by side cut the class names and the percentages off
+        cols = [c for i in range(0, len(views), 4) for c in st.columns(min(4, len(views)))][:len(views)]
+        for col, v in zip(cols, views, strict=True):
             col.markdown(f"**{md_escape(v.model)}**")
             if v.prediction is not None:
-                col.plotly_chart(topk_figure(v.prediction), key=f"same-{v.model}")
+                col.plotly_chart(topk_figure(v.prediction, truth=v.truth), key=f"same-{v.model}")
             if v.maps is not None:
                 col.image(v.maps, caption=f"{v.layer} ({v.depth}), strongest maps first")
             if v.occlusion is not None:

@@ -367,3 +367,49 @@ def test_bubble_chart_gives_each_model_its_label_place():
     # the three close ones are named beside their bubbles, at their own heights: above a bubble a name lands
     # on the next one up
     assert all(places[m].startswith("middle") for m in ("zoo/alexnet", "zoo/zfnet", "zoo/vgg16")), places
+
+
+def test_same_image_colours_the_true_class_only_for_a_model_that_has_it(tmp_path):
+    """A validation image's true class reaches the bars of each model trained on it (green true class, red
+    wrong top-1); a model with other classes keeps plain bars instead of a "not in the top 5" that blames it."""
+    from cnnviz.data import load_split, make_synthetic
+    from cnnviz.views.compare import same_image, validation_image
+    from cnnviz.views.predict import CORRECT, NEUTRAL, topk_figure
+
+    root = make_synthetic(tmp_path / "syn", num_classes=8, train_per_class=2, val_per_class=2)
+    val = load_split(root, "val")
+    img, caption, wnid = validation_image(val, 5)
+    assert wnid == val.wnids[int(val.labels[5])] and caption == f"validation image 5: {val.class_names[int(val.labels[5])]}"
+    knows = load_checkpoint(make_checkpoint(tmp_path / "a", num_classes=8, wnids=list(val.wnids), seed=1))
+    other = load_checkpoint(make_checkpoint(tmp_path / "b", num_classes=8, seed=2))
+    views = same_image([("knows", knows.model, knows.meta), ("other", other.model, other.meta)], img,
+                       occlusion_size=None, truth=wnid)
+    assert [v.truth for v in views] == [wnid, None]
+    fig = topk_figure(views[0].prediction, truth=views[0].truth)
+    colours = {c for t in fig.data for c in ([t.marker.color] if isinstance(t.marker.color, str) else [])}
+    in_top = wnid in {p.wnid for p in views[0].prediction.predictions}
+    assert (CORRECT in colours) == in_top and fig.layout.title.text.startswith("top-1")
+    plain = topk_figure(views[1].prediction, truth=views[1].truth)
+    assert {t.marker.color for t in plain.data} == {NEUTRAL} and plain.layout.title.text is None
+
+
+def test_a_model_has_one_distinct_colour_on_every_compare_chart():
+    """Seven zoo models drew in Streamlit's paired sequence (blue, pale blue, red, pink, ...): look-alike pairs,
+    and a different model-to-colour mapping on the bubble chart (by architecture) than on the curves."""
+    import pandas as pd
+
+    from cnnviz.views.charts import MODEL_COLOURS
+    from cnnviz.views.compare import bubble_figure, metric_curves_figure, per_class_figure
+
+    models = ["zoo/lenet5", "zoo/alexnet", "zoo/zfnet", "zoo/vgg16", "zoo/googlenet", "zoo/resnet18", "zoo/nin"]
+    curves = pd.DataFrame([{"model": m, "epoch": e, "elapsed_s": 10.0 * e, "metric": "val_top1", "value": 0.1 * e}
+                           for m in models for e in (1, 2)])
+    table = pd.DataFrame([{"model": m, "arch": m.split("/")[1], "macs": 1e6 * (i + 1), "params": 1e5 * (i + 1),
+                           "best_val_top1": 0.1 + 0.05 * i, "train_time_s": 10.0} for i, m in enumerate(models)])
+    per_class = pd.DataFrame({"wnid": ["a", "b"], "name": ["a", "b"], **{m: [0.5, 0.4] for m in models},
+                              "spread": [0.1, 0.1]})
+    line = {t.name: t.line.color for t in metric_curves_figure(curves).data}
+    bubble = {t.name: t.marker.color for t in bubble_figure(table, "macs").data}
+    bars = {t.name: t.marker.color for t in per_class_figure(per_class, models).data}
+    assert line == bubble == bars and list(line) == models
+    assert len(set(line.values())) == len(models) and set(line.values()) <= set(MODEL_COLOURS)

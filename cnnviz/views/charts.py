@@ -24,6 +24,20 @@ METRIC_LABELS = {"train_loss": "train loss", "val_loss": "val loss", "train_acc"
                  "images_per_s": "images/s"}
 
 
+# One colour per compared model, the same on every Compare chart (curves, accuracy vs cost, per class), in the
+# order the models are listed. Okabe & Ito's colour-blind-safe qualitative set, yellow last (faint on white),
+# then Tableau's. Streamlit's own sequence pairs each dark hue with a pale one (blue, pale blue, red, pink, ...):
+# seven models drew as three pairs that looked related, and the pale lines (ResNet-18's, the best) were the
+# hardest to see.
+MODEL_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442",
+                 "#9D755D", "#B279A2", "#72B7B2", "#FF9DA6")
+
+
+def model_colours(models: Sequence[str]) -> dict[str, str]:
+    """``{model: colour}`` in the order given (duplicates ignored); past twelve models the colours repeat."""
+    return {m: MODEL_COLOURS[i % len(MODEL_COLOURS)] for i, m in enumerate(dict.fromkeys(models))}
+
+
 def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     """Tick values 1-2-5 per decade covering ``[lo, hi]`` and their labels in K/M/G ("500M", "1G", "2G"),
     for log axes: plotly's own labels on a short log range read "6 7 8 9 1 2"."""
@@ -187,6 +201,7 @@ def curves_figure(curves: pd.DataFrame, panels: Sequence[Panel], x: str = "epoch
     fig = make_subplots(rows=rows, cols=2, subplot_titles=[p.title for p in panels], vertical_spacing=0.16,
                         horizontal_spacing=0.08) if grid else go.Figure()
     models = list(dict.fromkeys(curves["model"]))
+    colours = model_colours(models) if len(models) > 1 else {}  # one model's metrics keep the theme's colours
     xcol, xtitle = ("elapsed_s", "wall clock (min)") if x == "elapsed_s" else ("epoch", "epoch")
     for i, panel in enumerate(panels):
         where = dict(row=i // 2 + 1, col=i % 2 + 1) if grid else {}
@@ -200,7 +215,8 @@ def curves_figure(curves: pd.DataFrame, panels: Sequence[Panel], x: str = "epoch
                 fig.add_trace(go.Scatter(
                     x=df[xcol] / 60 if xcol == "elapsed_s" else df[xcol], y=df["value"] * scale, mode="lines+markers",
                     showlegend=True, name=label if len(models) == 1 and grid else str(model),
-                    legendgroup=f"{where['row']}{where['col']}" if len(models) == 1 and grid else str(model)),
+                    legendgroup=f"{where['row']}{where['col']}" if len(models) == 1 and grid else str(model),
+                    line_color=colours.get(model), marker_color=colours.get(model)),
                     **where)
         if panel.percent:
             fig.update_yaxes(range=[0, 100], **where)

@@ -33,12 +33,13 @@ from cnnviz.compare import (
     per_class_frame,
     to_markdown,
 )
-from cnnviz.predict import topk
+from cnnviz.predict import class_labels, topk
 from cnnviz.preprocess import network_input
 from cnnviz.views.charts import (
     METRIC_LABELS,
     Panel,
     curves_figure,
+    model_colours,
     note_left_out,
     place_labels,
     readable_log_axis,
@@ -116,15 +117,18 @@ def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1"
     df = table.dropna(subset=[x, y]).copy()
     size_col = "train_time_s" if df.get("train_time_s") is not None and df["train_time_s"].notna().all() else "params"
     df["_size"] = df[size_col].astype(float).fillna(1.0) if size_col in df else 1.0
-    fig = px.scatter(df, x=x, y=y, size="_size", color="arch", text="model", log_x=True, size_max=32,
-                     hover_data={"_size": False, "params": True, "macs": True}, labels=labels, opacity=0.7)
+    # coloured by model, as on the curves and per-class charts; each bubble is named, so no legend
+    fig = px.scatter(df, x=x, y=y, size="_size", color="model", text="model", log_x=True, size_max=32,
+                     color_discrete_map=model_colours(table["model"].astype(str)),
+                     hover_data={"_size": False, "arch": True, "params": True, "macs": True}, labels=labels,
+                     opacity=0.75)
     fig.update_traces(marker_sizemin=6)  # a 7-second demo run stays visible
     biggest = float(df["_size"].max()) or 1.0  # plotly's area-scaled markers: diameter ~ sqrt(size), 6 to 32 px
     radii = [max(6.0, 32 * math.sqrt(max(float(v), 0.0) / biggest)) / 2 for v in df["_size"]]
     places = dict(zip(df["model"], place_labels(df[x].astype(float), df[y].astype(float), radii,
                                                 list(df["model"].astype(str))), strict=True))
     fig.for_each_trace(lambda t: t.update(textposition=[places[m] for m in t.text], cliponaxis=False))
-    fig.update_layout(height=380, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%")
+    fig.update_layout(height=380, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%", showlegend=False)
     readable_log_axis(fig, list(df[x].astype(float)))
     note_left_out(fig, left_out)
     return fig
@@ -135,7 +139,8 @@ def per_class_figure(per_class: pd.DataFrame, models: Sequence[str], top: int = 
     df = per_class.head(top)
     # unique labels: two classes shortened alike ("synthetic: vertic…") would stack into one taller bar
     labels = unique_labels([short_name(n, 18) for n in df["name"]])
-    fig = go.Figure([go.Bar(name=m, x=labels, y=df[m], hovertext=list(df["name"]),
+    colours = model_colours(models)
+    fig = go.Figure([go.Bar(name=m, x=labels, y=df[m], hovertext=list(df["name"]), marker_color=colours[m],
                             hovertemplate="%{hovertext}: %{y:.0%}<extra>" + m + "</extra>") for m in models])
     fig.update_layout(barmode="group", height=360, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%",
                       yaxis_title="val accuracy", legend_title_text="")
@@ -171,23 +176,30 @@ class SameImageView:
     maps: np.ndarray | None = None  # uint8 grid of the strongest feature maps
     occlusion: np.ndarray | None = None  # uint8 overlay: red = hiding this region lowers the top class most
     error: str | None = None
+    truth: str | None = None  # the image's true wnid, when it is known and among this model's classes
 
 
-def validation_image(split: Any, index: int) -> tuple[Any, str]:
-    """Validation image ``index`` of a Tiny ImageNet split as a PIL image (what :func:`same_image` takes), and
-    a caption naming its true class, so a reader can judge the predictions beside it."""
+def validation_image(split: Any, index: int) -> tuple[Any, str, str]:
+    """Validation image ``index`` of a Tiny ImageNet split as a PIL image (what :func:`same_image` takes), a
+    caption naming its true class, so a reader can judge the predictions beside it, and that class's wnid
+    (:func:`same_image`'s ``truth``: the bars then colour the true class)."""
     from PIL import Image
 
     index = min(max(int(index), 0), len(split) - 1)
     truth = int(split.labels[index])
-    return Image.fromarray(np.asarray(split.images[index])), f"validation image {index}: {split.class_names[truth]}"
+    return (Image.fromarray(np.asarray(split.images[index])), f"validation image {index}: {split.class_names[truth]}",
+            str(split.wnids[truth]))
 
 
 def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *, depth: float = 0.5, k: int = 5,
-               max_maps: int = 16, occlusion_size: int | None = 8) -> list[SameImageView]:
+               max_maps: int = 16, occlusion_size: int | None = 8, truth: str | None = None) -> list[SameImageView]:
     """The same PIL image through several models: top-``k``, the feature maps of the layer at relative
     ``depth`` (0 = first spatial layer, 1 = last) and, unless ``occlusion_size`` is None, an occlusion map
-    (Zeiler & Fergus) of the top class. Uses :mod:`cnnviz.viz`, which never mutates the shared models."""
+    (Zeiler & Fergus) of the top class. Uses :mod:`cnnviz.viz`, which never mutates the shared models.
+
+    ``truth`` (the image's true wnid) is kept on each view whose model has that class among its outputs, so
+    its bars can say right or wrong; a model trained on other classes cannot be right or wrong about it, and
+    its view keeps None (plain bars) rather than a "true class not in the top 5" that would blame it."""
     out = []
     for name, model, meta in models:
         try:
@@ -195,7 +207,8 @@ def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *,
         except (RuntimeError, ValueError) as e:
             out.append(SameImageView(model=name, prediction=None, error=str(e)))
             continue
-        view = SameImageView(model=name, prediction=pred)
+        knows = truth is not None and truth in class_labels(meta)[0]
+        view = SameImageView(model=name, prediction=pred, truth=truth if knows else None)
         try:
             size = int(meta["input_size"])
             x, seen = network_input(img, meta)
