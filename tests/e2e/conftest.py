@@ -54,12 +54,15 @@ class AppServer:
                     "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen | None = None
 
+    def command(self) -> list[str]:
+        """The server's command line (a subclass may leave flags to the project's config.toml)."""
+        return [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
+                "--server.address", "127.0.0.1", "--server.headless", "true"]
+
     def start(self, timeout: float = 90) -> AppServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the server's lifetime)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(self.command(), cwd=self.root, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -12,9 +12,7 @@ import http.client
 import io
 import os
 import struct
-import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 import zlib
@@ -36,22 +34,8 @@ UPLOAD = "[data-testid=stFileUploaderDropzoneInput]"
 class DefaultAddressServer(AppServer):
     """``streamlit run app.py --server.port N`` only: the address comes from the project's config.toml."""
 
-    def start(self, timeout: float = 90) -> AppServer:
-        log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the server's lifetime)
-        self.proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port",
-                                      str(self.port)], cwd=REPO, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited early:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"streamlit did not answer within {timeout}s:\n{self.log()}")
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port)]
 
 
 @pytest.fixture(scope="module")
