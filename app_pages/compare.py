@@ -18,8 +18,9 @@ if not entries:
     st.stop()
 ids = [e.id for e in entries]
 if any(e.kind == "zoo" for e in entries):
-    st.caption("Opens on **the zoo**: one model per family trained under one recipe (`zoo/...`); the table, "
-               "the published numbers and the recipe are in docs/zoo.md.")
+    st.caption("Opens on **the zoo**: one model per family trained under one recipe (`zoo/...`; docs/zoo.md).")
+    with st.expander("The zoo's recipe, and published numbers for scale"):
+        st.markdown(cmp.zoo_recipe_markdown())
 default = cmp.default_selection(entries)
 chosen = st.multiselect("Models", ids, default=default,
                         help="Starter checkpoints first, then runs newest first (the same order on every page).")

@@ -176,12 +176,30 @@ def recipe_lines(table: list[dict[str, Any]]) -> list[str]:
         if (c.get("variant") or {}) != m.variant:  # the member has changed since this result was trained
             now = ", ".join(f"{k}={v}" for k, v in m.variant.items()) or "-"
             why += f" **This result predates that:** it trained with {variant}; the zoo now trains {now}."
-        lines.append(f"| {row['family']} | {row['arch']} | {variant} | {c.get('optimizer')} | {c.get('lr'):g} | "
-                     f"{c.get('weight_decay'):g} | {why} |")
+        lr, wd = (format(c[k], "g") if isinstance(c.get(k), (int, float)) else "-" for k in ("lr", "weight_decay"))
+        lines.append(f"| {row['family']} | {row['arch']} | {variant} | {c.get('optimizer') or '-'} | {lr} | {wd} | "
+                     f"{why} |")
     lines += ["", "To train one member under this recipe from the dashboard (or to change one setting and see what it "
               "does): the Training page's *Fill in the zoo's recipe* button puts the member's current settings in "
               "the form."]
     return lines
+
+
+def published_lines() -> list[str]:
+    """The published from-scratch Tiny ImageNet figures, one bullet each with its source."""
+    lines = [f"- {fam} [{i + 1}]: {p['top1']:.2f}% top-1, {p['note']}. Source: {p['source']}"
+             for fam, pubs in PUBLISHED.items() for i, p in enumerate(pubs)]
+    return lines + ["- LeNet-5, ZFNet, NiN, GoogLeNet: no from-scratch Tiny ImageNet figure whose source we could read."]
+
+
+def recipe_markdown(results: list[dict[str, Any]]) -> str:
+    """What Compare shows under the zoo (docs/zoo.md's own sections, from the same functions): the shared recipe,
+    where the members differ and why, and the published numbers for scale. Reads only the result files'
+    configurations, so it costs no model builds (the MACs of :func:`rows` take seconds)."""
+    ordered = sorted(results, key=lambda r: member_order(r["family"]))
+    epochs = "/".join(str(e) for e in sorted({r.get("epochs") for r in ordered if r.get("epochs")})) or "?"
+    return "\n".join(recipe_lines(ordered) + ["", f"**Published from-scratch Tiny ImageNet top-1**, for scale (most "
+                                               f"trained 100 epochs; these members trained {epochs}):", ""] + published_lines())
 
 
 def _minor_label(value: float, few_decades: bool) -> str:
@@ -306,11 +324,7 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
                   "![accuracy vs MACs](zoo_acc_vs_macs.png) ![accuracy vs training time](zoo_acc_vs_time.png)",
                   "", "## The recipe", ""] + recipe_lines(table) + averaging_lines(found)
         write_plots(table, out.parent)
-    lines += ["", "## Published numbers", ""]
-    for fam, pubs in PUBLISHED.items():
-        for i, p in enumerate(pubs):
-            lines.append(f"- {fam} [{i + 1}]: {p['top1']:.2f}% top-1, {p['note']}. Source: {p['source']}")
-    lines.append("- LeNet-5, ZFNet, NiN, GoogLeNet: no from-scratch Tiny ImageNet figure whose source we could read.")
+    lines += ["", "## Published numbers", ""] + published_lines()
     if bench_data.get("tricks"):  # bench/bench_zoo.py's trick ladder: each trick added in turn, same member
         card = bench_data.get("device_name", "?")
         lines += ["", "## What each trick paid", "", f"Measured on {card} (`bench/bench_zoo.py`).", "",

@@ -231,6 +231,11 @@ def test_compare_opens_on_the_zoo_results_without_weights_or_data():
     at = _run(AppTest.from_file(PAGE))
     assert at.multiselect[0].value == ["zoo/lenet5", "zoo/resnet18"]
     assert any("the zoo" in c.value for c in at.caption)
+    # the recipe and the published numbers are on the page, not only in docs/zoo.md (a result without lr or
+    # weight decay, as these, shows "-" there rather than breaking the page)
+    notes = next(x for x in at.expander if x.label.startswith("The zoo's recipe")).markdown[0].value
+    assert "| lenet5 | lenet5 | - | sgd | - | - |" in notes and "| epochs | 2 |" in notes
+    assert "60.69% top-1" in notes and "these members trained 2" in notes
     df = at.dataframe[0].value.set_index("model")
     assert df.loc["zoo/lenet5", "best_val_top1"] == pytest.approx(0.7)  # 14/20 from the confusion, not 0.55
     assert df.loc["zoo/resnet18", "best_val_top1"] == pytest.approx(0.9)
