@@ -9,6 +9,7 @@ from cnnviz.checkpoint import CheckpointError
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
 from cnnviz.views import compare as cf
 from cnnviz.views.predict import topk_figure
+from cnnviz.zoo.report import recipe_markdown
 
 st.title("Compare")
 entries = cmp.list_entries()
@@ -20,7 +21,7 @@ ids = [e.id for e in entries]
 if any(e.kind == "zoo" for e in entries):
     st.caption("Opens on **the zoo**: one model per family trained under one recipe (`zoo/...`; docs/zoo.md).")
     with st.expander("The zoo's recipe, and published numbers for scale"):
-        st.markdown(cmp.zoo_recipe_markdown())
+        st.markdown(recipe_markdown())
 default = cmp.default_selection(entries)
 chosen = st.multiselect("Models", ids, default=default,
                         help="Starter checkpoints first, then runs newest first (the same order on every page).")

@@ -167,15 +167,6 @@ def stored_evaluations(entries: Sequence[CompareEntry]) -> dict[str, EvalResult]
     return {e.id: e.evaluation for e in entries if e.evaluation is not None}
 
 
-def zoo_recipe_markdown(root: str | Path | None = None) -> str:
-    """The zoo's recipe, where its members differ and why, and the published numbers (docs/zoo.md's sections),
-    from the result files in ``checkpoints/results/``."""
-    from cnnviz.zoo.report import recipe_markdown
-    from cnnviz.zoo.results import list_results, results_dir
-
-    return recipe_markdown(list_results(results_dir(root)))
-
-
 def default_selection(entries: Sequence[CompareEntry], starters: int = 8, runs: int = 2) -> list[str]:
     """What Compare opens on: the shipped starters (up to ``starters``: one per family, seven families, is the
     comparison the project is for) and the newest ``runs`` runs, in the one ordering; the starters stay selected

@@ -192,11 +192,13 @@ def published_lines() -> list[str]:
     return lines + ["- LeNet-5, ZFNet, NiN, GoogLeNet: no from-scratch Tiny ImageNet figure whose source we could read."]
 
 
-def recipe_markdown(results: list[dict[str, Any]]) -> str:
+def recipe_markdown(results: list[dict[str, Any]] | None = None) -> str:
     """What Compare shows under the zoo (docs/zoo.md's own sections, from the same functions): the shared recipe,
-    where the members differ and why, and the published numbers for scale. Reads only the result files'
-    configurations, so it costs no model builds (the MACs of :func:`rows` take seconds)."""
-    ordered = sorted(results, key=lambda r: member_order(r["family"]))
+    where the members differ and why, and the published numbers for scale, for ``results`` (default: the result
+    files in ``checkpoints/results/``). Reads only their configurations, so it costs no model builds (the MACs
+    of :func:`rows` take seconds)."""
+    ordered = sorted(list_results(results_dir()) if results is None else results,
+                     key=lambda r: member_order(r["family"]))
     epochs = "/".join(str(e) for e in sorted({r.get("epochs") for r in ordered if r.get("epochs")})) or "?"
     return "\n".join(recipe_lines(ordered) + ["", f"**Published from-scratch Tiny ImageNet top-1**, for scale (most "
                                                f"trained 100 epochs; these members trained {epochs}):", ""] + published_lines())
