@@ -65,7 +65,7 @@ with st.form("train_form"):
                            format="%.5f", key="train_wd")
     device = c[0].selectbox("Device", ["auto", "cuda", "cpu"], key="train_device")
     seed = c[1].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-    force = c[2].checkbox("Allow a second job on this device", key="train_force")
+    force = c[2].checkbox("Second job on this device", key="train_force", help=tv.FORCE_HELP)
     snaps = c[3].checkbox("Keep every epoch's weights", key="train_snaps",
                           help="epochs/epoch_NNN.safetensors, for Visualize's 'across training' view (disk!)")
     ema = c[0].number_input("Weight average decay (0: off)", 0.0, 0.9999, format="%.4f", key="train_ema",

@@ -118,6 +118,8 @@ def form_defaults(arch: str, synthetic: bool, prefix: str = "train") -> dict[str
 FORM_EMA_EVERY = 5
 EMA_HELP = (f"An exponential moving average of the weights, updated every {FORM_EMA_EVERY} steps; it is what is "
             "evaluated and saved (the zoo: 0.998)")
+FORCE_HELP = ("Start even while another training job uses this device (one job at a time is the default); both "
+              "then run slower.")
 TTA_HELP = "Also report val top-1 averaged over the image and its mirror (val_top1_tta)"
 
 
