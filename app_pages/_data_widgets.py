@@ -62,8 +62,8 @@ def prepare_panel(choices: list, arch: str) -> None:
 def _follow() -> None:
     """The running preparation's progress, read from its status file every second; when it ends, the whole
     page runs again (so the Dataset box lists Tiny ImageNet, or the panel says what went wrong)."""
-    job = data_job.read_job()
-    if job is None or not job.active:
+    job = data_job.preparing()
+    if job is None:
         st.rerun()
     frac, text = tv.prepare_progress(job)
     st.progress(frac, text=text)

@@ -66,11 +66,10 @@ def val_split_cached(missing: str | None = None, root=None):
     A dataset that cannot be read is reported on the page (details to the log); ``missing`` is shown as an
     info message when no dataset is found at all."""
     from cnnviz.data import find_dataset
-    from cnnviz.data.job import read_job
+    from cnnviz.data.job import preparing
     from cnnviz.views.training import prepare_progress
 
-    job = read_job()
-    if job is not None and job.active:  # its labels are there already, its images only at the end
+    if (job := preparing()) is not None:
         st.info(f"Tiny ImageNet is being prepared ({prepare_progress(job)[1]}); its images can be used when that "
                 "has ended. The Training page shows the progress.")
         return None

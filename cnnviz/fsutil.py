@@ -1,5 +1,6 @@
-"""Atomic file writes (a reader sees the old file or the new one, never half of one) and the ``flock`` locks
-that background processes hold for their whole life (training jobs, Tiny ImageNet's preparation).
+"""Atomic file writes (a reader sees the old file or the new one, never half of one), the ``flock`` locks
+that background processes hold for their whole life, and the one way such a process is started (training jobs,
+Tiny ImageNet's preparation).
 
 Every file that a training worker writes and a page reads goes through here (temp file in the same folder,
 fsync, ``os.replace``), so a kill -9 mid-write leaves the previous version intact.
@@ -11,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -104,3 +106,18 @@ def is_locked(path: Path) -> bool:
         return True
     os.close(fd)
     return False
+
+
+# ------------------------------------------------------------------------------------------ detached processes
+def spawn_detached(cmd: list[str], log_path: Path, fds: list[int], env: dict[str, str] | None = None
+                   ) -> subprocess.Popen:
+    """Start ``cmd`` from the repository root in a session of its own, so that it outlives a page reload, the
+    Streamlit server's restart and a closed terminal; its output is appended to ``log_path``, and it inherits
+    the open lock descriptors ``fds`` (taken before the spawn, held for its life). ``env``: its whole
+    environment (default: this one); output is unbuffered, so the log is current."""
+    from cnnviz.paths import REPO_ROOT
+
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(cmd, cwd=REPO_ROOT, env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=fds,
+                                start_new_session=True, close_fds=True)

@@ -16,19 +16,14 @@ from cnnviz import paths
 from cnnviz.data import DatasetError, find_dataset
 from cnnviz.data import job as data_job
 from cnnviz.fsutil import atomic_write_json, is_locked, try_lock
+from tests._wait import wait_until
 from tests.data_helpers import mini_tree, zip_tree
 
 
 def _wait(predicate, timeout: float = 120.0, what: str = "the preparation"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
     log = paths.data_dir() / data_job.LOG_FILE
-    raise AssertionError(f"{what} did not happen in {timeout} s; status {data_job.read_job()}; "
-                         f"log: {log.read_text() if log.exists() else '(none)'}")
+    return wait_until(predicate, timeout, what, lambda: f"; status {data_job.read_job()}; "
+                                                        f"log: {log.read_text() if log.exists() else '(none)'}")
 
 
 def _finished():

@@ -18,7 +18,6 @@ import os
 import signal
 import struct
 import textwrap
-import time
 import zipfile
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from cnnviz.paths import REPO_ROOT, checkpoints_dir
 from cnnviz.training import jobs
 from cnnviz.training.runs import read_run
 from tests._synthetic import install_synthetic, tiny_config
+from tests._wait import wait_until
 from tests.predict_helpers import image_bytes, make_checkpoint
 
 
@@ -136,16 +136,6 @@ def synthetic(tmp_path_factory):
             os.killpg(json.loads(pidfile.read_text())["pid"], signal.SIGKILL)
 
 
-def _wait(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 @pytest.mark.parametrize("file", ["optim.pt", "last.safetensors"])
 def test_kill_9_mid_save_keeps_the_previous_checkpoint_and_resume_duplicates_nothing(synthetic, tmp_path, file):
     hook = tmp_path / "hook"
@@ -154,13 +144,13 @@ def test_kill_9_mid_save_keeps_the_previous_checkpoint_and_resume_duplicates_not
     env = {"OMP_NUM_THREADS": "1", "CNNVIZ_TEST_HANG_SAVE": f"{file}@2",  # the save at the end of epoch 2
            "PYTHONPATH": os.pathsep.join([str(hook), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     run = jobs.start(tiny_config(epochs=3), env=env)
-    _wait(lambda: (run / "HANGING").exists() or read_run(run).state in ("done", "failed"), 180,
+    wait_until(lambda: (run / "HANGING").exists() or read_run(run).state in ("done", "failed"), 180,
           "the worker to freeze in the middle of a save")
     assert (run / "HANGING").exists(), (run / "worker.out").read_text()[-2000:]
     pid = int((run / "HANGING").read_text())
     os.kill(pid, signal.SIGKILL)
     # the page's next poll (read_run) sees a dead worker as failed, with the way forward
-    info = _wait(lambda: (lambda i: i if i.state == "failed" else None)(read_run(run)), 10, "failed")
+    info = wait_until(lambda: (lambda i: i if i.state == "failed" else None)(read_run(run)), 10, "failed")
     assert info.reason == "died" and "Resume" in info.message
     assert (run / f".{file}.killed.tmp").exists()  # the half-written file never replaced the real one
     # the previous checkpoint (epoch 1) is whole and loads; the frozen save was epoch 2's
@@ -171,7 +161,7 @@ def test_kill_9_mid_save_keeps_the_previous_checkpoint_and_resume_duplicates_not
     assert jobs.device_busy("cpu") is None  # the dead worker's lock went with it
 
     jobs.resume(run, env={"OMP_NUM_THREADS": "1"})
-    done = _wait(lambda: (lambda i: i if i.state in ("done", "failed") else None)(read_run(run)), 180, "done")
+    done = wait_until(lambda: (lambda i: i if i.state in ("done", "failed") else None)(read_run(run)), 180, "done")
     assert done.state == "done", done.message
     assert [m["epoch"] for m in done.metrics] == [1, 2, 3]  # nothing lost, nothing twice
     steps = [m["step"] for m in done.metrics]

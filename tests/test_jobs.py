@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from cnnviz.paths import checkpoints_dir
 from cnnviz.training import jobs
 from cnnviz.training.runs import RunError, create_run, list_runs, read_run
 from tests._synthetic import NUM_CLASSES, TRAIN_PER_CLASS, install_synthetic, tiny_config
+from tests._wait import wait_until
 
 SLOW = {"CNNVIZ_FAULT": "sleep=0.15", "OMP_NUM_THREADS": "1"}  # a tiny run slow enough to catch mid-epoch
 FAST = {"OMP_NUM_THREADS": "1"}
@@ -39,17 +39,13 @@ def synthetic(tmp_path_factory):
 
 
 def wait_for(cond, timeout=120.0, what="condition", run: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    detail = ""
-    if run is not None:
-        info = read_run(run)
-        detail = f"\nstatus: {info.status}\nworker.out: {(run / 'worker.out').read_text()[-2000:] if (run / 'worker.out').exists() else ''}"
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+    def detail() -> str:
+        if run is None:
+            return ""
+        out = run / "worker.out"
+        return f"\nstatus: {read_run(run).status}\nworker.out: {out.read_text()[-2000:] if out.exists() else ''}"
+
+    return wait_until(cond, timeout, what, detail)
 
 
 def wait_state(run: Path, states=("done", "failed", "stopped"), timeout=180.0):

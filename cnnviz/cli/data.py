@@ -89,13 +89,13 @@ def _prepare(args) -> int:
 def dataset_info(root=None) -> dict:
     """What ``data info`` prints, as a dict (also handy in a notebook)."""
     from cnnviz.data import cache_status, find_dataset, read_source, read_wnids
-    from cnnviz.data.job import read_job
+    from cnnviz.data.job import preparing
     from cnnviz.paths import data_dir, shared_zip
 
     found = find_dataset(root)
     out: dict = {"root": str(found) if found else None, "searched": str(root or data_dir())}
-    job = read_job() if root is None else None  # the pages prepare into the default data folder
-    if job is not None and job.active:  # started from the Training page: its caches are not complete yet
+    job = preparing() if root is None else None  # the pages prepare into the default data folder
+    if job is not None:  # started from the Training page: its caches are not complete yet
         out["preparing"] = {"source": job.source, "stage": job.stage, "done": job.done, "total": job.total,
                             "pid": job.pid}
     if found is None:

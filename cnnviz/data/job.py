@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -40,7 +39,7 @@ from cnnviz.data.errors import PREPARE_HINT, DatasetError
 from cnnviz.data.layout import DIRNAME, find_dataset
 from cnnviz.data.prepare import prepare
 from cnnviz.data.zipsource import check_zip
-from cnnviz.fsutil import atomic_write_json, is_locked, lock_holder, read_json, try_lock
+from cnnviz.fsutil import atomic_write_json, is_locked, lock_holder, read_json, spawn_detached, try_lock
 
 STATUS_FILE, LOCK_FILE, LOG_FILE = "prepare.json", ".prepare.lock", "prepare.log"
 ACTIVE, FINAL = ("running",), ("done", "failed", "stopped")
@@ -75,10 +74,6 @@ def _root(root: str | Path | None) -> Path:
     return Path(root).expanduser().resolve() if root is not None else paths.data_dir()
 
 
-def status_path(root: str | Path | None = None) -> Path:
-    return _root(root) / STATUS_FILE
-
-
 def read_job(root: str | Path | None = None) -> PrepareJob | None:
     """The last (or running) preparation in the data folder ``root``; None when there never was one (or its
     status file is unreadable, which only an outside hand can do: the worker writes it atomically)."""
@@ -104,6 +99,14 @@ def read_job(root: str | Path | None = None) -> PrepareJob | None:
                       dataset_root=obj.get("dataset_root") if isinstance(obj.get("dataset_root"), str) else None,
                       pid=obj.get("pid") if isinstance(obj.get("pid"), int) else None,
                       started=obj.get("started"), updated=obj.get("updated"), raw=obj)
+
+
+def preparing(root: str | Path | None = None) -> PrepareJob | None:
+    """The preparation running now in the data folder ``root``, or None. While one runs, the labels of the
+    dataset are on disk from its first seconds but its images only at its end: pages neither offer nor read it
+    (reading would wait for the job's cache lock, in the server)."""
+    job = read_job(root)
+    return job if job is not None and job.active else None
 
 
 def check_source(source: str | Path) -> str:
@@ -144,17 +147,10 @@ def start(source: str | Path, root: str | Path | None = None, *, url: str = OFFI
         what = f" (from {running.source})" if running and running.source else ""
         raise DatasetError(f"Tiny ImageNet is already being prepared{what}; wait for it to finish or stop it")
     try:
-        now = time.time()
-        atomic_write_json(folder / STATUS_FILE, {"state": "running", "source": source, "stage": "starting",
-                                                 "done": 0, "total": 0, "message": "", "started": now,
-                                                 "updated": now})
+        _begin(folder, source)
         cmd = [sys.executable, "-m", "cnnviz.data.job", "--source", source, "--root", str(folder),
                "--url", url, "--md5", md5 or "", "--lock-fd", str(fd)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with open(folder / LOG_FILE, "ab") as log:
-            proc = subprocess.Popen(cmd, cwd=paths.REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, pass_fds=[fd], start_new_session=True,
-                                    close_fds=True)
+        proc = spawn_detached(cmd, folder / LOG_FILE, [fd])
         _update(folder, pid=proc.pid)
     finally:
         os.close(fd)  # the worker holds its own copy now (or, if the spawn failed, nobody does)
@@ -179,6 +175,13 @@ def stop(root: str | Path | None = None, wait: float = 5.0) -> bool:
     while time.monotonic() < deadline and is_locked(folder / LOCK_FILE):
         time.sleep(0.05)
     return True
+
+
+def _begin(folder: Path, source: str) -> None:
+    """The first status of a preparation, written while its lock is held."""
+    now = time.time()
+    atomic_write_json(folder / STATUS_FILE, {"state": "running", "source": source, "stage": "starting", "done": 0,
+                                             "total": 0, "message": "", "started": now, "updated": now})
 
 
 def _update(folder: Path, **changes: Any) -> None:
@@ -232,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         if fd is None:
             print("Tiny ImageNet is already being prepared in this data folder", file=sys.stderr)
             return 2
-        atomic_write_json(folder / STATUS_FILE, {"state": "running", "source": args.source, "stage": "starting",
-                                                 "done": 0, "total": 0, "message": "", "started": time.time()})
+        _begin(folder, args.source)
     signal.signal(signal.SIGTERM, _stopped)
     _update(folder, pid=os.getpid())
     try:

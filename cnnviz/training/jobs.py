@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cnnviz.fsutil import atomic_write_json, read_json
-from cnnviz.paths import REPO_ROOT, checkpoints_dir
+from cnnviz.fsutil import atomic_write_json, read_json, spawn_detached
+from cnnviz.paths import checkpoints_dir
 from cnnviz.training.config import TrainConfig, code_version
 from cnnviz.training.folder import RunFolder
 from cnnviz.training.locks import (
@@ -66,14 +66,12 @@ def _spawn(run_dir: Path, fds: list[int], env: dict[str, str] | None = None) -> 
     cmd = [sys.executable, "-m", "cnnviz.train", "--run", str(run_dir), "--detached"]
     for fd in fds:
         cmd += ["--lock-fd", str(fd)]
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {**os.environ, **(env or {})}
     # Pages never run under torchrun, but a server started from one would pass its rank variables on.
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         full_env.pop(k, None)
     folder = RunFolder(run_dir)
-    with open(folder.worker_out, "ab") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, pass_fds=fds, start_new_session=True, close_fds=True)
+    proc = spawn_detached(cmd, folder.worker_out, fds, full_env)
     atomic_write_json(folder.worker_pid, {"pid": proc.pid, "pid_start": process_start_time(proc.pid),
                                                "started": time.time()})
     return proc

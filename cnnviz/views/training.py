@@ -35,12 +35,11 @@ def dataset_choices() -> list[DataChoice]:
     Not while a background preparation runs: its labels are there from the first seconds, its images only at
     the end (the page shows that preparation's progress instead)."""
     from cnnviz.data import find_dataset
-    from cnnviz.data.job import read_job
+    from cnnviz.data.job import preparing
 
     out = []
     try:
-        job = read_job()
-        root = None if job is not None and job.active else find_dataset(None)
+        root = None if preparing() is not None else find_dataset(None)
     except OSError:
         root = None
     if root is not None:
