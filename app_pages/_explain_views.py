@@ -39,10 +39,10 @@ def top9_view(ctx: Context) -> None:
     hit = st.session_state.get("top9")
     if hit and hit[:2] == (subject.name, layer):
         channel = st.number_input("Feature map", 0, hit[2].channels - 1, int(hit[2].values[:, 0].argmax()))
-        fig = viz.patches(subject.model, split.images, hit[2], channel, mean=mean, std=std,
-                          input_size=subject.input_size[1], channels=subject.input_size[0]).image()
-        st.image(fig, caption=subject.caption("deconvnet projections (left) and receptive-field patches (right), "
-                                              "ZF Fig. 2"))
+        top9 = viz.patches(subject.model, split.images, hit[2], channel, mean=mean, std=std,
+                           input_size=subject.input_size[1], channels=subject.input_size[0])
+        fig = top9.image()
+        st.image(fig, caption=subject.caption(vv.top9_caption(layer, top9)))
         downloads("top9", fig, None, hit[2].to_csv())
 
 
@@ -85,8 +85,7 @@ def attribution_view(ctx: Context) -> None:
     hit, check = st.session_state.get("viz_attr"), st.session_state.get("viz_sanity")
     if hit and hit[0] == sig:
         fig = vv.attribution_figure(ctx.seen, hit[1], subject)
-        st.image(fig, caption=subject.caption(f"explaining {subject.class_name(hit[1].target)}; Grad-CAM at "
-                                              f"{hit[1].cam_layer}"))
+        st.image(fig, caption=vv.attribution_caption(subject, hit[1]))
         downloads("attribution", fig, np.stack(list(hit[1].maps.values())))
     if check and check[0] == sig:
         fig = vv.sanity_figure(ctx.seen, check[1], subject)

@@ -74,10 +74,10 @@ def maps_view(ctx: Context) -> None:
 
 def deconv_view(ctx: Context) -> None:
     channel = st.number_input("Feature map (empty = the most active)", 0, None, None, key="dc_ch")
-    proj, fig, box = vv.deconv_figure(ctx.subject, ctx.x, ctx.seen, ctx.layer, channel)
-    whole_image_note(ctx, box)
-    st.image(fig, caption=vv.deconv_caption(ctx.subject, proj, box))
-    downloads("deconvnet", fig, proj.image)
+    dc = vv.deconv_figure(ctx.subject, ctx.x, ctx.seen, ctx.layer, channel)
+    whole_image_note(ctx, dc.box)
+    st.image(dc.image, caption=dc.caption(ctx.subject))
+    downloads("deconvnet", dc.image, dc.projection.image)
 
 
 def training_view(ctx: Context) -> None:

@@ -109,8 +109,8 @@ def test_visualize_session_runs_at_224(resnet18):
     subject = session.Subject(ckpt.model, ckpt.meta, "imagenet/resnet18", "key")
     x, seen = session.prepare(np.zeros((64, 64, 3), np.uint8) + 100, subject.meta)
     assert x.shape == (1, 3, 224, 224) and seen.shape == (224, 224, 3)
-    proj, fig, box = vv.deconv_figure(subject, x, seen, "layer2")
-    assert proj.image.shape[-2:] == (224, 224)
+    dc = vv.deconv_figure(subject, x, seen, "layer2")
+    assert dc.projection.image.shape[-2:] == (224, 224)
 
 
 def test_compare_lists_it_with_its_dataset_and_torchvisions_accuracy(resnet18):

@@ -56,6 +56,23 @@ def test_all_methods_side_by_side():
         attribute(net, _image(), 0, methods=("lime",))
 
 
+def test_a_deconvnet_map_that_ignores_the_image_is_said_to():
+    """With max-pools (VGG-like) the deconvnet map comes from the image; without any (ResNet-18, tiny stem) it
+    is one map per class whatever the image, and the caption says so."""
+    from cnnviz.models import create_model
+    from cnnviz.views import visualize as vv
+    from cnnviz.viz import session
+
+    assert attribute(_vgg_like(), _image(), 1, methods=("deconvnet", "saliency")).same_for_every_image == ()
+    torch.manual_seed(0)
+    r18 = create_model("resnet18", num_classes=4, input_size=32, stem="tiny").eval()
+    a = attribute(r18, _image(), 1, methods=("deconvnet", "guided_backprop"))
+    assert a.same_for_every_image == ("deconvnet",)
+    subject = session.Subject(r18, session.random_subject("resnet18", num_classes=4).meta, "r18", None)
+    assert "deconvnet map is the same for every image of this class" in vv.attribution_caption(subject, a)
+    assert attribute(r18, _image(), 1, methods=("saliency",)).same_for_every_image == ()  # not measured
+
+
 def test_integrated_gradients_completeness():
     # IG's attributions sum to f(x) - f(baseline) (up to the Riemann error); a check of the baseline choice
     net = _vgg_like()

@@ -221,3 +221,45 @@ def test_autograd_route_equals_captum_neuron_deconvolution():
     ref = NeuronDeconvolution(view, get_module(view, "features.relu4")).attribute(
         x.clone().requires_grad_(True), neuron_selector=(c, *ours.position))[0].detach().numpy()
     np.testing.assert_allclose(ours.image, ref, atol=1e-6 * np.abs(ref).max())
+
+
+# --- when the deconvnet shows the same picture for every image (Springenberg et al. 2015, section 3.4) -----------
+def _two_images(size: int = 32, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(1, channels, size, size, generator=g), torch.rand(1, channels, size, size, generator=g) * 2
+
+
+def test_without_max_pooling_the_deconvnet_ignores_the_image_and_guided_backprop_does_not():
+    """ResNet-18 with the tiny stem has no max-pool: a layer3 unit projects to one picture from two unrelated
+    images (what Visualize showed as the same checkerboard for every upload), and the check says so; guided
+    backprop of the same unit differs between the images."""
+    from cnnviz.models import create_model
+    from cnnviz.viz.deconv import guided_backprop, is_same_for_every_image
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=10, input_size=32, stem="tiny").eval()
+    a, b = _two_images()
+    pa, pb = (project(model, x, "layer3", 5, (3, 4), keep_value=False) for x in (a, b))
+    assert np.abs(pa.image).max() > 0
+    np.testing.assert_allclose(pa.image, pb.image, rtol=0, atol=1e-6 * np.abs(pa.image).max())
+    assert is_same_for_every_image(model, a, pa)
+    ga, gb = (guided_backprop(model, x, "layer3", 5, (3, 4)) for x in (a, b))
+    assert ga.method == "guided backprop"
+    assert not np.allclose(ga.image / np.abs(ga.image).max(), gb.image / np.abs(gb.image).max(), atol=1e-2)
+
+
+@pytest.mark.parametrize("arch,layer,variant,same", [
+    ("zfnet", "features.conv2", {}, False),  # pool1's switches carry the image down
+    ("zfnet", "features.conv1", {}, True),  # below the first max-pool: a unit projects to its filter
+    ("lenet5", "features.c3", {"variant": "paper"}, False),  # no max-pool, but tanh's backward reads the image
+])
+def test_the_check_is_measured_not_read_from_the_architecture(arch, layer, variant, same):
+    from cnnviz.models import create_model
+    from cnnviz.viz.deconv import is_same_for_every_image
+
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=10, **variant).eval()
+    size = model.input_size if hasattr(model, "input_size") else 64
+    channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    x, _ = _two_images(int(size), channels)
+    assert is_same_for_every_image(model, x, project(model, x, layer, 0)) is same

@@ -144,6 +144,34 @@ def test_default_layer_box_text_and_lrn_caption():
     assert "LRN passes" in vv.deconv_caption(alex, p, (0, 0, 10, 10))
 
 
+def test_deconv_figure_says_when_the_projection_is_the_same_for_every_image():
+    """Tiny-stem ResNet-18 (no max-pool): the figure adds guided backprop of the same unit and the caption says
+    the deconvnet picture does not come from the image; ZFNet's conv2 (switches below it) stays ZF's two panels
+    with no such sentence; a first-layer unit (its filter either way) gets the sentence but no third panel."""
+    from cnnviz.models import create_model
+    from cnnviz.views import visualize as vv
+    from cnnviz.viz import session
+    from cnnviz.viz.session import Subject
+
+    torch.manual_seed(0)
+    r18 = Subject(create_model("resnet18", num_classes=10, stem="tiny").eval(), session.random_subject(
+        "resnet18", num_classes=10).meta, "r18 tiny", None)
+    x, seen = session.prepare(session.demo_image(), r18.meta)
+    two = vv.deconv_figure(session.random_subject("zfnet", num_classes=10), x, seen, "features.conv2")
+    three = vv.deconv_figure(r18, x, seen, "layer3")
+    first = vv.deconv_figure(session.random_subject("zfnet", num_classes=10), x, seen, "features.conv1")
+    assert three.projection.same_for_every_image and three.guided is not None
+    assert three.guided.position == three.projection.position and three.guided.channel == three.projection.channel
+    assert three.image.shape[1] > two.image.shape[1] * 1.4  # a third panel
+    caption = three.caption(r18)
+    assert "same for every image" in caption and "Guided backprop (right" in caption
+    assert two.projection.same_for_every_image is False and two.guided is None
+    assert "same for every image" not in two.caption(r18)
+    assert first.projection.same_for_every_image and first.guided is None
+    assert first.image.shape == two.image.shape
+    assert "same for every image" in first.caption(r18) and "Guided backprop" not in first.caption(r18)
+
+
 def test_feature_grid_has_a_colour_bar():
     from cnnviz.views import visualize as vv
     from cnnviz.viz import session

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cnnviz.views import visualize as vv
 from cnnviz.viz import top9
 from cnnviz.viz.top9 import ScanCancelled, TopK, scan
 
@@ -115,6 +116,28 @@ def test_patches_and_projections_on_a_zoo_model():
         assert patch.shape == (b - t, rgt - left, 3) and proj.shape == patch.shape
     img = fig.image(cell=32)
     assert img.dtype == np.uint8 and img.shape[1] > img.shape[0]
+    assert fig.same_for_every_image is False  # pool1's and pool2's switches condition the projections
+    assert fig.projected_by == "deconvnet" and "ZF Fig. 2" in vv.top9_caption("features.pool2", fig)
+
+
+def test_without_max_pooling_top9_projects_with_guided_backprop():
+    from cnnviz.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=5, input_size=32, stem="tiny").eval()
+    images = np.random.default_rng(1).integers(0, 255, size=(12, 32, 32, 3), dtype=np.uint8)
+    r = scan(model, images, "layer3", mean=MEAN, std=STD, batch_size=6)
+    fig = top9.patches(model, images, r, 0, mean=MEAN, std=STD)
+    assert fig.same_for_every_image is True and fig.projected_by == "guided backprop"
+    from cnnviz.viz import render
+    from cnnviz.viz.deconv import guided_backprop
+
+    i, (y, x), (t, left, b, rgt) = fig.images[0], (int(r.ys[0, 0]), int(r.xs[0, 0])), fig.boxes[0]
+    xin = top9.preprocess_batch(images[i:i + 1], MEAN, STD, 32, torch.device("cpu"), 3)
+    guided = guided_backprop(model, xin, "layer3", 0, position=(y, x)).image[:, t:b, left:rgt]
+    np.testing.assert_array_equal(fig.projections[0], render.to_uint8(guided, "symmetric"))
+    assert vv.top9_caption("layer3", fig).startswith("guided backprop projections (left)")
+    assert top9.patches(model, images, r, 0, mean=MEAN, std=STD, project=False).same_for_every_image is None
 
 
 def test_grayscale_models_get_the_luma_like_to_tensor_for():

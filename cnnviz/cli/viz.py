@@ -247,12 +247,9 @@ def run(args: argparse.Namespace) -> int:
         fm = viz.feature_maps(model, x, layer)
         _save(args, vv.maps_figure(fm), fm.maps)
     elif cmd == "deconv":
-        channel = args.channel if args.channel is not None else viz.top_channels(model, x, layer, 1)[0][0]
-        p = viz.deconvnet(model, x, layer, channel, method=args.method)
-        box = viz.unit_region(model, layer, *p.position, subject.input_size)
-        print(f"{layer}[{channel}] unit (row, column) {p.position} = {p.value:.4g} ({p.method}); receptive field "
-              f"{vv.box_text(box)} in input pixels")
-        _save(args, vv.projection_figure(seen, p.image, box), p.image)
+        dc = vv.deconv_figure(subject, x, seen, layer, args.channel, method=args.method)
+        print(dc.caption(subject))
+        _save(args, dc.image, dc.projection.image)
     elif cmd == "occlusion":
         channel = args.channel
         if channel is None and args.layer:

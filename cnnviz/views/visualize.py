@@ -18,9 +18,19 @@ import torch
 import torch.nn as nn
 
 from cnnviz.catalog import CheckpointInfo, most_accurate
+from cnnviz.views.projection import (  # noqa: F401  (re-exported: the pages and the CLI read them from here)
+    DeconvFigure,
+    box_text,
+    covers_whole_image,
+    deconv_caption,
+    deconv_figure,
+    fixed_projection_note,
+    has_lrn,
+    projection_figure,
+    top9_caption,
+)
 from cnnviz.viz import probes, render
 from cnnviz.viz.attribution import LABELS
-from cnnviz.viz.deconv import deconvnet, top_channels
 from cnnviz.viz.filters import conv_layers, filter_channels, filter_grid
 from cnnviz.viz.maps import feature_maps, strongest_unit, unit_region
 from cnnviz.viz.session import Subject, class_index, prepare
@@ -49,27 +59,6 @@ class Context:
         """Identifies model + image: stored results are shown only while both are unchanged."""
         digest = hashlib.sha1(self.x.detach().cpu().numpy().tobytes()).hexdigest()[:16]
         return f"{self.subject.name}|{digest}"
-
-
-def projection_figure(seen: np.ndarray, proj: np.ndarray, box: tuple[int, int, int, int] | None = None,
-                      cell: int = 192) -> np.ndarray:
-    """The input (with the unit's receptive field outlined) beside its deconvnet projection (0 = grey)."""
-    left = seen if box is None else render.draw_box(seen, box)
-    right = render.to_uint8(proj, "symmetric")
-    return render.labelled([left, right], ["what the network saw", "deconvnet projection"], cell=cell)
-
-
-def box_text(box: tuple[int, int, int, int]) -> str:
-    """An input box ``(top, left, bottom, right)`` (as :func:`cnnviz.viz.maps.unit_region` gives it) written
-    the way the page labels boxes: ``(x0, y0, x1, y1)``, in the model's input pixels, x1 and y1 exclusive."""
-    top, left, bottom, right = (int(v) for v in box)
-    return f"(x0, y0, x1, y1) = ({left}, {top}, {right}, {bottom})"
-
-
-def covers_whole_image(box: tuple[int, int, int, int], input_size: tuple[int, int, int]) -> bool:
-    """True when the box is the whole input (every unit of the layer then sees all of the image)."""
-    top, left, bottom, right = box
-    return top <= 0 and left <= 0 and bottom >= input_size[1] and right >= input_size[2]
 
 
 def _titled(image: np.ndarray, title: str, cell: int) -> np.ndarray:
@@ -131,6 +120,16 @@ def attribution_figure(seen: np.ndarray, attrs, subject: Subject | None = None, 
     name = subject.class_name(attrs.target) if subject is not None else f"class {attrs.target}"
     image = _titled(seen, "image (the model's input)", cell)
     return render.side_by_side([image] + _attribution_panels(attrs, name, cell))
+
+
+def attribution_caption(subject: Subject, attrs) -> str:
+    """What the attribution figure explains, and which of its maps are the same for every image."""
+    text = f"explaining {subject.class_name(attrs.target)}; Grad-CAM at {attrs.cam_layer}"
+    if "deconvnet" in attrs.same_for_every_image:
+        text += (". The deconvnet map is the same for every image of this class: with no max-pooling in the "
+                 "model, the deconvnet's way back never sees the image (Springenberg et al. 2015); guided backprop "
+                 "does")
+    return subject.caption(text)
 
 
 def sanity_figure(seen: np.ndarray, check, subject: Subject | None = None, cell: int = 160) -> np.ndarray:
@@ -198,34 +197,6 @@ def maps_figure(fm, max_maps: int = 64) -> np.ndarray:
     return render.stack([maps_grid, render.colorbar(
         "gray", "lowest", "highest", "activation: each map on its own scale, black = its lowest, white = its highest",
         min(maps_grid.shape[1], 360))])
-
-
-def deconv_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: str, channel: int | None = None,
-                  method: str = "auto"):
-    """``(projection, figure, box)``: ZF's deconvnet projection of ``channel``'s strongest activation
-    (default: the channel with the strongest activation)."""
-    if channel is None:
-        channel = top_channels(subject.model, x, layer, 1)[0][0]
-    p = deconvnet(subject.model, x, layer, int(channel), method=method)
-    box = unit_region(subject.model, layer, *p.position, subject.input_size)
-    return p, projection_figure(seen, p.image, box), box
-
-
-def has_lrn(model: nn.Module) -> bool:
-    """True when the model has a local response normalisation layer (AlexNet, ZFNet, GoogLeNet; not ResNet)."""
-    return any("LocalResponseNorm" in type(m).__name__ for m in model.modules())
-
-
-def deconv_caption(subject: Subject, proj, box: tuple[int, int, int, int]) -> str:
-    """What a deconvnet figure shows: the unit, its receptive field, the method; LRN is mentioned only for
-    models that have one, and a receptive field that covers the whole image is said to."""
-    text = (f"{proj.layer}[{proj.channel}] unit (row, column) {proj.position} = {proj.value:.3g}; its receptive field "
-            f"{box_text(box)} in the model's input pixels is outlined; {proj.method} deconvnet")
-    if has_lrn(subject.model):
-        text += " (LRN passes the signal unchanged, as in ZF)"
-    if covers_whole_image(box, subject.input_size):
-        text += "; this unit's receptive field covers the whole image"
-    return subject.caption(text)
 
 
 # ----------------------------------------------------------------------------------------------- the views' text
@@ -320,9 +291,11 @@ class EpochFigures:
 def epoch_figures(ckpt, epoch: int, x: torch.Tensor, seen: np.ndarray, layer: str) -> EpochFigures:
     """Filters and the strongest deconvnet projection of ``layer`` for the snapshot ``ckpt`` of ``epoch``."""
     snap = Subject(ckpt.model, ckpt.meta, f"epoch {epoch}", None)
-    proj, fig, _ = deconv_figure(snap, x, seen, layer)
+    dc = deconv_figure(snap, x, seen, layer)
+    note = fixed_projection_note(dc.projection, dc.guided is not None)
     return EpochFigures(filter_grid(snap.model).image, snap.caption(f"first-layer filters after epoch {epoch}"),
-                        proj, fig, snap.caption(f"strongest projection of {layer}, epoch {epoch}"))
+                        dc.projection, dc.image,
+                        snap.caption(f"strongest projection of {layer}, epoch {epoch}" + (f". {note}" if note else "")))
 
 
 # ----------------------------------------------------------------------------------------------- invariance

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from cnnviz.training.folder import RunFolder
 from cnnviz.viz.attribution import METHODS, attribute, randomized_copy, sanity_check
-from cnnviz.viz.deconv import Projection, deconvnet, project, project_switches, top_channels
+from cnnviz.viz.deconv import (
+    Projection,
+    deconvnet,
+    guided_backprop,
+    is_same_for_every_image,
+    project,
+    project_switches,
+    top_channels,
+)
 from cnnviz.viz.filters import compare_first_layers, conv_layers, filter_channels, filter_grid, filter_stats
 from cnnviz.viz.hooks import StopForward, hook_counts, private_view
 from cnnviz.viz.layers import map_layers
@@ -29,7 +37,7 @@ scan_top9 = scan
 __all__ = [
     "METHODS", "FeatureMaps", "OcclusionResult", "Projection", "ScanCancelled", "Snapshot", "StopForward", "TopK",
     "attribute", "compare_first_layers", "conv_layers", "deconvnet", "feature_maps", "filter_channels",
-    "filter_grid", "filter_stats", "hook_counts", "list_snapshots", "map_layers", "occlusion", "patches",
+    "filter_grid", "filter_stats", "guided_backprop", "hook_counts", "is_same_for_every_image", "list_snapshots", "map_layers", "occlusion", "patches",
     "private_view", "project", "project_switches", "randomized_copy", "sanity_check", "scan", "scan_top9",
     "top_channels", "unit_region",
 ]

@@ -78,6 +78,9 @@ class Attributions:
     raw: dict[str, np.ndarray] = field(default_factory=dict)  # method -> C x H x W (or 1 x H x W) float32
     cam_layer: str | None = None
     cam_size: tuple[int, int] | None = None  # (h, w) of the CAM layer's maps, before upsampling
+    # Methods whose map for this class was measured to be the same from any image (the deconvnet of a network
+    # with no max-pooling: cnnviz.viz.deconv's docstring says why). They show the class, not the image.
+    same_for_every_image: tuple[str, ...] = ()
 
     def blank(self, method: str) -> str | None:
         """Why ``method``'s map is not a picture (see :func:`blank_reason`), or None."""
@@ -146,10 +149,27 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | None = None, meth
                 a = GuidedGradCam(view, layer).attribute(xi, target=target)
             raw[m] = a.detach()
             maps[m] = a.detach()[0, 0].float().cpu().numpy() if m == "grad_cam" else _reduce(a)
+        fixed = ("deconvnet",) if "deconvnet" in methods and _deconvnet_ignores_image(view, x, raw["deconvnet"],
+                                                                                       target) else ()
     if cam_layer is not None and cam_size is None:
         shape = output_shapes(view, tuple(x.shape[1:])).get(cam_layer)
         cam_size = tuple(shape[1:]) if shape is not None and len(shape) == 3 else None
-    return Attributions(target, maps, {k: v[0].float().cpu().numpy() for k, v in raw.items()}, cam_layer, cam_size)
+    return Attributions(target, maps, {k: v[0].float().cpu().numpy() for k, v in raw.items()}, cam_layer, cam_size,
+                        fixed)
+
+
+def _deconvnet_ignores_image(view: nn.Module, x: torch.Tensor, mine: torch.Tensor, target: int) -> bool:
+    """True when captum's deconvnet gives this class the same map from a random input as from ``x`` (up to
+    scale): one more backward pass, measured rather than read from the architecture."""
+    from captum.attr import Deconvolution
+
+    probe = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(x.device, x.dtype)
+    other = Deconvolution(view).attribute(probe.requires_grad_(True), target=target).detach()
+    a, b = mine.flatten().double(), other.flatten().double()
+    na, nb = float(a.norm()), float(b.norm())
+    if na == 0.0 or nb == 0.0:
+        return na == nb
+    return float((a / na) @ (b / nb)) > 0.999
 
 
 def parametrised_layers(model: nn.Module) -> list[str]:

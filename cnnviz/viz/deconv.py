@@ -49,7 +49,10 @@ class Projection:
     channel: int
     position: tuple[int, int]  # (y, x) of the projected unit in the layer's map
     value: float  # its activation
-    method: str
+    method: str  # "autograd" or "switches" (deconvnet), "guided backprop"
+    # Measured by is_same_for_every_image(): True when this unit projects to the same picture from any image.
+    # None: not measured.
+    same_for_every_image: bool | None = None
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -77,19 +80,19 @@ def _pick_unit(fmap: torch.Tensor, channel: int, position: tuple[int, int] | Non
 
 def project(model: nn.Module, x: torch.Tensor, layer: str, channel: int,
             position: tuple[int, int] | None = None, *, lrn: str = "identity",
-            keep_value: bool = True) -> Projection:
+            keep_value: bool = True, relu: str = "deconv") -> Projection:
     """Deconvnet projection of the strongest activation of ``channel`` in ``layer`` (or of the unit at
     ``position``), by the modified-gradient route; works for every model of the zoo.
 
     ``x`` is one preprocessed image, ``1 x C x H x W`` (``cnnviz.preprocess.to_tensor_for``). The model is not
     modified (the work happens on a private view). ``keep_value`` seeds the projection with the activation's
-    value (ZF); otherwise with 1.
+    value (ZF); otherwise with 1. ``relu="guided"`` gives guided backprop instead (:func:`guided_backprop`).
     """
     if x.dim() == 3:
         x = x.unsqueeze(0)
     view = private_view(model)
     x = x.detach().to(_device_of(view)).clone().requires_grad_(True)
-    with torch.enable_grad(), modified_backward(view, relu="deconv", lrn=lrn), \
+    with torch.enable_grad(), modified_backward(view, relu=relu, lrn=lrn), \
             capture(view, [layer], stop_after=layer) as store:
         forward_quietly(view, x)
         if layer not in store:
@@ -101,7 +104,33 @@ def project(model: nn.Module, x: torch.Tensor, layer: str, channel: int,
         if not fmap.requires_grad:
             raise RuntimeError(f"layer {layer!r} does not depend on the input through differentiable operations")
         (grad,) = torch.autograd.grad(fmap, x, seed)
-    return Projection(grad[0].detach().cpu().numpy().astype(np.float32), layer, channel, (y, xx), value, "autograd")
+    method = {"deconv": "autograd", "guided": "guided backprop"}.get(relu, relu)
+    return Projection(grad[0].detach().cpu().numpy().astype(np.float32), layer, channel, (y, xx), value, method)
+
+
+def guided_backprop(model: nn.Module, x: torch.Tensor, layer: str, channel: int,
+                    position: tuple[int, int] | None = None, *, keep_value: bool = True) -> Projection:
+    """Guided backprop (Springenberg et al. 2015) of one unit: the deconvnet's way back, except that each ReLU
+    also stops the signal where its forward input was not positive. Unlike the deconvnet it is conditioned on
+    the image even where no max-pool switch lies below the unit. LRN keeps its true Jacobian (guided backprop
+    is a gradient method; ZF's identity rule is the deconvnet's)."""
+    return project(model, x, layer, channel, position, lrn="gradient", keep_value=keep_value, relu="guided")
+
+
+def is_same_for_every_image(model: nn.Module, x: torch.Tensor, proj: Projection, seed: int = 0) -> bool:
+    """True when ``proj``'s unit projects to the same picture (up to its value) from another input: the
+    deconvnet of this image and of a random one (``seed``), both seeded with 1 at the same unit, agree.
+
+    Measured, not read from the architecture (see the module's docstring): two backward passes. Where the
+    unit projects to nothing from either input, it is the same (blank) picture, and True.
+    """
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    probe = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.dtype)
+    mine, other = (project(model, inp, proj.layer, proj.channel, proj.position, keep_value=False).image
+                   for inp in (x, probe))
+    scale = float(max(np.abs(mine).max(), np.abs(other).max()))
+    return scale == 0.0 or bool(np.allclose(mine, other, rtol=0.0, atol=1e-4 * scale))
 
 
 # --- the explicit, switch-based deconvnet for sequential stacks -----------------------------------------------

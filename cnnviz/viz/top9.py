@@ -249,6 +249,11 @@ class Top9Figure:
     boxes: list[tuple[int, int, int, int]]  # (top, left, bottom, right) in input pixels
     values: list[float]
     images: list[int]
+    # Measured on the first hit (cnnviz.viz.deconv.is_same_for_every_image): True when the deconvnet projects
+    # this unit to one picture whatever the image, so nine of them would show the unit nine times, not the
+    # images; the projections are then guided backprop's. None: not projected.
+    same_for_every_image: bool | None = None
+    projected_by: str = "deconvnet"  # or "guided backprop"
 
     def image(self, cell: int = 64) -> np.ndarray:
         """ZF Fig. 2: projections (left 3x3) beside the image patches (right 3x3)."""
@@ -262,10 +267,12 @@ def patches(model: nn.Module, images: np.ndarray, top: TopK, channel: int, *, me
             input_size: int | None = None, project: bool = True, channels: int = 3) -> Top9Figure:
     """The receptive-field patches of ``channel``'s top hits and their deconvnet projections (ZF Fig. 2).
 
-    Each projection is contrast-normalised on its own (0 = grey), as ZF display them.
+    Each projection is contrast-normalised on its own (0 = grey), as ZF display them. Where the deconvnet's
+    projection of this unit is the same for every image (no max-pooling below the layer: tiny-stem ResNet-18),
+    the projections are guided backprop's instead (``projected_by`` says which), which depends on the image.
     """
     from cnnviz.preprocess import to_image
-    from cnnviz.viz.deconv import deconvnet
+    from cnnviz.viz.deconv import deconvnet, guided_backprop, is_same_for_every_image
     from cnnviz.viz.maps import unit_region
 
     if not 0 <= channel < top.channels:
@@ -285,8 +292,13 @@ def patches(model: nn.Module, images: np.ndarray, top: TopK, channel: int, *, me
         shown = np.asarray(to_image(xin.cpu(), mean, std))  # what the network saw
         out.patches.append(shown[t:b, left:rgt])
         if project:
-            proj = deconvnet(model, xin, top.layer, channel, position=(y, x)).image
-            out.projections.append(render.to_uint8(proj[:, t:b, left:rgt], "symmetric"))
+            proj = deconvnet(model, xin, top.layer, channel, position=(y, x))
+            if out.same_for_every_image is None:
+                out.same_for_every_image = is_same_for_every_image(model, xin, proj)
+                out.projected_by = "guided backprop" if out.same_for_every_image else "deconvnet"
+            if out.same_for_every_image:
+                proj = guided_backprop(model, xin, top.layer, channel, position=(y, x))
+            out.projections.append(render.to_uint8(proj.image[:, t:b, left:rgt], "symmetric"))
         out.boxes.append(box)
         out.values.append(float(top.values[channel, r]))
         out.images.append(i)

@@ -264,6 +264,21 @@ def test_default_layer_is_at_least_8x8_and_whole_image_fields_are_said():
     assert "LRN passes the signal unchanged" in _captions(at)
 
 
+def test_deconvnet_without_max_pooling_says_so_and_adds_guided_backprop():
+    """ResNet-18 with the tiny stem (the zoo's) has no max-pool: its deconvnet picture is the same for every
+    image, and the Deconvnet view says so and shows guided backprop of the same unit beside it."""
+    torch.manual_seed(0)
+    m = create_model("resnet18", num_classes=3, input_size=64, stem="tiny")
+    meta = build_meta(m, class_names=["alpha", "beta", "gamma"], mean=(0.45, 0.45, 0.45), std=(0.25, 0.25, 0.25))
+    save_checkpoint(checkpoints_dir() / "starter" / "r18_tiny", m, meta)
+    at = _run(AppTest.from_file(PAGE, default_timeout=240))
+    assert at.selectbox[0].value.startswith("starter/r18_tiny")
+    at.selectbox[1].select("layer3")
+    caption = next(c for i in _open(at, "Deconvnet").get("image") for c in i.captions if "deconvnet" in c)
+    assert "This projection is the same for every image: no max-pooling lies below layer3" in caption, caption
+    assert "Guided backprop (right; Springenberg et al. 2015)" in caption, caption
+
+
 def test_occlusion_class_is_picked_by_name(checkpoint):
     at = _open(_run(AppTest.from_file(PAGE, default_timeout=240)), "Occlusion")
     picker = next(s for s in at.selectbox if s.label == "Class")
