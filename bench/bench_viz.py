@@ -1,4 +1,5 @@
-"""Visualisation timings on this machine: deconvnet projection (AlexNet, 64x64), occlusion (ResNet-18, 64x64,
+"""Visualisation timings on this machine: deconvnet projection (AlexNet, 64x64), the Deconvnet view's figure
+(ZFNet and tiny-stem ResNet-18), occlusion (ResNet-18, 64x64,
 8x8 square, stride 4) against captum's Occlusion, and a top-9 scan of one layer over 10,000 val images.
 
     .venv/bin/python -m bench.bench_viz [--quick] [--device cuda]
@@ -64,6 +65,35 @@ def bench_deconv(repeat: int) -> list[str]:
         f"| captum `NeuronDeconvolution` (baseline) | {t_captum * 1000:.1f} ms | 1.00x |",
         "", f"Goal: under 300 ms. With `lrn=\"gradient\"` and a unit seed our projection equals captum's: "
         f"{agree} (the default, `lrn=\"identity\"`, follows ZF).", ""]
+
+
+def bench_deconv_figure(repeat: int) -> list[str]:
+    """What the Deconvnet view costs on top of the projection: the check that the picture depends on the image
+    (one more backward pass, from a random input) and, where it does not, guided backprop of the same unit."""
+    from cnnviz.models import create_model
+    from cnnviz.views.projection import deconv_figure
+    from cnnviz.viz.deconv import deconvnet, is_same_for_every_image
+    from cnnviz.viz.session import Subject, random_subject
+
+    rows = ["### The Deconvnet view's figure (random weights at 64x64; strongest unit of the strongest map)",
+            "| model, layer | deconvnet alone | + the image check | whole figure (`deconv_figure`) | "
+            "same for every image? |", "|---|---|---|---|---|"]
+    torch.manual_seed(0)
+    r18 = create_model("resnet18", num_classes=200, input_size=64, stem="tiny").eval()
+    cases = [("zfnet", random_subject("zfnet"), "features.conv5"),
+             ("resnet18 (tiny stem)", Subject(r18, random_subject("resnet18").meta, "r18", None), "layer4")]
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    seen = np.zeros((64, 64, 3), np.uint8)
+    for name, subject, layer in cases:
+        p = deconvnet(subject.model, x, layer, 0)
+        t_alone = timeit(lambda s=subject, lay=layer, c=p.channel: deconvnet(s.model, x, lay, c), repeat)
+        t_check = timeit(lambda s=subject, p=p: is_same_for_every_image(s.model, x, p), repeat)
+        t_fig = timeit(lambda s=subject, lay=layer: deconv_figure(s, x, seen, lay), repeat)
+        fixed = is_same_for_every_image(subject.model, x, p)
+        rows.append(f"| {name}, `{layer}` | {t_alone * 1000:.1f} ms | {(t_alone + t_check) * 1000:.1f} ms | "
+                    f"{t_fig * 1000:.1f} ms | {'yes: guided backprop is drawn too' if fixed else 'no'} |")
+    rows += ["", "The whole figure also picks the strongest map (one forward pass) and draws the panels.", ""]
+    return rows
 
 
 def bench_occlusion(repeat: int) -> list[str]:
@@ -248,7 +278,8 @@ def main() -> None:
     # The LRN micro-benchmark runs first, in a fresh process: run after the deconvnet and occlusion parts, ours
     # measured 36 ms instead of 12-17 ms (probably the allocator then giving its 19 MB temporaries back to the
     # OS after each call, so every call page-faults them in again; not confirmed).
-    for part in (lambda: bench_lrn(repeat), lambda: bench_deconv(repeat), lambda: bench_occlusion(repeat),
+    for part in (lambda: bench_lrn(repeat), lambda: bench_deconv(repeat), lambda: bench_deconv_figure(repeat),
+                 lambda: bench_occlusion(repeat),
                  lambda: bench_top9(2000 if args.quick else 10_000)):
         chunk = part()
         print("\n".join(chunk), flush=True)

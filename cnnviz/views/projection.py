@@ -16,7 +16,14 @@ import torch
 import torch.nn as nn
 
 from cnnviz.viz import render
-from cnnviz.viz.deconv import Projection, deconvnet, guided_backprop, is_same_for_every_image, top_channels
+from cnnviz.viz.deconv import (
+    Projection,
+    deconvnet,
+    guided_backprop,
+    is_same_for_every_image,
+    same_picture,
+    top_channels,
+)
 from cnnviz.viz.maps import unit_region
 from cnnviz.viz.session import Subject
 
@@ -72,20 +79,11 @@ def deconv_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: st
     p = deconvnet(subject.model, x, layer, int(channel), method=method)
     p = replace(p, same_for_every_image=is_same_for_every_image(subject.model, x, p))
     guided = guided_backprop(subject.model, x, layer, p.channel, p.position) if p.same_for_every_image else None
-    if guided is not None and same_picture(guided.image, p.image):
+    if guided is not None and same_picture(guided.image, p.image, tolerance=1e-3):
         guided = None
     box = unit_region(subject.model, layer, *p.position, subject.input_size)
     fig = projection_figure(seen, p.image, box, guided=None if guided is None else guided.image)
     return DeconvFigure(p, fig, box, guided)
-
-
-def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when two projections are one picture up to a positive scale (the page shows each on its own
-    scale): cosine similarity above 0.999, or both blank."""
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if na == 0.0 or nb == 0.0:
-        return na == nb
-    return float((a.ravel() / na) @ (b.ravel() / nb)) > 0.999
 
 
 def has_lrn(model: nn.Module) -> bool:

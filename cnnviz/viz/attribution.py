@@ -163,13 +163,11 @@ def _deconvnet_ignores_image(view: nn.Module, x: torch.Tensor, mine: torch.Tenso
     scale): one more backward pass, measured rather than read from the architecture."""
     from captum.attr import Deconvolution
 
+    from cnnviz.viz.deconv import same_picture
+
     probe = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(x.device, x.dtype)
     other = Deconvolution(view).attribute(probe.requires_grad_(True), target=target).detach()
-    a, b = mine.flatten().double(), other.flatten().double()
-    na, nb = float(a.norm()), float(b.norm())
-    if na == 0.0 or nb == 0.0:
-        return na == nb
-    return float((a / na) @ (b / nb)) > 0.999
+    return same_picture(mine.cpu().numpy(), other.cpu().numpy())
 
 
 def parametrised_layers(model: nn.Module) -> list[str]:

@@ -118,19 +118,31 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, layer: str, channel: int,
 
 
 def is_same_for_every_image(model: nn.Module, x: torch.Tensor, proj: Projection, seed: int = 0) -> bool:
-    """True when ``proj``'s unit projects to the same picture (up to its value) from another input: the
-    deconvnet of this image and of a random one (``seed``), both seeded with 1 at the same unit, agree.
+    """True when ``proj``'s unit projects to the same picture, up to scale and sign (the unit's value), from
+    a random input (``seed``) as from ``x``: |cosine similarity| of the two projections above 0.9999.
 
-    Measured, not read from the architecture (see the module's docstring): two backward passes. Where the
-    unit projects to nothing from either input, it is the same (blank) picture, and True.
+    Measured, not read from the architecture (see the module's docstring): one more backward pass, from the
+    random input. ``proj`` is a projection of ``x`` (either method: the two agree). Where the unit projects
+    to nothing from both inputs, it is the same (blank) picture, and True.
     """
     if x.dim() == 3:
         x = x.unsqueeze(0)
     probe = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.dtype)
-    mine, other = (project(model, inp, proj.layer, proj.channel, proj.position, keep_value=False).image
-                   for inp in (x, probe))
-    scale = float(max(np.abs(mine).max(), np.abs(other).max()))
-    return scale == 0.0 or bool(np.allclose(mine, other, rtol=0.0, atol=1e-4 * scale))
+    other = project(model, probe, proj.layer, proj.channel, proj.position, keep_value=False).image
+    return same_picture(proj.image, other, signed=False)
+
+
+def same_picture(a: np.ndarray, b: np.ndarray, signed: bool = True, tolerance: float = 1e-4) -> bool:
+    """True when two projections are one picture up to a positive scale (``signed``) or any nonzero scale:
+    cosine similarity (its absolute value when not ``signed``) above ``1 - tolerance``, or both blank."""
+    # Element-wise sums, not np.dot / np.linalg.norm: those call the BLAS, whose threads then fight torch's
+    # for the cores (measured: 90 ms added to a 60 ms projection on 2 cores).
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    na, nb = float(np.sqrt((a * a).sum())), float(np.sqrt((b * b).sum()))
+    if na == 0.0 or nb == 0.0:
+        return na == nb
+    cos = float((a * b).sum()) / (na * nb)
+    return (cos if signed else abs(cos)) > 1.0 - tolerance
 
 
 # --- the explicit, switch-based deconvnet for sequential stacks -----------------------------------------------
