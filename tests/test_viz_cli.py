@@ -56,7 +56,7 @@ def test_random_arch_and_errors(files, capsys):
                  str(files / "img.png"), "--out", str(out)]) == 2
 
 
-def test_top9_on_a_synthetic_dataset(files, tmp_path):
+def test_top9_on_a_synthetic_dataset(files, tmp_path, capsys):
     from cnnviz.data import make_synthetic
 
     root = make_synthetic(tmp_path / "tin", num_classes=3, train_per_class=2, val_per_class=5)
@@ -67,4 +67,5 @@ def test_top9_on_a_synthetic_dataset(files, tmp_path):
     a = np.load(arr, allow_pickle=False)
     assert a.shape == (96, 9, 4) and set(a[:, :, 1].ravel()) <= set(range(15))
     assert len(list((tmp_path / "c").glob("*.npz"))) == 1
+    assert "deconvnet projections (left)" in capsys.readouterr().out  # pool1's switches: ZF's own figure
     assert main(args) == 0  # from the cache

@@ -293,6 +293,9 @@ def _top9(args, subject) -> int:
     fig = viz.patches(subject.model, split.images, top, channel, mean=mean, std=std,
                       input_size=subject.input_size[1], channels=subject.input_size[0])
     print(f"{layer}[{channel}]: images {fig.images}, activations {[round(v, 3) for v in fig.values]}")
+    from cnnviz.views.projection import top9_caption
+
+    print(top9_caption(layer, fig))
     arr = np.stack([top.values, top.index, top.ys, top.xs], axis=-1).astype(np.float64)
     _save(args, fig.image(), arr)
     return 0
