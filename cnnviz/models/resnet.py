@@ -298,7 +298,9 @@ def _register(depth: int) -> None:
             "conv1 32x32, conv2_x 16x16, conv3_x 8x8, conv4_x 4x4, conv5_x 2x2 before global pooling.",
             "stem='tiny' (recommended for training on 64x64): conv1 becomes 3x3 stride 1 (64 channels, no "
             "bias, BN, ReLU) and the max pool is removed, so the stages run at 64, 32, 16, 8 pixels like "
-            "the 224 model's 56, 28, 14, 7. This is the common Tiny ImageNet/CIFAR adaptation, not the paper's.",
+            "the 224 model's 56, 28, 14, 7. This is the common Tiny ImageNet/CIFAR adaptation, not the paper's. "
+            "With no max pool left, ZF's deconvnet has no switches to carry the image down: it projects each "
+            "unit to the same picture from every image (Visualize says so and adds guided backprop).",
             "The FC layer has 200 outputs (Tiny ImageNet classes) instead of 1000.",
         ),
         min_input=32,
