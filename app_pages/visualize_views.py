@@ -73,8 +73,13 @@ def maps_view(ctx: Context) -> None:
 
 
 def deconv_view(ctx: Context) -> None:
-    channel = st.number_input("Feature map (empty = the most active)", 0, None, None, key="dc_ch")
-    dc = vv.deconv_figure(ctx.subject, ctx.x, ctx.seen, ctx.layer, channel)
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    channel = left.number_input("Feature map (empty = the most active)", 0, None, None, key="dc_ch")
+    guided = right.toggle("Guided backprop beside it", key="dc_guided",
+                          help="Springenberg et al. 2015: the same way back, but each ReLU also stops the signal "
+                               "where it was off in the forward pass. Shown anyway where the deconvnet's picture "
+                               "would be the same for every image.")
+    dc = vv.deconv_figure(ctx.subject, ctx.x, ctx.seen, ctx.layer, channel, with_guided=guided)
     whole_image_note(ctx, dc.box)
     st.image(dc.image, caption=dc.caption(ctx.subject))
     downloads("deconvnet", dc.image, dc.projection.image)

@@ -170,6 +170,11 @@ def test_deconv_figure_says_when_the_projection_is_the_same_for_every_image():
     assert first.projection.same_for_every_image and first.guided is None
     assert first.image.shape == two.image.shape
     assert "same for every image" in first.caption(r18) and "Guided backprop" not in first.caption(r18)
+    zf = session.random_subject("zfnet", num_classes=10)
+    asked = vv.deconv_figure(zf, x, seen, "features.conv2", with_guided=True)  # the toggle: both methods
+    assert asked.guided is not None and asked.image.shape[1] == three.image.shape[1]
+    assert "Guided backprop (right; Springenberg" in asked.caption(zf) and "same for every image" not in \
+        asked.caption(zf)
 
 
 def test_feature_grid_has_a_colour_bar():

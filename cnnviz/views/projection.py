@@ -67,19 +67,21 @@ class DeconvFigure:
 
 
 def deconv_figure(subject: Subject, x: torch.Tensor, seen: np.ndarray, layer: str, channel: int | None = None,
-                  method: str = "auto") -> DeconvFigure:
+                  method: str = "auto", with_guided: bool = False) -> DeconvFigure:
     """ZF's deconvnet projection of ``channel``'s strongest activation (default: the channel with the strongest
     activation), beside the input.
 
     Where the projection is the same for every image and guided backprop of the same unit shows something
     else, that is a third panel: the picture of this unit that does come from the image. (For a first-layer
-    unit both are its filter; a third copy would say nothing.)"""
+    unit both are its filter; a third copy would say nothing.) ``with_guided`` adds that panel in any case,
+    to compare the two methods."""
     if channel is None:
         channel = top_channels(subject.model, x, layer, 1)[0][0]
     p = deconvnet(subject.model, x, layer, int(channel), method=method)
     p = replace(p, same_for_every_image=is_same_for_every_image(subject.model, x, p))
-    guided = guided_backprop(subject.model, x, layer, p.channel, p.position) if p.same_for_every_image else None
-    if guided is not None and same_picture(guided.image, p.image, tolerance=1e-3):
+    wanted = with_guided or p.same_for_every_image
+    guided = guided_backprop(subject.model, x, layer, p.channel, p.position) if wanted else None
+    if guided is not None and not with_guided and same_picture(guided.image, p.image, tolerance=1e-3):
         guided = None
     box = unit_region(subject.model, layer, *p.position, subject.input_size)
     fig = projection_figure(seen, p.image, box, guided=None if guided is None else guided.image)
@@ -101,7 +103,7 @@ def deconv_caption(subject: Subject, proj: Projection, box: tuple[int, int, int,
         text += " (LRN passes the signal unchanged, as in ZF)"
     if covers_whole_image(box, subject.input_size):
         text += "; this unit's receptive field covers the whole image"
-    note = fixed_projection_note(proj, guided)
+    note = fixed_projection_note(proj, guided) or (GUIDED_NOTE if guided else None)
     return subject.caption(text + (f". {note}" if note else ""))
 
 
@@ -116,6 +118,11 @@ def fixed_projection_note(proj: Projection, guided: bool = False) -> str | None:
         text += (". Guided backprop (right; Springenberg et al. 2015) also stops the signal where the forward ReLU "
                  "was off, so it shows what in this image drove the unit")
     return text + "."
+
+
+GUIDED_NOTE = ("Guided backprop (right; Springenberg et al. 2015): the deconvnet's way back, except that each ReLU "
+               "also stops the signal where its forward input was off, so the image gates it at every ReLU, not only at "
+               "the max-pools.")
 
 
 def top9_caption(layer: str, figure) -> str:

@@ -279,6 +279,17 @@ def test_deconvnet_without_max_pooling_says_so_and_adds_guided_backprop():
     assert "Guided backprop (right; Springenberg et al. 2015)" in caption, caption
 
 
+def test_guided_backprop_toggle_adds_it_beside_zfs_deconvnet():
+    at = _run(AppTest.from_file(PAGE, default_timeout=240))  # no checkpoints: the random inits are listed
+    at.selectbox[0].select("random init: zfnet")
+    _open(at, "Deconvnet")
+    caption = next(c for i in at.get("image") for c in i.captions if "deconvnet" in c)
+    assert "Guided backprop" not in caption, caption  # ZF's figure: the deconvnet alone
+    at.toggle(key="dc_guided").set_value(True)
+    caption = next(c for i in _run(at).get("image") for c in i.captions if "deconvnet" in c)
+    assert "Guided backprop (right; Springenberg et al. 2015): the deconvnet's way back" in caption, caption
+
+
 def test_occlusion_class_is_picked_by_name(checkpoint):
     at = _open(_run(AppTest.from_file(PAGE, default_timeout=240)), "Occlusion")
     picker = next(s for s in at.selectbox if s.label == "Class")
