@@ -122,8 +122,8 @@ def is_same_for_every_image(model: nn.Module, x: torch.Tensor, proj: Projection,
     a random input (``seed``) as from ``x``: |cosine similarity| of the two projections above 0.9999.
 
     Measured, not read from the architecture (see the module's docstring): one more backward pass, from the
-    random input. ``proj`` is a projection of ``x`` (either method: the two agree). Where the unit projects
-    to nothing from both inputs, it is the same (blank) picture, and True.
+    random input. ``proj`` is a projection of ``x`` (either method: the two agree; LRN as ZF, the default). Where
+    the unit projects to nothing from both inputs, it is the same (blank) picture, and True.
     """
     if x.dim() == 3:
         x = x.unsqueeze(0)
