@@ -67,8 +67,7 @@ def occlusion_view(ctx: Context) -> None:
 
 def attribution_view(ctx: Context) -> None:
     subject = ctx.subject
-    st.caption("Sanity check (Adebayo et al. 2018): guided backprop and deconvnet barely change when the weights "
-               "are randomised - they mostly reconstruct the image, not what the model learnt.")
+    st.caption(vv.SANITY_INTRO)
     left, right = st.columns(2)
     with left:
         target = class_picker(ctx, "attr", "Class to explain")
@@ -80,7 +79,7 @@ def attribution_view(ctx: Context) -> None:
     sig = (ctx.signature, target, cam_layer)
     if st.button("Compute attributions"):
         st.session_state["viz_attr"] = (sig, viz.attribute(subject.model, ctx.x, target, cam_layer=cam_layer))
-    if st.button("Sanity check: randomise the weights"):
+    if st.button(vv.SANITY_BUTTON):
         st.session_state["viz_sanity"] = (sig, viz.sanity_check(subject.model, ctx.x, target, cam_layer=cam_layer))
     hit, check = st.session_state.get("viz_attr"), st.session_state.get("viz_sanity")
     if hit and hit[0] == sig:

@@ -122,6 +122,15 @@ def attribution_figure(seen: np.ndarray, attrs, subject: Subject | None = None, 
     return render.side_by_side([image] + _attribution_panels(attrs, name, cell))
 
 
+SANITY_BUTTON = "Sanity check: randomise the weights"
+# Adebayo et al. tested gradients, Grad-CAM, guided backprop and guided Grad-CAM, not the deconvnet: no claim
+# about it here (measured on the starters, it changes as much as saliency or more: cnnviz.viz.attribution).
+SANITY_INTRO = ("Sanity check (Adebayo et al. 2018): a map that explains the model should change when its weights "
+                "are randomised. In their experiments gradients and Grad-CAM did; guided backprop and guided "
+                f"Grad-CAM barely changed - they mostly reconstruct the image. \"{SANITY_BUTTON}\" measures it for "
+                "this model and image.")
+
+
 def attribution_caption(subject: Subject, attrs) -> str:
     """What the attribution figure explains, and which of its maps are the same for every image."""
     text = f"explaining {subject.class_name(attrs.target)}; Grad-CAM at {attrs.cam_layer}"

@@ -15,9 +15,13 @@ on a private view of the model (captum's hooks never touch a shared model).
 
 The sanity check re-runs the methods on a copy whose weights are re-initialised: either all of them
 (``"full"``) or progressively from the top layer down (``"cascading"``), and compares each map with the
-original by the Spearman rank correlation of the absolute values. Methods that explain the *model* change a
-lot (saliency, integrated gradients, Grad-CAM); guided backprop and deconvnet barely change: they mostly
-reconstruct the image (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018; Nie et al. 2018).
+original by the Spearman rank correlation of the absolute values. A map that explains the *model* changes a
+lot. Adebayo et al. ("Sanity Checks for Saliency Maps", NeurIPS 2018) found gradients and Grad-CAM pass, and
+guided backprop and guided Grad-CAM barely change: they mostly reconstruct the image (Nie et al. 2018 explain
+why). They did not test the deconvnet, and it need not behave like guided backprop here. Measured on the
+shipped starters, full randomisation, val images 0 and 7, Spearman of |maps| (2026-12-06): ZFNet guided
+backprop 0.72 / 0.68, saliency 0.63 / 0.31, deconvnet 0.06 / -0.32; tiny-stem ResNet-18 guided backprop
+0.38 / 0.34, saliency 0.14 / 0.17, deconvnet 0.40 / 0.31.
 """
 
 from __future__ import annotations

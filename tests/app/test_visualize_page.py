@@ -304,6 +304,9 @@ def test_occlusion_class_is_picked_by_name(checkpoint):
 
 def test_sanity_check_keeps_the_attributions_and_never_scores_none(checkpoint):
     at = _open(_run(AppTest.from_file(PAGE, default_timeout=240)), "Attribution")
+    intro = next(c.value for c in at.caption if c.value.startswith("Sanity check (Adebayo"))
+    # it names the button that runs the check, and claims nothing Adebayo et al. did not test (the deconvnet)
+    assert '"Sanity check: randomise the weights"' in intro and "deconvnet" not in intro.lower(), intro
     _button(at, "Compute attributions").click()
     _run(at)
     _button(at, "Sanity check: randomise the weights").click()
