@@ -24,8 +24,12 @@ def time_uploads(page, paths: list[Path], label: str = "") -> list[float]:
         t0 = time.perf_counter()
         upload.set_input_files(str(path))
         expect(page.get_by_role("heading", name=path.name)).to_be_visible()
+        # The idle state can still be the previous run's when the heading shows: wait for a chart first, then
+        # for the run to end, and only then count the charts (counting earlier once expected 0 bars of 5).
+        charts = page.get_by_test_id("stPlotlyChart")
+        expect(charts.first).to_be_visible()
         page.wait_for_selector(IDLE)
-        expect(page.locator(BARS)).to_have_count(5 * page.get_by_test_id("stPlotlyChart").count())
+        expect(page.locator(BARS)).to_have_count(5 * charts.count())
         times.append(time.perf_counter() - t0)
         print(f"{label}{path.name}: {times[-1]:.2f} s", flush=True)
     return times

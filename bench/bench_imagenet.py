@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         row("**upload to chart in the browser, warm, median** (min / max)", lambda r, b: (
             f"**{statistics.median(b[1:] or b):.2f} s** ({min(b[1:] or b):.2f} / {max(b[1:] or b):.2f})"))
         row("first upload (loads the weights into the cache)", lambda r, b: f"{b[0]:.2f} s")
-    row("deconvnet projection at 224 (strongest unit of the strongest map), median of 3",
+    row("the Deconvnet view's figure at 224 (strongest unit of the strongest map, with the image check), median of 3",
         lambda r, b: f"{r['deconv_s']:.2f} s (`{r['layer']}`)")
     row("occlusion, 224x224 defaults (28x28 square, stride 14)", lambda r, b: f"{r['occ_s']:.1f} s ({r['occ_positions']} positions)")
     row("top-9 scan rate up to that layer (images resized 64 -> 224)", lambda r, b: f"{r['scan_rate']:.1f} img/s")
