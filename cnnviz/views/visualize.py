@@ -124,7 +124,7 @@ def attribution_figure(seen: np.ndarray, attrs, subject: Subject | None = None, 
 
 SANITY_BUTTON = "Sanity check: randomise the weights"
 # Adebayo et al. tested gradients, Grad-CAM, guided backprop and guided Grad-CAM, not the deconvnet: no claim
-# about it here (measured on the starters, it changes as much as saliency or more: cnnviz.viz.attribution).
+# about it here (measured on the starters it changes a lot, unlike guided backprop on ZFNet: cnnviz.viz.attribution).
 SANITY_INTRO = ("Sanity check (Adebayo et al. 2018): a map that explains the model should change when its weights "
                 "are randomised. In their experiments gradients and Grad-CAM did; guided backprop and guided "
                 f"Grad-CAM barely changed - they mostly reconstruct the image. \"{SANITY_BUTTON}\" measures it for "
