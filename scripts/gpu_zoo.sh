@@ -7,7 +7,7 @@
 #
 # THE PLAN (times are planning margins, not measurements; the budget adapts to what is left):
 #   here    bash scripts/gpu_zoo.sh pack       split the 217 MiB zip into 4 parts of <= 55 MiB under .gpu/parts/,
-#                                              set the 47 MiB of starters aside (the tree is then ~2 MiB)
+#                                              set the 47 MiB of starters aside (the tree is then ~4.5 MiB)
 #   t=0:00  run "bash scripts/gpu_zoo.sh bench"          carry .gpu/parts/part-aa          ~1.5 min start
 #           ceilings (bf16 matmul, copy), every member's training rate, trick ladder,       + ~2.5 min bench
 #           one vs two members at once (bench/bench_zoo.py, synthetic data)
