@@ -23,6 +23,7 @@ from app_pages._viz_widgets import downloads, show_movement, whole_image_note
 from cnnviz import viz
 from cnnviz.views import visualize as vv
 from cnnviz.views.visualize import Context
+from cnnviz.viz import render
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ def deconv_view(ctx: Context) -> None:
     whole_image_note(ctx, dc.box)
     st.image(dc.image, caption=dc.caption(ctx.subject))
     downloads("deconvnet", dc.image, dc.projection.image)
+    if dc.guided is not None:
+        st.download_button("Guided backprop .npy", render.npy_bytes(dc.guided.image), "guided_backprop.npy",
+                           key="npy-guided")
 
 
 def training_view(ctx: Context) -> None:
