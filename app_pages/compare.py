@@ -72,7 +72,7 @@ with cost_tab:
     c1, c2 = st.columns(2)
     c1.plotly_chart(cf.bubble_figure(table.frame, "macs"), key="bubble-macs")
     c2.plotly_chart(cf.bubble_figure(table.frame, "params"), key="bubble-params")
-    st.caption("Bubble area: training time (or parameters where a model has no recorded time).")
+    st.caption("Bubble area: training time, the steps alone (or parameters where a model has no recorded time).")
 
 evals = {}
 with class_tab:

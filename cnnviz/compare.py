@@ -40,6 +40,7 @@ from cnnviz.fsutil import atomic_write_bytes
 from cnnviz.paths import checkpoints_dir, data_dir
 from cnnviz.training.evaluate import EvalResult, evaluate_images
 from cnnviz.training.folder import RunFolder
+from cnnviz.training.runs import training_rate, training_seconds
 
 # config keys that identify a run or steer the worker rather than describe how the model was trained
 NOT_HYPERPARAMETERS = {"run_id", "id", "name", "created", "output", "out_dir", "run_dir", "path", "device_name",
@@ -258,9 +259,6 @@ def entry_row(entry: CompareEntry) -> dict[str, Any]:
     m = entry.metrics
     top1, top5 = _numbers(m, "val_top1"), _numbers(m, "val_top5")
     trained = m if entry.kind in ("run", "zoo") else (entry.history or m)  # a starter's: its run's history
-    elapsed = _numbers(trained, "elapsed_s")
-    epoch_times = _numbers(trained, "epoch_time_s")
-    speed = _numbers(trained, "images_per_s")
     peak = _numbers(trained, "peak_mem_bytes")
     if entry.kind in ("run", "zoo"):
         epochs = len(m)
@@ -273,8 +271,8 @@ def entry_row(entry: CompareEntry) -> dict[str, Any]:
         "best_val_top1": max(top1) if top1 else None, "best_val_top5": max(top5) if top5 else None,
         **({"best_val_top1": entry.evaluation.top1, "best_val_top5": entry.evaluation.top5}  # docs/zoo.md's
            if entry.evaluation is not None else {}),
-        "train_time_s": elapsed[-1] if elapsed else (sum(epoch_times) if epoch_times else None),
-        "images_per_s": sum(speed) / len(speed) if speed else None,
+        "train_time_s": training_seconds(trained),  # the same numbers as docs/zoo.md's (steps only)
+        "images_per_s": training_rate(trained),
         "peak_mem_bytes": int(max(peak)) if peak else None,
         "state": entry.state,
     }

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import shutil
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,6 +210,27 @@ def read_metrics(path: Path, problems: list[str] | None = None) -> list[dict[str
         if isinstance(obj, dict):
             out.append(obj)
     return out
+
+
+def _number(m: dict[str, Any], key: str) -> float | None:
+    v = m.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def training_seconds(metrics: list[dict[str, Any]]) -> float | None:
+    """Seconds spent training, summed over the epochs: each epoch's ``train_time_s`` (the steps alone; its
+    evaluations and checkpoint writes left out), else its ``epoch_time_s`` (runs from before that field).
+    docs/zoo.md's "train s" and Compare's "training time" are both this number, so they agree; the wall clock
+    with the evaluations in is each line's ``elapsed_s``."""
+    times = [t for m in metrics if (t := _number(m, "train_time_s") or _number(m, "epoch_time_s")) is not None]
+    return sum(times) if times else None
+
+
+def training_rate(metrics: list[dict[str, Any]]) -> float | None:
+    """The run's training images/s: the median over its epochs after the first, whose rate includes the
+    warm-up (cuDNN autotuning, compilation); over all of them when there is only one."""
+    rates = [r for m in metrics[1:] or metrics if (r := _number(m, "images_per_s")) is not None]
+    return float(statistics.median(rates)) if rates else None
 
 
 def read_run(path: str | Path) -> RunInfo:

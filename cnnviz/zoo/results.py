@@ -49,10 +49,6 @@ def device_name(device: str | None) -> str:
     return f"{model} ({os.cpu_count()} cores)"
 
 
-def _median(xs: list[float]) -> float | None:
-    return float(np.median(xs)) if xs else None
-
-
 def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo_id: str | None = None,
                    batch_size: int = 500, starter: dict[str, Any] | None = None) -> Path:
     """Evaluate the run's ``best`` checkpoint on the whole val split (confusion matrix) and write
@@ -61,7 +57,7 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
     from cnnviz.data import load_split, resolve_data
     from cnnviz.device import pick_device
     from cnnviz.training.evaluate import evaluate_images
-    from cnnviz.training.runs import read_run
+    from cnnviz.training.runs import read_run, training_rate, training_seconds
 
     run_dir = Path(run_dir)
     info = read_run(run_dir)
@@ -74,7 +70,6 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
     val = load_split(resolve_data(info.config.get("data") or "auto"), "val")
     ev = evaluate_images(ckpt.model, ckpt.meta, val.images, val.labels, val.wnids, val.class_names, batch_size=batch_size)
     best = max(metrics, key=lambda m: m.get("val_top1", -1))
-    rates = [m["images_per_s"] for m in metrics[1:] or metrics if isinstance(m.get("images_per_s"), (int, float))]
     config = {k: v for k, v in info.config.items() if k not in ("created",)}
     result = {
         "format": FORMAT, "family": family, "zoo": zoo_id or info.config.get("zoo"), "run": run_dir.name,
@@ -84,9 +79,9 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
         "val_top1": ev.top1, "val_top5": ev.top5, "val_n": ev.n,
         "val_top1_tta": best.get("val_top1_tta"), "val_top5_tta": best.get("val_top5_tta"),
         "val_top1_raw": best.get("val_top1_raw"),
-        "train_time_s": sum(float(m.get("train_time_s") or m.get("epoch_time_s") or 0) for m in metrics),
+        "train_time_s": training_seconds(metrics) or 0.0,
         "wall_time_s": sum(float(m.get("epoch_time_s") or 0) for m in metrics),
-        "images_per_s": _median(rates),  # median over epochs after the first (which includes warm-up)
+        "images_per_s": training_rate(metrics),  # median over epochs after the first (which includes warm-up)
         "peak_mem_bytes": max(int(m.get("peak_mem_bytes") or 0) for m in metrics),
         "history": metrics,
         "wnids": list(val.wnids), "class_names": list(val.class_names),
