@@ -281,6 +281,12 @@ def test_export_bundle_contents(runs):
     assert "figures/val_top1_by_epoch.png" in pngs and "figures/val_top1_by_time.png" in pngs
     assert "figures/top1_vs_params.png" in pngs and "figures/confusion_run-a.png" in pngs
     assert all(z.read(n)[:8] == b"\x89PNG\r\n\x1a\n" for n in pngs)
+    # the PNGs draw each model in the page's colour (cnnviz.palette), not matplotlib's own cycle
+    from cnnviz.palette import model_colours
+    from tests.test_zoo import _colours_in
+
+    colours = model_colours(compare_table(entries).frame["model"].astype(str))
+    assert {colours["run-a"], colours["run-b"]} <= _colours_in(z.read("figures/val_top1_by_epoch.png"))
     runs_csv = pd.read_csv(io.BytesIO(z.read("tables/runs.csv"))).set_index("model")
     assert runs_csv.loc["run-a", "best_val_top1"] == 0.3
     assert json.loads(z.read("configs/run-a.json"))["config"]["lr"] == 0.1

@@ -220,3 +220,32 @@ def test_report_shows_the_shipped_starters_until_a_zoo_has_run(tmp_path):
     committed = (REPO / "docs" / "zoo.md").read_text()
     if "No zoo has been trained yet" in committed:
         assert committed == text, "docs/zoo.md is stale: run python -m cnnviz zoo report"
+
+
+def _colours_in(png: bytes | Path) -> set[str]:
+    """The exact colours a PNG holds, as "#rrggbb" (a scatter marker's inside is drawn in its own colour)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    src = io.BytesIO(png) if isinstance(png, bytes) else png
+    pixels = np.asarray(Image.open(src).convert("RGB")).reshape(-1, 3)
+    return {"#" + "".join(f"{int(c):02X}" for c in p) for p in np.unique(pixels, axis=0)}
+
+
+def test_the_report_plots_draw_each_family_in_compares_colour(tmp_path):
+    """docs/zoo.md's plots and Compare's charts give a family one colour: the zoo opens on Compare with every
+    family selected in the zoo's order, and the report's plots used matplotlib's own cycle instead."""
+    from cnnviz.palette import model_colours
+    from cnnviz.zoo.report import rows, write_plots
+    from cnnviz.zoo.results import list_results
+
+    found = list_results(REPO / "checkpoints" / "results")
+    if not found:
+        pytest.skip("no zoo result files in checkpoints/results")
+    table = rows(found)
+    families = [r["family"] for r in sorted(table, key=lambda r: member_order(r["family"]))]
+    expected = model_colours(families)
+    for png in write_plots(table, tmp_path):
+        assert set(expected.values()) <= _colours_in(png), png.name

@@ -16,26 +16,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from cnnviz.palette import MODEL_COLOURS, model_colours  # noqa: F401 (re-exported: the charts' colours)
 from cnnviz.views.format import human
 
 # How a metric of a run's metrics.jsonl is named on a chart (legend, axis, picker).
 METRIC_LABELS = {"train_loss": "train loss", "val_loss": "val loss", "train_acc": "train accuracy",
                  "val_top1": "val top-1", "val_top5": "val top-5", "lr": "learning rate",
                  "images_per_s": "images/s"}
-
-
-# One colour per compared model, the same on every Compare chart (curves, accuracy vs cost, per class), in the
-# order the models are listed. Okabe & Ito's colour-blind-safe qualitative set, yellow last (faint on white),
-# then Tableau's. Streamlit's own sequence pairs each dark hue with a pale one (blue, pale blue, red, pink, ...):
-# seven models drew as three pairs that looked related, and the pale lines (ResNet-18's, the best) were the
-# hardest to see.
-MODEL_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442",
-                 "#9D755D", "#B279A2", "#72B7B2", "#FF9DA6")
-
-
-def model_colours(models: Sequence[str]) -> dict[str, str]:
-    """``{model: colour}`` in the order given (duplicates ignored); past twelve models the colours repeat."""
-    return {m: MODEL_COLOURS[i % len(MODEL_COLOURS)] for i, m in enumerate(dict.fromkeys(models))}
 
 
 def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:

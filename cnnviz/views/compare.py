@@ -247,6 +247,7 @@ def _subplots(w: float, h: float):
 def bundle_pngs(table, curves: pd.DataFrame, evals: dict) -> dict[str, bytes]:
     """Static PNGs of the comparison: curves (by epoch and wall clock), accuracy vs MACs/params, confusions."""
     out: dict[str, bytes] = {}
+    colours = model_colours(table.frame["model"].astype(str))  # the page's colours, in its table's order
     for metric in ("val_top1", "val_loss", "train_loss"):
         sub = curves[curves["metric"] == metric]
         if sub.empty:
@@ -254,7 +255,7 @@ def bundle_pngs(table, curves: pd.DataFrame, evals: dict) -> dict[str, bytes]:
         for x, label in (("epoch", "epoch"), ("elapsed_s", "wall clock (s)")):
             fig, ax = _subplots(6, 3.6)
             for model, g in sub.groupby("model", sort=False):
-                ax.plot(g[x], g["value"], marker="o", label=model)
+                ax.plot(g[x], g["value"], marker="o", label=model, color=colours.get(model))
             ax.set_xlabel(label)
             ax.set_ylabel(METRIC_LABELS.get(metric, metric))
             ax.grid(alpha=0.3)
@@ -268,7 +269,8 @@ def bundle_pngs(table, curves: pd.DataFrame, evals: dict) -> dict[str, bytes]:
         fig, ax = _subplots(6, 3.6)
         sizes = df["params"].astype(float)
         ax.scatter(df[x].astype(float), df["best_val_top1"].astype(float),
-                   s=40 + 400 * sizes / max(1.0, float(sizes.max())), alpha=0.6)
+                   s=40 + 400 * sizes / max(1.0, float(sizes.max())), alpha=0.6,
+                   color=[colours.get(str(m), "#0072B2") for m in df["model"]])
         for _, r in df.iterrows():
             ax.annotate(str(r["model"]), (float(r[x]), float(r["best_val_top1"])), fontsize=7)
         ax.set_xscale("log")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnviz.fsutil import atomic_write_text
+from cnnviz.palette import model_colours
 from cnnviz.zoo.recipe import MEMBERS, member, member_order
 from cnnviz.zoo.results import list_results, results_dir
 
@@ -253,13 +254,15 @@ def write_plots(table: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
+    # Compare's colours: the zoo opens there with every family selected, in this same order.
+    colours = model_colours([r["family"] for r in sorted(table, key=lambda r: member_order(r["family"]))])
     paths = []
     for key, xlabel, name in (("macs", "MACs per 64x64 image (log scale)", "zoo_acc_vs_macs.png"),
                               ("train_s", "training time, seconds (log scale)", "zoo_acc_vs_time.png")):
         pts = [r for r in table if r.get(key)]
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
         for r in pts:
-            ax.scatter(r[key], 100 * r["top1"], s=40)
+            ax.scatter(r[key], 100 * r["top1"], s=40, color=colours[r["family"]])
             ax.annotate(r["family"], (r[key], 100 * r["top1"]), textcoords="offset points", xytext=(5, 4),
                         fontsize=9)
         ax.set_xscale("log")
