@@ -38,7 +38,7 @@ arch = st.selectbox("Architecture", names, format_func=lambda n: get_card(n).dis
                     on_change=follow_defaults, kwargs={"variant_only": True})
 prepare_panel(choices, arch)  # only where Tiny ImageNet is missing
 data = st.selectbox("Dataset", choices, format_func=lambda c: c.label, key="train_data", on_change=follow_defaults,
-                    help=tv.DEMO_HELP)
+                    help=tv.dataset_help())
 # first visit: the chosen dataset's defaults (label smoothing and EMA here, not value=: the zoo's recipe sets them)
 for key, value in {**tv.form_defaults(arch, data.synthetic), "train_ls": 0.1, "train_ema": 0.0}.items():
     st.session_state.setdefault(key, value)

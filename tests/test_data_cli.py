@@ -7,6 +7,7 @@ import json
 
 from cnnviz.__main__ import main
 from cnnviz.cli.data import ProgressBar
+from cnnviz.paths import data_dir
 from tests.data_helpers import mini_tree, zip_tree
 
 
@@ -31,6 +32,10 @@ def test_data_prepare_from_a_zip_with_progress(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "train: 12 images, 3 classes" in out and "val: 7 images" in out
     assert "decode train" in err and "100%" in err  # the progress bar
+    # prepared outside the data folder the pages read: the output says how to use it there
+    assert f"CNNVIZ_DATA={tmp_path / 'data'} make run" in out and f"--data {tmp_path / 'data'}" in out
+    assert main(["data", "prepare", "--source", str(zip_path), "--root", str(data_dir()), "--quiet"]) == 0
+    assert "CNNVIZ_DATA" not in capsys.readouterr().out  # prepared where the pages look: nothing to add
     assert main(["data", "info", "--root", str(tmp_path / "data")]) == 0
     assert "images from: zip" in capsys.readouterr().out
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -73,7 +75,9 @@ class ProgressBar:
 
 
 def _prepare(args) -> int:
-    from cnnviz.data import OFFICIAL_URL, load_split, prepare
+    from cnnviz.data import OFFICIAL_URL, find_dataset, load_split, prepare
+    from cnnviz.data.layout import DIRNAME
+    from cnnviz.paths import data_dir
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     t0 = time.perf_counter()
@@ -83,6 +87,10 @@ def _prepare(args) -> int:
         s = load_split(root, split)
         print(f"{split}: {len(s):,} images, {s.num_classes} classes, cache {root / 'cache'}")
     print(f"ready in {time.perf_counter() - t0:.1f} s: {root}")
+    if find_dataset(None) != Path(root).resolve():  # the pages read only the data folder ($CNNVIZ_DATA)
+        folder = shlex.quote(str(root.parent if root.name == DIRNAME else root))
+        print(f"The dashboard (and `train --data auto`) look in {data_dir()}, not here: start it with "
+              f"CNNVIZ_DATA={folder} make run, or train from the command line with --data {folder}")
     return 0
 
 

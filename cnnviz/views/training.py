@@ -96,6 +96,16 @@ DEMO_HELP = ("The synthetic demo set has 10 classes of generated patterns and 1,
              "LeNet-5's paper variant (scaled tanh, RBF output) learns this set slowly: about 34% after 5 epochs.")
 
 
+def dataset_help() -> str:
+    """The Dataset box's help: where Tiny ImageNet is looked for (a copy prepared with ``data prepare --root``
+    elsewhere is not searched for: the pages read one data folder, the one training and evaluation use), then
+    what the synthetic set is."""
+    from cnnviz.paths import data_dir
+
+    return (f"Tiny ImageNet is listed when it is prepared in `{data_dir()}` (set `CNNVIZ_DATA` before `make run` to "
+            "use another folder, e.g. one prepared with `python -m cnnviz data prepare --root`). " + DEMO_HELP)
+
+
 def form_defaults(arch: str, synthetic: bool, prefix: str = "train") -> dict[str, Any]:
     """The form's defaults for a dataset, by widget key: epochs, batch size, optimizer, and the architecture's
     variant options where the demo needs another one (keys ``{prefix}_{arch}_{option}``, as

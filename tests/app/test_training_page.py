@@ -57,6 +57,11 @@ def test_form_offers_every_architecture_and_the_labelled_synthetic_set():
                                                       for n in list_models()]
     assert SYNTHETIC_LABEL in at.selectbox(key="train_data").options
     assert "No runs yet" in at.info[0].value
+    # where Tiny ImageNet is looked for, and how to point the page at a copy prepared elsewhere
+    from cnnviz.paths import data_dir
+
+    help_text = at.selectbox(key="train_data").help
+    assert str(data_dir()) in help_text and "CNNVIZ_DATA" in help_text
 
 
 def test_start_passes_the_form_to_jobs_start_and_shows_the_run(monkeypatch):
