@@ -8,7 +8,7 @@ from app_pages import _images
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 from app_pages.visualize_views import VIEWS
 from cnnviz import viz
-from cnnviz.catalog import list_checkpoints, most_accurate
+from cnnviz.catalog import list_checkpoints, visualize_default
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
 from cnnviz.models import list_models
 from cnnviz.views.visualize import Context
@@ -25,12 +25,13 @@ def _random(arch: str) -> session.Subject:
 
 infos = {i.label: i for i in list_checkpoints()}
 options = list(infos) + [f"random init: {a}" for a in list_models()]
-best = most_accurate(infos.values())
+best = visualize_default(infos.values())
 if st.session_state.get(_images.VIZ_MODEL) not in options:  # first visit, or a model that is gone
     st.session_state[_images.VIZ_MODEL] = best.label if best else options[0]
 left, right = st.columns(2)
 choice = left.selectbox("Model", options, key=_images.VIZ_MODEL,
-                        help="A checkpoint (default: the most accurate by its recorded val top-1), or an untrained "
+                        help="A checkpoint (default: the ZFNet starter, the network the paper drew, else the most "
+                             "accurate by its recorded val top-1), or an untrained "
                              "network for comparison.")
 try:
     if choice in infos:

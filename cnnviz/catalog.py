@@ -300,3 +300,14 @@ def predict_defaults(infos: list[CheckpointInfo], k: int = 4) -> list[str]:
         return [i.name for i in infos[:2]]
     best = {i.name for i in sorted(starters, key=lambda i: -(i.metrics.get("val_top1") or 0.0))[:k]}
     return [i.name for i in starters if i.name in best]
+
+
+def visualize_default(infos) -> CheckpointInfo | None:
+    """What Visualize opens on: the shipped ZFNet starter, the network Zeiler & Fergus drew (its max-pool switches
+    make every deconvnet picture depend on the image, and its 7x7 conv1 filters are large enough to read), else the
+    most accurate checkpoint. The most accurate starter (the tiny-stem ResNet-18) has no max-pool: its deconvnet
+    projections are one fixed picture per unit whatever the image (see :mod:`cnnviz.viz.deconv`), a poor first
+    sight of a page about that method; it stays one click away."""
+    infos = list(infos)
+    zfnet = [i for i in infos if i.kind == "starter" and i.arch == "zfnet" and i.ok]
+    return most_accurate(zfnet) or (zfnet[0] if zfnet else None) or most_accurate(infos)

@@ -128,3 +128,23 @@ def test_most_accurate_compares_within_a_dataset_tiny_imagenet_first():
     assert most_accurate([demo, weak, other, strong]).name == "starter/strong"
     assert most_accurate([demo, other]).name == "other/best"
     assert most_accurate([demo]).name == "demo/best"  # only synthetic: still the best there is
+
+
+def test_visualize_opens_on_the_zfnet_starter_else_the_most_accurate():
+    from pathlib import Path
+
+    from cnnviz.catalog import CheckpointInfo, visualize_default
+
+    tiny = [f"n{i:08d}" for i in range(200)]
+
+    def info(name, arch, top1, kind="starter"):
+        return CheckpointInfo(name=name, arch=arch, path=Path(f"/x/{name}.safetensors"), kind=kind,
+                              meta={"classes": tiny, "num_classes": 200, "input_size": 64,
+                                    "metrics": {} if top1 is None else {"val_top1": top1}})
+
+    resnet, zfnet = info("starter/resnet18", "resnet18", 0.58), info("starter/zfnet", "zfnet", 0.40)
+    run = info("zfnet-run/best", "zfnet", 0.02, kind="run")  # a user's one-epoch ZFNet is no better a default
+    assert visualize_default([resnet, run, zfnet]).name == "starter/zfnet"
+    assert visualize_default([resnet, run]).name == "starter/resnet18"
+    assert visualize_default([resnet, info("starter/zf", "zfnet", None)]).name == "starter/zf"  # no number: still
+    assert visualize_default([]) is None

@@ -169,6 +169,16 @@ def test_opens_on_the_most_accurate_checkpoint():
     assert at.selectbox[0].value.startswith("starter/b_strong"), at.selectbox[0].value
 
 
+def test_opens_on_the_zfnet_starter_where_one_ships():
+    """The page is Zeiler & Fergus's method: it opens on their network when a ZFNet starter is here, even where a
+    ResNet is more accurate (a tiny-stem ResNet has no max-pool switches: one fixed deconvnet picture per unit)."""
+    _save("resnet18_strong", "resnet18", top1=0.80)
+    _save("zfnet_weaker", "zfnet", top1=0.40)
+    at = _run(AppTest.from_file(PAGE, default_timeout=240))
+    assert at.selectbox[0].value.startswith("starter/zfnet_weaker"), at.selectbox[0].value
+    assert "ZFNet starter" in at.selectbox[0].help
+
+
 def test_untrained_weights_say_so_in_every_caption(checkpoint):
     at = _run(AppTest.from_file(PAGE, default_timeout=240))  # the fixture records no accuracy
     assert "no recorded accuracy" in " ".join(w.value for w in at.warning)
