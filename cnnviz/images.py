@@ -15,6 +15,7 @@ import io
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
@@ -69,6 +70,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to RGB; transparent pixels become white (as a viewer would show them)."""
     if img.mode == "RGB":
         return img
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        # 16-bit grey (PNG; Pillow loads it as I;16, or I): 0..65535 is black to white. Pillow's own I -> RGB
+        # clips at 255 instead, so everything above 1/256 of full scale came out white.
+        grey = np.clip(np.asarray(img, dtype=np.float64), 0, 65535) / 257.0
+        return Image.fromarray(np.rint(grey).astype(np.uint8), "L").convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):

@@ -92,7 +92,12 @@ def test_transparency_becomes_white_not_black():
 def test_16_bit_keeps_its_range():
     img = open_image(_png16())
     lo, hi = img.getpixel((0, 0))[0], img.getpixel((69, 49))[0]
-    assert lo < 10 and hi > 245  # not clipped to white as a naive I;16 -> RGB conversion would
+    assert lo < 10 and hi > 245
+    # the whole ramp, not only its ends: Pillow's I;16 -> RGB clips at 255, which turned all but the first
+    # 1/256 of the ramp white (and the ends alone did not show it)
+    grey = np.asarray(img)[..., 0].astype(int).ravel()
+    expected = np.rint(np.linspace(0, 65535, grey.size).astype(np.uint16) / 257)
+    assert np.abs(grey - expected).max() <= 1 and np.all(np.diff(grey) >= 0)
 
 
 def _exif_jpeg(img: Image.Image, orientation: int) -> bytes:
