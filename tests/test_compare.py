@@ -72,6 +72,7 @@ def test_training_time_and_rate_of_a_run_from_before_train_time_s():
     m = [{k: v for k, v in x.items() if k != "train_time_s"} for x in _metrics(3, [0.1, 0.2, 0.3])]
     assert training_seconds(m) == 10.0 + 11.0 + 12.0
     assert training_rate(m[:1]) == 100.0  # one epoch: its own rate, warm-up and all
+    assert training_seconds([{"epoch": 1, "elapsed_s": 4.0}, {"epoch": 2, "elapsed_s": 9.0}]) == 9.0  # clock only
     assert training_seconds([{"epoch": 1}]) is None and training_rate([]) is None
 
 

@@ -219,11 +219,13 @@ def _number(m: dict[str, Any], key: str) -> float | None:
 
 def training_seconds(metrics: list[dict[str, Any]]) -> float | None:
     """Seconds spent training, summed over the epochs: each epoch's ``train_time_s`` (the steps alone; its
-    evaluations and checkpoint writes left out), else its ``epoch_time_s`` (runs from before that field).
-    docs/zoo.md's "train s" and Compare's "training time" are both this number, so they agree; the wall clock
-    with the evaluations in is each line's ``elapsed_s``."""
+    evaluations and checkpoint writes left out), else its ``epoch_time_s`` (runs from before that field), else
+    the last ``elapsed_s`` (histories that kept only the clock). docs/zoo.md's "train s" and Compare's
+    "training time" are both this number, so they agree; the wall clock with the evaluations in is each line's
+    ``elapsed_s``."""
     times = [t for m in metrics if (t := _number(m, "train_time_s") or _number(m, "epoch_time_s")) is not None]
-    return sum(times) if times else None
+    clock = [t for m in metrics if (t := _number(m, "elapsed_s")) is not None]
+    return sum(times) if times else (clock[-1] if clock else None)
 
 
 def training_rate(metrics: list[dict[str, Any]]) -> float | None:
