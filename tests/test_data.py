@@ -333,3 +333,23 @@ def test_cpu_threads_apply_to_batch_making_only(synthetic_root):
         assert seen == [2, 2, 2]  # the consumer (the model) keeps its own setting between batches
     finally:
         torch.set_num_threads(previous)
+
+
+def test_a_dataset_png_is_decoded_as_an_upload_of_it_is_seen():
+    """A folder dataset of PNGs (Tiny ImageNet's layout, other data): 16-bit grey kept its greys only on the upload
+    path (Pillow's I;16 -> RGB clips at 255), and transparency went black here but white there."""
+    import io
+
+    from PIL import Image
+
+    from cnnviz.data.decode import decode_image
+    from cnnviz.images import open_image
+
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    clear = Image.new("RGBA", (64, 64), (200, 10, 10, 0))
+    for img in (Image.fromarray(ramp), clear):
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        pixels, _ = decode_image(buf.getvalue())
+        assert np.array_equal(pixels, np.asarray(open_image(buf.getvalue())))
+    assert pixels.min() == 255  # the transparent image: white, as a viewer shows it

@@ -21,6 +21,7 @@ from PIL import Image
 
 from cnnviz.data.errors import PREPARE_HINT, DatasetError
 from cnnviz.data.zipsource import read_member
+from cnnviz.images import to_rgb
 
 SIZE = 64
 
@@ -37,7 +38,7 @@ def decode_image(data: bytes, name: str = "image") -> tuple[np.ndarray, str]:
         raise DatasetError(f"{name} cannot be decoded ({type(e).__name__}: {e}); the dataset is damaged: "
                            f"{PREPARE_HINT}") from None
     if img.mode != "RGB":
-        img = img.convert("RGB")
+        img = to_rgb(img)  # as an upload is seen: 16-bit grey scaled (not clipped), transparency over white
     if img.size != (SIZE, SIZE):
         img = img.resize((SIZE, SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(img, dtype=np.uint8), mode
