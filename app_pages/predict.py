@@ -111,9 +111,10 @@ for item in items[:MAX_SHOWN]:
     cols = st.columns(max(1, len(item.results)))
     for col, r in zip(cols, item.results, strict=False):
         with col:
-            view = r.extra.get("view")  # the time goes under the picture: a header that wraps in one column only
+            # the time goes under the picture: "name · 79.4 ms" wrapped in some columns only, out of line
+            view = r.extra.get("view")
             st.markdown(f"**{md_escape(r.checkpoint)}**" + ("" if view is not None else f" · {r.ms:.1f} ms"))
-            if view is not None:  # (the name plus " · 79.4 ms") pushed that column's pictures and bars out of line
+            if view is not None:
                 st.image(view, width=128, caption=f"as the network sees it ({view.width}×{view.height}), {r.ms:.1f} ms")
             agrees = None if truth is not None else item.agreement.agrees_with_majority(r.checkpoint)
             st.plotly_chart(topk_figure(r, agrees, truth=truth), key=f"bars-{item.image}-{r.checkpoint}",

@@ -40,7 +40,7 @@ from cnnviz.fsutil import atomic_write_bytes
 from cnnviz.paths import checkpoints_dir, data_dir
 from cnnviz.training.evaluate import EvalResult, evaluate_images
 from cnnviz.training.folder import RunFolder
-from cnnviz.training.runs import training_rate, training_seconds
+from cnnviz.training.runs import metric_value, training_rate, training_seconds
 
 # config keys that identify a run or steer the worker rather than describe how the model was trained
 NOT_HYPERPARAMETERS = {"run_id", "id", "name", "created", "output", "out_dir", "run_dir", "path", "device_name",
@@ -227,8 +227,7 @@ def _entry_stats(entry: CompareEntry) -> tuple[int | None, int | None, int]:
 
 
 def _numbers(metrics: list[dict], key: str) -> list[float]:
-    return [float(m[key]) for m in metrics if isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool)
-            and math.isfinite(float(m[key]))]
+    return [v for m in metrics if (v := metric_value(m, key)) is not None]
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -436,7 +436,7 @@ def test_a_model_has_one_distinct_colour_on_every_compare_chart():
     and a different model-to-colour mapping on the bubble chart (by architecture) than on the curves."""
     import pandas as pd
 
-    from cnnviz.views.charts import MODEL_COLOURS
+    from cnnviz.palette import MODEL_COLOURS
     from cnnviz.views.compare import bubble_figure, metric_curves_figure, per_class_figure
 
     models = ["zoo/lenet5", "zoo/alexnet", "zoo/zfnet", "zoo/vgg16", "zoo/googlenet", "zoo/resnet18", "zoo/nin"]

@@ -212,7 +212,8 @@ def read_metrics(path: Path, problems: list[str] | None = None) -> list[dict[str
     return out
 
 
-def _number(m: dict[str, Any], key: str) -> float | None:
+def metric_value(m: dict[str, Any], key: str) -> float | None:
+    """A metrics line's finite number under ``key`` (bools, strings, NaN and infinities are not numbers here)."""
     v = m.get(key)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
@@ -223,15 +224,17 @@ def training_seconds(metrics: list[dict[str, Any]]) -> float | None:
     the last ``elapsed_s`` (histories that kept only the clock). docs/zoo.md's "train s" and Compare's
     "training time" are both this number, so they agree; the wall clock with the evaluations in is each line's
     ``elapsed_s``."""
-    times = [t for m in metrics if (t := _number(m, "train_time_s") or _number(m, "epoch_time_s")) is not None]
-    clock = [t for m in metrics if (t := _number(m, "elapsed_s")) is not None]
-    return sum(times) if times else (clock[-1] if clock else None)
+    times = [t for m in metrics if (t := metric_value(m, "train_time_s") or metric_value(m, "epoch_time_s")) is not None]
+    if times:
+        return sum(times)
+    clock = [t for m in metrics if (t := metric_value(m, "elapsed_s")) is not None]
+    return clock[-1] if clock else None
 
 
 def training_rate(metrics: list[dict[str, Any]]) -> float | None:
     """The run's training images/s: the median over its epochs after the first, whose rate includes the
     warm-up (cuDNN autotuning, compilation); over all of them when there is only one."""
-    rates = [r for m in metrics[1:] or metrics if (r := _number(m, "images_per_s")) is not None]
+    rates = [r for m in metrics[1:] or metrics if (r := metric_value(m, "images_per_s")) is not None]
     return float(statistics.median(rates)) if rates else None
 
 

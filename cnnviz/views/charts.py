@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cnnviz.palette import MODEL_COLOURS, model_colours  # noqa: F401 (re-exported: the charts' colours)
+from cnnviz.palette import model_colours
 from cnnviz.views.format import human
 
 # How a metric of a run's metrics.jsonl is named on a chart (legend, axis, picker).

@@ -167,10 +167,9 @@ def _deconvnet_ignores_image(view: nn.Module, x: torch.Tensor, mine: torch.Tenso
     scale): one more backward pass, measured rather than read from the architecture."""
     from captum.attr import Deconvolution
 
-    from cnnviz.viz.deconv import same_picture
+    from cnnviz.viz.deconv import random_probe, same_picture
 
-    probe = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(x.device, x.dtype)
-    other = Deconvolution(view).attribute(probe.requires_grad_(True), target=target).detach()
+    other = Deconvolution(view).attribute(random_probe(x).requires_grad_(True), target=target).detach()
     return same_picture(mine.cpu().numpy(), other.cpu().numpy())
 
 

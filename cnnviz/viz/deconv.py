@@ -127,9 +127,14 @@ def is_same_for_every_image(model: nn.Module, x: torch.Tensor, proj: Projection,
     """
     if x.dim() == 3:
         x = x.unsqueeze(0)
-    probe = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.dtype)
-    other = project(model, probe, proj.layer, proj.channel, proj.position, keep_value=False).image
+    other = project(model, random_probe(x, seed), proj.layer, proj.channel, proj.position, keep_value=False).image
     return same_picture(proj.image, other, signed=False)
+
+
+def random_probe(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """A random input shaped like ``x`` (the same one for a given ``seed`` on every device), on ``x``'s device:
+    what the "same for every image?" checks project from besides ``x``."""
+    return torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device, x.dtype)
 
 
 def same_picture(a: np.ndarray, b: np.ndarray, signed: bool = True, tolerance: float = 1e-4) -> bool:

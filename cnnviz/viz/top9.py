@@ -253,7 +253,11 @@ class Top9Figure:
     # this unit to one picture whatever the image, so nine of them would show the unit nine times, not the
     # images; the projections are then guided backprop's. None: not projected.
     same_for_every_image: bool | None = None
-    projected_by: str = "deconvnet"  # or "guided backprop"
+
+    @property
+    def projected_by(self) -> str:
+        """Which method drew the projections: "guided backprop" where the deconvnet's would be fixed."""
+        return "guided backprop" if self.same_for_every_image else "deconvnet"
 
     def image(self, cell: int = 64) -> np.ndarray:
         """ZF Fig. 2: projections (left 3x3) beside the image patches (right 3x3)."""
@@ -295,7 +299,6 @@ def patches(model: nn.Module, images: np.ndarray, top: TopK, channel: int, *, me
             proj = deconvnet(model, xin, top.layer, channel, position=(y, x))
             if out.same_for_every_image is None:
                 out.same_for_every_image = is_same_for_every_image(model, xin, proj)
-                out.projected_by = "guided backprop" if out.same_for_every_image else "deconvnet"
             if out.same_for_every_image:
                 proj = guided_backprop(model, xin, top.layer, channel, position=(y, x))
             out.projections.append(render.to_uint8(proj.image[:, t:b, left:rgt], "symmetric"))

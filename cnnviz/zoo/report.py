@@ -254,8 +254,8 @@ def write_plots(table: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    # Compare's colours: the zoo opens there with every family selected, in this same order.
-    colours = model_colours([r["family"] for r in sorted(table, key=lambda r: member_order(r["family"]))])
+    # Compare's colours: the zoo opens there with every family selected, in the zoo's order (rows()' order too).
+    colours = model_colours([r["family"] for r in table])
     paths = []
     for key, xlabel, name in (("macs", "MACs per 64x64 image (log scale)", "zoo_acc_vs_macs.png"),
                               ("train_s", "training time, seconds (log scale)", "zoo_acc_vs_time.png")):
