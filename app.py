@@ -18,12 +18,22 @@ st.set_page_config(page_title="cnnviz: the classic CNNs", page_icon=str(Path(__f
 
 from app_pages._shared import render_sidebar  # noqa: E402
 
+# The default page is served at "/"; every other page at its file's name. Its own name is taken by a hidden page
+# that sends /architectures (a guessed or an old link, like /training for Training) to "/", where Streamlit would
+# otherwise pop up "Page not found" over it.
+home = st.Page("app_pages/architectures.py", title="Architectures", icon=":material/account_tree:", default=True,
+               url_path="home", help="Every network's per-layer table, its charts and block diagram; the families side by side.")
 pages = [
-    st.Page("app_pages/architectures.py", title="Architectures", icon=":material/account_tree:", default=True),
-    st.Page("app_pages/training.py", title="Training", icon=":material/model_training:"),
-    st.Page("app_pages/visualize.py", title="Visualize", icon=":material/visibility:"),
-    st.Page("app_pages/predict.py", title="Predict", icon=":material/target:"),
-    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    home,
+    st.Page("app_pages/training.py", title="Training", icon=":material/model_training:",
+            help="Train a network on Tiny ImageNet as a background job and follow its curves; runs resume after a stop."),
+    st.Page("app_pages/visualize.py", title="Visualize", icon=":material/visibility:",
+            help="Look inside a trained network the Zeiler & Fergus way: filters, maps, deconvnet, top-9, occlusion."),
+    st.Page("app_pages/predict.py", title="Predict", icon=":material/target:",
+            help="Upload images and see each trained network's top-5 guesses side by side."),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:",
+            help="Trained models side by side: the zoo's table, curves, accuracy against cost, confusions."),
+    st.Page(lambda: st.switch_page(home), title="Architectures", url_path="architectures", visibility="hidden"),
 ]
 navigation = st.navigation(pages)
 render_sidebar()

@@ -42,9 +42,9 @@ st.dataframe(table.frame.style.set_properties(subset=hp_cols, **{"background-col
              hide_index=True, column_config={
                  "best_val_top1": st.column_config.NumberColumn("best val top-1", format="percent"),
                  "best_val_top5": st.column_config.NumberColumn("best val top-5", format="percent"),
-                 "params": st.column_config.NumberColumn(format="compact"),
-                 "training-only params": st.column_config.NumberColumn(format="compact"),
-                 "macs": st.column_config.NumberColumn("MACs", format="compact"),
+                 "params": st.column_config.NumberColumn(format="compact", help=cf.COUNT_HELP),
+                 "training-only params": st.column_config.NumberColumn(format="compact", help=cf.COUNT_HELP),
+                 "macs": st.column_config.NumberColumn("MACs", format="compact", help=cf.MACS_HELP),
                  "peak_mem_bytes": st.column_config.NumberColumn("peak memory (bytes)", format="compact"),
                  "train_time_s": st.column_config.NumberColumn("training time (s)", format="%.0f"),
                  "images_per_s": st.column_config.NumberColumn("images/s", format="%.0f")})

@@ -34,7 +34,7 @@ from cnnviz.views.architecture_charts import (
     receptive_field_chart,
 )
 from cnnviz.views.block_diagram import block_diagram
-from cnnviz.views.format import MACS_NOTE, UNITS_NOTE, human, human_bytes, pair_text, shape_text
+from cnnviz.views.format import COMPACT_NOTE, MACS_NOTE, UNITS_NOTE, human, human_bytes, pair_text, shape_text
 
 __all__ = [  # the charts and the diagram, re-exported: the page imports this one module
     "MACS_NOTE", "METRICS", "UNITS_NOTE", "accuracy_vs_macs_chart", "block_diagram", "compare_frame",
@@ -87,8 +87,8 @@ COLUMN_HELP = {
     "parameter memory": "bytes of params (at inference) in the chosen dtype",
     "activations": "output elements per image",
     "activation memory": "per image, in the chosen dtype",
-    "MACs": "multiply-accumulates per image (1 MAC = 2 FLOPs); K/M/B = thousand/million/billion",
-    "MACs / image": "multiply-accumulates per image at this input (K/M/B = thousand/million/billion)",
+    "MACs": f"multiply-accumulates per image (1 MAC = 2 FLOPs); {COMPACT_NOTE}",
+    "MACs / image": f"multiply-accumulates per image at this input ({COMPACT_NOTE})",
     "connections": "LeNet-style connections: one per input feeding a unit, the bias counted as one",
     "receptive field": "pixels of the input that can affect one unit (largest over all paths)",
     "jump": "distance in input pixels between neighbouring units (effective stride)",

@@ -46,8 +46,13 @@ from cnnviz.views.charts import (
     short_name,
     unique_labels,
 )
+from cnnviz.views.format import COMPACT_NOTE
 from cnnviz.viz import feature_maps, map_layers, occlusion
 from cnnviz.viz.render import colormap, overlay
+
+# The table's count columns are Streamlit "compact" numbers (1.3B); docs/zoo.md and the CLI write 1.28G.
+COUNT_HELP = f"{COMPACT_NOTE} (docs/zoo.md writes G for billion)"
+MACS_HELP = f"multiply-accumulates per image at the model's input; {COUNT_HELP}"
 
 
 # ----------------------------------------------------------------------------------------------- comparable?
