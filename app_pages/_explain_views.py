@@ -41,7 +41,7 @@ def top9_view(ctx: Context) -> None:
         channel = st.number_input("Feature map", 0, hit[2].channels - 1, int(hit[2].values[:, 0].argmax()))
         top9 = viz.patches(subject.model, split.images, hit[2], channel, mean=mean, std=std,
                            input_size=subject.input_size[1], channels=subject.input_size[0])
-        fig = top9.image()
+        fig = top9.image(cell=96)  # 64x64 images: patches of at most 48 px, drawn 2x so a patch can be read
         st.image(fig, caption=subject.caption(vv.top9_caption(layer, top9)))
         downloads("top9", fig, None, hit[2].to_csv())
 
@@ -74,8 +74,8 @@ def attribution_view(ctx: Context) -> None:
     cam_default = default_cam_layer(subject.model, subject.input_size, session.layer_shapes(subject))
     cam_layer = right.selectbox("Grad-CAM layer", ctx.layers, index=ctx.layers.index(cam_default),
                                 key=f"attr_cam_{cam_default}",
-                                help="Default: the last layer whose maps are larger than 1x1 (at a 1x1 layer the "
-                                     "CAM is one number).")
+                                help="Default: the last conv stage's output before the final pooling, as Grad-CAM's "
+                                     "authors chose (relu5 in AlexNet); at a 1x1 layer the CAM is one number.")
     sig = (ctx.signature, target, cam_layer)
     if st.button("Compute attributions"):
         st.session_state["viz_attr"] = (sig, viz.attribute(subject.model, ctx.x, target, cam_layer=cam_layer))

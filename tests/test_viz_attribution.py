@@ -49,7 +49,7 @@ def test_all_methods_side_by_side():
         assert np.isfinite(arr).all() and arr.min() >= 0, m
         assert m in ("grad_cam", "guided_grad_cam") or arr.max() > 0, m
     # Grad-CAM (ReLU of the weighted maps) may be empty for a class of a random net, not for all of them
-    assert a.cam_layer == "features"
+    assert a.cam_layer == "features.4"  # the last ReLU, not the max pool after it (nor "features", which ends in it)
     assert any(attribute(net, _image(), t, methods=("grad_cam",)).maps["grad_cam"].max() > 0 for t in range(4))
     assert a.raw["integrated_gradients"].shape == (3, 32, 32)
     with pytest.raises(ValueError, match="unknown attribution"):
@@ -131,9 +131,10 @@ def _one_arch_per_family() -> list[str]:
 
 @pytest.mark.parametrize("arch", _one_arch_per_family())
 def test_grad_cam_default_layer_has_real_maps_for_every_family(arch):
-    """The default Grad-CAM layer is the last one with maps larger than 1x1 (ResNet and GoogLeNet used to get
-    their 1x1 average pool: a constant CAM), and the CAM there is a picture, not a constant."""
-    from cnnviz.viz.attribution import default_cam_layer
+    """The default Grad-CAM layer is the last one with maps larger than 1x1 that is not a pooling layer's output
+    (ResNet and GoogLeNet used to get their 1x1 average pool: a constant CAM; AlexNet, ZFNet and VGG their last
+    max pool, half the map Grad-CAM's authors used), and the CAM there is a picture, not a constant."""
+    from cnnviz.viz.attribution import default_cam_layer, ends_in_pooling
     from cnnviz.viz.layers import output_shapes
     from cnnviz.viz.session import demo_image, prepare, random_subject
 
@@ -143,12 +144,31 @@ def test_grad_cam_default_layer_has_real_maps_for_every_family(arch):
     shapes = output_shapes(subject.model, subject.input_size)
     _, h, w = shapes[layer]
     assert h * w > 1, (layer, shapes[layer])
+    modules = dict(subject.model.named_modules())
+    assert not ends_in_pooling(modules[layer]), layer
     later = list(shapes)[list(shapes).index(layer) + 1:]
-    assert all(len(shapes[n]) != 3 or shapes[n][1] * shapes[n][2] == 1 for n in later), "not the last one"
+    assert all(len(shapes[n]) != 3 or shapes[n][1] * shapes[n][2] == 1 or ends_in_pooling(modules[n])
+               for n in later), "not the last one"
+    assert max((shapes[n][1] * shapes[n][2] for n in later if len(shapes[n]) == 3), default=0) <= h * w
     # ReLU'd CAMs of a random net may be empty for one class; over the first few classes one is a real map
     cams = [attribute(subject.model, x, t, methods=("grad_cam",)) for t in range(4)]
     assert all(a.cam_layer == layer and a.cam_size == (h, w) for a in cams)
     assert any(a.blank("grad_cam") is None for a in cams), [a.blank("grad_cam") for a in cams]
+
+
+@pytest.mark.parametrize("arch, layer", [("alexnet", "features.relu5"), ("zfnet", "features.relu5"),
+                                         ("vgg16_bn", "features.42"), ("vgg16", "features.29")])
+def test_grad_cam_default_is_the_last_relu_before_the_final_max_pool_as_its_authors_chose(arch, layer):
+    """Grad-CAM's own code defaults to relu5_3 (VGG-16) and relu5 (AlexNet), not the max pool after them:
+    at 64x64 that is ZFNet's 13x13 map, not the pool's 6x6."""
+    import torch.nn as nn
+
+    from cnnviz.viz.attribution import default_cam_layer
+    from cnnviz.viz.session import random_subject
+
+    subject = random_subject(arch, num_classes=10)
+    assert default_cam_layer(subject.model, subject.input_size) == layer
+    assert isinstance(dict(subject.model.named_modules())[layer], nn.ReLU)
 
 
 def test_a_1x1_layer_or_constant_map_is_na_not_a_stretched_constant():

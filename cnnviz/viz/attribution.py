@@ -4,8 +4,9 @@ Methods (captum classes): ``saliency`` (``Saliency``, |gradient|, Simonyan et al
 (``Deconvolution``, ZF's backward rule), ``guided_backprop`` (``GuidedBackprop``), ``integrated_gradients``
 (``IntegratedGradients``, baseline = the dataset mean, i.e. 0 after normalisation), ``grad_cam``
 (``LayerGradCam``, upsampled) and ``guided_grad_cam`` (``GuidedGradCam``). Both Grad-CAMs look at the chosen
-layer or, by default, the last layer whose maps are larger than 1x1 (:func:`default_cam_layer`, read from the
-model's own output shapes): at a 1x1 layer (a global average pool) the CAM is one number, a constant picture.
+layer or, by default, the last convolutional stage's output before the final pooling, whose maps are larger than
+1x1 (:func:`default_cam_layer`, read from the model's own output shapes): at a 1x1 layer (a global average
+pool) the CAM is one number, a constant picture.
 
 A map that is constant (a CAM at a 1x1 layer, or a ReLU'd CAM with nothing positive) is not drawn as a colour
 stretch of float noise: :func:`blank_reason` says why it is empty and the figures show that text instead.
@@ -44,17 +45,39 @@ LABELS = {"saliency": "Saliency (gradient)", "deconvnet": "Deconvnet", "guided_b
           "guided_grad_cam": "Guided Grad-CAM"}
 
 
+# Layers whose output is a pooled copy of the map before them (Dropout and Identity pass it on unchanged).
+POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d)
+PASS_THROUGH = (nn.Dropout, nn.Dropout2d, nn.Identity)
+
+
+def ends_in_pooling(module: nn.Module) -> bool:
+    """True when ``module``'s output is a pooling layer's: it is one, or its last layer (in registration order,
+    which is execution order for our Sequentials; Dropout and Identity skipped) is one."""
+    leaves = [m for m in module.modules() if next(m.children(), None) is None]
+    for leaf in reversed(leaves):
+        if not isinstance(leaf, PASS_THROUGH):
+            return isinstance(leaf, POOLING)
+    return False
+
+
 def default_cam_layer(model: nn.Module, input_size: tuple[int, int, int],
                       shapes: dict[str, tuple[int, ...]] | None = None) -> str:
     """The layer Grad-CAM looks at by default: the last one, in execution order, whose output is a map larger
-    than 1x1 (ResNet: ``layer4``, GoogLeNet: ``inception5b``, AlexNet: ``features``; a global average pool
-    after it has 1x1 maps and would make the CAM a constant). ``shapes``: the model's output shapes when the
-    caller has them (:func:`cnnviz.viz.layers.output_shapes`)."""
+    than 1x1 and is not a pooling layer's output (ResNet: ``layer4``, GoogLeNet: ``inception5b``, AlexNet and
+    ZFNet: ``features.relu5``, VGG-16-BN: ``features.42``, conv5_3's ReLU).
+
+    Why not the pool after it: Grad-CAM's authors took the last conv layer's rectified output (their code's
+    defaults: ``relu5_3`` for VGG-16, ``relu5`` for AlexNet; github.com/ramprs/grad-cam, classification.lua),
+    and the max pool after it halves the map (ZFNet at 64x64: 13x13 -> 6x6, VGG-16: 4x4 -> 2x2). Why not a 1x1
+    layer: after a global average pool the CAM is one number, a constant picture. ``shapes``: the model's
+    output shapes when the caller has them (:func:`cnnviz.viz.layers.output_shapes`)."""
     shapes = shapes if shapes is not None else output_shapes(model, input_size)
     names = [n for n, s in shapes.items() if len(s) == 3 and s[1] * s[2] > 1]
     if not names:
         raise ValueError("this model has no layer with maps larger than 1x1 for Grad-CAM")
-    return names[-1]
+    modules = dict(model.named_modules())
+    unpooled = [n for n in names if n in modules and not ends_in_pooling(modules[n])]
+    return (unpooled or names)[-1]
 
 
 # A map whose spread is below this fraction of its largest magnitude is constant (float noise, not signal).
