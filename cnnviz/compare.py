@@ -141,12 +141,11 @@ def _zoo_entries(root: Path) -> list[CompareEntry]:
     """One entry per zoo result file in ``checkpoints/results/`` (by family, in the zoo's order), with the
     starter exported from it as its checkpoint when that file is here."""
     from cnnviz.starter import starter_dir
-    from cnnviz.zoo.recipe import ALL_FAMILIES
+    from cnnviz.zoo.recipe import member_order
     from cnnviz.zoo.results import list_results, results_dir
 
-    order = {f: i for i, f in enumerate(ALL_FAMILIES)}
     out = []
-    for r in sorted(list_results(results_dir(root)), key=lambda r: order.get(r["family"], 99)):
+    for r in sorted(list_results(results_dir(root)), key=lambda r: member_order(r["family"])):
         starter = r.get("starter") or {}
         weights = starter_dir(root) / str(starter.get("checkpoint") or "-")
         args = dict(r.get("model_args") or {})
