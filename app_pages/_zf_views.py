@@ -82,7 +82,7 @@ def probes_view(ctx: Context) -> None:
     c1, c2, c3 = st.columns(3)
     d = probes.DEFAULTS
     per_train = c1.number_input("Train images per class", 1, 100, d["train_per_class"], key="pr_train",
-                                help="time grows with it: with the defaults each starter took under 35 s on a 2-core CPU")
+                                help="time grows with it: with the defaults each starter took under 45 s on a 2-core CPU")
     per_val = c2.number_input("Val images per class", 1, 50, d["val_per_class"], key="pr_val")
     rel = c3.toggle("Relative depth", False, key="pr_rel", help="x from 0 (first hidden block) to 1 (last), so "
                     "that networks of different depths line up")

@@ -155,6 +155,8 @@ def test_probe_reports_every_layer_caches_and_cancels(tmp_path):
     assert len(list(tmp_path.glob("probe_*.json"))) == 1  # a cancelled probe caches nothing
     fig = probe_figure([r, hit])
     assert len(fig.data) == 2 and fig.layout.yaxis.title.text == "val top-1 of a linear probe (%)"
+    from cnnviz.palette import MODEL_COLOURS  # Compare's colour-blind-safe colours, two distinct ones
+    assert [t.line.color for t in fig.data] == list(MODEL_COLOURS[:2])
     assert probe_png([r])[:4] == b"\x89PNG"
 
 

@@ -14,9 +14,10 @@ PROB_TITLE = "probability of the class"
 
 
 def _colours() -> list[str]:
-    import plotly.colors
+    """Compare's colour-blind-safe set (plotly's default drew seven probe lines in look-alike blues and cyans)."""
+    from cnnviz.palette import MODEL_COLOURS
 
-    return list(plotly.colors.qualitative.Plotly)
+    return list(MODEL_COLOURS)
 
 
 def _layer_ys(inv, layer: str, relative: bool) -> np.ndarray:
