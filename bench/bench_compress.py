@@ -13,6 +13,11 @@ For each checkpoint (default: the shipped starters), on ``--images`` val images 
   (``sum s_i^2`` over the kept singular values / all) and the file size under that plan.
 
 Written to docs/benchmarks.md (section ``compress``). It chose the ranks of ``cnnviz.compress.default_plan``.
+
+``--shipped`` measures nothing: the shipped starters are already compressed, so their cost was measured when
+they were exported, against the float32 checkpoint of the run (on the machine that trained them; the zoo's
+on its GPU). It tabulates those records (``compression.measured`` in each starter's JSON) into the
+section ``compress-shipped``, stamped with that machine and time.
 """
 
 from __future__ import annotations
@@ -210,6 +215,36 @@ def head_proxy(checkpoint: str, n_train: int, n_val: int, epochs: int) -> list[s
     return rows + svd_sweep(fake, copy.deepcopy(model), xva, yva, configs, features=False)
 
 
+def shipped(root: Path = REPO / "checkpoints") -> tuple[str, str, str]:
+    """(Markdown table, where, when) of the shipped starters' own compression records."""
+    import json
+
+    from cnnviz.zoo.results import list_results, results_dir
+
+    cards = {r.get("starter", {}).get("checkpoint"): r.get("device_name") for r in list_results(results_dir(root))}
+    rows = ["| starter | arch | what was done | file | float16 would be | val images | top-1 float32 -> shipped | "
+            "top-5 change | same top-1 | logit error mean | max | measured on |", "|---|---|---|---|---|---|---|---|"
+            "---|---|---|---|"]
+    cards_seen, created = set(), []
+    for meta_path in sorted(starter_dir(root).glob("*.json")):
+        meta = json.loads(meta_path.read_text())
+        c = meta.get("compression") or {}
+        m = c.get("measured")
+        if not m:
+            continue
+        card = cards.get(meta_path.stem + ".safetensors") or m.get("device", "?")
+        cards_seen.add(card)
+        created.append(str(meta.get("created", "?")))
+        f16 = f"{m['float16_bytes'] / 2**20:.2f} MiB" if m.get("float16_bytes") else "-"
+        rows.append(f"| `{meta_path.stem}` | {meta['arch']} | {c['plan']['description']} | "
+                    f"{c['bytes'] / 2**20:.2f} MiB | {f16} | {m['n']:,} | {100 * m['reference_top1']:.2f}% -> "
+                    f"{100 * m['top1']:.2f}% ({m['top1_change_pp']:+.2f} pp) | {m['top5_change_pp']:+.2f} pp | "
+                    f"{100 * m['same_top1_fraction']:.1f}% | {100 * m['logit_rel_error_mean']:.2f}% | "
+                    f"{100 * m['logit_rel_error_max']:.2f}% | {card} |")
+    when = f"{min(created)} to {max(created)}" if created else "never"
+    return "\n".join(rows), ", ".join(sorted(cards_seen)) or "?", when
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", action="append", help="checkpoint path (repeatable; default: the starters)")
@@ -220,7 +255,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head-proxy", metavar="CKPT", help="only the head proxy, on this checkpoint's features")
     p.add_argument("--proxy-train", type=int, default=20000, help="train images for the head proxy")
     p.add_argument("--proxy-epochs", type=int, default=3)
+    p.add_argument("--shipped", action="store_true", help="tabulate the shipped starters' own records (no measuring)")
     args = p.parse_args(argv)
+    if args.shipped:
+        table, where, when = shipped()
+        body = ("## What compression cost the shipped starters (`bench/bench_compress.py --shipped`)\n\n"
+                "Each starter was measured when it was exported, on all val images, against its run's float32 "
+                "checkpoint (`cnnviz.starter.measure_compression`; the record is `compression.measured` "
+                "in the starter's JSON, and the card shows it). The shipped file's top-1 is what every page "
+                "shows; the zoo's table (docs/zoo.md) gives the float32 checkpoint's. Logit error: "
+                "`||z_shipped - z|| / ||z||` per image; same top-1: images whose predicted class did not change."
+                "\n\n" + table)
+        print(body)
+        if not args.no_write:
+            print("written to", write_section("compress-shipped", body, on=f"{where} (the zoo's export)", at=when))
+        return 0
     if args.head_proxy:
         torch.set_num_threads(1)
         rows = head_proxy(args.head_proxy, args.proxy_train, args.images or 5000, args.proxy_epochs)
