@@ -4,6 +4,7 @@ Linear weights, the file format, and every way a damaged file is refused."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -292,3 +293,23 @@ def test_float_checkpoints_still_load_as_before(tmp_path):
     loaded = load_checkpoint(tmp_path / "h").model
     for k, v in model.state_dict().items():
         assert torch.allclose(loaded.state_dict()[k].float(), v.float(), atol=1e-2, rtol=1e-2), k
+
+
+def test_the_benchmark_table_of_the_shipped_starters_is_their_own_export_records():
+    """docs/benchmarks.md's "What compression cost the shipped starters": one row per shipped starter, its
+    numbers read from the starter's own record (the starters are compressed files: measuring them again would
+    compare a compressed model with itself)."""
+    from bench.bench_compress import shipped
+    from cnnviz.starter import starter_dir
+
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    metas = {p.stem: json.loads(p.read_text()) for p in starter_dir(root).glob("*.json")}
+    table, where, when, gap = shipped(root)
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(metas) == 7
+    for stem, meta in metas.items():
+        m = meta["compression"]["measured"]
+        row = next(r for r in rows if r.startswith(f"| `{stem}` |"))
+        assert f"{100 * m['reference_top1']:.2f}% -> {100 * m['top1']:.2f}% ({m['top1_change_pp']:+.2f} pp)" in row
+        assert m["n"] == 10_000 and abs(meta["metrics"]["val_top1"] - m["top1"]) * 100 <= gap + 1e-9
+    assert where == "NVIDIA H200" and when.startswith("2026-11-28") and 0 <= gap < 0.5
