@@ -22,11 +22,13 @@ from app_pages._shared import render_sidebar  # noqa: E402
 # that sends /architectures (a guessed or an old link, like /training for Training) to "/", where Streamlit would
 # otherwise pop up "Page not found" over it.
 home = st.Page("app_pages/architectures.py", title="Architectures", icon=":material/account_tree:", default=True,
-               url_path="home", help="Every network's per-layer table, its charts and block diagram; the families side by side.")
+               url_path="home",
+               help="Every network's per-layer table, its charts and block diagram; the families side by side.")
 pages = [
     home,
     st.Page("app_pages/training.py", title="Training", icon=":material/model_training:",
-            help="Train a network on Tiny ImageNet as a background job and follow its curves; runs resume after a stop."),
+            help="Train a network on Tiny ImageNet as a background job and follow its curves; runs resume "
+                 "after a stop."),
     st.Page("app_pages/visualize.py", title="Visualize", icon=":material/visibility:",
             help="Look inside a trained network the Zeiler & Fergus way: filters, maps, deconvnet, top-9, occlusion."),
     st.Page("app_pages/predict.py", title="Predict", icon=":material/target:",

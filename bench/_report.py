@@ -29,6 +29,17 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
 
 
+def shared_note(load: float | None = None, cores: int | None = None) -> str:
+    """What the load average says about the run, read rather than assumed: the bench's own threads count in it,
+    so only a load well above the core count means other jobs shared the machine."""
+    load = os.getloadavg()[0] if load is None else load
+    cores = cores or os.cpu_count() or 1
+    if load > cores + 0.5:
+        return (f"load average {load:.1f} on {cores} cores: other jobs shared the machine, so the times include "
+                "waiting for a core (upper bounds)")
+    return f"load average {load:.1f} on {cores} cores: no other heavy job ran beside it"
+
+
 def measured_at() -> str:
     """Now, as the sections' stamps write it."""
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

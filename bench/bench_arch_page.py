@@ -19,7 +19,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import cnnviz
-from bench._report import write_section
+from bench._report import shared_note, write_section
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "architectures.py")
 
@@ -58,8 +58,7 @@ def main() -> None:
         "float32) and the Parameters chart built; *again*: the same pick with the table from `st.cache_data`; "
         "*diagram*: opening the Block diagram tab (first time: the model's structure on the meta device + "
         "DOT). Baseline: a rerun with nothing changed, "
-        f"median of 5: **{base * 1000:.0f} ms**. Load average at the end: {load:.1f} on {os.cpu_count()} cores "
-        "(the machine was shared with other engineers' jobs, so times include waiting for a core).",
+        f"median of 5: **{base * 1000:.0f} ms**. At the end: {shared_note(load)}.",
         "",
         "| arch | first pick (ms) | again, cached (ms) | diagram tab (ms) | first / baseline |",
         "|---|---:|---:|---:|---:|",

@@ -219,8 +219,9 @@ side by side in one run:
 | `BatchPipeline` CPU, random-resized crop + flip | {rates['rrc']:,.0f} | {rates['rrc'] / dl:.1f}x |
 | `BatchPipeline` CPU, no augmentation (shuffle + normalise) | {rates['none']:,.0f} | {rates['none'] / dl:.1f}x |
 {gpu_line}
-The machine was shared with other engineers' jobs while this ran (load average {load_before} before,
-{load_after} after, on 2 cores), so wall times are inflated; the CPU time of the build is the steadier figure.
+Load average {load_before} before, {load_after} after, on {os.cpu_count()} cores (the bench's own threads count in
+it; well above the core count, other jobs shared the machine and the wall times are inflated); the CPU time of
+the build is the steadier figure.
 {"No GPU on this machine: the CUDA path (whole split in GPU memory, same code) was not measured here." if not gpu_line else ""}
 """
     path = write_section("data", body)

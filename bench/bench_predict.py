@@ -16,7 +16,7 @@ import os
 
 import torch
 
-from bench._report import write_section
+from bench._report import shared_note, write_section
 from cnnviz.catalog import list_checkpoints
 from cnnviz.checkpoint import build_meta, load_checkpoint
 from cnnviz.models import create_model
@@ -69,9 +69,8 @@ def main(argv=None) -> int:
              "softmax of a 64x64 image (what the Predict page and CLI time); *forward*: the model alone. Baseline: "
              f"torchvision ResNet-18 (200 classes) at 64x64, forward: median {base.median_ms:.2f} ms / min "
              f"{base.min_ms:.2f} ms at the start of the run, {base2.median_ms:.2f} / {base2.min_ms:.2f} ms at the end. "
-             f"Load average when the run ended: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the machine is "
-             "shared with other engineers' jobs): medians include waiting for a core; the minimum is the closest "
-             "to an idle machine, and the ratio uses minima.", "",
+             f"When the run ended: {shared_note()}. A median includes any wait for a core; the minimum is the "
+             "closest to an idle machine, and the ratio uses minima.", "",
              "| model | weights | page path median (ms) | page path min (ms) | forward median (ms) | forward min (ms) "
              "| forward min / torchvision R-18 min |",
              "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -19,7 +19,7 @@ import tempfile
 
 import torch
 
-from bench._report import write_section
+from bench._report import shared_note, write_section
 
 
 def _run(arch: str, variant: dict, data: str, device: str, batch: int, steps: int, fast: bool,
@@ -92,11 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
         lines.append(f"| {r['arch']} {v} | {r['baseline_img_s']:.0f} | {r['fast_img_s']:.0f} | {r['ratio']:.2f}x "
                      f"| {r['tflops']:.3f} | {mfu} |")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines += ["", f"Load average at the end of the run: {load:.1f} on {os.cpu_count()} cores.",
+    lines += ["", f"At the end of the run: {shared_note()}.",
               "", "The whole training step is timed (forward, backward, optimizer, the device batch pipeline); "
-              "evaluation is excluded. On the CPU this machine is shared with other engineers' test runs, so "
-              "treat the figures as a floor. GPU numbers: run the command in the module docstring on the GPU.",
+              "evaluation is excluded. GPU numbers: run the command in the module docstring on the GPU.",
               "", "Fused vs foreach SGD, measured apart (the interleaved AdamW ablation is in \"One training step, "
               "taken apart\" below): for SGD (Nesterov, momentum 0.9) a step over AlexNet's 58M parameters with "
               "made-up gradients took 422-473 ms on the foreach path and 58-64 ms fused (two rounds each, "

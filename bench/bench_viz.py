@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from bench._report import write_section
+from bench._report import shared_note, write_section
 
 
 def timeit(fn, repeat: int = 5, warmup: int = 1) -> float:
@@ -284,11 +284,7 @@ def main() -> None:
         chunk = part()
         print("\n".join(chunk), flush=True)
         lines += chunk
-    import os
-
-    load = os.getloadavg()[0]
-    lines.append(f"The machine was shared with other engineers' jobs while this ran (1-minute load average "
-                 f"{load:.1f} on {os.cpu_count()} cores): treat the times as upper bounds.")
+    lines.append(f"At the end: {shared_note()}.")
     write_section("viz", "## Visualisation (cnnviz.viz)\n\n" + "\n".join(lines))
 
 

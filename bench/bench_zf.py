@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from bench._report import write_section
+from bench._report import shared_note, write_section
 
 
 def _load() -> str:
@@ -91,9 +91,7 @@ def main() -> None:
     start_load = _load()
     body = ["## ZF invariance and layer probes (`bench/bench_zf.py`)", ""]
     body += bench_probes(args.only) + [""] + bench_invariance(args.only)
-    body += ["", f"Load average (1 / 5 / 15 min) on the {os.cpu_count()} cores: {start_load} at the start, {_load()} "
-             "at the end (the bench's own work counts in it; a load well above the core count means other jobs "
-             "shared the machine, and the wall times are then upper bounds). "
+    body += ["", f"Load average (1 / 5 / 15 min): {start_load} at the start; at the end, {shared_note()}. "
              "The goal is about a minute per starter. The feature pass is the top-9 scan's private copy of the "
              "model (bf16 where the CPU computes it natively, channels-last); the fit is multinomial logistic "
              "regression with torch's LBFGS, one per block."]
