@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join([
         "## Upload to chart, one user, the shipped starters (`bench.bench_upload`)", "",
         f"One headless Chromium on the Predict page with its default selection ({len(chosen)} of the "
-        f"{len(starters)} starters: {names}); {len(times)} uploads of {origin}, one image at a time. Time from "
+        f"{len(starters)} starters, named below; all: {names}); {len(times)} uploads of {origin}, one image at a time. Time from "
         "the upload to the finished page with five bars per chosen starter.", "",
         "| measure | value |", "|---|---|",
         f"| first upload (loads the checkpoints into the cache) | {times[0]:.2f} s |",
