@@ -111,6 +111,26 @@ def test_readme_states_each_shipped_starters_measured_accuracy():
     assert sum(r["bytes"] for r in rows) <= SIZE_BUDGET_BYTES
 
 
+def test_readme_states_what_compression_cost_the_shipped_starters():
+    """Every signed figure in the README's paragraph on compression cost is one the shipped starters' own
+    records hold (it once quoted an earlier export's: +0.01 pp for AlexNet, whose file cost 1.21 pp)."""
+    import json
+    import re
+
+    from cnnviz.paths import REPO_ROOT
+
+    costs = set()
+    for meta in (REPO_ROOT / "checkpoints" / "starter").glob("*.json"):
+        measured = json.loads(meta.read_text())["compression"]["measured"]
+        costs |= {f"{measured['top1_change_pp']:+.2f}", f"{measured['top5_change_pp']:+.2f}"}
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("Measured on the shipped starters")
+    paragraph = readme[start:readme.index("\n\n", start)]
+    quoted = re.findall(r"[-+]\d+\.\d\d(?= pp| to )", paragraph)  # "-0.09 to -0.04 pp", "-1.21 pp"
+    assert len(quoted) >= 5
+    assert all(q in costs for q in quoted), (quoted, sorted(costs))
+
+
 def _briefly_trained_run(tmp_path, arch: str, input_size: int, steps: int = 4, low_rank: dict | None = None):
     """A run folder whose ``best`` checkpoint had a few SGD steps on a synthetic set: ``(run, data root)``.
     ``low_rank`` ({Linear name: rank}) then projects those layers' weights to that rank, as a trained fc
