@@ -134,7 +134,10 @@ def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
             checkpoint=info.path, meta=info.meta,
             problems=[f"best val top-1/top-5 are {info.meta.extra['metrics_note']}"] if info.kind == "imagenet"
             else []))
-    return entries + _zoo_entries(root) + [_run_entry(r) for r in _read_runs(root)]
+    zoo = _zoo_entries(root)
+    for e in entries:  # a starter exported from a zoo member trained where the member did
+        e.status = next((dict(z.status) for z in zoo if e.checkpoint and z.checkpoint == e.checkpoint), e.status)
+    return entries + zoo + [_run_entry(r) for r in _read_runs(root)]
 
 
 def _zoo_entries(root: Path) -> list[CompareEntry]:
@@ -158,6 +161,7 @@ def _zoo_entries(root: Path) -> list[CompareEntry]:
         history = [{**m, "val_top1": m.get("val_top1")} for m in r["history"]]
         out.append(CompareEntry(id=f"zoo/{r['family']}", kind="zoo", arch=r["arch"], model_args=args,
                                 config=dict(r.get("config") or {}), metrics=history, history=history,
+                                status={"device": r.get("device"), "device_name": r.get("device_name")},
                                 checkpoint=weights if weights.is_file() else None, meta=meta, evaluation=ev))
     return out
 
@@ -269,6 +273,7 @@ def entry_row(entry: CompareEntry) -> dict[str, Any]:
         "best_val_top1": max(top1) if top1 else None, "best_val_top5": max(top5) if top5 else None,
         **({"best_val_top1": entry.evaluation.top1, "best_val_top5": entry.evaluation.top5}  # docs/zoo.md's
            if entry.evaluation is not None else {}),
+        "device": entry.status.get("device_name") or entry.status.get("device"),  # what the time was on
         "train_time_s": training_seconds(trained),  # the same numbers as docs/zoo.md's (steps only)
         "images_per_s": training_rate(trained),
         "peak_mem_bytes": int(max(peak)) if peak else None,

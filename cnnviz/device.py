@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import platform
 from pathlib import Path
 
 import torch
@@ -79,3 +81,18 @@ def describe_device(device: torch.device | None = None) -> str:
     if device.type == "mps":
         return "MPS: Apple GPU"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def device_name(device: str | None) -> str:
+    """The card or CPU a run trained on, for humans: ``NVIDIA H100 80GB HBM3``, ``AMD EPYC 9554 (2 cores)``."""
+    if device and device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    model = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({os.cpu_count()} cores)"

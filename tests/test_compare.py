@@ -90,6 +90,10 @@ def test_compare_and_docs_zoo_give_the_shipped_zoo_the_same_time_and_rate():
         row = df.loc[f"zoo/{r['family']}"]
         assert row["train_time_s"] == pytest.approx(r["train_time_s"]), r["family"]
         assert row["images_per_s"] == pytest.approx(r["images_per_s"]), r["family"]
+        assert row["device"] == r["device_name"] == "NVIDIA H200", r["family"]  # the seconds are the H200's
+    # a starter exported from a zoo member trained on the member's card too
+    starters = compare_table([e for e in list_entries(shipped) if e.kind == "starter"]).frame
+    assert set(starters["device"]) == {"NVIDIA H200"}
 
 
 def test_entries_are_runs_then_starters(runs):

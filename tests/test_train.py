@@ -50,6 +50,8 @@ def test_short_run_learns_and_writes_every_file(synthetic):
     assert last["elapsed_s"] >= first["elapsed_s"] > 0 and last["peak_mem_bytes"] > 0
     st = info.status
     assert st["state"] == "done" and st["total_epochs"] == 4 and st["steps_per_epoch"] == 10
+    from cnnviz.device import device_name  # what Compare says the run's seconds were on: this CPU, by name
+    assert st["device"] == "cpu" and st["device_name"] == device_name("cpu") and "cores" in st["device_name"]
     for name in ("config.json", "status.json", "metrics.jsonl", "train.log", "optim.pt"):
         assert (run_dir / name).is_file(), name
     # last and best load with nothing but their two files; metadata says what the page needs

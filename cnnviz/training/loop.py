@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cnnviz import checkpoint  # module attribute: tests replace checkpoint.save_checkpoint to fill the disk
 from cnnviz.data import BatchPipeline, load_split, resolve_data
-from cnnviz.device import bf16_autocast_ok, pick_device
+from cnnviz.device import bf16_autocast_ok, device_name, pick_device
 from cnnviz.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from cnnviz.models import InputSizeError, create_model
 from cnnviz.training.config import TrainConfig
@@ -297,7 +297,9 @@ class Trainer:
         # Evaluation stays fp32 on the CPU (see evaluate): the recorded val accuracy is then the one that
         # `cnnviz evaluate` and Predict reproduce on any CPU, with or without bf16 kernels.
         amp = cfg.amp and bf16_autocast_ok(dev)
-        self._write_status(state="running", message="training", device=str(dev), reason=None)
+        # device_name: the card or CPU model, so Compare can say what a run's seconds and images/s were on.
+        self._write_status(state="running", message="training", device=str(dev), device_name=device_name(str(dev)),
+                           reason=None)
         log.info("training %s on %s: %d epochs x %d steps, batch %d x %d", cfg.arch, dev, cfg.epochs,
                  self.steps_per_epoch, cfg.batch_size, self.dist.world_size)
         while self.epoch < cfg.epochs:

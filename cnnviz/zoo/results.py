@@ -11,8 +11,6 @@ row sums), training time, throughput, peak memory and the device. Shipped result
 
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnviz.device import device_name  # noqa: F401 - re-exported: the zoo's callers import it from here
 from cnnviz.fsutil import atomic_write_json, read_json
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training.folder import RunFolder
@@ -30,23 +29,6 @@ RESULTS_DIR_NAME = "results"
 
 def results_dir(root: str | Path | None = None) -> Path:
     return Path(root or checkpoints_dir()) / RESULTS_DIR_NAME
-
-
-def device_name(device: str | None) -> str:
-    """The card or CPU a run trained on, for humans: ``NVIDIA H100 80GB HBM3``, ``AMD EPYC 9554 (2 cores)``."""
-    import torch
-
-    if device and device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    model = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} ({os.cpu_count()} cores)"
 
 
 def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo_id: str | None = None,
