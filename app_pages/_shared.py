@@ -6,9 +6,11 @@ on copies or under a lock; see cnnviz.viz).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 from cnnviz.device import describe_device, pick_device
 from cnnviz.paths import checkpoints_dir
@@ -107,3 +109,10 @@ def variant_widgets(card, key_prefix: str, columns: int = 4) -> dict:
             values[spec.name] = col.selectbox(spec.name, spec.choices, help=spec.help, key=key,
                                               format_func=lambda v: "model default" if v is None else str(v))
     return values
+
+
+def link_to(page: str, label: str, icon: str | None = None) -> None:
+    """``st.page_link`` to another page; nothing where this page runs on its own (an AppTest of one page file
+    has no ``st.navigation``, so there is no other page to go to)."""
+    with contextlib.suppress(StreamlitPageNotFoundError):
+        st.page_link(page, label=label, icon=icon)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import cnnviz
-from app_pages._shared import show_error, variant_widgets
+from app_pages._shared import link_to, show_error, variant_widgets
 from cnnviz.summary import layer_table
 from cnnviz.views import architectures as fa
 
@@ -115,6 +115,8 @@ def compare() -> None:
     st.plotly_chart(fa.accuracy_vs_macs_chart(paper, metric), key="cmp_chart")
     st.caption("Accuracies are the papers' own ImageNet figures (settings differ: see each card's note); MACs "
                f"are ours at the paper's input. {fa.MACS_NOTE} {fa.UNITS_NOTE}")
+    link_to("app_pages/compare.py", "The same families trained on Tiny ImageNet under one recipe: Compare opens "
+            "on the zoo", ":material/compare_arrows:")
 
 
 st.title("Architectures")

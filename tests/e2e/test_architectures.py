@@ -78,3 +78,17 @@ def test_every_architecture_renders_its_table_and_charts(app_server, page, tmp_p
         page.get_by_role("tab", name="Parameters").click()
     shot(page, tmp_path, "architectures_last")
     assert not page.js_errors, page.js_errors
+
+
+def test_compare_architectures_links_to_the_zoo_on_compare(app_server, page, tmp_path):
+    """The papers' ImageNet chart ends with a link to the same families trained on Tiny ImageNet (Compare)."""
+    server = app_server()
+    _open(page, server.url)
+    page.get_by_role("tab", name="Compare architectures").click()
+    page.get_by_test_id("stPlotlyChart").first.locator(".main-svg").first.wait_for()
+    page.get_by_test_id("stPageLink").filter(has_text="Compare opens on the zoo").click()
+    page.wait_for_url(lambda url: url.rstrip("/").endswith("/compare"))
+    page.get_by_role("heading", name="Compare").first.wait_for()
+    wait_idle(page)
+    assert_no_errors(page)
+    assert not page.js_errors, page.js_errors
