@@ -52,6 +52,8 @@ def filters_view(ctx: Context) -> None:
             show_movement(panel.model, panel.meta, panel.layer, panel.key + (panel.layer,), col)
         if note := vv.fig6_training_note(panels):
             st.warning(note)
+        if note := vv.fig6_comparison_note(panels):
+            st.info(note)
 
 
 def maps_view(ctx: Context) -> None:

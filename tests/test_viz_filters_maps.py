@@ -196,3 +196,27 @@ def test_fig6_note_only_when_both_sides_are_trained_for_different_lengths():
     assert fig6_training_note([side(1), side(6)]).startswith("Not trained alike: AlexNet had 1 epoch and ZFNet 6.")
     assert fig6_training_note([side(4), side(4)]) is None  # trained alike: nothing to warn about
     assert fig6_training_note([side(None), side(6)]) is None  # a random init already says so in its caption
+
+
+def test_fig6_says_what_zf_compared_and_what_differs_at_64x64():
+    """Trained alike, the two sides get a sentence: ZF changed conv1's size *and* stride; at 64x64 both small stems
+    keep stride 1, so only the size differs. Kernels and strides come from the models, smoothness is measured."""
+    from cnnviz.models.registry import create_model
+    from cnnviz.views.visualize import FirstLayer, fig6_comparison_note
+    from cnnviz.viz.filters import first_conv
+    from cnnviz.viz.trained import smoothness
+
+    def side(arch, epochs, size=64):
+        torch.manual_seed(0)
+        model = create_model(arch, num_classes=10, input_size=size)
+        return FirstLayer(model=model, meta={}, key=(), layer=first_conv(model), image=None, caption="", epochs=epochs)
+
+    alex, zf = side("alexnet", 10), side("zfnet", 10)
+    note = fig6_comparison_note([alex, zf])
+    assert "AlexNet's conv1 is 11x11 at stride 1, ZFNet's 7x7 at stride 1" in note and "only the filter size" in note
+    w = zf.model.get_submodule(zf.layer).weight.detach().numpy()
+    assert f"{smoothness(w):+.2f} in ZFNet's" in note
+    paper = fig6_comparison_note([side("alexnet", 10, 224), side("zfnet", 10, 224)])
+    assert "11x11 at stride 4, ZFNet's 7x7 at stride 2" in paper and "strides differ" in paper
+    assert fig6_comparison_note([alex, side("zfnet", 3)]) is None  # trained unalike: the other note says so
+    assert fig6_comparison_note([side("alexnet", None), zf]) is None  # a random init: nothing to compare

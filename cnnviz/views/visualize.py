@@ -270,6 +270,30 @@ def fig6_training_note(panels: list[FirstLayer]) -> str | None:
             "between these filters comes from training length, not from the architectures.")
 
 
+def fig6_comparison_note(panels: list[FirstLayer]) -> str | None:
+    """What ZF's Fig. 6 claims and what differs here, when both sides are trained alike: ZF changed AlexNet's
+    conv1 in two ways (filter size and stride), and a small stem at 64x64 may keep only one of them, so their
+    result need not repeat. Strides and kernels are read from the models; the smoothness is measured."""
+    from cnnviz.viz.trained import smoothness
+
+    if len(panels) != 2 or not all(p.epochs for p in panels) or fig6_training_note(panels):
+        return None
+    convs = [p.model.get_submodule(p.layer) for p in panels]
+    if not all(isinstance(c, nn.Conv2d) for c in convs):
+        return None
+    (ka, sa), (kz, sz) = ((c.kernel_size[0], c.stride[0]) for c in convs)
+    smooth = [smoothness(c.weight.detach().float().cpu().numpy()) for c in convs]
+    if any(v is None for v in smooth):
+        return None
+    same = ("the stride is the same, so only the filter size differs here, and ZF's contrast need not repeat"
+            if sa == sz else f"the strides differ ({sa} against {sz}) as in ZF, as well as the filter sizes")
+    return (f"ZF's Fig. 6 at 224x224: AlexNet's 11x11 first-layer filters at stride 4 mixed very high and very "
+            "low frequencies with little in between (and the stride aliased layer 2); ZF report that ZFNet's 7x7 at "
+            f"stride 2 fixed both. These two see 64x64 images: AlexNet's conv1 is {ka}x{ka} at stride {sa}, ZFNet's {kz}x{kz} at "
+            f"stride {sz}: {same}. Neighbouring filter pixels correlate {smooth[0]:+.2f} in AlexNet's and "
+            f"{smooth[1]:+.2f} in ZFNet's (higher: smoother).")
+
+
 def whole_image_note(subject: Subject, layer: str, box: tuple[int, int, int, int]) -> str | None:
     """A sentence when every unit of ``layer`` sees the whole input (its outlined region is then the picture)."""
     if not covers_whole_image(box, subject.input_size):
