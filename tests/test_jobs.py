@@ -198,6 +198,24 @@ def test_read_run_survives_torn_and_missing_files(tmp_path):
     assert [r.id for r in list_runs(tmp_path)] == [run.name]
 
 
+def test_a_run_read_before_its_status_exists_is_queued_not_failed(tmp_path):
+    """create_run writes config.json, then status.json: a page that read the run in between saw "failed: the
+    worker exited before it started", a final state, and stopped following a worker that went on to train (a
+    flaky double-click test in the browser found it). Only a folder that stays like that is a failed start."""
+    import time
+
+    run = create_run(tiny_config().to_dict(), root=tmp_path)
+    (run / "status.json").unlink()
+    assert read_run(run).state == "queued"
+    hour_ago = time.time() - 3600
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "created": hour_ago}))
+    for p in (run / "config.json", run):
+        os.utime(p, (hour_ago, hour_ago))
+    info = read_run(run)
+    assert info.state == "failed" and "exited before it started" in info.message
+
+
 def _cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "cnnviz", *args], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **FAST, **(env or {})})

@@ -267,7 +267,10 @@ def read_run(path: str | Path) -> RunInfo:
             spawned = read_json_object(folder.worker_pid, [])
             wpid = spawned.get("pid")
             info.alive = pid_alive(wpid if isinstance(wpid, int) else None, spawned.get("pid_start"))
-            created = float(st.get("heartbeat") or 0)
+            # Between create_run's config.json and its status.json there is no status yet: read the config's
+            # creation time (else the folder's), or a run seen in that instant was "failed" for good (a page
+            # that read it then stopped following a worker that went on to train).
+            created = float(st.get("heartbeat") or info.config.get("created") or info.mtime or 0)
             if (spawned and not info.alive) or (not spawned and time.time() - created > STALE_AFTER_S):
                 state, info.reason = "failed", "died"
                 info.message = "the training worker exited before it started; see worker.out in the run folder"
