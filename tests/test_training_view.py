@@ -53,7 +53,8 @@ def test_epoch_axis_title_only_under_the_bottom_row():
 
 def _run_with_speed(run_id: str, arch: str, data: str, batch: int, rate: float, state: str = "done"):
     run = create_run({"arch": arch, "data": data, "batch_size": batch, "epochs": 2}, run_id=run_id)
-    status = {"state": state, "device": "cpu", "created": time.time(), "heartbeat": time.time()}
+    status = {"state": state, "device": "cpu", "device_name": "AMD EPYC (2 cores)", "created": time.time(),
+              "heartbeat": time.time()}
     if state == "running":
         status["pid"] = os.getpid()  # a live process: read_run keeps it running
     (run / "status.json").write_text(json.dumps(status))
@@ -70,6 +71,7 @@ def test_estimate_from_an_earlier_run_of_the_same_architecture_and_dataset():
                             measure=lambda *a: pytest.fail("an earlier run is there: nothing to measure"))
     assert est.seconds == pytest.approx(1000 / 500.0)  # 1,000 synthetic training images at 500 images/s
     assert "from the earlier run same" in est.text and "500 images/s" in est.text
+    assert "on AMD EPYC (2 cores)" in est.text  # the CPU by name, as the run recorded it
 
 
 def test_estimate_from_a_measured_step_and_never_while_a_job_runs():

@@ -292,7 +292,7 @@ def estimate_from_runs(runs: list[RunInfo], arch: str, data: str, batch_size: in
     run = next((r for r in same if r.config.get("batch_size") == batch_size), same[0])
     rates = [m["images_per_s"] for m in run.metrics if isinstance(m.get("images_per_s"), (int, float))]
     rate = sorted(rates)[len(rates) // 2]
-    device = run.status.get("device") or run.config.get("device") or "?"
+    device = run.status.get("device_name") or run.status.get("device") or run.config.get("device") or "?"
     return EpochEstimate(n_train / rate, f"from the earlier run {run.id}: {rate:.0f} images/s at batch "
                                          f"{run.config.get('batch_size')} on {device}, x {n_train:,} images")
 
