@@ -303,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             configs = [(None, None, None)] + [(r6, None, None) for r6 in (64, 128, 192, 256, 384, 512)]
             configs += [(None, r7, None) for r7 in (32, 64, 128, 256)]
             configs += [(None, None, r8) for r8 in (32, 64, 128)]
-            configs += [(256, 128, None), (192, 128, None), (192, 96, None), (128, 128, None), (128, 64, None),
-                        (64, 64, None), (256, 128, 64)]
+            configs += [(256, 128, None), (192, 128, None), (160, 128, None), (192, 96, None), (128, 128, None),
+                        (128, 64, None), (64, 64, None), (256, 128, 64)]  # (160, 128): AlexNet's and ZFNet's shipped
             sweeps += [f"\n`{Path(path).stem}` ({ckpt.meta.arch}, epoch {ckpt.meta.epoch}, step "
                        f"{ckpt.meta.step}):", ""] + svd_sweep(ckpt, q, x, y, configs)
     load = ", ".join(f"{x:.1f}" for x in _LOAD_AT_START)

@@ -40,6 +40,11 @@
 #      poll until ZOO ENDED, then "SKIP_DATALOADER=1 bash scripts/gpu_zoo.sh final".
 #   here: unpack <every call's files_at> (imports googlenet's result and starter, writes docs/benchmarks.md and
 #   docs/zoo.md), then restore (the six other starters come back); update GoogLeNet's README row by hand.
+#   3. Optional, if 3 minutes remain after 2: the SVD rank sweep on a trained ZFNet (its shipped ranks cost 1.59 pp;
+#      the ranks were chosen on a stand-in head). Train it beside GoogLeNet (FAMILIES=googlenet,zfnet in 2's
+#      launch, K=2: the new ZFNet replaces the shipped one, same recipe), then
+#        run "SKIP_DATALOADER=1 RANK_SWEEP=zfnet bash scripts/gpu_zoo.sh final"   (~1 min on top)
+#      compress_zfnet.md comes back: put its table in docs/benchmarks.md's "Compressed checkpoints" by hand.
 # If a call fails: rerun the same call once (parts already on the machine are kept while it is warm); if the
 # machine was lost, start again from `bench` only when at least 9 minutes are left, else give back.
 set -euo pipefail
@@ -151,6 +156,17 @@ final)  # device, last call
   fi
   send_new 1
   zd=$(zoo_dir); if [ -n "$zd" ]; then cp "$zd/zoo.json" "$zd/driver.log" "$OUT/"; fi
+  # RANK_SWEEP=zfnet (or alexnet, vgg16; a comma list): the SVD ranks swept on that member's trained float32
+  # checkpoint, which exists only on this machine (the starters are the compressed files). One Markdown file
+  # each; count them in the 8 files a call brings back.
+  for fam in ${RANK_SWEEP//,/ }; do
+    for b in "$CNNVIZ_CHECKPOINTS"/zoo-*-"$fam"/best.safetensors; do
+      [ -e "$b" ] || { echo "no trained $fam here: no rank sweep"; continue; }
+      timeout "${SWEEP_S:-120}" $PY bench/bench_compress.py --checkpoint "$b" --device "${DEVICE:-cuda}" --no-write \
+        ${SWEEP_ARGS:---svd-images 5000} > "$OUT/compress_$fam.md" 2>&1 || echo "the $fam sweep failed or ran out of time"
+      tail -3 "$OUT/compress_$fam.md"
+    done
+  done
   ls -l "$OUT";;
 unpack)  # here: the files_at folders of the calls, in order
   if [ -n "$USER_CHECKPOINTS" ]; then export CNNVIZ_CHECKPOINTS=$USER_CHECKPOINTS; else unset CNNVIZ_CHECKPOINTS; fi
