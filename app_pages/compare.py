@@ -46,6 +46,7 @@ st.dataframe(table.frame.style.set_properties(subset=hp_cols, **{"background-col
                  "training-only params": st.column_config.NumberColumn(format="compact", help=cf.COUNT_HELP),
                  "macs": st.column_config.NumberColumn("MACs", format="compact", help=cf.MACS_HELP),
                  "peak_mem_bytes": st.column_config.NumberColumn("peak memory (bytes)", format="compact"),
+                 "device": st.column_config.TextColumn(help=cf.DEVICE_HELP),
                  "train_time_s": st.column_config.NumberColumn("training time (s)", format="%.0f"),
                  "images_per_s": st.column_config.NumberColumn("images/s", format="%.0f")})
 st.caption("Highlighted: hyper-parameters that differ between the selected models"
