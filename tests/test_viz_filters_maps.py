@@ -209,11 +209,13 @@ def test_fig6_says_what_zf_compared_and_what_differs_at_64x64():
     def side(arch, epochs, size=64):
         torch.manual_seed(0)
         model = create_model(arch, num_classes=10, input_size=size)
-        return FirstLayer(model=model, meta={}, key=(), layer=first_conv(model), image=None, caption="", epochs=epochs)
+        return FirstLayer(model=model, meta={"input_size": size}, key=(), layer=first_conv(model), image=None,
+                          caption="", epochs=epochs)
 
     alex, zf = side("alexnet", 10), side("zfnet", 10)
     note = fig6_comparison_note([alex, zf])
-    assert "AlexNet's conv1 is 11x11 at stride 1, ZFNet's 7x7 at stride 1" in note and "only the filter size" in note
+    assert "These two see 64x64 images: AlexNet's conv1 is 11x11 at stride 1, ZFNet's 7x7 at stride 1" in note
+    assert "only the filter size" in note
     w = zf.model.get_submodule(zf.layer).weight.detach().numpy()
     assert f"{smoothness(w):+.2f} in ZFNet's" in note
     paper = fig6_comparison_note([side("alexnet", 10, 224), side("zfnet", 10, 224)])

@@ -53,7 +53,7 @@ from cnnviz.viz.render import colormap, overlay
 # The table's count columns are Streamlit "compact" numbers (1.3B); docs/zoo.md and the CLI write 1.28G.
 COUNT_HELP = f"{COMPACT_NOTE} (docs/zoo.md writes G for billion)"
 MACS_HELP = f"multiply-accumulates per image at the model's input; {COUNT_HELP}"
-DEVICE_HELP = "the card or CPU the training time and images/s were measured on (seconds differ by 100x between them)"
+DEVICE_HELP = "the card or CPU the training time and images/s were measured on: a CPU's and a GPU's do not compare"
 
 
 # ----------------------------------------------------------------------------------------------- comparable?

@@ -287,9 +287,11 @@ def fig6_comparison_note(panels: list[FirstLayer]) -> str | None:
         return None
     same = ("the stride is the same, so only the filter size differs here, and ZF's contrast need not repeat"
             if sa == sz else f"the strides differ ({sa} against {sz}) as in ZF, as well as the filter sizes")
-    return (f"ZF's Fig. 6 at 224x224: AlexNet's 11x11 first-layer filters at stride 4 mixed very high and very "
+    size = panels[0].meta.get("input_size")  # a CheckpointMeta or a plain dict: both are mappings
+    seen = f"These two see {size}x{size} images" if size else "Here"
+    return ("ZF's Fig. 6 at 224x224: AlexNet's 11x11 first-layer filters at stride 4 mixed very high and very "
             "low frequencies with little in between (and the stride aliased layer 2); ZF report that ZFNet's 7x7 at "
-            f"stride 2 fixed both. These two see 64x64 images: AlexNet's conv1 is {ka}x{ka} at stride {sa}, ZFNet's {kz}x{kz} at "
+            f"stride 2 fixed both. {seen}: AlexNet's conv1 is {ka}x{ka} at stride {sa}, ZFNet's {kz}x{kz} at "
             f"stride {sz}: {same}. Neighbouring filter pixels correlate {smooth[0]:+.2f} in AlexNet's and "
             f"{smooth[1]:+.2f} in ZFNet's (higher: smoother).")
 
