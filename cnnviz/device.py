@@ -87,6 +87,8 @@ def device_name(device: str | None) -> str:
     """The card or CPU a run trained on, for humans: ``NVIDIA H100 80GB HBM3``, ``AMD EPYC 9554 (2 cores)``."""
     if device and device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
+    if device and device.startswith("mps"):
+        return "Apple GPU (MPS)"  # torch names no model; the CPU's name would say the run was on the CPU
     model = platform.processor() or "CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():

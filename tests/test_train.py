@@ -354,3 +354,14 @@ def test_ema_settings_are_checked():
         tiny_config(ema_decay=1.0).validate()
     with pytest.raises(ValueError, match="EMA interval"):
         tiny_config(ema_every=0).validate()
+
+
+def test_device_name_says_which_kind_of_device_a_run_trained_on():
+    """Compare's device column: a CPU by its model and cores; MPS as the Apple GPU (the CPU's name would say the
+    run was on the CPU); CUDA by the card's name (not testable without one)."""
+    import os
+
+    from cnnviz.device import device_name
+
+    assert device_name("cpu").endswith(f"({os.cpu_count()} cores)")
+    assert device_name("mps") == "Apple GPU (MPS)"
