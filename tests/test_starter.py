@@ -257,3 +257,20 @@ def test_model_card_states_the_shipped_starter_and_what_compression_cost(monkeyp
         assert "pp top-1" in text and "measured at export against the checkpoint" in text
     without = next(a for a in ("vgg19", "resnet152", "vgg13") if a not in shipped)
     assert "Shipped starter" not in card_markdown(get_card(without))
+
+
+@pytest.mark.parametrize("section", ["predict", "upload", "zf", "compress-shipped"])
+def test_benchmark_sections_about_the_shipped_starters_name_exactly_those(section):
+    """These sections of docs/benchmarks.md time or tabulate "the shipped starters": when the starters change,
+    their numbers are stale until the bench runs again (the zoo replaced four CPU starters on 2026-11-28, and
+    three of these sections went on timing the old ones for nine days)."""
+    import re
+
+    from cnnviz.paths import REPO_ROOT
+
+    shipped = {p.stem for p in (REPO_ROOT / "checkpoints" / "starter").glob("*.safetensors")}
+    doc = (REPO_ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    body = re.search(rf"<!-- bench:{re.escape(section)} -->(.*?)<!-- /bench:{re.escape(section)} -->", doc, re.S)
+    assert body, f"docs/benchmarks.md has no section {section}"
+    named = set(re.findall(r"(?:starter/|`)([a-z0-9_]+_tinyimagenet)", body.group(1)))
+    assert named == shipped, f"rerun the bench that writes '{section}': it names {sorted(named ^ shipped)} wrongly"
