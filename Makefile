@@ -50,9 +50,12 @@ e2e: $(STAMP) browser
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # Every bench/bench_*.py in turn; each rewrites its own section of docs/benchmarks.md.
+# One that fails does not stop the others; the failures are named at the end (and make fails).
 bench: $(STAMP)
-	@set -e; for f in bench/bench_*.py; do \
-	  [ -e "$$f" ] || continue; m=$$(basename $$f .py); echo "== bench.$$m"; $(PY) -m bench.$$m; done
+	@failed=""; for f in bench/bench_*.py; do \
+	  [ -e "$$f" ] || continue; m=$$(basename $$f .py); echo "== bench.$$m"; \
+	  $(PY) -m bench.$$m || failed="$$failed $$m"; done; \
+	if [ -n "$$failed" ]; then echo "benchmarks that failed:$$failed" >&2; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
