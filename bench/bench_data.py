@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from bench._report import write_section
+from bench._report import shared_note, write_section
 from cnnviz.data import BatchPipeline, load_split, prepare
 from cnnviz.data.layout import DIRNAME, TINY_IMAGENET_MEAN, TINY_IMAGENET_STD
 from cnnviz.data.zipsource import check_zip, extract_zip
@@ -188,7 +188,7 @@ def main() -> None:
             g = {aug: bench_pipeline(train.images, train.labels, dev, 200, aug) for aug in ("crop_flip", "rrc")}
             gpu_line = (f"| BatchPipeline on {torch.cuda.get_device_name(0)}, crop_flip / rrc | "
                         f"{g['crop_flip']:,.0f} / {g['rrc']:,.0f} | {g['crop_flip'] / dl:.0f}x |\n")
-        load_after = _load()
+        load_after, shared = _load(), shared_note()
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -219,9 +219,8 @@ side by side in one run:
 | `BatchPipeline` CPU, random-resized crop + flip | {rates['rrc']:,.0f} | {rates['rrc'] / dl:.1f}x |
 | `BatchPipeline` CPU, no augmentation (shuffle + normalise) | {rates['none']:,.0f} | {rates['none'] / dl:.1f}x |
 {gpu_line}
-Load average {load_before} before, {load_after} after, on {os.cpu_count()} cores (the bench's own threads count in
-it; well above the core count, other jobs shared the machine and the wall times are inflated); the CPU time of
-the build is the steadier figure.
+Load average {load_before} before, {load_after} after; at the end, {shared}. The CPU time of the build is the
+steadier figure.
 {"No GPU on this machine: the CUDA path (whole split in GPU memory, same code) was not measured here." if not gpu_line else ""}
 """
     path = write_section("data", body)

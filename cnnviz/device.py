@@ -89,12 +89,16 @@ def device_name(device: str | None) -> str:
         return torch.cuda.get_device_name(torch.device(device))
     if device and device.startswith("mps"):
         return "Apple GPU (MPS)"  # torch names no model; the CPU's name would say the run was on the CPU
-    model = platform.processor() or "CPU"
+    return f"{cpu_model()} ({os.cpu_count()} cores)"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere what ``platform`` knows): the benchmarks' stamps and
+    the runs' ``device_name`` both name the machine with it."""
     try:
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{model} ({os.cpu_count()} cores)"
+    return platform.processor() or platform.machine() or "CPU"
