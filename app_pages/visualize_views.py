@@ -98,7 +98,7 @@ def training_view(ctx: Context) -> None:
         return st.info("This model has no per-epoch snapshots (the starters ship without them: they would not fit "
                        "the repository's 48 MiB). To see features evolve, train a model with **Keep every epoch's "
                        "weights** ticked on the Training page (`--keep-snapshots` on the command line); it estimates "
-                       "an epoch's time before you start (measured on a 2-core CPU: LeNet-5 about 2,800 images/s, "
+                       "an epoch's time before you start (measured on a 2-core CPU: LeNet-5 2,800-3,100 images/s, "
                        "ZFNet 66-88, for Tiny ImageNet's 100,000).")
     epoch = st.select_slider("Epoch", [s.epoch for s in snaps], key="trn_epoch")
     figs = vv.epoch_figures(ctx.load(next(s.path for s in snaps if s.epoch == epoch)), epoch, ctx.x, ctx.seen,
