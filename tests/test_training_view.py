@@ -105,3 +105,9 @@ def test_measured_step_uses_the_training_loops_optimizer(monkeypatch):
     monkeypatch.setattr(optim, "make_optimizer", spy)
     tv.measure_train_step("lenet5", {"variant": "modern"}, batch_size=4, device="cpu", steps=1)
     assert len(made) == 1 and made[0].defaults["fused"] is True
+
+
+def test_a_sub_second_estimate_reads_under_1s_not_about_0s():
+    from cnnviz.views.format import duration_text
+
+    assert duration_text(0.46) == "under 1s" and duration_text(0) == "0s" and duration_text(65) == "1m 05s"

@@ -37,9 +37,12 @@ def pair_text(p: tuple[int, int] | None) -> str:
 
 
 def duration_text(seconds: float | None) -> str:
-    """``"1h 05m"``, ``"4m 07s"``, ``"12s"``; ``"unknown"`` for None or a value that is not finite."""
+    """``"1h 05m"``, ``"4m 07s"``, ``"12s"``, ``"under 1s"`` (a synthetic epoch's estimate said "about 0s");
+    ``"unknown"`` for None or a value that is not finite."""
     if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return "unknown"
+    if 0 < seconds < 0.5:
+        return "under 1s"
     s = int(round(seconds))
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
