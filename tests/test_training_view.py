@@ -108,6 +108,8 @@ def test_measured_step_uses_the_training_loops_optimizer(monkeypatch):
 
 
 def test_a_sub_second_estimate_reads_under_1s_not_about_0s():
+    est = tv.EpochEstimate(0.46, "from a run")
+    assert est.text == "Estimated time per epoch: under 1s (from a run)."
     from cnnviz.views.format import duration_text
 
     assert duration_text(0.46) == "under 1s" and duration_text(0) == "0s" and duration_text(65) == "1m 05s"

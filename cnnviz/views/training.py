@@ -252,7 +252,8 @@ class EpochEstimate:
     def text(self) -> str:
         if self.seconds is None:
             return f"No time estimate yet: {self.source}."
-        return f"Estimated time per epoch: about {duration_text(self.seconds)} ({self.source})."
+        d = duration_text(self.seconds)
+        return f"Estimated time per epoch: {d if d.startswith('under') else 'about ' + d} ({self.source})."
 
 
 def dataset_size(choice: DataChoice) -> tuple[int, int]:
