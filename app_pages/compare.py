@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app_pages import _images
+from app_pages._compare_table import render_table
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 from cnnviz import compare as cmp
 from cnnviz.checkpoint import CheckpointError
@@ -37,20 +38,7 @@ MIXED_NOTE = (f"These models were trained on different classes: {md_escape(mixed
               "measure the same task (chance is 1 / classes): read each model against its own dataset.")
 
 table = cmp.compare_table(sel)
-hp_cols = [c for c in table.frame.columns if c.startswith("hp: ")]
-st.dataframe(table.frame.style.set_properties(subset=hp_cols, **{"background-color": "#fff3b0"}),
-             hide_index=True, column_config={
-                 "best_val_top1": st.column_config.NumberColumn("best val top-1", format="percent"),
-                 "best_val_top5": st.column_config.NumberColumn("best val top-5", format="percent"),
-                 "params": st.column_config.NumberColumn(format="compact", help=cf.COUNT_HELP),
-                 "training-only params": st.column_config.NumberColumn(format="compact", help=cf.COUNT_HELP),
-                 "macs": st.column_config.NumberColumn("MACs", format="compact", help=cf.MACS_HELP),
-                 "peak_mem_bytes": st.column_config.NumberColumn("peak memory (bytes)", format="compact"),
-                 "device": st.column_config.TextColumn(help=cf.DEVICE_HELP),
-                 "train_time_s": st.column_config.NumberColumn("training time (s)", format="%.0f"),
-                 "images_per_s": st.column_config.NumberColumn("images/s", format="%.0f")})
-st.caption("Highlighted: hyper-parameters that differ between the selected models"
-           + (f" ({', '.join(table.differing)})." if table.differing else " (none differ).") + " " + cmp.PARAMS_NOTE)
+render_table(table)
 
 curves_tab, cost_tab, class_tab, image_tab, export_tab = st.tabs(
     ["Curves", "Accuracy vs cost", "Per class & confusion", "Same image", "Export"])

@@ -31,7 +31,7 @@ from cnnviz.paths import checkpoints_dir
 from cnnviz.training.evaluate import EvalResult, class_mapping
 from cnnviz.training.evaluate import evaluate_images as evaluate  # the image-set face of the one evaluation
 from cnnviz.training.runs import training_rate, training_seconds
-from cnnviz.views.compare import export_bundle
+from cnnviz.views.compare import export_bundle, fold_shared_columns
 from tests.predict_helpers import default_arch, make_checkpoint, write_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -455,3 +455,17 @@ def test_a_model_has_one_distinct_colour_on_every_compare_chart():
     bars = {t.name: t.marker.color for t in per_class_figure(per_class, models).data}
     assert line == bubble == bars and list(line) == models
     assert len(set(line.values())) == len(models) and set(line.values()) <= set(MODEL_COLOURS)
+
+
+def test_the_columns_every_model_shares_are_said_once():
+    """Compare's table drops a context column on which every row agrees and says its value once, so that seven
+    zoo rows fit; a column that differs, has a gap, or belongs to a lone row stays in the table."""
+    frame = pd.DataFrame({"model": ["a", "b"], "kind": ["zoo", "zoo"], "dataset": ["Tiny *ImageNet*"] * 2,
+                          "input": [64, 64], "classes": [200, 10], "epochs": [10, 10],
+                          "device": ["NVIDIA H200", None], "best_val_top1": [0.5, 0.5]})
+    folded, text = fold_shared_columns(frame, escape=lambda v: str(v).replace("*", "\\*"))
+    assert folded == ["kind", "dataset", "input", "epochs"]  # not classes (they differ), not device (a gap)
+    assert text == "All selected models: kind zoo, Tiny \\*ImageNet\\*, 64x64 input, 10 epochs."
+    assert "best_val_top1" not in folded  # results are never folded, even when equal
+    assert fold_shared_columns(frame.iloc[:1]) == ([], "")
+    assert fold_shared_columns(frame[["model", "classes"]]) == ([], "")

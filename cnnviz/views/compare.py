@@ -105,6 +105,30 @@ def evaluation_plan(entries: Sequence[CompareEntry]) -> EvaluationPlan:
     return EvaluationPlan(root, usable)
 
 
+# ----------------------------------------------------------------------------------------------- the table
+# Columns that say what a model is rather than how it did, each with how a shared value is written. Seven zoo rows
+# of "zoo, Tiny ImageNet, 64, 200, 10, NVIDIA H200, done" pushed training time, images/s and the highlighted
+# hyper-parameters past the right edge of a 1500 px window; a value every row shares is said once instead.
+SHARED_WORDING = {
+    "kind": "kind {}", "dataset": "{}", "input": "{0}x{0} input", "classes": "{} classes", "epochs": "{} epochs",
+    "device": "trained on {} (where the training time and images/s were measured)", "state": "state {}",
+}
+
+
+def fold_shared_columns(frame: pd.DataFrame, escape=str) -> tuple[list[str], str]:
+    """The context columns (:data:`SHARED_WORDING`) on which every row of the comparison table agrees, and the
+    sentence that says their values once, e.g. ``"All selected models: kind zoo, Tiny ImageNet, 64x64 input, ..."``.
+    Nothing folds for a single row (that row is the whole story) or for a column with a missing value. ``escape``
+    is applied to each value (the page passes its Markdown escape: dataset names come from files)."""
+    if len(frame) < 2:
+        return [], ""
+    folded = [c for c in SHARED_WORDING if c in frame and frame[c].notna().all() and frame[c].nunique() == 1]
+    if not folded:
+        return [], ""
+    said = [SHARED_WORDING[c].format(escape(frame[c].iloc[0])) for c in folded]
+    return folded, f"All selected models: {', '.join(said)}."
+
+
 # ----------------------------------------------------------------------------------------------- charts
 def metric_curves_figure(curves: pd.DataFrame, metric: str = "val_top1", x: str = "epoch") -> go.Figure:
     """One metric of every model overlaid (:func:`cnnviz.views.charts.curves_figure`), by ``epoch`` or by
