@@ -259,7 +259,7 @@ def test_model_card_states_the_shipped_starter_and_what_compression_cost(monkeyp
     assert "Shipped starter" not in card_markdown(get_card(without))
 
 
-@pytest.mark.parametrize("section", ["predict", "upload", "zf", "compress-shipped"])
+@pytest.mark.parametrize("section", ["predict", "upload", "zf", "compress-shipped", "visualize_click"])
 def test_benchmark_sections_about_the_shipped_starters_name_exactly_those(section):
     """These sections of docs/benchmarks.md time or tabulate "the shipped starters": when the starters change,
     their numbers are stale until the bench runs again (the zoo replaced four CPU starters on 2026-11-28, and
