@@ -75,7 +75,8 @@ def attribution_view(ctx: Context) -> None:
     cam_layer = right.selectbox("Grad-CAM layer", ctx.layers, index=ctx.layers.index(cam_default),
                                 key=f"attr_cam_{cam_default}",
                                 help="Default: the last conv stage's output before the final pooling, as Grad-CAM's "
-                                     "authors chose (relu5 in AlexNet); at a 1x1 layer the CAM is one number.")
+                                     "authors chose (relu5 in AlexNet), unless its map is under 4x4 (then the last "
+                                     "layer with 4x4); at a 1x1 layer the CAM is one number.")
     sig = (ctx.signature, target, cam_layer)
     if st.button("Compute attributions"):
         st.session_state["viz_attr"] = (sig, viz.attribute(subject.model, ctx.x, target, cam_layer=cam_layer))

@@ -147,7 +147,7 @@ def test_grad_cam_default_layer_has_real_maps_for_every_family(arch):
     modules = dict(subject.model.named_modules())
     assert not ends_in_pooling(modules[layer]), layer
     later = list(shapes)[list(shapes).index(layer) + 1:]
-    assert all(len(shapes[n]) != 3 or shapes[n][1] * shapes[n][2] == 1 or ends_in_pooling(modules[n])
+    assert all(len(shapes[n]) != 3 or min(shapes[n][1:]) < min(4, h, w) or ends_in_pooling(modules[n])
                for n in later), "not the last one"
     assert max((shapes[n][1] * shapes[n][2] for n in later if len(shapes[n]) == 3), default=0) <= h * w
     # ReLU'd CAMs of a random net may be empty for one class; over the first few classes one is a real map
@@ -169,6 +169,22 @@ def test_grad_cam_default_is_the_last_relu_before_the_final_max_pool_as_its_auth
     subject = random_subject(arch, num_classes=10)
     assert default_cam_layer(subject.model, subject.input_size) == layer
     assert isinstance(dict(subject.model.named_modules())[layer], nn.ReLU)
+
+
+@pytest.mark.parametrize("size, stem, layer", [(64, "paper", "inception4e"), (224, "paper", "inception5b"),
+                                               (64, "small", "inception5b")])
+def test_grad_cam_default_for_googlenet_is_never_a_2x2_map(size, stem, layer):
+    """With the paper's stem at 64x64, GoogLeNet's inception5b is 2x2 and its upsampled CAM was one smooth blob
+    whatever the image: the default goes back to inception4e (4x4). At 224x224 (7x7) and with the small stem
+    (8x8 at 64x64) the last inception block keeps the default, as in Grad-CAM's own choice of the last conv."""
+    from cnnviz.models import create_model
+    from cnnviz.viz.attribution import default_cam_layer
+    from cnnviz.viz.layers import output_shapes
+
+    model = create_model("googlenet", num_classes=10, input_size=size, **({"stem": "small"} if stem == "small" else {}))
+    shapes = output_shapes(model, (3, size, size))
+    assert default_cam_layer(model, (3, size, size), shapes) == layer
+    assert min(shapes[layer][1:]) >= 4, shapes[layer]
 
 
 def test_a_1x1_layer_or_constant_map_is_na_not_a_stretched_constant():

@@ -4,9 +4,9 @@ Methods (captum classes): ``saliency`` (``Saliency``, |gradient|, Simonyan et al
 (``Deconvolution``, ZF's backward rule), ``guided_backprop`` (``GuidedBackprop``), ``integrated_gradients``
 (``IntegratedGradients``, baseline = the dataset mean, i.e. 0 after normalisation), ``grad_cam``
 (``LayerGradCam``, upsampled) and ``guided_grad_cam`` (``GuidedGradCam``). Both Grad-CAMs look at the chosen
-layer or, by default, the last convolutional stage's output before the final pooling, whose maps are larger than
-1x1 (:func:`default_cam_layer`, read from the model's own output shapes): at a 1x1 layer (a global average
-pool) the CAM is one number, a constant picture.
+layer or, by default, the last convolutional stage's output before the final pooling whose maps are at least
+4x4 (:func:`default_cam_layer`, read from the model's own output shapes): at a 1x1 layer (a global average
+pool) the CAM is one number, a constant picture, and a 2x2 map only names a quarter of the image.
 
 A map that is constant (a CAM at a 1x1 layer, or a ReLU'd CAM with nothing positive) is not drawn as a colour
 stretch of float noise: :func:`blank_reason` says why it is empty and the figures show that text instead.
@@ -60,24 +60,35 @@ def ends_in_pooling(module: nn.Module) -> bool:
     return False
 
 
+# The coarsest map Grad-CAM looks at by default: 4x4, each cell a 16x16 patch of a 64x64 image (VGG-16's conv5_3
+# at 64x64). A 2x2 map can only say which quarter of the image mattered: GoogLeNet's inception5b with the paper's
+# stem at 64x64 is 2x2, and its upsampled CAM was one smooth blob over whatever image was shown.
+MIN_CAM_SIDE = 4
+
+
 def default_cam_layer(model: nn.Module, input_size: tuple[int, int, int],
                       shapes: dict[str, tuple[int, ...]] | None = None) -> str:
-    """The layer Grad-CAM looks at by default: the last one, in execution order, whose output is a map larger
-    than 1x1 and is not a pooling layer's output (ResNet: ``layer4``, GoogLeNet: ``inception5b``, AlexNet and
-    ZFNet: ``features.relu5``, VGG-16-BN: ``features.42``, conv5_3's ReLU).
+    """The layer Grad-CAM looks at by default: the last one, in execution order, whose output is a map at least
+    :data:`MIN_CAM_SIDE` on each side and is not a pooling layer's output (ResNet: ``layer4``, GoogLeNet:
+    ``inception5b``, AlexNet and ZFNet: ``features.relu5``, VGG-16-BN: ``features.42``, conv5_3's ReLU).
 
     Why not the pool after it: Grad-CAM's authors took the last conv layer's rectified output (their code's
     defaults: ``relu5_3`` for VGG-16, ``relu5`` for AlexNet; github.com/ramprs/grad-cam, classification.lua),
-    and the max pool after it halves the map (ZFNet at 64x64: 13x13 -> 6x6, VGG-16: 4x4 -> 2x2). Why not a 1x1
-    layer: after a global average pool the CAM is one number, a constant picture. ``shapes``: the model's
-    output shapes when the caller has them (:func:`cnnviz.viz.layers.output_shapes`)."""
+    and the max pool after it halves the map (ZFNet at 64x64: 13x13 -> 6x6, VGG-16: 4x4 -> 2x2). Why not a
+    smaller map: after a global average pool the CAM is one number, a constant picture, and a 2x2 map only
+    names a quarter. Deviation from the authors' choice, stated: where the last conv layer's map is smaller than
+    4x4 (GoogLeNet with the paper's stem at 64x64: inception5b is 2x2) the default goes back to the last layer
+    that has 4x4 (inception4e); at 224x224 and with the small stems nothing changes. When no layer has 4x4
+    (a model for tiny inputs), the last layer larger than 1x1 is taken as before. ``shapes``: the model's output
+    shapes when the caller has them (:func:`cnnviz.viz.layers.output_shapes`)."""
     shapes = shapes if shapes is not None else output_shapes(model, input_size)
     names = [n for n, s in shapes.items() if len(s) == 3 and s[1] * s[2] > 1]
     if not names:
         raise ValueError("this model has no layer with maps larger than 1x1 for Grad-CAM")
     modules = dict(model.named_modules())
-    unpooled = [n for n in names if n in modules and not ends_in_pooling(modules[n])]
-    return (unpooled or names)[-1]
+    unpooled = [n for n in names if n in modules and not ends_in_pooling(modules[n])] or names
+    readable = [n for n in unpooled if min(shapes[n][1:]) >= MIN_CAM_SIDE]
+    return (readable or unpooled)[-1]
 
 
 # A map whose spread is below this fraction of its largest magnitude is constant (float noise, not signal).
