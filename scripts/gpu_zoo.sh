@@ -45,6 +45,8 @@
 #      launch, K=2: the new ZFNet replaces the shipped one, same recipe), then
 #        run "SKIP_DATALOADER=1 RANK_SWEEP=zfnet bash scripts/gpu_zoo.sh final"   (~1 min on top)
 #      compress_zfnet.md comes back: put its table in docs/benchmarks.md's "Compressed checkpoints" by hand.
+# Last rehearsed end to end on 2026-12-07 (`rehearse`, 29 min on 2 cores): it found the plain final call stopping at
+# "RANK_SWEEP: unbound variable" (set -u), fixed; tests/test_gpu_script.py runs the final call without it.
 # If a call fails: rerun the same call once (parts already on the machine are kept while it is warm); if the
 # machine was lost, start again from `bench` only when at least 9 minutes are left, else give back.
 set -euo pipefail
@@ -159,6 +161,7 @@ final)  # device, last call
   # RANK_SWEEP=zfnet (or alexnet, vgg16; a comma list): the SVD ranks swept on that member's trained float32
   # checkpoint, which exists only on this machine (the starters are the compressed files). One Markdown file
   # each; count them in the 8 files a call brings back.
+  RANK_SWEEP=${RANK_SWEEP:-}  # unset in a plain final call (set -u)
   for fam in ${RANK_SWEEP//,/ }; do
     for b in "$CNNVIZ_CHECKPOINTS"/zoo-*-"$fam"/best.safetensors; do
       [ -e "$b" ] || { echo "no trained $fam here: no rank sweep"; continue; }
