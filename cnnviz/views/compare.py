@@ -122,7 +122,7 @@ def fold_shared_columns(frame: pd.DataFrame, escape=str) -> tuple[list[str], str
     is applied to each value (the page passes its Markdown escape: dataset names come from files)."""
     if len(frame) < 2:
         return [], ""
-    folded = [c for c in SHARED_WORDING if c in frame and frame[c].notna().all() and frame[c].nunique() == 1]
+    folded = [c for c in SHARED_WORDING if c in frame and frame[c].notna().all() and frame[c].astype(str).nunique() == 1]
     if not folded:
         return [], ""
     said = [SHARED_WORDING[c].format(escape(frame[c].iloc[0])) for c in folded]
