@@ -1,5 +1,5 @@
 """Compare's table: one row per model, what every row shares said once in the caption, the hyper-parameters that
-differ highlighted. A widget-free helper of app_pages/compare.py (its numbers come from cnnviz.compare)."""
+differ highlighted. Drawn for app_pages/compare.py (no input widgets; its numbers come from cnnviz.compare)."""
 
 import streamlit as st
 
