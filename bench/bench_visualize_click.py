@@ -181,23 +181,16 @@ def measure_script(root: Path, starters: list[dict], data: Path | None, lazy: bo
 
 def float16_copies(source: Path, dest: Path) -> Path:
     """Every checkpoint of ``source`` as a dense float16 checkpoint in ``dest`` (int8 and SVD factors multiplied
-    out by this checkout's loader), in the plain format every earlier cnnviz reads."""
-    import json
-
+    out by this checkout's loader; ``save_checkpoint`` with a dtype writes no compression entry), in the plain
+    format every earlier cnnviz reads."""
     import torch
-    from safetensors.torch import save_file
 
-    from cnnviz.checkpoint import FORMAT, load_checkpoint
+    from cnnviz.checkpoint import load_checkpoint, save_checkpoint
 
     dest.mkdir(parents=True)
     for meta_path in sorted(source.glob("*.json")):
-        model = load_checkpoint(meta_path.with_suffix("")).model
-        meta = {**json.loads(meta_path.read_text()), "dtype": "float16"}
-        meta.pop("compression", None)
-        state = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous().clone()
-                 for k, v in model.state_dict().items()}
-        save_file(state, dest / f"{meta_path.stem}.safetensors", metadata={"format": FORMAT, "arch": meta["arch"]})
-        (dest / meta_path.name).write_text(json.dumps(meta))
+        ckpt = load_checkpoint(meta_path.with_suffix(""))
+        save_checkpoint(dest / meta_path.stem, ckpt.model, ckpt.meta, dtype=torch.float16)
     return dest
 
 

@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from cnnviz.zoo.results import device_name
+    from cnnviz.device import device_name
 
     dev = _device(a.device)
     if dev.type == "cuda":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cnnviz.device import device_name
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training.runs import read_run
 from cnnviz.zoo import driver
@@ -26,7 +27,7 @@ from cnnviz.zoo.recipe import (
     member_order,
     parse_families,
 )
-from cnnviz.zoo.results import device_name, import_zoo, per_class_accuracy, read_result
+from cnnviz.zoo.results import import_zoo, per_class_accuracy, read_result
 from tests._synthetic import NUM_CLASSES, install_synthetic
 from tests.test_jobs import wait_for
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnviz.device import device_name  # noqa: F401 - re-exported: the zoo's callers import it from here
+from cnnviz.device import device_name
 from cnnviz.fsutil import atomic_write_json, read_json
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training.folder import RunFolder
