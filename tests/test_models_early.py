@@ -274,6 +274,25 @@ def test_zfnet_filter_renormalisation():
     assert torch.equal(conv.weight[0], before)
 
 
+
+def test_zfnet_starter_filters_sit_inside_the_papers_radius():
+    """The ZFNet card says our training skips the renormalisation because it would not bind: the shipped
+    ZFNet's filters all have RMS at or below 0.042, inside the paper's 0.1. A starter for which that stopped
+    being true would make the card wrong."""
+    from pathlib import Path
+
+    from cnnviz.checkpoint import load_checkpoint
+
+    path = Path(__file__).resolve().parents[1] / "checkpoints" / "starter" / "zfnet_tinyimagenet.safetensors"
+    if not path.exists():
+        pytest.skip("the ZFNet starter is not in this checkout")
+    model = load_checkpoint(path).model
+    rms = [m.weight.detach().pow(2).mean(dim=(1, 2, 3)).sqrt().max().item()
+           for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(rms) == 5 and max(rms) <= 0.042 + 5e-4
+    assert "would not bind" in " ".join(get_card("zfnet").deviations)
+    assert renormalize_filters(model, radius=0.1) == 0
+
 # ------------------------------------------------------------------------------------------------ LeNet-5
 
 def test_lenet_paper_layers_and_parameter_counts(lenet_paper):

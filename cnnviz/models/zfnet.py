@@ -168,8 +168,11 @@ CARD = ModelCard(
         "Contrast normalisation: the paper gives no constants; we use AlexNet's LRN (5 maps, k=2, alpha=1e-4, "
         "beta=0.75).",
         "init='paper' reads 'all weights are initialized to 10^-2' as N(0, 0.01) weights; biases 0.",
-        "Filter RMS renormalisation is a training step: cnnviz.models.zfnet.renormalize_filters(model) does it, "
-        "the training loop has to call it.",
+        "Filter RMS renormalisation is not applied by our training (the Training page, `cnnviz train`, the zoo); "
+        "cnnviz.models.zfnet.renormalize_filters(model) does it for a loop that calls it after each step. Here "
+        "it would not bind: the radius 0.1 is set for pixels in [-128, 128], our inputs are normalised about 70x "
+        "smaller (so conv1's equivalent radius is about 7), and the zoo's ZFNet ends with every conv filter's "
+        "RMS at or below 0.042 (conv1 0.027; measured on the starter, 2026-12-07).",
         "Training details (256x256 images, 224 crops and flips, SGD lr 0.01 momentum 0.9, 70 epochs) belong to "
         "the training code.",
     ),
