@@ -93,13 +93,14 @@ def deconv_view(ctx: Context) -> None:
 
 def training_view(ctx: Context) -> None:
     info = ctx.info
-    snaps = viz.list_snapshots(info.path.parent) if info is not None and info.kind == "run" else []
+    snaps = viz.snapshots_of(info.path, info.kind, info.meta.epoch) if info is not None else []
     if not snaps:
-        return st.info("This model has no per-epoch snapshots (the starters ship without them: they would not fit "
-                       "the repository's 48 MiB). To see features evolve, train a model with **Keep every epoch's "
-                       "weights** ticked on the Training page (`--keep-snapshots` on the command line); it estimates "
-                       "an epoch's time before you start (measured on a 2-core CPU: LeNet-5 2,800-3,100 images/s, "
-                       "ZFNet 66-88, for Tiny ImageNet's 100,000).")
+        return st.info("This model has no per-epoch snapshots (of the starters only LeNet-5 ships some: the others' "
+                       "would not fit the repository's 48 MiB). To see features evolve, pick "
+                       "`starter/lenet5_tinyimagenet`, or train a model with **Keep every epoch's weights** ticked "
+                       "on the Training page (`--keep-snapshots` on the command line); it estimates an epoch's "
+                       "time before you start (measured on a 2-core CPU: LeNet-5 2,800-4,300 images/s, ZFNet "
+                       "66-88, for Tiny ImageNet's 100,000).")
     epoch = st.select_slider("Epoch", [s.epoch for s in snaps], key="trn_epoch")
     figs = vv.epoch_figures(ctx.load(next(s.path for s in snaps if s.epoch == epoch)), epoch, ctx.x, ctx.seen,
                             ctx.layer)

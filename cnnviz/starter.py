@@ -9,13 +9,15 @@ measures what compression cost, on the same val images, against the run's float3
 (``compression.measured``: top-1/top-5 before and after, the logits' relative error, see
 :func:`measure_compression`). Heads used only in training are left out of the shipped file (GoogLeNet's two
 auxiliary classifiers: 4.7M of its 10.9M parameters at 200 classes), which leaves eval-mode outputs
-unchanged. All starters together stay within ``SIZE_BUDGET_BYTES`` (48 MiB, issue 10). The README table is
+unchanged. A starter may also ship some of its run's per-epoch snapshots (:func:`ship_snapshots`). All
+starters together, snapshots included, stay within ``SIZE_BUDGET_BYTES`` (48 MiB, issue 10). The README table is
 generated from that metadata by :func:`starter_table`, so the numbers shown are the numbers measured.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from cnnviz.device import pick_device
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
 from cnnviz.training.evaluate import evaluate_checkpoint  # the same code path as `python -m cnnviz evaluate`
-from cnnviz.training.folder import RUN_TAGS, RunFolder
+from cnnviz.training.folder import RUN_TAGS, RunFolder, snapshot_files, starter_snapshots_dir
 from cnnviz.training.runs import read_metrics
 
 STARTER_DIR_NAME = "starter"
@@ -110,6 +112,7 @@ def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd
                     "dropped_training_only_heads": dropped or earlier.get("dropped_training_only_heads") or []}})
     out = starter_dir(root) / name
     save_checkpoint(out, model, meta, compression=plan)
+    drop_stale_snapshots(checkpoint_paths(out)[0])
     result = evaluate_checkpoint(out, data=data, device=device)
     written = read_meta(out)
     measured = measure_compression(model, load_checkpoint(out, "cpu").model, written, data=data, device=device)
@@ -119,6 +122,63 @@ def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd
         metrics={**written.metrics, "val_top1": result["top1"], "val_top5": result["top5"], "val_n": result["n"],
                  "evaluated_with": f"python -m cnnviz evaluate (the shipped {plan.name} file)"}))
     return {**result, "compression": measured}
+
+
+def ship_snapshots(source: str | Path, name: str, epochs: list[int], *, compress: str = "auto",
+                   root: str | Path | None = None) -> list[Path]:
+    """Copy the snapshots of ``epochs`` that the run ``source`` kept (``--keep-snapshots``) beside the starter
+    ``name``, in ``starter/<name>.epochs/``, stored like a starter (``compress``, training-only heads dropped),
+    so that Visualize's "across training" view has a model on a fresh clone. The starter itself is the last
+    epoch shown, so ``epochs`` should stop before it. Their metrics are the run's own evaluation of each epoch,
+    not re-measured. Replaces what the folder held; returns the written weights files."""
+    folder = RunFolder(Path(source))
+    kept = dict(folder.snapshots())
+    missing = [e for e in epochs if e not in kept]
+    if missing:
+        have = ", ".join(map(str, sorted(kept))) or "none (train with --keep-snapshots)"
+        raise ValueError(f"{folder.path} kept no snapshot of epoch {', '.join(map(str, missing))}; it has {have}")
+    weights = starter_dir(root) / f"{name}.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"no starter {name!r} in {starter_dir(root)}: export it first")
+    out_dir = starter_snapshots_dir(weights)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    written = []
+    for epoch in sorted(set(epochs)):
+        ckpt = load_checkpoint(kept[epoch], "cpu")
+        model, _ = inference_only(ckpt.model)
+        meta = dataclasses.replace(ckpt.meta, model_args=dict(model.model_args), extra={
+            **ckpt.meta.extra, "starter_snapshot": {"of": name, "source": f"{folder.id}/epochs/{kept[epoch].name}",
+                                                    "metrics": "the run's own evaluation of this epoch"}})
+        w, _ = save_checkpoint(out_dir / kept[epoch].name, model, meta,
+                               compression=plan_for(compress, model.arch, model, None))
+        written.append(w)
+    return written
+
+
+def drop_stale_snapshots(weights: str | Path) -> bool:
+    """Remove the snapshots shipped beside the starter ``weights`` when any of them comes from another run than
+    the starter (one replaced by a new run's export or a zoo import): they would show another network's
+    training. True when the folder was removed."""
+    folder = starter_snapshots_dir(weights)
+    if not folder.exists():
+        return False
+    run = _run_of(str((read_meta(weights).extra.get("starter") or {}).get("source") or ""))
+    for _, path in snapshot_files(folder):
+        try:
+            source = str((read_meta(path).extra.get("starter_snapshot") or {}).get("source") or "")
+        except ValueError:
+            source = ""
+        if not run or _run_of(source) != run:
+            shutil.rmtree(folder)
+            return True
+    return False
+
+
+def _run_of(source: str) -> str:
+    """The run id of a recorded source, ``"<run-id>/best.safetensors"`` or ``"<run-id>/epochs/..."``."""
+    return source.split("/", 1)[0] if "/" in source else ""
 
 
 def measure_compression(reference: torch.nn.Module, compressed: torch.nn.Module, meta: dict[str, Any], *,
@@ -176,12 +236,15 @@ def list_starters(root: str | Path | None = None) -> list[dict[str, Any]]:
         except ValueError:
             continue
         m = meta.metrics
+        snapshots = snapshot_files(starter_snapshots_dir(w))
         rows.append({"name": w.stem, "arch": meta.arch, "variant": {k: v for k, v in meta.model_args.items()
                                                                    if k not in ("num_classes", "input_size")},
                      "epochs": meta.epoch, "val_top1": m.get("val_top1"), "val_top5": m.get("val_top5"),
                      "val_n": m.get("val_n"), "bytes": w.stat().st_size, "stored_as": compression_summary(meta),
                      "cost_measured": _cost_measured(meta), "dtype": meta.dtype, "model_args": dict(meta.model_args),
-                     "train_config": meta.get("train_config") or {}})
+                     "train_config": meta.get("train_config") or {},
+                     "snapshot_epochs": [e for e, _ in snapshots],
+                     "snapshot_bytes": sum(p.stat().st_size for _, p in snapshots)})
     return rows
 
 
@@ -231,6 +294,14 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
+def _size(row: dict[str, Any]) -> str:
+    text = f"{row['bytes'] / 2**20:.1f} MiB"
+    if row["snapshot_epochs"]:
+        text += (f" (+ {row['snapshot_bytes'] / 2**20:.2f} MiB: epochs {', '.join(map(str, row['snapshot_epochs']))}"
+                 " for Visualize's *Across training*)")
+    return text
+
+
 def starter_table(root: str | Path | None = None) -> str:
     """The README's Markdown table of starter checkpoints, from their metadata."""
     lines = ["| checkpoint | architecture | epochs | val top-1 | val top-5 | size | stored as (measured cost) |",
@@ -238,5 +309,5 @@ def starter_table(root: str | Path | None = None) -> str:
     for r in list_starters(root):
         variant = ", ".join(f"{k}={v}" for k, v in r["variant"].items())
         lines.append(f"| `{r['name']}` | {r['arch']} ({variant}) | {r['epochs']} | {_pct(r['val_top1'])} | "
-                     f"{_pct(r['val_top5'])} | {r['bytes'] / 2**20:.1f} MiB | {r['stored_as']} |")
+                     f"{_pct(r['val_top5'])} | {_size(r)} | {r['stored_as']} |")
     return "\n".join(lines)

@@ -103,7 +103,9 @@ restore)  # here, after the session (starters the zoo replaced are already in ch
     for j in .gpu/starter-aside/*.json; do
       a=$(arch_of "$j"); stem=${j%.json}
       case "$have" in *" $a "*) echo "not restored (the zoo replaced $a): $(basename "$stem")";;
-                      *) cp -n "$stem".json "$stem".safetensors checkpoints/starter/;; esac
+                      *) cp -n "$stem".json "$stem".safetensors checkpoints/starter/
+                         # its shipped snapshots (Visualize's across training) come back with it
+                         if [ -d "$stem".epochs ]; then cp -rn "$stem".epochs checkpoints/starter/; fi;; esac
     done
     rm -rf .gpu/starter-aside
     git reset -q HEAD -- checkpoints/starter

@@ -118,6 +118,23 @@ def test_a_result_trained_before_its_member_changed_says_so_in_the_recipe_table(
     assert "predates" not in now and "small stem" in now
 
 
+def test_a_result_trained_with_another_optimizer_than_its_member_has_now_says_so():
+    """The first zoo's LeNet-5 trained with AdamW at 0.002; when the member's optimizer or learning rate changes,
+    its 'why' (which explains the new choice) must not read as if the old result had it. The learning rate is
+    the member's per-256 rate scaled to the run's batch, so a run at batch 128 with half the rate agrees."""
+    from cnnviz.zoo.recipe import Member, settings_since
+
+    m = Member("lenet5", "lenet5", {"variant": "modern"}, "sgd", 0.05)
+    old = {"variant": {"variant": "modern"}, "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05,
+           "batch_size": 256}
+    assert settings_since(m, old) == ("adamw lr 0.002, weight decay 0.05", "sgd lr 0.05, weight decay 0.0005")
+    same = {"variant": {"variant": "modern"}, "optimizer": "sgd", "lr": 0.025, "weight_decay": 5e-4, "batch_size": 128}
+    assert settings_since(m, same) is None
+    both = {**old, "variant": {"variant": "paper"}}
+    assert settings_since(m, both) == ("variant=paper; adamw lr 0.002, weight decay 0.05",
+                                       "variant=modern; sgd lr 0.05, weight decay 0.0005")
+
+
 def test_the_time_plot_labels_its_log_axis_in_plain_seconds():
     """docs/zoo_acc_vs_time.png spans 19 s to 128 s, where matplotlib labels the minor ticks "2 x 10^1"."""
     from cnnviz.zoo.report import _minor_label

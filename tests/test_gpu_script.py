@@ -52,3 +52,33 @@ def test_a_rank_sweep_without_its_trained_member_says_so_and_goes_on(tmp_path):
 def test_an_unknown_phase_is_refused(tmp_path):
     r = _run(tmp_path, "launhc")
     assert r.returncode == 2 and "unknown phase launhc" in r.stderr
+
+
+def test_restore_brings_back_a_starters_shipped_snapshots_and_not_a_replaced_ones(tmp_path):
+    """After a session, `restore` puts back the starters the zoo did not replace. LeNet-5's starter ships its
+    epoch snapshots in ``<name>.epochs/``: they must come back with it (Visualize's across training would be empty
+    on the next clone otherwise), and a replaced starter must not come back, snapshots included."""
+    import json
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "start")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").symlink_to(shutil.which("python3") or shutil.which("python"))
+    aside, starter = tmp_path / ".gpu" / "starter-aside", tmp_path / "checkpoints" / "starter"
+    (aside / "lenet5_tinyimagenet.epochs").mkdir(parents=True)
+    starter.mkdir(parents=True)
+    for folder, stem, arch in ((aside, "lenet5_tinyimagenet", "lenet5"), (aside, "zfnet_tinyimagenet", "zfnet"),
+                               (starter, "zfnet_tinyimagenet", "zfnet")):
+        (folder / f"{stem}.json").write_text(json.dumps({"arch": arch, "from": folder.name}))
+        (folder / f"{stem}.safetensors").write_bytes(b"w")
+    (aside / "lenet5_tinyimagenet.epochs" / "epoch_001.safetensors").write_bytes(b"s")
+    (aside / "lenet5_tinyimagenet.epochs" / "epoch_001.json").write_text("{}")
+    r = _run(tmp_path, "restore")
+    assert r.returncode == 0, r.stderr
+    assert (starter / "lenet5_tinyimagenet.epochs" / "epoch_001.safetensors").read_bytes() == b"s"
+    assert json.loads((starter / "zfnet_tinyimagenet.json").read_text())["from"] == "starter"  # the zoo's stays
+    assert "not restored (the zoo replaced zfnet): zfnet_tinyimagenet" in r.stdout
+    assert not (tmp_path / ".gpu" / "starter-aside").exists()

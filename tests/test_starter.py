@@ -108,7 +108,7 @@ def test_readme_states_each_shipped_starters_measured_accuracy():
         assert line is not None, f"README has no table row for starter {r['name']}"
         assert f"{100 * r['val_top1']:.2f}%" in line and f"{100 * r['val_top5']:.2f}%" in line, line
         assert r["val_n"] == 10_000, f"{r['name']} was not measured on the whole val split"
-    assert sum(r["bytes"] for r in rows) <= SIZE_BUDGET_BYTES
+    assert sum(r["bytes"] + r["snapshot_bytes"] for r in rows) <= SIZE_BUDGET_BYTES
 
 
 def test_readme_states_what_compression_cost_the_shipped_starters():
@@ -274,3 +274,83 @@ def test_benchmark_sections_about_the_shipped_starters_name_exactly_those(sectio
     assert body, f"docs/benchmarks.md has no section {section}"
     named = set(re.findall(r"(?:starter/|`)([a-z0-9_]+_tinyimagenet)", body.group(1)))
     assert named == shipped, f"rerun the bench that writes '{section}': it names {sorted(named ^ shipped)} wrongly"
+
+
+def _run_with_snapshots(tmp_path, name: str, root, epochs=(1, 2, 3)):
+    """A run folder with ``best`` (the last epoch) and a snapshot per epoch, each a different LeNet-5."""
+    val = load_split(root, "val")
+    run = tmp_path / name
+    for epoch in epochs:
+        torch.manual_seed(epoch)
+        model = create_model("lenet5", num_classes=len(val.wnids), input_size=64, variant="modern")
+        meta = build_meta(model, classes=val.wnids, class_names=val.class_names, mean=val.mean, std=val.std,
+                          epoch=epoch, metrics={"val_top1": 0.1 * epoch}, train_config={"data": str(root)})
+        save_checkpoint(run / "epochs" / f"epoch_{epoch:03d}", model, meta)
+    save_checkpoint(run / "best", model, meta)
+    return run
+
+
+def test_a_starter_ships_some_snapshots_for_across_training_and_drops_another_runs(tmp_path, capsys):
+    """A fresh clone had no model to watch across training (ZF Fig. 4): the starters carried no snapshots. One
+    may now carry some of its run's, and Visualize lists them followed by the starter itself. A starter
+    replaced by another run's export must not keep the old run's snapshots: they would show another network."""
+    from cnnviz.__main__ import main
+    from cnnviz.starter import ship_snapshots
+    from cnnviz.viz import snapshots_of
+
+    root = make_synthetic(tmp_path / "syn", num_classes=4, train_per_class=8, val_per_class=6, seed=1)
+    run = _run_with_snapshots(tmp_path, "run-a", root)
+    ckpts = tmp_path / "ckpts"
+    export_starter(run, "lenet5_demo", data=str(root), root=ckpts, device="cpu")
+    with pytest.raises(ValueError, match=r"kept no snapshot of epoch 7; it has 1, 2, 3"):
+        ship_snapshots(run, "lenet5_demo", [1, 7], root=ckpts)
+    with pytest.raises(FileNotFoundError, match="export it first"):
+        ship_snapshots(run, "other", [1], root=ckpts)
+    written = ship_snapshots(run, "lenet5_demo", [2, 1], root=ckpts)
+    folder = ckpts / "starter" / "lenet5_demo.epochs"
+    assert [p.name for p in written] == ["epoch_001.safetensors", "epoch_002.safetensors"]
+    assert all(p.parent == folder for p in written)
+    # stored as the starter is (float16 here), and the weights are that epoch's
+    first = load_checkpoint(folder / "epoch_001.safetensors")
+    original = load_checkpoint(run / "epochs" / "epoch_001.safetensors")
+    assert first.meta.dtype == "float16" and first.meta.epoch == 1
+    for a, b in zip(original.model.state_dict().values(), first.model.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-2, rtol=1e-2)
+    # listed (and counted in the size budget), said in the README table, and shown with the starter last
+    row, = list_starters(ckpts)
+    assert row["snapshot_epochs"] == [1, 2] and row["snapshot_bytes"] == sum(p.stat().st_size for p in written)
+    assert "epochs 1, 2 for Visualize's *Across training*" in starter_table(ckpts)
+    shipped = ckpts / "starter" / "lenet5_demo.safetensors"
+    snaps = snapshots_of(shipped, "starter", 3)
+    assert [s.epoch for s in snaps] == [1, 2, 3] and snaps[-1].path == shipped
+    assert snapshots_of(shipped, "file", 3) == []
+    # re-exported from the same run (compressed harder): the snapshots stay
+    export_starter(shipped, "lenet5_demo", compress="int8", data=str(root), root=ckpts, device="cpu")
+    assert [s.epoch for s in snapshots_of(shipped, "starter", 3)] == [1, 2, 3]
+    # replaced by another run's export: they go
+    other = _run_with_snapshots(tmp_path, "run-b", root, epochs=(1,))
+    export_starter(other, "lenet5_demo", data=str(root), root=ckpts, device="cpu")
+    assert not folder.exists() and snapshots_of(shipped, "starter", 1) == []
+    # the command line refuses a bad list before reading anything
+    with pytest.raises(SystemExit):
+        main(["starter", "snapshots", str(run), "--name", "lenet5_demo", "--epochs", "one,two"])
+    assert "is not a list of epochs such as 1,2,5" in capsys.readouterr().err
+
+
+def test_a_zoo_import_that_replaces_a_starter_drops_its_shipped_snapshots(tmp_path):
+    """`zoo import` (after a GPU session) writes a new run's starter over the shipped one: the old run's
+    snapshots beside it must go with it."""
+    from cnnviz.starter import ship_snapshots
+    from cnnviz.zoo.results import import_zoo
+
+    root = make_synthetic(tmp_path / "syn", num_classes=4, train_per_class=8, val_per_class=6, seed=1)
+    ckpts, fetched = tmp_path / "ckpts", tmp_path / "fetched"
+    export_starter(_run_with_snapshots(tmp_path, "run-a", root), "lenet5_demo", data=str(root), root=ckpts,
+                   device="cpu")
+    ship_snapshots(tmp_path / "run-a", "lenet5_demo", [1], root=ckpts)
+    export_starter(_run_with_snapshots(tmp_path, "run-b", root, epochs=(1,)), "lenet5_demo", data=str(root),
+                   root=fetched, device="cpu")
+    import_zoo(fetched / "starter", results_root=tmp_path / "results", starter_root=ckpts / "starter")
+    assert not (ckpts / "starter" / "lenet5_demo.epochs").exists()
+    assert load_checkpoint(ckpts / "starter" / "lenet5_demo.safetensors").meta.extra["starter"]["source"] == \
+        "run-b/best.safetensors"

@@ -1,5 +1,5 @@
-"""CLI: ``python -m cnnviz starter export RUN --name NAME [--compress MODE] [--svd-rank KEY=RANK ...]`` and
-``python -m cnnviz starter list``."""
+"""CLI: ``python -m cnnviz starter export RUN --name NAME [--compress MODE] [--svd-rank KEY=RANK ...]``,
+``python -m cnnviz starter snapshots RUN --name NAME --epochs 1,2,5`` and ``python -m cnnviz starter list``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ def register(sub) -> None:
     q.add_argument("--data", default=None, help="dataset to evaluate on (default: the one it was trained on)")
     q.add_argument("--device", default="auto")
     q.set_defaults(func=_export)
+    q = ssub.add_parser("snapshots", help="ship some of a run's per-epoch snapshots with its starter")
+    q.add_argument("source", help="the run folder the starter was exported from (trained with --keep-snapshots)")
+    q.add_argument("--name", required=True, help="the starter's name under checkpoints/starter/")
+    q.add_argument("--epochs", required=True, type=_epochs, help="comma-separated epochs, e.g. 1,2,5")
+    q.add_argument("--compress", choices=("auto", "none", "int8", "svd-int8"), default="auto")
+    q.set_defaults(func=_snapshots)
     q = ssub.add_parser("list", help="the starter checkpoints and their measured accuracy")
     q.add_argument("--format", choices=("markdown", "json"), default="markdown")
     q.set_defaults(func=_list)
@@ -41,6 +47,24 @@ def _export(args: argparse.Namespace) -> int:
     r = export_starter(args.source, args.name, compress=args.compress, svd_ranks=dict(args.svd_rank) or None,
                        data=args.data, device=args.device)
     print(json.dumps(r))
+    return 0
+
+
+def _epochs(text: str) -> list[int]:
+    try:
+        epochs = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of epochs such as 1,2,5") from None
+    if not epochs or min(epochs) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give epochs from 1 up, such as 1,2,5")
+    return epochs
+
+
+def _snapshots(args: argparse.Namespace) -> int:
+    from cnnviz.starter import ship_snapshots
+
+    for path in ship_snapshots(args.source, args.name, args.epochs, compress=args.compress):
+        print(path)
     return 0
 
 

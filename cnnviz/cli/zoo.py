@@ -51,6 +51,8 @@ def register(sub) -> None:
     q.add_argument("--no-tta", action="store_true", help="no flip test-time evaluation")
     q.add_argument("--max-steps-per-epoch", type=int, help="cut epochs short (smoke tests)")
     q.add_argument("--seed", type=int)
+    q.add_argument("--keep-snapshots", action="store_true", default=None,
+                   help="also keep every epoch's weights in each run folder (Visualize's 'across training')")
     q.add_argument("--export", action="store_true", help="export each finished member as a compressed starter")
     q.add_argument("--detach", action="store_true", help="run the driver in the background and return")
     q.add_argument("--resume", metavar="ZOO", help="continue a zoo (its own recipe) after a kill")
@@ -94,7 +96,7 @@ def _recipe(args: argparse.Namespace):
     r = Recipe()
     for flag, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("data", "data"),
                         ("device", "device"), ("compile", "compile"), ("seed", "seed"),
-                        ("max_steps_per_epoch", "max_steps_per_epoch")):
+                        ("max_steps_per_epoch", "max_steps_per_epoch"), ("keep_snapshots", "keep_snapshots")):
         v = getattr(args, flag, None)
         if v is not None:
             setattr(r, field, v)

@@ -24,7 +24,7 @@ DEVICES = ("auto", "cuda", "cpu", "mps")
 AUGMENTS = ("crop_flip", "rrc", "flip", "none")  # cnnviz.data.pipeline.AUGMENTS
 MAX_BATCH = 65_536
 _DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}
-_DEFAULT_WD = {"sgd": 5e-4, "adamw": 0.05}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
 
 
 @dataclass
@@ -73,7 +73,7 @@ class TrainConfig:
         if self.lr is None:
             self.lr = _DEFAULT_LR.get(self.optimizer, 0.1)
         if self.weight_decay is None:
-            self.weight_decay = _DEFAULT_WD.get(self.optimizer, 5e-4)
+            self.weight_decay = DEFAULT_WEIGHT_DECAY.get(self.optimizer, 5e-4)
         if self.variant is None:
             self.variant = {}
         if self.warmup_epochs is None:

@@ -13,6 +13,10 @@ A run lives in ``checkpoints/<run-id>/`` (docs/ARCHITECTURE.md, flow 2 and its r
     .lock              held (flock) by the worker that trains the run
     .space-reserve     a little disk space the worker holds back for its last status (cnnviz.training.worker)
 
+A shipped starter (``checkpoints/starter/<name>.safetensors``) may carry some of its run's snapshots in
+``<name>.epochs/``, named as above (:func:`starter_snapshots_dir`), so that a fresh clone has one model to
+watch across training.
+
 Everything that reads or writes a run (the worker, the job starter, run listings, the checkpoint catalog,
 Compare, starter export, Visualize's snapshots) asks a :class:`RunFolder` for the path. It only names paths:
 it reads nothing, so it is cheap to make and safe on a folder that is being deleted.
@@ -66,10 +70,22 @@ class RunFolder:
 
     def snapshots(self) -> list[tuple[int, Path]]:
         """``(epoch, weights)`` of every kept snapshot that has its metadata, oldest first."""
-        try:
-            entries = list(self.snapshots_dir.iterdir())
-        except OSError:
-            return []
-        found = [(int(m.group(1)), p) for p in entries
-                 if (m := _SNAPSHOT.match(p.name)) and p.with_suffix(".json").is_file()]
-        return sorted(found)
+        return snapshot_files(self.snapshots_dir)
+
+
+def snapshot_files(directory: Path) -> list[tuple[int, Path]]:
+    """``(epoch, weights)`` of every ``epoch_NNN.safetensors`` in ``directory`` that has its ``.json``, oldest
+    first; empty when the folder is missing or unreadable."""
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return []
+    found = [(int(m.group(1)), p) for p in entries
+             if (m := _SNAPSHOT.match(p.name)) and p.with_suffix(".json").is_file()]
+    return sorted(found)
+
+
+def starter_snapshots_dir(weights: str | Path) -> Path:
+    """The folder of snapshots shipped with the starter whose weights are ``weights``: ``<name>.epochs/``."""
+    weights = Path(weights)
+    return weights.with_name(weights.stem + ".epochs")

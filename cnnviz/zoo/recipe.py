@@ -39,7 +39,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnviz.training.config import TrainConfig, default_warmup
+from cnnviz.training.config import DEFAULT_WEIGHT_DECAY, TrainConfig, default_warmup
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,32 @@ def member_for_arch(arch: str) -> Member | None:
     return next((m for m in MEMBERS if m.arch == arch), None)
 
 
+def settings_since(m: Member, config: dict[str, Any]) -> tuple[str, str] | None:
+    """``(then, now)`` when a result trained under ``config`` (its run's configuration) used other settings than
+    member ``m`` has today (variant, optimizer, learning rate for the run's batch size, weight decay), each as
+    text; None when they agree. docs/zoo.md's "why" column describes the member as it is now, so a result that
+    predates a change must say what it trained with."""
+    variant = dict(config.get("variant") or {})
+    scale = (config.get("batch_size") or 256) / 256
+    now_lr = m.lr * scale
+    now_wd = m.weight_decay if m.weight_decay is not None else DEFAULT_WEIGHT_DECAY.get(m.optimizer, 5e-4)
+    lr, wd = config.get("lr"), config.get("weight_decay")
+    optimizer_changed = (config.get("optimizer") != m.optimizer
+                         or not (isinstance(lr, (int, float)) and abs(lr - now_lr) <= 1e-9 * max(1.0, now_lr))
+                         or not (isinstance(wd, (int, float)) and abs(wd - now_wd) <= 1e-12))
+    variant_changed = variant != m.variant
+    if not (variant_changed or optimizer_changed):
+        return None
+
+    def text(variant: dict[str, Any], optimizer: Any, lr: Any, wd: Any) -> str:
+        lr_s, wd_s = (format(v, "g") if isinstance(v, (int, float)) else "?" for v in (lr, wd))
+        parts = ([", ".join(f"{k}={v}" for k, v in variant.items()) or "-"] if variant_changed else []) + \
+                ([f"{optimizer} lr {lr_s}, weight decay {wd_s}"] if optimizer_changed else [])
+        return "; ".join(parts)
+
+    return text(variant, config.get("optimizer"), lr, wd), text(m.variant, m.optimizer, now_lr, now_wd)
+
+
 def member_order(family: str) -> int:
     """Where ``family`` sits in the zoo's table (MEMBERS' order); anything else sorts after every member."""
     return next((i for i, m in enumerate(MEMBERS) if m.family == family), len(MEMBERS))
@@ -140,6 +166,9 @@ class Recipe:
     seed: int = 0
     max_steps_per_epoch: int | None = None  # a smoke test's cut; None for real runs
     eval_batch_size: int | None = None
+    # Not a training setting: every member also keeps each epoch's weights (epochs/epoch_NNN), for Visualize's
+    # "across training" view and for a starter that ships some of them (cnnviz.starter).
+    keep_snapshots: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -161,5 +190,5 @@ def config_for(m: Member, recipe: Recipe, zoo_id: str) -> TrainConfig:
         channels_last=recipe.channels_last, compile=recipe.compile, ema_decay=recipe.ema_decay,
         ema_every=recipe.ema_every, tta_flip=recipe.tta_flip, max_steps_per_epoch=recipe.max_steps_per_epoch,
         eval_batch_size=recipe.eval_batch_size, allow_concurrent=True, name=f"{zoo_id}-{m.family}",
-        save_every_min=2.0)
+        save_every_min=2.0, keep_snapshots=recipe.keep_snapshots)
     return cfg.validate()

@@ -16,7 +16,7 @@ from typing import Any
 
 from cnnviz.fsutil import atomic_write_text
 from cnnviz.palette import model_colours
-from cnnviz.zoo.recipe import MEMBERS, member, member_order
+from cnnviz.zoo.recipe import MEMBERS, member, member_order, settings_since
 from cnnviz.zoo.results import list_results, results_dir
 
 # Published from-scratch Tiny ImageNet top-1 (val unless stated), each with its source. Only figures whose
@@ -174,9 +174,8 @@ def recipe_lines(table: list[dict[str, Any]]) -> list[str]:
         c, m = row["config"], member(row["family"])
         variant = ", ".join(f"{k}={v}" for k, v in (c.get("variant") or {}).items()) or "-"
         why = m.why
-        if (c.get("variant") or {}) != m.variant:  # the member has changed since this result was trained
-            now = ", ".join(f"{k}={v}" for k, v in m.variant.items()) or "-"
-            why += f" **This result predates that:** it trained with {variant}; the zoo now trains {now}."
+        if changed := settings_since(m, c):  # the member has changed since this result was trained
+            why += f" **This result predates that:** it trained with {changed[0]}; the zoo now trains {changed[1]}."
         lr, wd = (format(c[k], "g") if isinstance(c.get(k), (int, float)) else "-" for k in ("lr", "weight_decay"))
         lines.append(f"| {row['family']} | {row['arch']} | {variant} | {c.get('optimizer') or '-'} | {lr} | {wd} | "
                      f"{why} |")

@@ -131,7 +131,7 @@ def import_zoo(source: str | Path, *, results_root: str | Path | None = None,
     ``checkpoints/results/`` and ``checkpoints/starter/``. Every file is checked first (results parse, starters
     load with their checksum); nothing is copied when one is bad."""
     from cnnviz.checkpoint import checkpoint_paths, load_checkpoint
-    from cnnviz.starter import starter_dir
+    from cnnviz.starter import drop_stale_snapshots, starter_dir
 
     src = Path(source)
     if not src.is_dir():
@@ -154,6 +154,7 @@ def import_zoo(source: str | Path, *, results_root: str | Path | None = None,
     for w in starters:
         for f in checkpoint_paths(w):
             shutil.copyfile(f, dest_s / f.name)
+        drop_stale_snapshots(dest_s / w.name)  # the replaced starter's shipped snapshots are another run's
     return {"results": [p.stem for p in result_files], "starters": [w.stem for w in starters]}
 
 

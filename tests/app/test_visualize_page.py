@@ -131,6 +131,34 @@ def test_across_training_slider_over_a_real_runs_epoch_snapshots(tmp_path_factor
     assert "strongest projection of" in _captions(at)
 
 
+def test_across_training_on_a_starter_that_ships_snapshots(tmp_path_factory):
+    """A fresh clone's only model to watch across training is a starter that ships some of its run's snapshots
+    (`starter snapshots`): the slider offers those epochs and then the starter's own, which shows the starter."""
+    from cnnviz.starter import export_starter, ship_snapshots
+    from cnnviz.training.runs import create_run
+    from cnnviz.training.worker import run_training
+    from tests._synthetic import install_synthetic, tiny_config
+
+    install_synthetic(tmp_path_factory)
+    cfg = tiny_config(epochs=3, keep_snapshots=True, max_steps_per_epoch=3)
+    run = create_run(cfg.to_dict())
+    assert run_training(run, cfg, to_stderr=False) == "done"
+    export_starter(run, "lenet5_demo", device="cpu")
+    ship_snapshots(run, "lenet5_demo", [1, 2])
+
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    _run(at)
+    at.selectbox[0].select(next(o for o in at.selectbox[0].options if o.startswith("starter/lenet5_demo")))
+    _open(at, "Across training")
+    assert not at.info or not any("no per-epoch snapshots" in i.value for i in at.info)
+    slider = at.select_slider[0]
+    assert list(slider.options) == ["1", "2", "3"]
+    assert "first-layer filters after epoch 1" in _captions(at)
+    slider.set_value(3)
+    _run(at)
+    assert "first-layer filters after epoch 3" in _captions(at)
+
+
 def test_top9_scan_from_a_synthetic_validation_set(checkpoint):
     from cnnviz.data import make_synthetic
     from cnnviz.paths import data_dir
