@@ -23,6 +23,7 @@ from cnnviz.zoo.recipe import (
     MEMBERS,
     Recipe,
     config_for,
+    member,
     member_for_arch,
     member_order,
     parse_families,
@@ -77,6 +78,20 @@ def test_members_found_by_architecture_and_sorted_in_the_tables_order():
 def test_learning_rate_scales_with_the_batch():
     m = MEMBERS[0]
     assert config_for(m, Recipe(batch_size=512), "zoo-t").lr == pytest.approx(2 * m.lr)
+
+
+def test_zoo_train_keeps_every_members_snapshots_when_asked():
+    """`zoo train --keep-snapshots` (a starter that ships some of them): the flag reaches each member's run."""
+    import argparse
+
+    from cnnviz.cli.zoo import _recipe, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    for argv, kept in ((["zoo", "train", "--keep-snapshots"], True), (["zoo", "train"], False)):
+        recipe = _recipe(parser.parse_args(argv))
+        assert recipe.keep_snapshots is kept
+        assert config_for(member("lenet5"), recipe, "zoo-t").keep_snapshots is kept
 
 
 def test_epochs_planned_from_the_measured_rate_or_refused_with_the_numbers():
