@@ -54,6 +54,8 @@ with curves_tab:
                      format_func=lambda v: "by epoch" if v == "epoch" else "by wall-clock time")
         if mixed:
             st.warning(MIXED_NOTE)
+        if x == "elapsed_s" and (note := cf.devices_note(table.frame)):
+            st.caption(note)
         st.plotly_chart(cf.metric_curves_figure(curves, metric, x), key="curves")
 with cost_tab:
     if mixed:
@@ -61,7 +63,8 @@ with cost_tab:
     c1, c2 = st.columns(2)
     c1.plotly_chart(cf.bubble_figure(table.frame, "macs"), key="bubble-macs")
     c2.plotly_chart(cf.bubble_figure(table.frame, "params"), key="bubble-params")
-    st.caption("Bubble area: training time, the steps alone (or parameters where a model has no recorded time).")
+    st.caption("Bubble area: training time, the steps alone (or parameters where a model has no recorded time)."
+               + (f" {note}" if (note := cf.devices_note(table.frame)) else ""))
 
 evals = {}
 with class_tab:

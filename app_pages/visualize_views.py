@@ -104,9 +104,11 @@ def training_view(ctx: Context) -> None:
     epoch = st.select_slider("Epoch", [s.epoch for s in snaps], key="trn_epoch")
     figs = vv.epoch_figures(ctx.load(next(s.path for s in snaps if s.epoch == epoch)), epoch, ctx.x, ctx.seen,
                             ctx.layer)
-    st.image(figs.filters, caption=figs.filters_caption)
+    # Fixed widths: a caption wider than its image (epoch 1's "barely trained" note) stretches the image, and
+    # the epochs must be compared at one size.
+    st.image(figs.filters, caption=figs.filters_caption, width=max(figs.filters.shape[1], 400))
     downloads(f"filters_epoch{epoch}", figs.filters)
-    st.image(figs.deconv, caption=figs.deconv_caption)
+    st.image(figs.deconv, caption=figs.deconv_caption, width=max(figs.deconv.shape[1], 520))
     downloads(f"deconvnet_epoch{epoch}", figs.deconv, figs.projection.image)
 
 

@@ -90,10 +90,12 @@ def test_compare_and_docs_zoo_give_the_shipped_zoo_the_same_time_and_rate():
         row = df.loc[f"zoo/{r['family']}"]
         assert row["train_time_s"] == pytest.approx(r["train_time_s"]), r["family"]
         assert row["images_per_s"] == pytest.approx(r["images_per_s"]), r["family"]
-        assert row["device"] == r["device_name"] == "NVIDIA H200", r["family"]  # the seconds are the H200's
-    # a starter exported from a zoo member trained on the member's card too
+        # the seconds are that machine's: the H200's, and the 2-core CPU's for the LeNet-5 retrained there
+        assert row["device"] == r["device_name"] and r["device_name"], r["family"]
+    # a starter exported from a zoo member trained on the member's machine too
+    devices = {json.loads(p.read_text())["arch"]: json.loads(p.read_text())["device_name"] for p in results}
     starters = compare_table([e for e in list_entries(shipped) if e.kind == "starter"]).frame
-    assert set(starters["device"]) == {"NVIDIA H200"}
+    assert {a: d for a, d in zip(starters["arch"], starters["device"], strict=True)} == devices
 
 
 def test_entries_are_runs_then_starters(runs):
@@ -469,3 +471,18 @@ def test_the_columns_every_model_shares_are_said_once():
     assert "best_val_top1" not in folded  # results are never folded, even when equal
     assert fold_shared_columns(frame.iloc[:1]) == ([], "")
     assert fold_shared_columns(frame[["model", "classes"]]) == ([], "")
+
+
+def test_charts_of_training_time_warn_when_the_models_trained_on_different_machines():
+    """The zoo's LeNet-5 trained on the 2-core CPU and the others on an H200: a bubble's size or a by-time curve
+    then compares machines too, and Compare says so (and docs/zoo.md's plots draw each machine's marker)."""
+    from cnnviz.views.compare import devices_note
+    from cnnviz.zoo.report import device_markers
+
+    frame = pd.DataFrame({"model": ["a", "b", "c"], "device": ["NVIDIA H200", "NVIDIA H200", "AMD EPYC, 2 cores"]})
+    assert "trained on different machines" in devices_note(frame)
+    assert devices_note(frame.iloc[:2]) is None and devices_note(frame[["model"]]) is None
+    assert devices_note(frame.assign(device=["NVIDIA H200", None, None])) is None  # an unknown is no second one
+    markers = device_markers(frame.to_dict("records"))
+    assert markers["NVIDIA H200"] == "o" and markers["AMD EPYC, 2 cores"] != "o"
+    assert device_markers([{"device": None}]) == {"unknown device": "o"}

@@ -129,6 +129,18 @@ def fold_shared_columns(frame: pd.DataFrame, escape=str) -> tuple[list[str], str
     return folded, f"All selected models: {', '.join(said)}."
 
 
+def devices_note(frame: pd.DataFrame) -> str | None:
+    """A warning for the charts that use training time when the selected models trained on different machines
+    (the zoo's LeNet-5 on a 2-core CPU, the others on a GPU): their times compare machines as well as networks."""
+    if "device" not in frame:
+        return None
+    devices = frame["device"].dropna().astype(str)
+    if devices.nunique() < 2:
+        return None
+    return ("These models trained on different machines (the table's device column says which): training time, "
+            "bubble size and the wall-clock axis compare the machines as well as the networks.")
+
+
 # ----------------------------------------------------------------------------------------------- charts
 def metric_curves_figure(curves: pd.DataFrame, metric: str = "val_top1", x: str = "epoch") -> go.Figure:
     """One metric of every model overlaid (:func:`cnnviz.views.charts.curves_figure`), by ``epoch`` or by
