@@ -245,6 +245,18 @@ def _points(delta: float) -> str:
     return "0.0" if value == 0 else f"{value:+.1f}"  # never "-0.0"
 
 
+UNKNOWN_DEVICE = "unknown device"
+
+
+def device_markers(table: list[dict[str, Any]]) -> dict[str, str]:
+    """A matplotlib marker per training device, the most common device first ("o"): a member trained on another
+    machine (LeNet-5 on the dev CPU) must not read as a time on the others' card."""
+    devices = [r.get("device") or UNKNOWN_DEVICE for r in table]
+    ordered = sorted(set(devices), key=lambda d: (-devices.count(d), d))
+    shapes = "os^Dv<>pXh"
+    return {d: shapes[i % len(shapes)] for i, d in enumerate(ordered)}
+
+
 def write_plots(table: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     """``zoo_acc_vs_macs.png`` and ``zoo_acc_vs_time.png`` (log x axes, every family labelled)."""
     import matplotlib
@@ -260,10 +272,19 @@ def write_plots(table: list[dict[str, Any]], out_dir: Path) -> list[Path]:
                               ("train_s", "training time, seconds (log scale)", "zoo_acc_vs_time.png")):
         pts = [r for r in table if r.get(key)]
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+        markers = device_markers(pts)
+        devices = list(markers)
         for r in pts:
-            ax.scatter(r[key], 100 * r["top1"], s=40, color=colours[r["family"]])
+            ax.scatter(r[key], 100 * r["top1"], s=40, color=colours[r["family"]],
+                       marker=markers[r.get("device") or UNKNOWN_DEVICE])
             ax.annotate(r["family"], (r[key], 100 * r["top1"]), textcoords="offset points", xytext=(5, 4),
                         fontsize=9)
+        if len(devices) > 1:
+            for d in devices:
+                ax.scatter([], [], marker=markers[d], color="grey", s=40, label=f"trained on {d}")
+            # below the axes, where no point or label can sit under it
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(devices), fontsize=8, frameon=False)
+        ax.margins(x=0.1)  # room for the rightmost point's label
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _human(v)))
         # Under two decades (the training times: 19 s to 128 s) the minor ticks carry the labels, which
@@ -273,8 +294,9 @@ def write_plots(table: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _, few=few_decades: _minor_label(v, few)))
         ax.set_xlabel(xlabel)
         ax.set_ylabel("val top-1 (%)")
-        devices = sorted({r["device"] for r in pts if r.get("device")})
-        ax.set_title(f"Tiny ImageNet, one recipe{' on ' + ', '.join(devices) if devices else ''}", fontsize=10)
+        named = [d for d in devices if d != UNKNOWN_DEVICE]
+        ax.set_title(f"Tiny ImageNet, one recipe{' on ' + ', '.join(named) if len(named) == 1 else ''}",
+                     fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
         path = out_dir / name
