@@ -14,12 +14,12 @@ Filters view shows :func:`filter_movement`:
   for a 7x7 kernel and -0.14 for a 3x3 (centring makes neighbours anti-correlated, the more so the smaller
   the kernel); trained first layers are smooth edges and colour blobs. n/a for 1x1 kernels.
 
-The shipped starters' first convolutions (the zoo: 10 epochs on an H200), distance / smoothness (at the
-random start), measured 2026-12-07: VGG-16-BN 1.97 / +0.20 (-0.15), GoogLeNet 1.41 / +0.05 (-0.02), AlexNet
-1.01 / +0.27 (-0.01), ZFNet 0.60 / +0.14 (-0.02), ResNet-18 0.58 / +0.11 (-0.14), LeNet-5 0.46 / +0.06
-(-0.01), NiN 0.19 / +0.00 (-0.03). LeNet-5's and NiN's are "near start", and the page says so. The CPU
-starters the zoo replaced measured LeNet-5 1.95 after 14 epochs of SGD, ResNet-18 0.37 after 5 and NiN 0.06
-after 1.
+The shipped starters' first convolutions (the zoo: 10 epochs), distance / smoothness (at the random start),
+measured 2026-12-07: LeNet-5 2.04 / +0.21 (-0.01), VGG-16-BN 1.97 / +0.20 (-0.15), GoogLeNet 1.41 / +0.05
+(-0.02), AlexNet 1.01 / +0.27 (-0.01), ZFNet 0.60 / +0.14 (-0.02), ResNet-18 0.58 / +0.11 (-0.14), NiN 0.19 /
++0.00 (-0.03): NiN's is "near start", and the page says so. LeNet-5's shipped snapshots show the way there:
+0.50 / +0.04 after epoch 1, 1.28 / +0.18 after 2, 1.94 / +0.20 after 5. The first zoo's LeNet-5 (AdamW at lr
+0.002) had moved only 0.46 (+0.06): docs/benchmarks.md, "LeNet-5's optimizer".
 
 :data:`NEAR_START` is where we warn "still close to their random start".
 """
