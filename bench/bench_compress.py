@@ -267,14 +267,14 @@ def main(argv: list[str] | None = None) -> int:
                 "Each starter was measured when it was exported, on all val images, against its run's float32 "
                 "checkpoint, both in float32 (`cnnviz.starter.measure_compression`; the record is "
                 "`compression.measured` in the starter's JSON, and the model card shows it). The pages show the "
-                "shipped file's top-1 as `evaluate` measured it, with bf16 autocast on the same card: at most "
+                "shipped file's top-1 as `evaluate` measured it, with bf16 autocast on the same machine: at most "
                 f"{gap:.2f} pp from the float32 figure here. The zoo's table (docs/zoo.md) gives the float32 "
                 "checkpoint's. Logit error: "
                 "`||z_shipped - z|| / ||z||` per image; same top-1: images whose predicted class did not change."
                 "\n\n" + table)
         print(body)
         if not args.no_write:
-            print("written to", write_section("compress-shipped", body, on=f"{where} (the zoo's export)", at=when))
+            print("written to", write_section("compress-shipped", body, on=f"{where} (each starter's zoo export)", at=when))
         return 0
     if args.head_proxy:
         torch.set_num_threads(1)

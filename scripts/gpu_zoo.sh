@@ -25,8 +25,9 @@
 #   here    bash scripts/gpu_zoo.sh unpack DIR...  the fetched folders (files_at of each call) ->
 #           zoo import, bench numbers into docs/benchmarks.md, docs/zoo.md; then `restore` the starters that
 #           were not replaced.
-# NEXT GPU SESSION. The zoo ran on an H200 on 2026-11-28 and all seven starters ship from it. Two jobs are left,
-# about 10 minutes of device time:
+# NEXT GPU SESSION. The zoo ran on an H200 on 2026-11-28 and six starters ship from it; LeNet-5 ships from a zoo run
+# of its own on the 2-core dev CPU (2026-12-07, SGD lr 0.1 after a sweep in docs/benchmarks.md; leave it: `restore`
+# brings it and its epoch snapshots back). Two jobs are left, about 10 minutes of device time:
 #   1. the benchmark: `pack` here, then run "bash scripts/gpu_zoo.sh bench" carrying .gpu/parts/part-aa (~4 min
 #      with the start): ceilings, each member's rate alone and its MFU, the trick ladder, concurrency. Ask for
 #      kind nvidia-h200, the zoo's card, so that docs/zoo.md's MFU compares like with like (take an H100 if
