@@ -39,6 +39,7 @@ MIXED_NOTE = (f"These models were trained on different classes: {md_escape(mixed
 
 table = cmp.compare_table(sel)
 render_table(table)
+devices_note = cf.devices_note(table.frame)  # None when all the selected models trained on one machine
 
 curves_tab, cost_tab, class_tab, image_tab, export_tab = st.tabs(
     ["Curves", "Accuracy vs cost", "Per class & confusion", "Same image", "Export"])
@@ -54,8 +55,8 @@ with curves_tab:
                      format_func=lambda v: "by epoch" if v == "epoch" else "by wall-clock time")
         if mixed:
             st.warning(MIXED_NOTE)
-        if x == "elapsed_s" and (note := cf.devices_note(table.frame)):
-            st.caption(note)
+        if x == "elapsed_s" and devices_note:
+            st.caption(devices_note)
         st.plotly_chart(cf.metric_curves_figure(curves, metric, x), key="curves")
 with cost_tab:
     if mixed:
@@ -64,7 +65,7 @@ with cost_tab:
     c1.plotly_chart(cf.bubble_figure(table.frame, "macs"), key="bubble-macs")
     c2.plotly_chart(cf.bubble_figure(table.frame, "params"), key="bubble-params")
     st.caption("Bubble area: training time, the steps alone (or parameters where a model has no recorded time)."
-               + (f" {note}" if (note := cf.devices_note(table.frame)) else ""))
+               + (f" {devices_note}" if devices_note else ""))
 
 evals = {}
 with class_tab:

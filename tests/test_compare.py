@@ -93,7 +93,7 @@ def test_compare_and_docs_zoo_give_the_shipped_zoo_the_same_time_and_rate():
         # the seconds are that machine's: the H200's, and the 2-core CPU's for the LeNet-5 retrained there
         assert row["device"] == r["device_name"] and r["device_name"], r["family"]
     # a starter exported from a zoo member trained on the member's machine too
-    devices = {json.loads(p.read_text())["arch"]: json.loads(p.read_text())["device_name"] for p in results}
+    devices = {r["arch"]: r["device_name"] for r in (json.loads(p.read_text()) for p in results)}
     starters = compare_table([e for e in list_entries(shipped) if e.kind == "starter"]).frame
     assert {a: d for a, d in zip(starters["arch"], starters["device"], strict=True)} == devices
 
