@@ -8,11 +8,12 @@ from cnnviz import compare as cmp
 from cnnviz.views import compare as cf
 
 COLUMNS = {
-    "best_val_top1": st.column_config.NumberColumn("best val top-1", format="percent"),
-    "best_val_top5": st.column_config.NumberColumn("best val top-5", format="percent"),
-    "params": st.column_config.NumberColumn(format="compact", help=cf.COUNT_HELP),
-    "training-only params": st.column_config.NumberColumn(format="compact", help=cf.COUNT_HELP),
-    "macs": st.column_config.NumberColumn("MACs", format="compact", help=cf.MACS_HELP),
+    # Numbers are written by cf.TABLE_FORMATS (1.05G, 25.10%), through the Styler below, not by a column format.
+    "best_val_top1": st.column_config.NumberColumn("best val top-1"),
+    "best_val_top5": st.column_config.NumberColumn("best val top-5"),
+    "params": st.column_config.NumberColumn(help=cf.COUNT_HELP),
+    "training-only params": st.column_config.NumberColumn(help=cf.COUNT_HELP),
+    "macs": st.column_config.NumberColumn("MACs", help=cf.MACS_HELP),
     "peak_mem_bytes": st.column_config.NumberColumn("peak memory", format="bytes"),
     "device": st.column_config.TextColumn(help=cf.DEVICE_HELP),
     "train_time_s": st.column_config.NumberColumn("training time (s)", format="%.0f"),
@@ -25,7 +26,8 @@ def render_table(table: cmp.CompareTable) -> None:
     folded, shared_text = cf.fold_shared_columns(table.frame, md_escape)
     shown = table.frame.drop(columns=folded)
     hp_cols = [c for c in shown.columns if c.startswith("hp: ")]
-    st.dataframe(shown.style.set_properties(subset=hp_cols, **HIGHLIGHT), hide_index=True, column_config=COLUMNS)
+    styled = shown.style.set_properties(subset=hp_cols, **HIGHLIGHT).format(cf.table_formats(shown))
+    st.dataframe(styled, hide_index=True, column_config=COLUMNS)
     differing = f" ({', '.join(table.differing)})." if table.differing else " (none differ)."
     st.caption(f"{shared_text} Highlighted: hyper-parameters that differ between the selected models{differing} "
                f"{cmp.PARAMS_NOTE}".strip())

@@ -31,7 +31,7 @@ from cnnviz.paths import checkpoints_dir
 from cnnviz.training.evaluate import EvalResult, class_mapping
 from cnnviz.training.evaluate import evaluate_images as evaluate  # the image-set face of the one evaluation
 from cnnviz.training.runs import training_rate, training_seconds
-from cnnviz.views.compare import export_bundle, fold_shared_columns
+from cnnviz.views.compare import TABLE_FORMATS, export_bundle, fold_shared_columns, table_formats
 from tests.predict_helpers import default_arch, make_checkpoint, write_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -486,3 +486,15 @@ def test_charts_of_training_time_warn_when_the_models_trained_on_different_machi
     markers = device_markers(frame.to_dict("records"))
     assert markers["NVIDIA H200"] == "o" and markers["AMD EPYC, 2 cores"] != "o"
     assert device_markers([{"device": None}]) == {"unknown device": "o"}
+
+
+def test_table_numbers_keep_the_digits_docs_zoo_md_shows():
+    """Compare's table writes 25.10% and 1.05G (as docs/zoo.md does), where Streamlit's compact column formats
+    wrote 25.1% beside 38.55% and ZFNet's 1.05G MACs as "1B"; an unknown value is "-", not "nan%"."""
+    pct, count = TABLE_FORMATS["best_val_top1"], TABLE_FORMATS["macs"]
+    assert [pct(0.251), pct(0.3855), pct(1.0), pct(None), pct(float("nan"))] == \
+        ["25.10%", "38.55%", "100.00%", "-", "-"]
+    assert [count(1.05e9), count(7_240_000), count(78_200), count(None), count(np.nan)] == \
+        ["1.05G", "7.24M", "78.2K", "-", "-"]
+    # only the columns a table has (Styler.format refuses the others)
+    assert set(table_formats(pd.DataFrame(columns=["model", "macs", "best_val_top5"]))) == {"macs", "best_val_top5"}

@@ -46,12 +46,15 @@ from cnnviz.views.charts import (
     short_name,
     unique_labels,
 )
-from cnnviz.views.format import COMPACT_NOTE
+from cnnviz.views.format import human
 from cnnviz.viz import feature_maps, map_layers, occlusion
 from cnnviz.viz.render import colormap, overlay
 
-# The table's count columns are Streamlit "compact" numbers (1.3B); docs/zoo.md and the CLI write 1.28G.
-COUNT_HELP = f"{COMPACT_NOTE} (docs/zoo.md writes G for billion)"
+# The table writes its numbers as docs/zoo.md and the CLI do (1.05G, 25.10%), not with Streamlit's "compact" and
+# "percent" column formats: those keep two significant digits and drop trailing zeros, so ZFNet's 1.05G MACs read
+# "1B" and LeNet-5's 25.10% read "25.1%" beside "38.55%". The page applies TABLE_FORMATS through pandas' Styler;
+# the underlying numbers stay numbers, so a column still sorts by value.
+COUNT_HELP = "K/M/G = thousand/million/billion, as in docs/zoo.md"
 MACS_HELP = f"multiply-accumulates per image at the model's input; {COUNT_HELP}"
 DEVICE_HELP = "the card or CPU the training time and images/s were measured on: a CPU's and a GPU's do not compare"
 
@@ -127,6 +130,26 @@ def fold_shared_columns(frame: pd.DataFrame, escape=str) -> tuple[list[str], str
         return [], ""
     said = [SHARED_WORDING[c].format(escape(frame[c].iloc[0])) for c in folded]
     return folded, f"All selected models: {', '.join(said)}."
+
+
+def percent_text(x: float | None) -> str:
+    """A fraction as a percentage with two decimals, as docs/zoo.md writes it: 0.251 -> ``"25.10%"``."""
+    return "-" if x is None or pd.isna(x) else f"{100 * x:.2f}%"
+
+
+def count_text(n: float | None) -> str:
+    """A count with K/M/G, as docs/zoo.md writes it: 1.05e9 -> ``"1.05G"``; ``"-"`` when unknown."""
+    return "-" if n is None or pd.isna(n) else human(n)
+
+
+TABLE_FORMATS = {"best_val_top1": percent_text, "best_val_top5": percent_text, "params": count_text,
+                 "training-only params": count_text, "macs": count_text}
+
+
+def table_formats(frame: pd.DataFrame) -> dict[str, Any]:
+    """The display formatter of each of :data:`TABLE_FORMATS`' columns that ``frame`` has (pandas' Styler.format
+    refuses a column the frame lacks)."""
+    return {c: f for c, f in TABLE_FORMATS.items() if c in frame}
 
 
 def devices_note(frame: pd.DataFrame) -> str | None:

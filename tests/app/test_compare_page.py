@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnviz.paths import checkpoints_dir, data_dir
+from cnnviz.summary import human
 from tests.predict_helpers import default_arch, image_bytes, make_checkpoint, write_run
 from tests.test_compare import _metrics
 
@@ -28,6 +29,14 @@ def _arr(v):
     if isinstance(v, dict) and "bdata" in v:
         return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
     return list(v)
+
+
+def _shown(at, i: int = 0):
+    """What the table's cells say (pandas' Styler display values), as a frame indexed by model."""
+    import pyarrow as pa
+
+    shown = pa.ipc.open_stream(at.dataframe[i].proto.arrow_data.styler.display_values).read_all().to_pandas()
+    return shown.set_index("model")
 
 
 def _charts(at):
@@ -239,6 +248,12 @@ def test_compare_opens_on_the_zoo_results_without_weights_or_data():
     df = at.dataframe[0].value.set_index("model")
     assert df.loc["zoo/lenet5", "best_val_top1"] == pytest.approx(0.7)  # 14/20 from the confusion, not 0.55
     assert df.loc["zoo/resnet18", "best_val_top1"] == pytest.approx(0.9)
+    # written as docs/zoo.md writes them (two decimals, K/M/G), not Streamlit's compact "70%" and "1B"
+    shown = _shown(at)
+    assert shown.loc["zoo/lenet5", "best_val_top1"] == "70.00%" and shown.loc["zoo/resnet18", "best_val_top5"] == "100.00%"
+    for model in df.index:
+        assert shown.loc[model, "macs"] == human(df.loc[model, "macs"]) and shown.loc[model, "macs"][-1] in "KMG"
+        assert shown.loc[model, "params"] == human(df.loc[model, "params"])
     # what both rows share (kind, dataset, input, classes, epochs) is said once above them, not in every row
     assert not {"kind", "dataset", "input", "classes", "epochs"} & set(df.columns), list(df.columns)
     shared = next(c.value for c in at.caption if c.value.startswith("All selected models:"))
