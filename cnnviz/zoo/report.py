@@ -16,6 +16,7 @@ from typing import Any
 
 from cnnviz.fsutil import atomic_write_text
 from cnnviz.palette import model_colours
+from cnnviz.summary import human
 from cnnviz.zoo.recipe import MEMBERS, member, member_order, settings_since
 from cnnviz.zoo.results import list_results, results_dir
 
@@ -63,12 +64,11 @@ def _pct(x: float | None, digits: int = 2) -> str:
 
 
 def _human(n: float | None) -> str:
+    """Counts as the rest of cnnviz writes them (78.2K, 1.05G: Compare's table shows the same text); below a
+    thousand, three significant digits ("0.5", "20"), which an axis of seconds needs."""
     if n is None:
         return "n/a"
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{unit}"
-    return f"{n:.3g}"
+    return human(n) if abs(n) >= 1e3 else f"{n:.3g}"
 
 
 def _tflops(flops_per_s: float | None) -> str:
