@@ -17,11 +17,12 @@ The per-family choices, in short:
 * LeNet-5 takes SGD + Nesterov at 0.1 too. The first zoo gave it AdamW at 0.002 (22.2%, its conv1 still close to
   its random start); a 10-epoch sweep of both optimizers on the real data, on the CPU (docs/benchmarks.md,
   "LeNet-5's optimizer"), found that rate three times too low, AdamW at its best (0.006) tied with SGD at 0.1
-  (24.7% and 24.8%), and SGD moving conv1 almost three times as far, into visible colour blobs. Not so for ZFNet:
-  three times its rate (1.5e-3) kept it at chance for a whole epoch on the real data, where 5e-4 reached 5.8%
-  (docs/benchmarks.md, "ZFNet's AdamW rate"); without batch norm a larger step holds it on the plateau. Whether
-  NiN's and GoogLeNet's rates are too low (NiN's conv1 moved only 0.19 of its initial norm in 10 epochs) is for
-  a GPU session to measure: one NiN epoch takes about two hours here.
+  (24.7% and 24.8%), and SGD moving conv1 almost three times as far, into visible colour blobs. Not so for ZFNet
+  and GoogLeNet (docs/benchmarks.md, "ZFNet's and GoogLeNet's AdamW rates"): on the real data three times ZFNet's
+  rate (1.5e-3) kept it at chance for a whole epoch, where 5e-4 reached 5.8%, and three times GoogLeNet's (3e-3)
+  reached 3.7% in three epochs against 10.7%; without batch norm a larger step holds them on the plateau. Whether
+  NiN's rate is too low (its conv1 moved only 0.19 of its initial norm in 10 epochs) is for a GPU session to
+  measure: one NiN epoch takes about two hours here.
 * AlexNet and ZFNet use He ("kaiming") initialisation instead of the papers' N(0, 0.01): with N(0, 0.01) the
   signal shrinks about 100x by fc8 at 64x64 (measured at init: logits' std 6e-4 against 0.04), and the
   papers' networks needed 90 epochs to recover from that. The model cards list init as an option.
