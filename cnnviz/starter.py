@@ -36,6 +36,7 @@ from cnnviz.data import BatchPipeline, load_split, resolve_data
 from cnnviz.device import pick_device
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
+from cnnviz.summary import percent
 from cnnviz.training.evaluate import evaluate_checkpoint  # the same code path as `python -m cnnviz evaluate`
 from cnnviz.training.folder import RUN_TAGS, RunFolder, snapshot_files, starter_snapshots_dir
 from cnnviz.training.runs import read_metrics
@@ -283,15 +284,11 @@ def starter_notes(arch: str, root: str | Path | None = None) -> list[str]:
         stored = r["stored_as"]
         if r["cost_measured"]:
             stored += ", measured at export against the checkpoint it was made from"
-        notes.append(f"`{r['name']}`: {_pct(r['val_top1'])} top-1, {_pct(r['val_top5'])} top-5 on "
+        notes.append(f"`{r['name']}`: {percent(r['val_top1'])} top-1, {percent(r['val_top5'])} top-5 on "
                      f"{f'{n:,}' if n else 'the'} Tiny ImageNet val images after {r['epochs']} epoch"
                      f"{'s' if r['epochs'] != 1 else ''} of training; {r['bytes'] / 2**20:.1f} MiB, stored as "
                      f"{stored}.")
     return notes
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
 def _size(row: dict[str, Any]) -> str:
@@ -308,6 +305,6 @@ def starter_table(root: str | Path | None = None) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in list_starters(root):
         variant = ", ".join(f"{k}={v}" for k, v in r["variant"].items())
-        lines.append(f"| `{r['name']}` | {r['arch']} ({variant}) | {r['epochs']} | {_pct(r['val_top1'])} | "
-                     f"{_pct(r['val_top5'])} | {_size(r)} | {r['stored_as']} |")
+        lines.append(f"| `{r['name']}` | {r['arch']} ({variant}) | {r['epochs']} | {percent(r['val_top1'])} | "
+                     f"{percent(r['val_top5'])} | {_size(r)} | {r['stored_as']} |")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from cnnviz.summary.params import ParamCount, param_count
 from cnnviz.summary.rows import LayerRow, LayerTable, dtype_size
 from cnnviz.summary.table import input_region, layer_table, parameter_count, receptive_fields
 from cnnviz.summary.trace import Geometry, LayerOutput
-from cnnviz.summary.units import human, human_bytes
+from cnnviz.summary.units import human, human_bytes, percent
 
 __all__ = [
     "KNOWN_WRITEUP_ERRORS",
@@ -34,6 +34,7 @@ __all__ = [
     "input_region",
     "layer_table",
     "param_count",
+    "percent",
     "parameter_count",
     "receptive_fields",
     "writeup_errors",

@@ -35,6 +35,7 @@ from cnnviz.compare import (
 )
 from cnnviz.predict import class_labels, topk
 from cnnviz.preprocess import network_input
+from cnnviz.summary import human, percent
 from cnnviz.views.charts import (
     METRIC_LABELS,
     Panel,
@@ -46,7 +47,6 @@ from cnnviz.views.charts import (
     short_name,
     unique_labels,
 )
-from cnnviz.views.format import human
 from cnnviz.viz import feature_maps, map_layers, occlusion
 from cnnviz.viz.render import colormap, overlay
 
@@ -132,18 +132,12 @@ def fold_shared_columns(frame: pd.DataFrame, escape=str) -> tuple[list[str], str
     return folded, f"All selected models: {', '.join(said)}."
 
 
-def percent_text(x: float | None) -> str:
-    """A fraction as a percentage with two decimals, as docs/zoo.md writes it: 0.251 -> ``"25.10%"``."""
-    return "-" if x is None or pd.isna(x) else f"{100 * x:.2f}%"
+def _percent_cell(x: float | None) -> str:
+    return percent(x, missing="-")  # "-" as the table's other unknown cells
 
 
-def count_text(n: float | None) -> str:
-    """A count with K/M/G, as docs/zoo.md writes it: 1.05e9 -> ``"1.05G"``; ``"-"`` when unknown."""
-    return "-" if n is None or pd.isna(n) else human(n)
-
-
-TABLE_FORMATS = {"best_val_top1": percent_text, "best_val_top5": percent_text, "params": count_text,
-                 "training-only params": count_text, "macs": count_text}
+TABLE_FORMATS = {"best_val_top1": _percent_cell, "best_val_top5": _percent_cell, "params": human,
+                 "training-only params": human, "macs": human}
 
 
 def table_formats(frame: pd.DataFrame) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from cnnviz.fsutil import atomic_write_text
 from cnnviz.palette import model_colours
-from cnnviz.summary import human
+from cnnviz.summary import human, percent
 from cnnviz.zoo.recipe import MEMBERS, member, member_order, settings_since
 from cnnviz.zoo.results import list_results, results_dir
 
@@ -57,10 +57,6 @@ def model_size(arch: str, model_args: dict[str, Any]) -> tuple[int | None, int |
     from cnnviz.compare import _model_stats
 
     return _model_stats(arch, json.dumps(model_args, sort_keys=True, default=str))
-
-
-def _pct(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
 def _human(n: float | None) -> str:
@@ -144,7 +140,7 @@ def starter_lines(table: list[dict[str, Any]]) -> list[str]:
         c = r["config"]
         how = (f"{c.get('optimizer', '?')} lr {c.get('lr', float('nan')):g}, batch {c.get('batch_size', '?')}, "
                f"{c.get('schedule', '?')}, warm-up {c.get('warmup_epochs', float('nan')):g} ep") if c else "n/a"
-        lines.append(f"| {r['family']} ({r['arch']}) | `{r['name']}` | {_pct(r['top1'])} | {_pct(r['top5'])} | "
+        lines.append(f"| {r['family']} ({r['arch']}) | `{r['name']}` | {percent(r['top1'])} | {percent(r['top5'])} | "
                      f"{_human(r['params'])} | {_human(r['macs'])} | {r['epochs']} | {how} | "
                      f"{r['dtype']}, {r['bytes'] / 2**20:.1f} MiB |")
     n = sorted({int(r.get("val_n") or 0) for r in table})
@@ -333,8 +329,8 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
             pub = "; ".join(f"{p['top1']:.1f}% [{i + 1}]" for i, p in enumerate(PUBLISHED.get(r["family"], [])))
             mfu = f"n/a ({r['mfu_missing'] or 'no MACs or rate'})" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
             lines.append(
-                f"| {r['family']} ({r['arch']}) | {_pct(r['top1'])} | {_pct(r['top5'])} | {_pct(r['top1_tta'])} | "
-                f"{_pct(r['top1_raw'])} | {_human(r['params'])}{_extra(r['training_only'])} | {_human(r['macs'])} | "
+                f"| {r['family']} ({r['arch']}) | {percent(r['top1'])} | {percent(r['top5'])} | {percent(r['top1_tta'])} | "
+                f"{percent(r['top1_raw'])} | {_human(r['params'])}{_extra(r['training_only'])} | {_human(r['macs'])} | "
                 f"{r['epochs']} | "
                 f"{r['train_s']:.0f} | {r['images_per_s']:,.0f} | {_tflops(r['flops_per_s'])} | {mfu} | "
                 f"{r['device']} | {pub or '-'} |")
