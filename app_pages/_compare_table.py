@@ -20,6 +20,22 @@ COLUMNS = {
     "images_per_s": st.column_config.NumberColumn("images/s", format="%.0f"),
 }
 HIGHLIGHT = {"background-color": "#fff3b0"}
+# The per-class and most-confused tables hold fractions of a class's images: written as percentages like every
+# accuracy on the page (they were bare fractions, 0.56 beside the table's 25.10%). Streamlit's own "percent"
+# format suffices here: a class has 50 val images (10 in an evaluated subset), so no value needs two decimals.
+CONFUSED_COLUMNS = {
+    "count": st.column_config.NumberColumn(help="validation images of the true class predicted as this class"),
+    "share": st.column_config.NumberColumn(format="percent", help="of the true class's validation images"),
+}
+
+
+def per_class_columns(models) -> dict:
+    """Column formats of the per-class table: each model's accuracy on the class, and their spread."""
+    columns = {m: st.column_config.NumberColumn(format="percent", help=f"{m}'s accuracy on the class")
+               for m in models}
+    columns["spread"] = st.column_config.NumberColumn(
+        format="percent", help="best minus worst of the selected models' accuracies on the class, in points")
+    return columns
 
 
 def render_table(table: cmp.CompareTable) -> None:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app_pages import _images
-from app_pages._compare_table import render_table
+from app_pages._compare_table import CONFUSED_COLUMNS, per_class_columns, render_table
 from app_pages._shared import load_checkpoint_cached, md_escape, show_error, val_split_cached
 from cnnviz import compare as cmp
 from cnnviz.checkpoint import CheckpointError
@@ -96,10 +96,10 @@ with class_tab:
     if evals:
         pc = cmp.per_class_frame(evals)
         st.plotly_chart(cf.per_class_figure(pc, list(evals)), key="per-class")
-        st.dataframe(pc, hide_index=True)
+        st.dataframe(pc, hide_index=True, column_config=per_class_columns(evals))
         for name, ev in evals.items():
             with st.expander(f"{name}: top-1 {ev.top1:.1%}, top-5 {ev.top5:.1%} on {ev.n:,} images"):
-                st.dataframe(cmp.most_confused(ev, 10), hide_index=True)
+                st.dataframe(cmp.most_confused(ev, 10), hide_index=True, column_config=CONFUSED_COLUMNS)
                 st.plotly_chart(cf.confusion_figure(ev), key=f"confusion-{name}")
 
 with image_tab:

@@ -264,6 +264,11 @@ def test_compare_opens_on_the_zoo_results_without_weights_or_data():
     assert per_class, list(charts)  # drawn from the stored confusion matrices, without any evaluation
     assert not at.toggle  # nothing to evaluate: no toggle offered
     assert any("measured on all validation images" in c.value for c in at.caption)
+    # per-class accuracies and confusion shares are percentages, as every accuracy on the page (were 0.6, 0.3)
+    per_class_table = json.loads(at.dataframe[1].proto.columns)
+    assert {c for c, cfg in per_class_table.items() if cfg.get("type_config", {}).get("format") == "percent"} == {
+        "zoo/lenet5", "zoo/resnet18", "spread"}
+    assert json.loads(at.dataframe[2].proto.columns)["share"]["type_config"]["format"] == "percent"
 
 
 def test_same_image_without_an_upload_uses_a_validation_image_or_your_last_upload(two_runs):
