@@ -11,11 +11,21 @@ import streamlit as st
 
 from app_pages._shared import load_checkpoint_cached, val_split_cached
 from cnnviz.data import find_dataset, load_split
+from cnnviz.summary import percent
 from cnnviz.views import visualize as vv
 from cnnviz.views.visualize import Context
 from cnnviz.viz import depth, invariance, probes, session, zf_figures
 from cnnviz.viz.top9 import checkpoint_fingerprint, default_cache_dir
 
+# The probes' accuracies as percentages, as the chart above the table writes them (they were bare fractions):
+# two decimals through pandas' Styler (Streamlit's "percent" format drops trailing zeros, "10.7%" over "26.05%").
+PROBE_FORMATS = {"val_top1": percent, "train_top1": percent}
+PROBE_COLUMNS = {
+    "val_top1": st.column_config.NumberColumn("val top-1", help="the probe's accuracy on the held-out val images"),
+    "train_top1": st.column_config.NumberColumn("train top-1", help="the probe's accuracy on the images it was "
+                                                "fitted on"),
+    "dim": st.column_config.NumberColumn(help="features the probe reads: the block's channels after average pooling"),
+}
 
 def invariance_view(ctx: Context) -> None:
     """ZF Fig. 5 for the page's image or, when it is a val image, for up to eight val images from it on."""
@@ -111,5 +121,5 @@ def probes_view(ctx: Context) -> None:
     st.plotly_chart(zf_figures.probe_figure(results, rel), key="pr_chart")
     st.caption(vv.probes_note(results))
     table = vv.probes_table(results)
-    st.dataframe(table, hide_index=True, height=220)
+    st.dataframe(table.style.format(PROBE_FORMATS), hide_index=True, height=220, column_config=PROBE_COLUMNS)
     st.download_button("CSV", table.to_csv(index=False), "layer_probes.csv", "text/csv", key="pr_csv")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -80,4 +81,8 @@ def test_probes_tab_runs_with_a_progress_bar_and_caches(setup):
     assert list(table["layer"]) == ["features.act1", "features.act2", "features.act3", "features.act4", "pool",
                                     "act6"]
     assert table["val_top1"].between(0, 1).all()
+    # written as percentages with two decimals (the chart's unit), not as bare fractions
+    shown = pa.ipc.open_stream(at.dataframe[-1].proto.arrow_data.styler.display_values).read_all().to_pandas()
+    assert list(shown["val_top1"]) == [f"{100 * v:.2f}%" for v in table["val_top1"]], shown
+    assert all(s.endswith("%") for s in shown["train_top1"]), shown
     assert list((data_dir() / "viz_cache").glob("probe_*.json"))
