@@ -77,10 +77,18 @@ def card_markdown(card: ModelCard, table: Any = None) -> str:
 
 
 # ---------------------------------------------------------------- the table and totals
-# Columns of display_frame / compare_frame by unit (the page formats counts as K/M/G and bytes as kB/MB).
+# Columns of display_frame / compare_frame by unit (the page formats counts as K/M/B or K/M/G, see below, and bytes
+# as kB/MB).
 COUNT_COLUMNS = ("params", "weights", "biases", "activations", "MACs", "connections", "activations / image",
                  "MACs / image", "paper params", "training-only params")
 BYTE_COLUMNS = ("activation memory", "parameter memory", "activation memory / image")
+
+# The compare table (compare_frame: a row per architecture, a handful) writes its counts with cnnviz's formatter
+# through pandas' Styler: 6.18M and 15.5G, as the metric cards and the accuracy-vs-MACs axis under it, where
+# Streamlit's compact format wrote "6.2M" and "15B". The per-layer table keeps Streamlit's format (its docstring
+# on the page says why), and its help says K/M/B.
+COUNT_NOTE = "K/M/G = thousand/million/billion"
+
 COLUMN_HELP = {
     "params": "weights + biases (comparing architectures: at inference, without training-only heads)",
     "training-only params": "heads used only in training (GoogLeNet's auxiliary classifiers), not in params",
@@ -88,11 +96,22 @@ COLUMN_HELP = {
     "activations": "output elements per image",
     "activation memory": "per image, in the chosen dtype",
     "MACs": f"multiply-accumulates per image (1 MAC = 2 FLOPs); {COMPACT_NOTE}",
-    "MACs / image": f"multiply-accumulates per image at this input ({COMPACT_NOTE})",
+    "MACs / image": f"multiply-accumulates per image at this input ({COUNT_NOTE})",
     "connections": "LeNet-style connections: one per input feeding a unit, the bias counted as one",
     "receptive field": "pixels of the input that can affect one unit (largest over all paths)",
     "jump": "distance in input pixels between neighbouring units (effective stride)",
 }
+
+
+def _paper_figure(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x:g}"  # 40.7, 22.85: as the paper wrote it; "-" where it has none
+
+
+def compare_formats(frame: pd.DataFrame) -> dict[str, Any]:
+    """The display formatter of each count and paper-error column ``frame`` has, for pandas' ``Styler.format``
+    (a column a Styler does not format shows its default, six decimals or "nan")."""
+    errors = {c: _paper_figure for c in frame if c.startswith("paper ") and c.endswith(" error %")}
+    return {c: human for c in COUNT_COLUMNS if c in frame} | errors
 
 
 def display_frame(table: Any) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import cnnviz
+from cnnviz.summary import human
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "architectures.py")
 
@@ -175,6 +176,15 @@ def test_compare_view_totals_and_accuracy_chart(page):
     names = chart["data"][0]["text"]
     assert vgg in names and cnnviz.get_card("lenet5").display_name not in names  # MNIST is not ImageNet
     assert "bubble size: parameters" in chart["layout"]["title"]["text"]
+    # counts written as the metric cards and the chart's axis write them (K/M/G), not Streamlit's "15B" and "6.2M";
+    # the papers' errors as the papers wrote them, "-" where a paper gives none
+    import pyarrow as pa
+
+    shown = pa.ipc.open_stream(at.dataframe[0].proto.arrow_data.styler.display_values).read_all().to_pandas()
+    shown = shown.set_index("architecture")
+    assert shown.loc[vgg, "MACs / image"] == human(table.loc[vgg, "MACs / image"]) == "15.5G"
+    assert shown.loc[vgg, "params"] == "138M" and shown.loc[vgg, "paper top-5 error %"] == "8.8"
+    assert shown.loc[cnnviz.get_card("lenet5").display_name, "paper top-5 error %"] == "-"
     at.toggle(key="cmp_tiny").set_value(True)
     _run(at)
     table = at.dataframe[0].value.set_index("architecture")
