@@ -1,6 +1,8 @@
 """Compare's table: one row per model, what every row shares said once in the caption, the hyper-parameters that
 differ highlighted. Drawn for app_pages/compare.py (no input widgets; its numbers come from cnnviz.compare)."""
 
+from collections.abc import Iterable
+
 import streamlit as st
 
 from app_pages._shared import md_escape
@@ -29,7 +31,7 @@ CONFUSED_COLUMNS = {
 }
 
 
-def per_class_columns(models) -> dict:
+def per_class_columns(models: Iterable[str]) -> dict:
     """Column formats of the per-class table: each model's accuracy on the class, and their spread."""
     columns = {m: st.column_config.NumberColumn(format="percent", help=f"{m}'s accuracy on the class")
                for m in models}

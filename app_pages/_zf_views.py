@@ -27,6 +27,7 @@ PROBE_COLUMNS = {
     "dim": st.column_config.NumberColumn(help="features the probe reads: the block's channels after average pooling"),
 }
 
+
 def invariance_view(ctx: Context) -> None:
     """ZF Fig. 5 for the page's image or, when it is a val image, for up to eight val images from it on."""
     subject, split, first = ctx.subject, ctx.split if ctx.val_index is not None else None, ctx.val_index

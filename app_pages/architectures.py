@@ -111,10 +111,10 @@ def compare() -> None:
     if not entries:
         return st.info("Pick two or more architectures.")
     frame = fa.compare_frame(entries)
+    formats = fa.compare_formats(frame)
     # no column format where the Styler writes the cells (cnnviz's K/M/G, as the cards and the chart below)
-    counts = {c: st.column_config.NumberColumn(help=fa.COLUMN_HELP.get(c)) for c in fa.compare_formats(frame)}
-    st.dataframe(frame.style.format(fa.compare_formats(frame)), column_config=columns() | counts, hide_index=True,
-                 key="cmp_table")
+    styled = {c: st.column_config.NumberColumn(help=fa.COLUMN_HELP.get(c)) for c in formats}
+    st.dataframe(frame.style.format(formats), column_config=columns() | styled, hide_index=True, key="cmp_table")
     metric = st.radio("Accuracy", ["top5", "top1"], horizontal=True, key="cmp_metric",
                       format_func=lambda m: {"top1": "top-1", "top5": "top-5"}[m])
     paper = [(c, table_for(c.name, (), None, None, "float32")) for c, _ in entries]

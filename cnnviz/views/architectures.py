@@ -34,7 +34,16 @@ from cnnviz.views.architecture_charts import (
     receptive_field_chart,
 )
 from cnnviz.views.block_diagram import block_diagram
-from cnnviz.views.format import COMPACT_NOTE, MACS_NOTE, UNITS_NOTE, human, human_bytes, pair_text, shape_text
+from cnnviz.views.format import (
+    COMPACT_NOTE,
+    COUNT_NOTE,
+    MACS_NOTE,
+    UNITS_NOTE,
+    human,
+    human_bytes,
+    pair_text,
+    shape_text,
+)
 
 __all__ = [  # the charts and the diagram, re-exported: the page imports this one module
     "MACS_NOTE", "METRICS", "UNITS_NOTE", "accuracy_vs_macs_chart", "block_diagram", "compare_frame",
@@ -87,7 +96,6 @@ BYTE_COLUMNS = ("activation memory", "parameter memory", "activation memory / im
 # through pandas' Styler: 6.18M and 15.5G, as the metric cards and the accuracy-vs-MACs axis under it, where
 # Streamlit's compact format wrote "6.4M" and "15B" (the Styler took about 4 ms for all 18 architectures on the
 # 2-core dev CPU). The per-layer table keeps Streamlit's format (the page's docstring says why); its help says K/M/B.
-COUNT_NOTE = "K/M/G = thousand/million/billion"
 
 COLUMN_HELP = {
     "params": "weights + biases (comparing architectures: at inference, without training-only heads)",

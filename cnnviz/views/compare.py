@@ -47,6 +47,7 @@ from cnnviz.views.charts import (
     short_name,
     unique_labels,
 )
+from cnnviz.views.format import COUNT_NOTE
 from cnnviz.viz import feature_maps, map_layers, occlusion
 from cnnviz.viz.render import colormap, overlay
 
@@ -54,7 +55,7 @@ from cnnviz.viz.render import colormap, overlay
 # "percent" column formats: those keep two significant digits and drop trailing zeros, so ZFNet's 1.05G MACs read
 # "1B" and LeNet-5's 25.10% read "25.1%" beside "38.55%". The page applies TABLE_FORMATS through pandas' Styler;
 # the underlying numbers stay numbers, so a column still sorts by value.
-COUNT_HELP = "K/M/G = thousand/million/billion, as in docs/zoo.md"
+COUNT_HELP = f"{COUNT_NOTE}, as in docs/zoo.md"
 MACS_HELP = f"multiply-accumulates per image at the model's input; {COUNT_HELP}"
 DEVICE_HELP = "the card or CPU the training time and images/s were measured on: a CPU's and a GPU's do not compare"
 

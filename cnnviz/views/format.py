@@ -15,7 +15,8 @@ from cnnviz.summary import MACS_NOTE, human, human_bytes
 UNITS_NOTE = "Memory uses decimal units (1 MB = 10^6 bytes)."
 # Streamlit's "compact" number columns write billions with B where our own formatter writes G; tables say which.
 COMPACT_NOTE = "K/M/B = thousand/million/billion"
-__all__ = ["COMPACT_NOTE", "MACS_NOTE", "UNITS_NOTE", "duration_text", "human", "human_bytes", "pair_text",
+COUNT_NOTE = "K/M/G = thousand/million/billion"  # cnnviz's own formatter, human()
+__all__ = ["COMPACT_NOTE", "COUNT_NOTE", "MACS_NOTE", "UNITS_NOTE", "duration_text", "human", "human_bytes", "pair_text",
            "shape_text", "size_text"]
 
 
