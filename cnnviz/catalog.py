@@ -41,7 +41,7 @@ from cnnviz.training.folder import RUN_TAGS, RunFolder
 class CheckpointInfo:
     """One checkpoint on disk, described from its metadata alone."""
 
-    name: str  # display name, unique within a listing: "starter/lenet5", "<run-id>/best", "<file stem>"
+    name: str  # display name, unique within a listing: "starter/lenet5_tinyimagenet", "<run-id>/best", "<file stem>"
     arch: str | None  # registry name from the metadata (None when the metadata is unreadable)
     path: Path  # the .safetensors file
     meta: CheckpointMeta = field(default_factory=CheckpointMeta)  # empty when the metadata is unreadable
@@ -267,11 +267,47 @@ def list_checkpoints(root: str | Path | None = None, *, include_broken: bool = F
 
 
 def find_checkpoint(name: str, root: str | Path | None = None) -> CheckpointInfo | None:
-    """The listed checkpoint whose display name is ``name`` (e.g. ``"starter/lenet5"``), or None."""
+    """The listed checkpoint whose display name is ``name`` (e.g. ``"starter/lenet5_tinyimagenet"``), or None."""
     for info in list_checkpoints(root, include_broken=True):
         if info.name == name:
             return info
     return None
+
+
+def resolve_checkpoint(spec: str, root: str | Path | None = None) -> tuple[Path, str]:
+    """``(weights path, display name)`` for what a user typed on the command line: a ``.safetensors`` path (with
+    or without the suffix, or its ``.json``), or a listed name (``starter/lenet5_tinyimagenet``, ``RUN/best``,
+    ``imagenet/vgg16``).
+
+    ``FileNotFoundError`` with a message for the user otherwise: an ImageNet entry not yet in torch.hub's cache
+    says how to fetch it, and any other name offers the listed names it is short for or close to
+    (``starter/resnet18`` -> ``starter/resnet18_tinyimagenet``)."""
+    import difflib
+
+    path = Path(spec)
+    if path.exists() or path.with_name(path.name + ".safetensors").exists():
+        stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+        return path, f"{stem.parent.name}/{stem.name}" if stem.parent.name else stem.name
+    infos = list_checkpoints(root, include_broken=True)
+    info = next((i for i in infos if i.name == spec), None)
+    if info is not None:
+        return Path(info.path), info.name
+    if spec.startswith("imagenet/"):  # an ImageNet entry not in torch.hub's cache yet
+        from cnnviz.imagenet import get_entry, missing_message
+
+        raise FileNotFoundError(missing_message(get_entry(spec)))
+    # Names it is short for first; else close ones, compared after the shared "starter/" (every starter's name
+    # starts so, which alone would make any two look alike).
+    head, _, tail = spec.rpartition("/")
+    names = [i.name for i in infos]
+    tails = {n.rpartition("/")[2]: n for n in names if n.rpartition("/")[0] == head}
+    close = [n for n in names if n.startswith(spec)] or [
+        tails[m] for m in difflib.get_close_matches(tail, list(tails), n=3, cutoff=0.6)] or [
+        n for n in names if tail and n.rpartition("/")[2].startswith(tail)]  # "zfnet": starter/zfnet_...
+    hint = f"; did you mean {' or '.join(repr(n) for n in close[:3])}?" if close else ""
+    raise FileNotFoundError(f"no checkpoint {spec!r}{hint} (give a .safetensors path or a listed name: "
+                            "starter/<checkpoint> from `python -m cnnviz starter list`, <run>/best or <run>/last "
+                            "from `runs list`, imagenet/<name> from `imagenet list`)")
 
 
 def most_accurate(infos, arch: str | None = None) -> CheckpointInfo | None:

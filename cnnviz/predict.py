@@ -2,7 +2,7 @@
 
 ::
 
-    ckpt = load_checkpoint("checkpoints/starter/resnet18.safetensors")
+    ckpt = load_checkpoint("checkpoints/starter/resnet18_tinyimagenet.safetensors")
     result = topk(ckpt.model, open_image("cat.jpg"), ckpt.meta, k=5, image="cat.jpg", checkpoint="resnet18")
     result.predictions[0].name, result.predictions[0].prob, result.ms
 

@@ -89,7 +89,20 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, setup, capsys):
 def test_unknown_checkpoint_name(setup, capsys):
     _, a, _ = setup
     assert main(["predict", "--checkpoint", "starter/nothing", str(a)]) == 2
-    assert "no checkpoint 'starter/nothing'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no checkpoint 'starter/nothing'" in err and "did you mean" not in err
+    assert "`python -m cnnviz starter list`" in err  # where the names are listed
+
+
+@pytest.mark.parametrize("typed", ["starter/ti", "starter/tinny", "tiny"])
+def test_a_short_or_misspelt_name_is_offered_the_listed_one(setup, capsys, typed):
+    """The README's starters are starter/<family>_tinyimagenet; typing starter/resnet18 (or a typo) must say
+    which name was meant, for predict, evaluate and viz alike (one resolver)."""
+    _, a, _ = setup
+    assert main(["predict", "-c", typed, str(a)]) == 2
+    assert "did you mean 'starter/tiny'?" in capsys.readouterr().err
+    assert main(["viz", "filters", "--checkpoint", typed, "--out", str(a.with_suffix(".out.png"))]) == 2
+    assert "did you mean 'starter/tiny'?" in capsys.readouterr().err
 
 
 def test_filename_with_control_characters_is_escaped(setup, tmp_path, capsys):

@@ -21,7 +21,8 @@ def register(sub) -> None:
                        description="Top-k classes of images (JPEG, PNG, WebP, BMP, GIF) from one or more checkpoints.")
     p.add_argument("--checkpoint", "-c", action="append", required=True, metavar="PATH",
                    help="a .safetensors checkpoint (its .json beside it), or a catalog name such as "
-                        "starter/lenet5 or imagenet/vgg16; repeat for several")
+                        "starter/lenet5_tinyimagenet or imagenet/vgg16 (`python -m cnnviz runs` lists "
+                        "them); repeat for several")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, WebP, BMP or GIF files")
     p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -42,22 +43,10 @@ def register(sub) -> None:
 
 
 def _resolve(spec: str):
-    from pathlib import Path
+    """A path or a catalog name (starter/..., RUN/best, imagenet/...) -> (weights path, display name)."""
+    from cnnviz.catalog import resolve_checkpoint
 
-    from cnnviz.catalog import find_checkpoint
-
-    if Path(spec).exists() or Path(spec + ".safetensors").exists():
-        stem = Path(spec[: -len(Path(spec).suffix)] if spec.endswith((".safetensors", ".json")) else spec)
-        return spec, f"{stem.parent.name}/{stem.name}" if stem.parent.name else stem.name
-    info = find_checkpoint(spec)
-    if info is None and spec.startswith("imagenet/"):  # an ImageNet entry not in torch.hub's cache yet
-        from cnnviz.imagenet import get_entry, missing_message
-
-        raise FileNotFoundError(missing_message(get_entry(spec)))
-    if info is None:
-        raise FileNotFoundError(f"no checkpoint {spec!r} (give a .safetensors path or a name from "
-                                "`python -m cnnviz runs`)")
-    return info.path, info.name
+    return resolve_checkpoint(spec)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -71,7 +71,7 @@ def _model_args(q) -> None:
     """The model to look at: a checkpoint, or a randomly initialised architecture."""
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name "
-                     "(starter/lenet5, imagenet/vgg16)")
+                     "(starter/lenet5_tinyimagenet, imagenet/vgg16)")
     src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (python -m cnnviz list)")
     q.add_argument("--classes", type=int, default=200, help="classes of a --arch model (default 200)")
     q.add_argument("--input-size", type=int, default=64, help="input side of a --arch model (default 64)")
@@ -163,18 +163,9 @@ def _subject(args):
         subject = random_subject(args.arch, args.classes, args.input_size, args.seed)
         subject.model.to(pick_device(args.device))
         return subject
-    path = Path(args.checkpoint)
-    if not (path.exists() or path.with_name(path.name + ".safetensors").exists()):
-        from cnnviz.catalog import find_checkpoint
+    from cnnviz.catalog import resolve_checkpoint
 
-        info = find_checkpoint(args.checkpoint)
-        if info is None and args.checkpoint.startswith("imagenet/"):  # not in torch.hub's cache yet
-            from cnnviz.imagenet import get_entry, missing_message
-
-            raise FileNotFoundError(missing_message(get_entry(args.checkpoint)))
-        if info is None:
-            raise FileNotFoundError(f"no checkpoint {args.checkpoint!r}")
-        path = info.path
+    path, _ = resolve_checkpoint(args.checkpoint)
     return checkpoint_subject(path, str(pick_device(args.device)))
 
 
