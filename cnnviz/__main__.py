@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         # User errors (unknown architecture, bad input size, missing file ...) get one clear line, no traceback.
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # A path that is a folder, lies under a file, or cannot be written: the system's reason and the path,
+        # one line (e.g. "error: Is a directory: 'out'"), not a traceback.
+        where = e.filename2 if e.filename2 is not None else e.filename
+        reason = e.strerror or str(e)
+        print(f"error: {reason}: {str(where)!r}" if where is not None else f"error: {reason}", file=sys.stderr)
+        return 2
     except KeyError:
         # A bare KeyError is a missing dict key in our code, not a name the user typed (those raise UnknownName):
         # "error: name" alone would hide the bug, so show where it happened.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 from pathlib import Path
 
 import torch
@@ -16,6 +17,8 @@ def pick_device(requested: str = "auto") -> torch.device:
     Asking for a device that is not there raises ``RuntimeError`` with a message saying what is.
     """
     requested = (requested or "auto").lower()
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", requested):
+        raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps")
     mps = getattr(torch.backends, "mps", None)
     has_mps = bool(mps and mps.is_available())
     if requested == "auto":
