@@ -285,6 +285,12 @@ def resolve_checkpoint(spec: str, root: str | Path | None = None) -> tuple[Path,
     import difflib
 
     path = Path(spec)
+    if path.is_dir():  # a run folder, most likely: say which file in it
+        best = path / "best.safetensors"
+        raise FileNotFoundError(f"{spec!r} is a folder; give a checkpoint file"
+                                + (f" such as {str(best)!r}" if best.exists() else " (.safetensors)"))
+    if path.is_file() and path.suffix not in (".safetensors", ".json"):
+        raise FileNotFoundError(f"{spec!r} is not a checkpoint: give a .safetensors file (its .json beside it)")
     if path.exists() or path.with_name(path.name + ".safetensors").exists():
         stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
         return path, f"{stem.parent.name}/{stem.name}" if stem.parent.name else stem.name

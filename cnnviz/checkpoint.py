@@ -265,7 +265,8 @@ def _check_compressed_bytes(data: bytes, entry: Any, name: str) -> None:
         raise CheckpointError(f"the compression entry of {name} lacks the file's size or sha256; the .json is damaged")
     if len(data) < entry["bytes"]:
         raise CheckpointError(f"{name} is truncated ({len(data):,} of {entry['bytes']:,} bytes): an interrupted "
-                              "copy or download; fetch or export it again")
+                              "copy or download, or a .json from another checkpoint beside it; fetch or export it "
+                              "again")
     if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise CheckpointError(f"{name} was modified or damaged after it was written (its sha256 does not match "
                               "the one in its .json); restore it or export it again")

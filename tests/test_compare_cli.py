@@ -46,3 +46,22 @@ def test_export_and_unknown_id(runs, tmp_path, capsys):
     assert "tables/runs.csv" in names and "configs/run-a.json" in names
     assert main(["compare", "run-x"]) == 2
     assert "unknown model(s) run-x" in capsys.readouterr().err
+
+
+def test_text_table_is_readable(runs, capsys):
+    """The terminal table writes accuracies and counts as docs/zoo.md does (it was pandas' raw dump: 0.3,
+    5351025664.0, NaN and every hyper-parameter column)."""
+    assert main(["compare", "run-a", "run-b"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:4] == ["model", "dataset", "epochs", "top-1"] and "hp:" not in header
+    row_a = next(r for r in rows if r.startswith("run-a"))
+    assert "30.00%" in row_a and "NaN" not in row_a and "nan" not in row_a
+
+
+def test_bad_values_are_refused_before_work(runs, tmp_path, capsys):
+    assert main(["compare", "--export", str(tmp_path)]) == 2  # a folder: refused before the bundle is built
+    err = capsys.readouterr().err
+    assert err.startswith("error: --export") and "is a folder" in err
+    with pytest.raises(SystemExit) as e:  # 0 images per class was read as "not given"
+        main(["compare", "--evaluate", "0"])
+    assert e.value.code == 2 and "--evaluate: must be at least 1" in capsys.readouterr().err

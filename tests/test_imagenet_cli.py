@@ -48,9 +48,29 @@ def test_fetch_offline_is_one_error_line(monkeypatch, capsys):
     assert "One weird trick" in capsys.readouterr().err
 
 
-def test_fetch_when_cached_does_nothing(resnet18, capsys):
+def test_fetch_when_cached_checks_the_file_and_does_nothing(resnet18, monkeypatch, capsys):
+    # The fixture's file holds random weights: its SHA-256 cannot start with the prefix in its name, and a file
+    # copied in by hand or damaged since is what the check is for.
+    assert main(["imagenet", "fetch", "resnet18"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: imagenet/resnet18:") and "SHA-256 does not match" in err and "delete it" in err
+    monkeypatch.setattr(imagenet, "cached_file_ok", lambda entry: True)  # as torchvision's own file would pass
     assert main(["imagenet", "fetch", "resnet18"]) == 0
-    assert f"already in the cache: {resnet18}" in capsys.readouterr().out
+    assert f"already in the cache (SHA-256 checked): {resnet18}" in capsys.readouterr().out
+
+
+def test_a_damaged_or_misplaced_cache_entry_is_one_clear_line(resnet18, capsys, photo):
+    """Garbage in the cache: our words, never PyTorch's advice to load with weights_only=False; a folder where
+    the file goes is called a folder (it was 'not in the cache', with the name twice)."""
+    resnet18.write_bytes(b"not a weights file" * 100)
+    assert main(["predict", "-c", "imagenet/resnet18", str(photo)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read as a tensors-only weights file" in err and "weights_only" not in err
+    folder = imagenet.cached_file("resnet34")
+    folder.mkdir(parents=True)
+    assert main(["predict", "-c", "imagenet/resnet34", str(photo)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and err.count("imagenet/resnet34") == 1
 
 
 def test_predict_with_an_imagenet_entry(resnet18, photo, capsys):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 
 def register(sub) -> None:
+    from cnnviz.cli._args import at_least
+
     p = sub.add_parser("data", help="prepare Tiny ImageNet (download/zip/folder -> cache), show what is there")
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
@@ -18,11 +20,12 @@ def register(sub) -> None:
                                        "(resumable, md5-verified); --source PATH takes a local zip or an "
                                        "extracted folder. Then decodes train and val once into the cache.")
     prep.add_argument("--source", required=True, help="'download', a path to tiny-imagenet-200.zip, or a folder")
-    prep.add_argument("--root", default=None, help="where the dataset goes (default: $CNNVIZ_DATA or ./data)")
+    prep.add_argument("--root", default=None, help="where the dataset goes (default: $CNNVIZ_DATA, else data/ in the "
+                                                           "repository, whatever the working folder)")
     prep.add_argument("--splits", default="train,val", help="which caches to build (default: train,val)")
     prep.add_argument("--extract-images", action="store_true",
                       help="extract every JPEG from the zip too (by default they are read from the zip)")
-    prep.add_argument("--workers", type=int, default=None, help="decoding processes (default: the CPU count)")
+    prep.add_argument("--workers", type=at_least(1), default=None, help="decoding processes (default: the CPU count)")
     prep.add_argument("--url", default=None, help="download from this URL instead of the official one")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
     prep.set_defaults(func=_prepare)
@@ -34,10 +37,11 @@ def register(sub) -> None:
 
     syn = dsub.add_parser("synthetic", help="write a small synthetic dataset in the Tiny ImageNet layout")
     syn.add_argument("--root", required=True, help="the folder to write (becomes the dataset root)")
-    syn.add_argument("--classes", type=int, default=10)
-    syn.add_argument("--train-per-class", type=int, default=100)
-    syn.add_argument("--val-per-class", type=int, default=20)
-    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--classes", type=at_least(1), default=10, help="1 to 18 (default 10): 9 shape families, "
+                     "each also in a small or coarse version")
+    syn.add_argument("--train-per-class", type=at_least(1), default=100, help="(default 100)")
+    syn.add_argument("--val-per-class", type=at_least(1), default=20, help="(default 20)")
+    syn.add_argument("--seed", type=at_least(0), default=0, help="(default 0)")
     syn.add_argument("--no-cache", action="store_true", help="only write the images, do not build the cache")
     syn.set_defaults(func=_synthetic)
 
@@ -80,6 +84,8 @@ def _prepare(args) -> int:
     from cnnviz.paths import data_dir
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    if not splits:
+        raise ValueError("--splits names no split: give train, val or train,val")
     t0 = time.perf_counter()
     root = prepare(args.source, args.root, progress=None if args.quiet else ProgressBar(), splits=splits,
                    extract_images=args.extract_images, url=args.url or OFFICIAL_URL, workers=args.workers)

@@ -15,6 +15,8 @@ import sys
 
 
 def register(sub) -> None:
+    from cnnviz.cli._args import above
+
     p = sub.add_parser("imagenet", help="torchvision's ImageNet weights in our VGG and ResNet models (list, fetch)",
                        description="torchvision's ImageNet weights loaded into our own models where the architecture "
                                    "is the same. They carry their own license terms: "
@@ -27,7 +29,7 @@ def register(sub) -> None:
                         description="Download with torch.hub (its cache, its SHA-256 check) into "
                                     "$TORCH_HOME/hub/checkpoints.")
     q.add_argument("name", help="an entry, e.g. vgg16 or imagenet/resnet50 (see `imagenet list`)")
-    q.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server (default 10)")
+    q.add_argument("--timeout", type=above(0), default=10.0, help="seconds to wait for the server (default 10)")
     q.set_defaults(func=cmd_fetch)
 
 
@@ -73,7 +75,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             shown["pct"] = pct - pct % 10
             print(f"{entry.catalog_name}: {done / 1e6:.0f} of {total / 1e6:.0f} MB", file=sys.stderr)
 
-    was_there = imagenet.cached_file(entry).is_file()
+    cached = imagenet.cached_file(entry)
+    if cached.is_dir():
+        raise ValueError(f"{entry.catalog_name}: {cached} is a folder where the weights file should be; remove it "
+                         "and fetch again")
+    was_there = cached.is_file() and cached.stat().st_size > 0
+    if was_there and not imagenet.cached_file_ok(entry):  # a file copied in by hand, or damaged since
+        raise ValueError(f"{entry.catalog_name}: {cached} is in the cache but its SHA-256 does not match the one "
+                         "in its name (a damaged or different file); delete it and fetch again")
     path = imagenet.fetch(entry, connect_timeout=args.timeout, progress=progress)
-    print(f"{entry.catalog_name}: {'already in the cache' if was_there else 'downloaded'}: {path}")
+    print(f"{entry.catalog_name}: {'already in the cache (SHA-256 checked)' if was_there else 'downloaded'}: {path}")
     return 0

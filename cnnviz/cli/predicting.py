@@ -17,14 +17,16 @@ import sys
 
 
 def register(sub) -> None:
+    from cnnviz.cli._args import at_least
+
     p = sub.add_parser("predict", help="top-k classes of images from one or more checkpoints",
                        description="Top-k classes of images (JPEG, PNG, WebP, BMP, GIF) from one or more checkpoints.")
     p.add_argument("--checkpoint", "-c", action="append", required=True, metavar="PATH",
                    help="a .safetensors checkpoint (its .json beside it), or a catalog name such as "
-                        "starter/lenet5_tinyimagenet or imagenet/vgg16 (`python -m cnnviz runs` lists "
-                        "them); repeat for several")
+                        "starter/lenet5_tinyimagenet, RUN/best or imagenet/vgg16 (`starter list`, `runs list` "
+                        "and `imagenet list` list them); repeat for several")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG, PNG, WebP, BMP or GIF files")
-    p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
+    p.add_argument("--top", type=at_least(1), default=5, help="how many classes to show (default 5)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     p.set_defaults(func=run)
@@ -36,7 +38,7 @@ def register(sub) -> None:
     c.add_argument("--format", choices=("text", "json", "csv", "markdown"), default="text")
     c.add_argument("--curves", action="store_true", help="print the per-epoch curves instead of the table")
     c.add_argument("--export", metavar="ZIP", help="write the export bundle (CSV, Markdown, PNG, configs) here")
-    c.add_argument("--evaluate", type=int, metavar="PER_CLASS", default=None,
+    c.add_argument("--evaluate", type=at_least(1), metavar="PER_CLASS", default=None,
                    help="also evaluate each checkpoint on this many val images per class (needs the dataset; "
                         "cached) and add per-class tables and confusions to the export")
     c.set_defaults(func=run_compare)
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             models.append((name, load_checkpoint(path, device)))
         except CheckpointError as e:
-            raise ValueError(f"{safe_display_name(str(spec))}: {e}") from e
+            shown = safe_display_name(str(spec))
+            raise ValueError(str(e) if str(e).startswith(shown) else f"{shown}: {e}") from e
     records: list[dict] = []
     failed = 0
     for image_path in args.images:
@@ -91,8 +94,35 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _readable(df) -> str:
+    """The table for a terminal: the columns a reader compares, in the units docs/zoo.md writes (25.10%, 57.7M,
+    1.05G, 1m 33s); every column, unformatted, is in --format csv, json or markdown."""
+    from cnnviz.summary import human, percent
+    from cnnviz.views.format import duration_text
+
+    def number(v, fmt):
+        return "-" if v is None or v != v else fmt(v)
+
+    shown = [("model", "model", str), ("dataset", "dataset", str), ("epochs", "epochs", lambda v: f"{int(v)}"),
+             ("best_val_top1", "top-1", percent), ("best_val_top5", "top-5", percent), ("params", "params", human),
+             ("macs", "MACs", human), ("train_time_s", "train time", duration_text),
+             ("images_per_s", "img/s", lambda v: f"{v:,.0f}"), ("device", "device", str)]
+    cols = [(key, title, fmt) for key, title, fmt in shown if key in df.columns]
+    rows = [[title for _, title, _ in cols]]
+    rows += [[number(r[key], fmt) for key, _, fmt in cols] for _, r in df.iterrows()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
+    left = {"model", "dataset", "device"}
+    return "\n".join("  ".join(c.ljust(w) if key in left else c.rjust(w)
+                                for c, w, (key, _, _) in zip(row, widths, cols, strict=True)).rstrip()
+                     for row in rows)
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    from cnnviz.cli._args import check_output
+
+    check_output(args.export, "--export")
 
     from cnnviz import compare as cmp
     from cnnviz.errors import UnknownName
@@ -127,8 +157,10 @@ def run_compare(args: argparse.Namespace) -> int:
         sys.stdout.write(df.to_csv(index=False))
     elif args.format == "markdown":
         sys.stdout.write(cmp.to_markdown(df))
-    else:
+    elif args.curves:
         print(df.to_string(index=False))
+    else:
+        print(_readable(df))
     for name, ev in evals.items():
         print(f"{name}: top-1 {ev.top1:.4f}, top-5 {ev.top5:.4f} on {ev.n} val images", file=sys.stderr)
     if args.export:

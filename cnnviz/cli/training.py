@@ -19,6 +19,7 @@ import time
 
 
 def register(sub) -> None:
+    from cnnviz.cli._args import at_least
     from cnnviz.training.config import add_config_args
 
     p = sub.add_parser("train", help="train an architecture (prints the run folder)",
@@ -40,18 +41,18 @@ def register(sub) -> None:
     q.add_argument("run", help="run name (or folder)")
     q.add_argument("--out", default=None)
     q.add_argument("--format", choices=("text", "json"), default="text")
-    q.add_argument("--log", type=int, default=0, metavar="N", help="also print the last N lines of train.log")
+    q.add_argument("--log", type=at_least(0), default=0, metavar="N", help="also print the last N lines of train.log")
     q.set_defaults(func=cmd_runs_show)
     q = rsub.add_parser("stop", help="stop a running job gracefully (it saves first)")
     q.add_argument("run")
     q.add_argument("--out", default=None)
     q.add_argument("--kill", action="store_true", help="kill at once (a hung worker; the last save survives)")
-    q.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait up to S seconds for it to exit")
+    q.add_argument("--wait", type=at_least(0.0), default=0.0, metavar="S", help="wait up to S seconds for it to exit")
     q.set_defaults(func=cmd_runs_stop)
     q = rsub.add_parser("resume", help="continue a stopped or failed run in the background")
     q.add_argument("run")
     q.add_argument("--out", default=None)
-    q.add_argument("--epochs", type=int, default=None, help="new total number of epochs")
+    q.add_argument("--epochs", type=at_least(1), default=None, help="new total number of epochs")
     q.add_argument("--force", action="store_true", help="start even if another job uses this device")
     q.set_defaults(func=cmd_runs_resume)
     q = rsub.add_parser("delete", help="delete a run folder")
@@ -61,12 +62,13 @@ def register(sub) -> None:
     q.add_argument("--force", action="store_true", help="kill a running job first")
     q.set_defaults(func=cmd_runs_delete)
 
-    p = sub.add_parser("evaluate", help="val top-1 / top-5 of a checkpoint")
+    p = sub.add_parser("evaluate", help="val top-1 / top-5 of a checkpoint",
+                       description="Val top-1 and top-5 of a checkpoint on the validation split it was trained for.")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint (with its .json) or a catalog "
                    "name (starter/..., imagenet/...)")
     p.add_argument("--data", default=None, help="dataset (default: the one the checkpoint was trained on)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu", "mps"))
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=at_least(1), default=256, help="images per forward pass (default 256)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_evaluate)
 
@@ -96,9 +98,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         from cnnviz.fsutil import atomic_write_json, read_json
 
         cfg = None  # run_training reads config.json and checks it
-        if args.epochs:
+        ignored = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+                   if k not in ("epochs", "resume", "out", "force", "detach", "func", "command")
+                   and v not in (None, False, [])]
+        if ignored:  # a run resumes with its own config.json; only --epochs changes it
+            print(f"note: a resumed run keeps its own settings; ignored {', '.join(ignored)}", file=sys.stderr)
+        if args.epochs is not None:
             config = RunFolder(run_dir).config
             raw = read_json(config)
+            if not isinstance(raw, dict):
+                raise ValueError(f"{config} does not hold a training configuration (a JSON object); the run "
+                                 "cannot be resumed")
             cfg = TrainConfig.from_dict({**raw, "epochs": args.epochs}).validate()
             atomic_write_json(config, {**raw, "epochs": cfg.epochs})  # config.json stays the truth
     else:

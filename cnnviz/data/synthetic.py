@@ -16,6 +16,7 @@ for the real thing; ``synthetic.json`` in the root records the generator's argum
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -140,8 +141,9 @@ def make_synthetic(root: str | Path, num_classes: int = 10, train_per_class: int
                    seed: int = 0) -> Path:
     """Write a synthetic dataset in the Tiny ImageNet layout under ``root`` (created) and return ``root``.
 
-    ``root`` becomes a dataset root (it holds ``wnids.txt``); existing files of an earlier synthetic dataset
-    in the same folder are overwritten. Deterministic for a given ``seed``.
+    ``root`` becomes a dataset root (it holds ``wnids.txt``); an earlier synthetic dataset in the same folder is
+    replaced whole (its images and caches removed first: a smaller set written over a larger one kept the
+    larger one's extra classes and images, and its cache counted them). Deterministic for a given ``seed``.
     """
     root = Path(root)
     if (root / "wnids.txt").exists() and not (root / "synthetic.json").exists():
@@ -150,6 +152,9 @@ def make_synthetic(root: str | Path, num_classes: int = 10, train_per_class: int
         raise ValueError("train_per_class and val_per_class must be at least 1")
     classes = synthetic_classes(num_classes)
     rng = np.random.default_rng(seed)
+    if (root / "synthetic.json").exists():  # ours: nothing in it but what an earlier call generated
+        for part in ("train", "val", "cache"):
+            shutil.rmtree(root / part, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     (root / "wnids.txt").write_text("".join(f"{w}\n" for w, _ in classes))
     # words.txt covers more wnids than wnids.txt in the real dataset too (all of ImageNet): add decoys.

@@ -24,7 +24,7 @@ def open_zip(path: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
-        raise DatasetError(f"{path} is not a readable zip ({e}); it may be a partial download: delete it "
+        raise DatasetError(f"{path} is not a readable zip ({e}); if it is a partial download, delete it "
                            f"and {PREPARE_HINT}") from None
     except FileNotFoundError:
         raise DatasetError(f"{path} does not exist; {PREPARE_HINT}") from None

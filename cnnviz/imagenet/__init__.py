@@ -14,7 +14,7 @@ with time limits), :mod:`~cnnviz.imagenet.tiny_classes` (WordNet ids of the outp
 The weights are torchvision's and carry their own license terms (:data:`LICENSE_URL`).
 """
 
-from cnnviz.imagenet.download import FetchError, fetch
+from cnnviz.imagenet.download import FetchError, cached_file_ok, fetch
 from cnnviz.imagenet.entries import (
     ENTRIES,
     LICENSE_URL,
@@ -39,6 +39,6 @@ from cnnviz.imagenet.weights import (
     missing_message,
 )
 
-__all__ = ["ENTRIES", "LICENSE_URL", "NOT_MATCHING", "PREFIX", "FetchError", "ImageNetEntry", "WeightsNotCached",
+__all__ = ["ENTRIES", "LICENSE_URL", "NOT_MATCHING", "PREFIX", "FetchError", "cached_file_ok", "ImageNetEntry", "WeightsNotCached",
            "about", "cache_dir", "cached_file", "cached_infos", "card_note", "entry_for_file", "fetch", "get_entry",
            "imagenet_meta", "is_imagenet_file", "load_entry", "load_imagenet_file", "missing_entries", "missing_message"]

@@ -160,8 +160,10 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise
     except Exception as e:  # weights_only's refusal (an UnpicklingError), truncation, a foreign format ...
-        raise CheckpointError(f"{path.name} cannot be read as a tensors-only weights file (truncated, corrupt, "
-                              f"or it holds more than tensors): {str(e).splitlines()[0] if str(e) else e!r}") from e
+        # Not PyTorch's own text: it goes on to suggest weights_only=False, which would run the file's pickle.
+        raise CheckpointError(f"{path.name} cannot be read as a tensors-only weights file ({type(e).__name__}: "
+                              "truncated, corrupt, or it holds more than tensors); delete it and fetch it "
+                              "again") from e
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                for k, v in state.items()):
         raise CheckpointError(f"{path.name} is not a state dict (names -> tensors)")
@@ -211,6 +213,8 @@ def load_entry(entry: ImageNetEntry | str, device: str | torch.device = "cpu", *
 
     entry = get_entry(entry) if isinstance(entry, str) else entry
     path = Path(path) if path is not None else cached_file(entry)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder where the weights file should be: remove it and fetch again")
     if not path.is_file():
         raise WeightsNotCached(missing_message(entry))
     if path.stat().st_size == 0:

@@ -128,8 +128,9 @@ class TrainConfig:
                                      ("device", self.device, DEVICES), ("augment", self.augment, AUGMENTS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed must be an integer (got {self.seed!r})")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            # numpy's and torch's generators take 0 .. 2**32-1; a negative seed failed deep inside training
+            raise ValueError(f"seed must be an integer from 0 to 2**32-1 (got {self.seed!r})")
         if not isinstance(self.data, str) or not self.data.strip():
             raise ValueError("data must be 'auto', 'synthetic' or a path to Tiny ImageNet")
         # Input size: build on the meta device (no memory, no compute) so an architecture that cannot take the
@@ -201,14 +202,23 @@ def add_config_args(p: argparse.ArgumentParser, require_arch: bool = False) -> N
     p.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. --variant stem=tiny (repeatable)")
     p.add_argument("--data", default=None, help="auto (find Tiny ImageNet), synthetic, or a folder / zip")
-    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float), ("--momentum", float),
-                       ("--weight-decay", float), ("--label-smoothing", float), ("--seed", int)):
-        p.add_argument(flag, type=kind)  # the TrainConfig field of that name (docstrings there)
+    d = TrainConfig(arch="")  # the defaults, for the help (TrainConfig's comments say why each is what it is)
+    for flag, kind, text in (
+            ("--epochs", int, f"epochs to train (default {d.epochs})"),
+            ("--batch-size", int, f"images per step (default {d.batch_size})"),
+            ("--lr", float, f"peak learning rate for batch {d.batch_size} (default: {_DEFAULT_LR['sgd']:g} for SGD, "
+                            f"{_DEFAULT_LR['adamw']:g} for AdamW)"),
+            ("--momentum", float, f"SGD momentum, AdamW's beta1 (default {d.momentum:g})"),
+            ("--weight-decay", float, f"never on biases and norm weights (default: {DEFAULT_WEIGHT_DECAY['sgd']:g} "
+                                      f"for SGD, {DEFAULT_WEIGHT_DECAY['adamw']:g} for AdamW)"),
+            ("--label-smoothing", float, f"(default {d.label_smoothing:g})"),
+            ("--seed", int, f"0 to 2**32-1 (default {d.seed})")):
+        p.add_argument(flag, type=kind, help=text)  # the TrainConfig field of that name
     p.add_argument("--warmup-epochs", type=float,
                    help="linear warm-up in epochs (default: 10%% of the run, at most 1; shorter than the run)")
-    for flag, choices in (("--optimizer", OPTIMIZERS), ("--schedule", SCHEDULES), ("--augment", AUGMENTS),
-                          ("--device", DEVICES)):
-        p.add_argument(flag, choices=choices)
+    for flag, choices, default in (("--optimizer", OPTIMIZERS, d.optimizer), ("--schedule", SCHEDULES, d.schedule),
+                                   ("--augment", AUGMENTS, d.augment), ("--device", DEVICES, d.device)):
+        p.add_argument(flag, choices=choices, help=f"(default {default})")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no bf16 autocast (CUDA, or a CPU with native bf16)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
@@ -218,7 +228,8 @@ def add_config_args(p: argparse.ArgumentParser, require_arch: bool = False) -> N
     p.add_argument("--ema-every", type=int, help="update the weight average every N steps (default 1)")
     p.add_argument("--tta-flip", action="store_true", default=None,
                    help="also evaluate with flip test-time augmentation (val_top1_tta)")
-    p.add_argument("--max-steps-per-epoch", type=int)
+    p.add_argument("--max-steps-per-epoch", type=int, help="cut each epoch short (a quick try; default: the whole "
+                                                             "train split)")
     p.add_argument("--input-size", type=int, help="input side in pixels (default 64; the data is resized)")
     p.add_argument("--name", help="run name prefix (default: the architecture)")
 

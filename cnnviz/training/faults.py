@@ -27,7 +27,7 @@ def disk_error(e: OSError, where: Path) -> TrainingFailed | None:
     reason = DISK_ERRNOS.get(e.errno or 0)
     if reason == "disk_full":
         return TrainingFailed(reason, f"the disk holding {where} is full ({e.strerror or e}); the last good "
-                                      "checkpoint is kept. Free some space and press Resume.")
+                                      "checkpoint is kept. Free some space and Resume (or `runs resume`).")
     if reason == "read_only":
         return TrainingFailed(reason, f"cannot write to {where} ({e.strerror or e}): the folder is read-only or "
                                       "not yours; the last good checkpoint is kept. Fix the permissions or "

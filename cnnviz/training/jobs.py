@@ -152,7 +152,7 @@ def resume(run: str | Path | RunInfo, force: bool = False, epochs: int | None = 
     except (OSError, ValueError) as e:
         raise JobError(f"cannot resume {run_dir.name}: its config.json is missing or damaged ({e})") from e
     if info.state == "done" and (epochs is None or len(info.metrics) >= epochs):
-        raise JobError(f"{run_dir.name} already finished all {cfg.epochs} epochs; give more epochs to continue")
+        raise JobError(f"{run_dir.name} already finished all {cfg.epochs} epochs; give more epochs to continue (the page's Epochs, or --epochs N)")
     if info.status.get("state") in FINAL_STATES:
         # The worker writes its final state just before it exits: give it a moment to release its locks.
         deadline = time.monotonic() + 20
@@ -201,7 +201,7 @@ def stop(run: str | Path | RunInfo, kill: bool = False, wait: float = 0.0) -> bo
         time.sleep(0.1)
     if (kill or not_started) and not pid_alive(pid, start_t):
         msg = "killed" if kill else "stopped before training began"
-        write_status(run_dir, state="stopped", message=f"{msg}; press Resume to continue from the last save",
+        write_status(run_dir, state="stopped", message=f"{msg}; Resume (or `runs resume`) continues from the last save",
                      reason="stopped", pid=None)
     return True
 

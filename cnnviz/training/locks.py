@@ -42,4 +42,4 @@ def device_lock_path(key: str, root: str | Path | None = None) -> Path:
 
 def busy_message(key: str, holder: dict[str, Any]) -> str:
     return (f"another training job ({holder.get('run', 'unknown')}) is running on {key}; wait for it to finish, "
-            "stop it, or allow a second job on this device")
+            "stop it, or allow a second job on this device (the page's checkbox, or --force)")

@@ -390,7 +390,7 @@ class Trainer:
                      m["val_top1"], m["val_top5"], m["images_per_s"], m["epoch_time_s"])
             self._write_status(state="running", message=f"finished epoch {self.epoch}", eta_s=self._eta())
         if self.stop_requested and self.epoch < cfg.epochs:
-            msg = f"stopped at epoch {self.epoch + 1}, step {self.step_in_epoch}; press Resume to continue"
+            msg = f"stopped at epoch {self.epoch + 1}, step {self.step_in_epoch}; Resume (or `runs resume`) continues"
             self._write_status(state="stopped", message=msg, reason="stopped", eta_s=None)
             log.info(msg)
             return "stopped"

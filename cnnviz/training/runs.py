@@ -281,7 +281,7 @@ def read_run(path: str | Path) -> RunInfo:
             state, info.reason = "failed", "died"
             last = f" after epoch {len(info.metrics)}" if info.metrics else ""
             info.message = (f"the training worker stopped unexpectedly{last} (killed, or the machine restarted); "
-                            "press Resume to continue from the last checkpoint")
+                            "Resume (or `runs resume`) continues from the last checkpoint")
         else:
             hb = st.get("heartbeat")
             info.stale = isinstance(hb, (int, float)) and time.time() - hb > STALE_AFTER_S

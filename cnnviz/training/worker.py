@@ -103,7 +103,7 @@ def run_training(run_dir: str | Path, cfg: TrainConfig | None = None, *, to_stde
             if fd is None:
                 holder = lock_holder(device_lock_path(key, run_dir.parent))
                 raise TrainingFailed("busy", f"another training job ({holder.get('run', 'unknown')}) is running "
-                                             f"on {key}; wait for it, stop it, or allow a second job")
+                                             f"on {key}; wait for it, stop it, or allow a second job (the page's checkbox, or --force)")
             held.append(fd)
         if check:
             cfg.validate()
