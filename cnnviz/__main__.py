@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
@@ -23,12 +24,26 @@ def build_parser() -> argparse.ArgumentParser:
     for group in _GROUPS:
         module = importlib.import_module(f"cnnviz.cli.{group}")
         module.register(sub)
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command's parser as a default of its own namespace, so that an option it does not know is
+    reported with that command's usage (``list --fromat json`` showed the top-level usage); the deepest
+    command's default wins."""
+    parser.set_defaults(_parser=parser)
+    for action in parser._actions:  # argparse keeps sub-parsers in this private-but-stable list
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _remember_parsers(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -38,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         # User errors (unknown architecture, bad input size, missing file ...) get one clear line, no traceback.
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted; no message, as other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail
+        return 141
     except OSError as e:
         # A path that is a folder, lies under a file, or cannot be written: the system's reason and the path,
         # one line (e.g. "error: Is a directory: 'out'"), not a traceback.

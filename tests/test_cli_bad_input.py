@@ -111,3 +111,10 @@ def test_a_negative_seed_is_refused_before_a_run_exists(tmp_path, capsys):
     assert "seed must be an integer from 0 to 2**32-1" in capsys.readouterr().err
     after = set(checkpoints_dir().glob("*")) if checkpoints_dir().exists() else set()
     assert after == before
+
+
+def test_a_misspelt_option_gets_its_own_commands_usage(capsys):
+    err = _argparse_error(["list", "--fromat", "json"], capsys)
+    assert "usage: python -m cnnviz list " in err and "unrecognized arguments: --fromat json" in err
+    err = _argparse_error(["runs", "list", "--fast"], capsys)
+    assert "usage: python -m cnnviz runs list " in err

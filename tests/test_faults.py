@@ -209,10 +209,21 @@ def test_cli_bad_parameters_are_refused_before_a_run_exists(capsys, argv, words)
     assert not checkpoints_dir().exists() or not any(checkpoints_dir().iterdir())  # nothing half-made
 
 
-def test_cli_missing_dataset_fails_the_run_clearly(tmp_path, capsys):
-    stdout = _one_line_error(capsys, ["train", "--arch", "lenet5", "--data", str(tmp_path / "nowhere"),
-                                      "--epochs", "1", "--device", "cpu"], "does not exist", rc=1)
-    run = Path(stdout.splitlines()[0])  # the run folder comes first, then the failure is recorded in it
+def test_cli_missing_dataset_is_refused_before_a_run_exists(tmp_path, capsys):
+    _one_line_error(capsys, ["train", "--arch", "lenet5", "--data", str(tmp_path / "nowhere"), "--epochs", "1",
+                             "--device", "cpu"], "does not exist")
+    assert not checkpoints_dir().exists() or not any(checkpoints_dir().iterdir())  # no run that can only fail
+
+
+def test_a_dataset_gone_after_the_start_fails_the_run_clearly(tmp_path):
+    """The worker checks again: a dataset removed between the command and the worker fails the run, recorded."""
+    from cnnviz.training.config import TrainConfig
+    from cnnviz.training.runs import create_run
+    from cnnviz.training.worker import run_training
+
+    cfg = TrainConfig(arch="lenet5", data=str(tmp_path / "nowhere"), epochs=1, device="cpu")
+    run = create_run(cfg.to_dict())
+    assert run_training(run, cfg, to_stderr=False) == "failed"
     info = read_run(run)
     assert info.state == "failed" and info.reason == "dataset" and "does not exist" in info.message
 

@@ -81,6 +81,21 @@ def _root(args: argparse.Namespace):
     return Path(args.out).expanduser().resolve() if getattr(args, "out", None) else checkpoints_dir()
 
 
+def _check_data(spec: str) -> None:
+    """Refuse a dataset that is not there before a run folder exists (a run that can only fail was left in
+    `runs list`). The worker resolves it again and records a failure if it has gone since."""
+    from pathlib import Path
+
+    from cnnviz.data import find_dataset
+
+    spec = (spec or "auto").strip()
+    if spec == "auto" and find_dataset(None) is None:
+        raise ValueError("Tiny ImageNet was not found: run `python -m cnnviz data prepare --source download` "
+                         "(or --source PATH to a zip), or train on the synthetic set (--data synthetic)")
+    if spec not in ("auto", "synthetic") and not Path(spec).expanduser().exists():
+        raise ValueError(f"--data {spec}: the dataset path does not exist")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from cnnviz.training import jobs
     from cnnviz.training.config import TrainConfig, code_version, config_from_args
@@ -99,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         cfg = None  # run_training reads config.json and checks it
         ignored = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
-                   if k not in ("epochs", "resume", "out", "force", "detach", "func", "command")
+                   if k not in ("epochs", "resume", "out", "force", "detach", "func", "command") and not k.startswith("_")
                    and v not in (None, False, [])]
         if ignored:  # a run resumes with its own config.json; only --epochs changes it
             print(f"note: a resumed run keeps its own settings; ignored {', '.join(ignored)}", file=sys.stderr)
@@ -116,6 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.force:
             cfg.allow_concurrent = True
         cfg.validate()
+        _check_data(cfg.data)
         if args.detach:
             try:
                 print(jobs.start(cfg, root=root, force=args.force))
