@@ -19,7 +19,10 @@ _GROUPS = ("models", "data", "training", "viz", "probe", "predicting", "starter"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cnnviz", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnviz",
+        description="The classic CNNs on the command line: per-layer tables, Tiny ImageNet, training runs, the "
+                    "Visualize page's pictures, predictions and comparisons. Every command has --help.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in _GROUPS:
         module = importlib.import_module(f"cnnviz.cli.{group}")
