@@ -86,6 +86,9 @@ def _prepare(args) -> int:
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     if not splits:
         raise ValueError("--splits names no split: give train, val or train,val")
+    if args.root and args.source != "download" and Path(args.source).expanduser().is_dir():
+        print(f"note: --source {args.source} is an extracted folder, used where it is (its cache goes inside "
+              "it); --root is not used", file=sys.stderr)
     t0 = time.perf_counter()
     root = prepare(args.source, args.root, progress=None if args.quiet else ProgressBar(), splits=splits,
                    extract_images=args.extract_images, url=args.url or OFFICIAL_URL, workers=args.workers)
