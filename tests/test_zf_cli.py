@@ -83,6 +83,7 @@ def test_probe_text_on_chosen_layers_and_errors(files, capsys):
     assert "logistic regression" in out and "features.act1" in out and "act6" in out
     assert main(["probe", "--checkpoint", str(files / "r18.safetensors"), "--data", str(files / "nowhere")]) == 2
     assert capsys.readouterr().err.startswith("error: no Tiny ImageNet dataset")
-    assert main(["probe", "--checkpoint", str(files / "r18.safetensors"), "--data", str(files / "tin"),
-                 "--train-per-class", "0"]) == 2
-    assert "at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse's error, naming the option
+        main(["probe", "--checkpoint", str(files / "r18.safetensors"), "--data", str(files / "tin"),
+              "--train-per-class", "0"])
+    assert e.value.code == 2 and "--train-per-class: must be at least 1" in capsys.readouterr().err

@@ -12,23 +12,29 @@ import json
 import sys
 from pathlib import Path
 
+from cnnviz.cli._args import at_least, check_output
+
+DESCRIPTION = ("Fit a linear classifier on each layer's features and report its accuracy, to see how "
+               "discriminative each layer is (Zeiler & Fergus Section 5, Table 6).")
+
 
 def register(sub) -> None:
     from cnnviz.viz.probes import DEFAULTS
 
     p = sub.add_parser("probe", help="how discriminative each layer is: a linear probe per layer (ZF Table 6)",
-                       description=__doc__.splitlines()[0])
+                       description=DESCRIPTION)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name")
     src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (a baseline)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of a --arch model, and the subset's")
     p.add_argument("--layers", metavar="NAME,NAME", help="layers to probe (default: every hidden block's output)")
-    p.add_argument("--train-per-class", type=int, default=DEFAULTS["train_per_class"], metavar="N",
+    p.add_argument("--train-per-class", type=at_least(1), default=DEFAULTS["train_per_class"], metavar="N",
                    help=f"train images per class (default {DEFAULTS['train_per_class']})")
-    p.add_argument("--val-per-class", type=int, default=DEFAULTS["val_per_class"], metavar="N",
+    p.add_argument("--val-per-class", type=at_least(1), default=DEFAULTS["val_per_class"], metavar="N",
                    help=f"val images per class (default {DEFAULTS['val_per_class']})")
-    p.add_argument("--l2", type=float, default=DEFAULTS["l2"], help=f"L2 penalty (default {DEFAULTS['l2']:g})")
-    p.add_argument("--max-iter", type=int, default=DEFAULTS["max_iter"],
+    p.add_argument("--l2", type=at_least(0.0), default=DEFAULTS["l2"],
+                   help=f"L2 penalty (default {DEFAULTS['l2']:g})")
+    p.add_argument("--max-iter", type=at_least(1), default=DEFAULTS["max_iter"],
                    help=f"LBFGS iterations (default {DEFAULTS['max_iter']})")
     p.add_argument("--data", metavar="PATH", help="Tiny ImageNet root (default: the data folder)")
     p.add_argument("--cache-dir", metavar="DIR", help="probe cache (default: <data>/viz_cache)")
@@ -39,15 +45,15 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnviz.cli.viz import _subject
-    from cnnviz.data import find_dataset, load_split
+    from cnnviz.cli.viz import _subject, check_folder, dataset_root
+    from cnnviz.data import load_split
     from cnnviz.viz.probes import probe
     from cnnviz.viz.session import mean_std
 
+    check_output(args.out, "--out")  # before the probe runs, not when its figure is written
+    check_folder(args.cache_dir, "--cache-dir")
     subject = _subject(argparse.Namespace(**vars(args), classes=200, input_size=64))  # --arch: Tiny ImageNet's
-    root = find_dataset(args.data) if args.data else find_dataset()
-    if root is None:
-        raise FileNotFoundError("no Tiny ImageNet dataset found: pass --data PATH or run `python -m cnnviz data`")
+    root = dataset_root(args.data)
     train, val = load_split(root, "train"), load_split(root, "val")
     mean, std = mean_std(subject.meta)
     layers = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None

@@ -16,12 +16,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from cnnviz.cli._args import at_least, check_output
+
 COMMANDS = ("filters", "maps", "deconv", "top9", "occlusion", "attribution")
+# The options each subcommand reads; argparse refuses the others rather than accepting and ignoring them
+# (but see filters' hidden input options in register()).
+# Attribution has no --layer/--channel (Grad-CAM picks its own layer); top9 scans the val set, so no --image.
+WITH_LAYER = ("filters", "maps", "deconv", "top9", "occlusion")
+WITH_CHANNEL = ("filters", "deconv", "top9", "occlusion")
+WITH_IMAGE = ("maps", "deconv", "occlusion", "attribution")
+DESCRIPTION = ("Draw a network the Zeiler & Fergus way, as PNG files: filters, feature maps, deconvnet "
+               "projections, top-9 patches, occlusion maps, attributions or invariance curves.")
 
 
 def register(sub) -> None:
     p = sub.add_parser("viz", help="visualise a network the Zeiler & Fergus way (filters, deconvnet, ...)",
-                       description=__doc__.splitlines()[0])
+                       description=DESCRIPTION)
     vsub = p.add_subparsers(dest="viz_command", metavar="WHAT", required=True)
     helps = {"filters": "filter grid (first layer RGB, deeper layers per input channel) + statistics",
              "maps": "feature maps of a layer, strongest first",
@@ -32,30 +42,40 @@ def register(sub) -> None:
     for name in COMMANDS:
         q = vsub.add_parser(name, help=helps[name], description=helps[name])
         _model_args(q)
-        q.add_argument("--layer", metavar="NAME", help="layer name (the table's name column)")
-        q.add_argument("--channel", type=int, metavar="K", help="feature map (default: the strongest)")
-        q.add_argument("--image", metavar="PATH", help="input image (JPEG, PNG, ...)")
-        q.add_argument("--data", metavar="PATH", help="Tiny ImageNet root (default: the data folder)")
-        q.add_argument("--index", type=int, default=0, help="val image used when no --image is given")
+        if name in WITH_LAYER:
+            q.add_argument("--layer", metavar="NAME", help="layer name (the table's name column)")
+        if name in WITH_CHANNEL:
+            q.add_argument("--channel", type=int, metavar="K", help="feature map (default: the strongest)")
+        if name in WITH_IMAGE:
+            one = q.add_mutually_exclusive_group()  # with both, --index would be ignored
+            one.add_argument("--image", metavar="PATH", help="input image (JPEG, PNG, ...)")
+            one.add_argument("--index", type=int, help="val image used when no --image is given (default 0)")
+        if name != "filters":
+            q.add_argument("--data", metavar="PATH", help="Tiny ImageNet root (default: the data folder)")
         q.add_argument("--out", required=True, metavar="FILE.png", help="where to write the figure")
         q.add_argument("--save-array", metavar="FILE.npy", help="also write the numbers behind the figure")
         q.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
         if name == "filters":
+            # Filters come from the weights alone. These are accepted (hidden) so that one command line can
+            # drive every subcommand, as tests/test_viz_cli.py does; run() notes that they are ignored.
+            for option in ("--image", "--data", "--index"):
+                q.add_argument(option, help=argparse.SUPPRESS)
             q.add_argument("--normalise", choices=("per_filter", "global"), default="per_filter")
             q.add_argument("--stats", metavar="FILE.csv", help="write per-filter statistics as CSV")
         if name == "deconv":
             q.add_argument("--method", choices=("auto", "autograd", "switches"), default="auto")
         if name == "top9":
-            q.add_argument("--limit", type=int, help="scan only the first N val images")
-            q.add_argument("--batch-size", type=int, default=None,
+            q.add_argument("--limit", type=at_least(1), metavar="N", help="scan only the first N val images")
+            q.add_argument("--batch-size", type=at_least(1), default=None,
                            help="images per forward pass (default: 16 on a CPU, 256 on a GPU)")
             q.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                            help="auto (default): bf16 where the device computes it natively, else fp32")
             q.add_argument("--cache-dir", metavar="DIR", help="scan cache (default: <data>/viz_cache)")
         if name == "occlusion":
-            q.add_argument("--size", type=int, help="square side in pixels (default 8 at 64x64, scaled with "
-                           "the input: 28 at 224x224)")
-            q.add_argument("--stride", type=int, help="stride in pixels (default 4 at 64x64, 14 at 224x224)")
+            # None (not 0) means "not given": the defaults depend on the input size.
+            q.add_argument("--size", type=at_least(1), help="square side in pixels (default 8 at 64x64, scaled "
+                           "with the input: 28 at 224x224)")
+            q.add_argument("--stride", type=at_least(1), help="stride in pixels (default 4 at 64x64, 14 at 224x224)")
             q.add_argument("--target", type=int, help="class to map (default: the predicted class)")
         if name == "attribution":
             q.add_argument("--target", type=int, help="class to explain (default: the predicted class)")
@@ -73,8 +93,9 @@ def _model_args(q) -> None:
     src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name "
                      "(starter/lenet5_tinyimagenet, imagenet/vgg16)")
     src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (python -m cnnviz list)")
-    q.add_argument("--classes", type=int, default=200, help="classes of a --arch model (default 200)")
-    q.add_argument("--input-size", type=int, default=64, help="input side of a --arch model (default 64)")
+    q.add_argument("--classes", type=at_least(1), default=200, help="classes of a --arch model (default 200)")
+    q.add_argument("--input-size", type=at_least(1), default=64,
+                   help="input side of a --arch model (default 64)")
     q.add_argument("--seed", type=int, default=0, help="initialisation seed of a --arch model")
 
 
@@ -82,10 +103,11 @@ def _register_invariance(vsub) -> None:
     h = "ZF Fig. 5: how far layers' feature vectors move, and p(class), as an image is shifted, scaled or rotated"
     q = vsub.add_parser("invariance", help=h, description=h)
     _model_args(q)
-    q.add_argument("--image", metavar="PATH", action="append", help="input image; repeat for one line per image "
-                   "(the class followed is the one predicted for the untransformed image)")
-    q.add_argument("--index", type=int, action="append", help="val image(s) used when no --image is given "
-                   "(default 0; the class followed is the true one); repeat for several")
+    one = q.add_mutually_exclusive_group()  # images or val images, not both (one would be ignored)
+    one.add_argument("--image", metavar="PATH", action="append", help="input image; repeat for one line per image "
+                     "(the class followed is the one predicted for the untransformed image)")
+    one.add_argument("--index", type=int, action="append", help="val image(s) used when no --image is given "
+                     "(default 0; the class followed is the true one); repeat for several")
     q.add_argument("--data", metavar="PATH", help="Tiny ImageNet root (default: the data folder)")
     q.add_argument("--transform", choices=("translate", "scale", "rotate"), required=True)
     q.add_argument("--values", metavar="V,V,...", help="transform values: pixels, factors or degrees "
@@ -119,14 +141,16 @@ def _invariance(args) -> int:
     import torch
 
     from cnnviz.fsutil import atomic_write_bytes
-    from cnnviz.images import open_image
     from cnnviz.viz import zf_figures
     from cnnviz.viz.invariance import default_values, invariance
     from cnnviz.viz.session import class_index, mean_std, prepare
 
+    _check_outputs(args)
+    for p in args.image or ():
+        _check_image(p)
     subject = _subject(args)
     if args.image:
-        xs = [prepare(open_image(p), subject.meta)[0] for p in args.image]
+        xs = [prepare(_open_image(p), subject.meta)[0] for p in args.image]
         names, targets = [Path(p).name for p in args.image], [None] * len(xs)
     else:
         _, split = _val(args)
@@ -169,25 +193,75 @@ def _subject(args):
     return checkpoint_subject(path, str(pick_device(args.device)))
 
 
-def _val(args):
-    from cnnviz.data import find_dataset, load_split
+def dataset_root(data: str | None, other: str = "") -> Path:
+    """The Tiny ImageNet root that ``--data`` names (default: the data folder), or a ``FileNotFoundError``
+    that says which of the two was looked in; ``other`` names another way to give the input."""
+    from cnnviz.data import find_dataset
+    from cnnviz.data.errors import PREPARE_HINT
+    from cnnviz.paths import data_dir
 
-    root = find_dataset(args.data) if args.data else find_dataset()
+    if data:
+        root = find_dataset(data)
+        if root is None:
+            raise FileNotFoundError(f"no Tiny ImageNet dataset at {data} (--data): expected wnids.txt, train/ and "
+                                    f"val/ there or in its tiny-imagenet-200 folder")
+        return root
+    root = find_dataset()
     if root is None:
-        raise FileNotFoundError("no Tiny ImageNet dataset found: pass --data PATH or run `python -m cnnviz data`")
+        raise FileNotFoundError(f"no Tiny ImageNet dataset in {data_dir()}: {PREPARE_HINT}, or pass --data PATH"
+                                f"{other}")
+    return root
+
+
+def _val(args):
+    from cnnviz.data import load_split
+
+    root = dataset_root(args.data, " or --image FILE" if hasattr(args, "image") else "")
     return root, load_split(root, "val")
 
 
+def _check_outputs(args) -> None:
+    """Refuse unwritable output paths before any work: a long scan must not end in a failed write, and one
+    file must not be written when the next cannot be."""
+    for option in ("out", "save_array", "stats"):
+        check_output(getattr(args, option, None), "--" + option.replace("_", "-"))
+
+
+def check_folder(path: str | None, option: str) -> None:
+    """``ValueError`` when a cache folder (created on first use) is a file or lies under one."""
+    if path is None or Path(path).is_dir():
+        return
+    if Path(path).exists():
+        raise ValueError(f"{option} {path!r} is a file, not a folder")
+    check_output(path, option)  # a file where one of its parent folders should be
+
+
+def _check_image(path: str) -> None:
+    if Path(path).is_dir():
+        raise ValueError(f"--image {path!r} is a folder: give an image file (JPEG, PNG, ...)")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"--image {path!r}: no such file")
+
+
+def _open_image(path: str):
+    from cnnviz.images import ImageError, open_image
+
+    try:
+        return open_image(path)
+    except ImageError as e:  # its message does not say which file
+        raise ImageError(f"--image {path!r}: {e}") from None
+
+
 def _image(args, subject):
-    from cnnviz.images import open_image
     from cnnviz.viz.session import prepare
 
     if args.image:
-        return prepare(open_image(args.image), subject.meta)
+        return prepare(_open_image(args.image), subject.meta)
     _, split = _val(args)
-    if not 0 <= args.index < len(split.images):
-        raise ValueError(f"--index must be in 0..{len(split.images) - 1}")
-    return prepare(split.images[args.index], subject.meta)
+    index = 0 if args.index is None else args.index
+    if not 0 <= index < len(split.images):
+        raise ValueError(f"--index must be in 0..{len(split.images) - 1}, not {index}")
+    return prepare(split.images[index], subject.meta)
 
 
 def _default_layer(subject) -> str:
@@ -215,8 +289,19 @@ def run(args: argparse.Namespace) -> int:
     from cnnviz import viz
     from cnnviz.views import visualize as vv
 
+    cmd = args.viz_command
+    _check_outputs(args)
+    if cmd in WITH_IMAGE and args.image:
+        _check_image(args.image)
+    if cmd == "filters":
+        ignored = [f"--{o}" for o in ("image", "data", "index") if getattr(args, o) is not None]
+        if ignored:
+            print(f"note: filters are drawn from the weights alone; {', '.join(ignored)} ignored", file=sys.stderr)
+    if cmd == "top9":
+        check_folder(args.cache_dir, "--cache-dir")
+    methods = _methods(args.methods) if cmd == "attribution" else ()
     subject = _subject(args)
-    model, cmd = subject.model, args.viz_command
+    model = subject.model
     if subject.note:
         print(f"note: {subject.note}")  # figures of untrained weights must say so (issue 11)
     if cmd == "filters":
@@ -225,7 +310,9 @@ def run(args: argparse.Namespace) -> int:
             viz.filter_channels(model, layer, [args.channel], normalise=args.normalise)
         print(fig.caption)
         if args.stats:
-            Path(args.stats).write_text(viz.filter_stats(model, layer).to_csv(index=False))
+            from cnnviz.fsutil import atomic_write_text
+
+            atomic_write_text(Path(args.stats), viz.filter_stats(model, layer).to_csv(index=False))
         from cnnviz.viz.filters import conv_weight
 
         _save(args, fig.image, conv_weight(model, layer))
@@ -233,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "top9":
         return _top9(args, subject)
     x, seen = _image(args, subject)
-    layer = args.layer or _default_layer(subject)
+    layer = None if cmd == "attribution" else args.layer or _default_layer(subject)  # attribution: no --layer
     if cmd == "maps":
         fm = viz.feature_maps(model, x, layer)
         _save(args, vv.maps_figure(fm), fm.maps)
@@ -248,17 +335,29 @@ def run(args: argparse.Namespace) -> int:
         from cnnviz.viz.occlusion import slider_ranges
 
         grid = slider_ranges(x.shape[-1])  # (min, max, default) for this input size
-        r = viz.occlusion(model, x, args.target, size=args.size or grid["square"][2],
-                          stride=args.stride or grid["stride"][2],
+        r = viz.occlusion(model, x, args.target, size=grid["square"][2] if args.size is None else args.size,
+                          stride=grid["stride"][2] if args.stride is None else args.stride,
                           layer=args.layer if channel is not None else None, channel=channel)
         print(f"p({subject.class_name(r.target)}) = {r.base_prob:.3f} unoccluded, min {r.prob.min():.3f}")
         _save(args, vv.occlusion_figure(seen, r, subject), r.prob)
     elif cmd == "attribution":
-        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         a = viz.attribute(model, x, args.target, methods)
         print(f"explaining {subject.class_name(a.target)}")
         _save(args, vv.attribution_figure(seen, a, subject), np.stack([a.maps[m] for m in methods]))
     return 0
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    """``--methods``, checked before the model is loaded."""
+    from cnnviz.viz.attribution import METHODS
+
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not methods:
+        raise ValueError(f"--methods is empty: give one or more of {', '.join(METHODS)}, separated by commas")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--methods: unknown method {unknown[0]!r}; known: {', '.join(METHODS)}")
+    return methods
 
 
 def _top9(args, subject) -> int:

@@ -167,6 +167,9 @@ def scan(model: nn.Module, images: np.ndarray, layer: str, *, mean, std, input_s
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r}")
     if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}")
+    for what, value in (("limit", limit), ("batch_size", batch_size)):
+        if value is not None and value < 1:  # a negative limit would slice from the end, 0 never advance
+            raise ValueError(f"{what} must be at least 1, not {value}")
     if limit is not None:
         images = images[:limit]
     n = len(images)
