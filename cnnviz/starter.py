@@ -17,7 +17,9 @@ generated from that metadata by :func:`starter_table`, so the numbers shown are 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from cnnviz.checkpoint import (
     write_meta,
 )
 from cnnviz.compress import compressed_bytes, make_plan, plan_for
-from cnnviz.data import BatchPipeline, load_split, resolve_data
+from cnnviz.data import BatchPipeline, DatasetError, load_split, read_wnids, resolve_data
 from cnnviz.device import pick_device
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
@@ -44,26 +46,60 @@ from cnnviz.training.runs import read_metrics
 STARTER_DIR_NAME = "starter"
 SIZE_BUDGET_BYTES = 48 * 1024 * 1024  # all starters together (issue 10: seven families, GPU call limits)
 COMPRESS_MODES = ("auto", "none", "int8", "svd-int8")
+# A snapshot takes no ranks of its own (ship_snapshots has no svd_ranks); "auto" applies the family's SVD.
+SNAPSHOT_COMPRESS_MODES = ("auto", "none", "int8")
 
 
 def starter_dir(root: str | Path | None = None) -> Path:
     return Path(root or checkpoints_dir()) / STARTER_DIR_NAME
 
 
-def _source_checkpoint(source: str | Path) -> Path:
-    """A run folder (its ``best``, else ``last``) or a checkpoint path."""
+def starter_paths(name: str, root: str | Path | None = None) -> tuple[Path, Path]:
+    """``(weights, metadata)`` of the starter ``name``; ``ValueError`` for a name that is no plain file name."""
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise ValueError(f"starter name must be a plain file name, got {name!r}")
+    return checkpoint_paths(starter_dir(root) / name)
+
+
+def _run_folder(source: str | Path) -> Path | None:
+    """The folder ``source`` names: a folder path, else a run id in the checkpoints folder (as ``runs``,
+    ``evaluate`` and the other commands take it); None when it is neither."""
     p = Path(source)
     if p.is_dir():
-        folder = RunFolder(p)
+        return p
+    text = str(source)
+    if text and os.sep not in text and "/" not in text and not text.startswith("."):
+        run = checkpoints_dir() / text
+        if run.is_dir():
+            return run
+    return None
+
+
+def _source_checkpoint(source: str | Path) -> Path:
+    """A run folder or run id (its ``best``, else ``last``), or a checkpoint path."""
+    folder = _run_folder(source)
+    if folder is not None:
         for tag in RUN_TAGS:
-            w, j = checkpoint_paths(folder.checkpoint(tag))
+            w, j = checkpoint_paths(RunFolder(folder).checkpoint(tag))
             if w.exists() and j.exists():
                 return w
-        raise FileNotFoundError(f"{p} holds no best or last checkpoint")
-    w, _ = checkpoint_paths(p)
+        raise FileNotFoundError(f"{folder} holds no best or last checkpoint")
+    w, _ = checkpoint_paths(source)
     if not w.exists():
-        raise FileNotFoundError(f"no checkpoint at {w}")
+        raise FileNotFoundError(f"no run or checkpoint {str(source)!r}: give a run folder, the id of a run in "
+                                f"{checkpoints_dir()}, or a checkpoint file")
     return w
+
+
+def _check_data(meta: CheckpointMeta, data: str | None) -> None:
+    """Refuse, before anything is written, a dataset the export's evaluation would refuse after: one that is not
+    there, or whose classes are not the checkpoint's."""
+    spec = data or meta.trained_on or "auto"
+    wnids = read_wnids(resolve_data(spec))
+    if meta.classes and list(meta.classes) != wnids:
+        raise DatasetError(f"the checkpoint was trained on {len(meta.classes)} classes that differ from the "
+                           f"{len(wnids)} of the dataset {spec!r}; export it with --data set to the dataset it "
+                           "was trained on")
 
 
 def inference_only(model: torch.nn.Module) -> tuple[torch.nn.Module, list[str]]:
@@ -92,14 +128,21 @@ def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd
     ranks), ``none`` (float16), ``int8``, ``svd-int8`` (int8 + SVD with ``svd_ranks``, else the default ranks).
     Returns the evaluation (``{"checkpoint", "top1", "top5", "n", "loss", "compression"}``), ``compression``
     being what is recorded as ``compression.measured``.
+
+    An existing starter of that name is replaced (the zoo's export and a re-export of a shipped file rely on it;
+    ``starter export`` asks for ``--force`` first). The file is written and measured in a hidden folder beside it
+    and moved into place only once measured: a failed export (a device or dataset refused by the evaluation, an
+    interrupt) leaves no half-made starter, and the one it would have replaced stays as it was.
     """
-    if not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise ValueError(f"starter name must be a plain file name, got {name!r}")
+    weights, _ = starter_paths(name, root)
     src = _source_checkpoint(source)
     ckpt = load_checkpoint(src, "cpu")
     model, dropped = inference_only(ckpt.model)
     plan = plan_for(compress, model.arch, model, svd_ranks)  # refuses a bad mode or rank before writing
     source = ckpt.meta
+    # refused before the work, not by the evaluation: an unknown or absent device, a missing or other dataset
+    pick_device(device)
+    _check_data(source, data)
     # The run's per-epoch metrics up to the exported epoch: Compare draws a starter's training curves from it.
     # A shipped starter re-exported (e.g. compressed to make room for another family) keeps the history and
     # source it recorded: its folder has no metrics.jsonl.
@@ -111,18 +154,28 @@ def export_starter(source: str | Path, name: str, *, compress: str = "auto", svd
         "starter": {"name": name, "source": earlier.get("source") or str(src.parent.name + "/" + src.name),
                     "train_config": source.train_config,
                     "dropped_training_only_heads": dropped or earlier.get("dropped_training_only_heads") or []}})
-    out = starter_dir(root) / name
-    save_checkpoint(out, model, meta, compression=plan)
-    drop_stale_snapshots(checkpoint_paths(out)[0])
-    result = evaluate_checkpoint(out, data=data, device=device)
-    written = read_meta(out)
-    measured = measure_compression(model, load_checkpoint(out, "cpu").model, written, data=data, device=device)
-    measured["float16_bytes"] = compressed_bytes(model, make_plan(int8=False))
-    write_meta(out, dataclasses.replace(
-        written, compression={**written.compression, "measured": measured},
-        metrics={**written.metrics, "val_top1": result["top1"], "val_top5": result["top5"], "val_n": result["n"],
-                 "evaluated_with": f"python -m cnnviz evaluate (the shipped {plan.name} file)"}))
-    return {**result, "compression": measured}
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    # Not a folder that `starter list` or the catalog reads (they list the files in starter/ only).
+    staging = Path(tempfile.mkdtemp(prefix=f".export-{name}-", dir=weights.parent))
+    try:
+        out = staging / name
+        save_checkpoint(out, model, meta, compression=plan)
+        result = evaluate_checkpoint(out, data=data, device=device)
+        written = read_meta(out)
+        measured = measure_compression(model, load_checkpoint(out, "cpu").model, written, data=data,
+                                       device=device)
+        measured["float16_bytes"] = compressed_bytes(model, make_plan(int8=False))
+        write_meta(out, dataclasses.replace(
+            written, compression={**written.compression, "measured": measured},
+            metrics={**written.metrics, "val_top1": result["top1"], "val_top5": result["top5"],
+                     "val_n": result["n"],
+                     "evaluated_with": f"python -m cnnviz evaluate (the shipped {plan.name} file)"}))
+        for staged, final in zip(checkpoint_paths(out), checkpoint_paths(weights), strict=True):
+            os.replace(staged, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    drop_stale_snapshots(weights)
+    return {**result, "checkpoint": str(weights), "compression": measured}
 
 
 def ship_snapshots(source: str | Path, name: str, epochs: list[int], *, compress: str = "auto",
@@ -131,16 +184,31 @@ def ship_snapshots(source: str | Path, name: str, epochs: list[int], *, compress
     ``name``, in ``starter/<name>.epochs/``, stored like a starter (``compress``, training-only heads dropped),
     so that Visualize's "across training" view has a model on a fresh clone. The starter itself is the last
     epoch shown, so ``epochs`` should stop before it. Their metrics are the run's own evaluation of each epoch,
-    not re-measured. Replaces what the folder held; returns the written weights files."""
-    folder = RunFolder(Path(source))
+    not re-measured. Replaces what the folder held; returns the written weights files.
+
+    ``source`` is a run folder or a run id; it must be the run the starter was exported from (its metadata
+    records it), else the snapshots would show another network's training."""
+    if compress not in SNAPSHOT_COMPRESS_MODES:
+        raise ValueError(f"snapshots are stored as auto, none or int8, not {compress!r} (auto applies the "
+                         "family's SVD; ranks of your own are for `starter export`)")
+    path = _run_folder(source)
+    if path is None:
+        raise FileNotFoundError(f"no run {str(source)!r}: give the folder (or the id, in {checkpoints_dir()}) of "
+                                "the run the starter was exported from")
+    folder = RunFolder(path.resolve())  # its name is the run id the starter records ("." has none)
+    weights, _ = starter_paths(name, root)
+    if not weights.is_file():
+        raise FileNotFoundError(f"no starter {name!r} in {starter_dir(root)}: export it first")
+    exported_from = _run_of(str((read_meta(weights).extra.get("starter") or {}).get("source") or ""))
+    if exported_from and exported_from != folder.id:
+        raise ValueError(f"starter {name!r} was exported from run {exported_from}, not {folder.id}: ship "
+                         f"{exported_from}'s snapshots, or export {folder.id} as the starter first")
     kept = dict(folder.snapshots())
     missing = [e for e in epochs if e not in kept]
     if missing:
         have = ", ".join(map(str, sorted(kept))) or "none (train with --keep-snapshots)"
-        raise ValueError(f"{folder.path} kept no snapshot of epoch {', '.join(map(str, missing))}; it has {have}")
-    weights = starter_dir(root) / f"{name}.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"no starter {name!r} in {starter_dir(root)}: export it first")
+        raise ValueError(f"{folder.path} kept no snapshot of epoch{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(map(str, missing))}; it has {have}")
     out_dir = starter_snapshots_dir(weights)
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -229,7 +297,10 @@ def measure_compression(reference: torch.nn.Module, compressed: torch.nn.Module,
 
 
 def list_starters(root: str | Path | None = None) -> list[dict[str, Any]]:
-    """Metadata of every starter checkpoint (name, arch, epochs, measured accuracy, file size, storage)."""
+    """Metadata of every starter checkpoint (name, arch, epochs, measured accuracy, file size, storage, and the
+    dataset its classes are: ``"Tiny ImageNet"``, else what :func:`cnnviz.zoo.results.dataset_of` says)."""
+    from cnnviz.zoo.results import dataset_of
+
     rows = []
     for w in sorted(starter_dir(root).glob("*.safetensors")):
         try:
@@ -244,6 +315,7 @@ def list_starters(root: str | Path | None = None) -> list[dict[str, Any]]:
                      "val_n": m.get("val_n"), "bytes": w.stat().st_size, "stored_as": compression_summary(meta),
                      "cost_measured": _cost_measured(meta), "dtype": meta.dtype, "model_args": dict(meta.model_args),
                      "train_config": meta.get("train_config") or {},
+                     "dataset": dataset_of(meta.classes, meta.trained_on),
                      "snapshot_epochs": [e for e, _ in snapshots],
                      "snapshot_bytes": sum(p.stat().st_size for _, p in snapshots)})
     return rows
@@ -276,6 +348,8 @@ def compression_summary(meta: dict[str, Any]) -> str:
 def starter_notes(arch: str, root: str | Path | None = None) -> list[str]:
     """For the model card: one sentence per shipped starter of ``arch``, with its measured accuracy, its epochs
     and how it is stored, with what that cost (measured at export against the checkpoint it was made from)."""
+    from cnnviz.zoo.results import TINY_IMAGENET
+
     notes = []
     for r in list_starters(root):
         if r["arch"] != arch:
@@ -284,8 +358,9 @@ def starter_notes(arch: str, root: str | Path | None = None) -> list[str]:
         stored = r["stored_as"]
         if r["cost_measured"]:
             stored += ", measured at export against the checkpoint it was made from"
+        data = "Tiny ImageNet val images" if r["dataset"] == TINY_IMAGENET else f"val images ({r['dataset']})"
         notes.append(f"`{r['name']}`: {percent(r['val_top1'])} top-1, {percent(r['val_top5'])} top-5 on "
-                     f"{f'{n:,}' if n else 'the'} Tiny ImageNet val images after {r['epochs']} epoch"
+                     f"{f'{n:,}' if n else 'the'} {data} after {r['epochs']} epoch"
                      f"{'s' if r['epochs'] != 1 else ''} of training; {r['bytes'] / 2**20:.1f} MiB, stored as "
                      f"{stored}.")
     return notes
@@ -293,8 +368,9 @@ def starter_notes(arch: str, root: str | Path | None = None) -> list[str]:
 
 def _size(row: dict[str, Any]) -> str:
     text = f"{row['bytes'] / 2**20:.1f} MiB"
-    if row["snapshot_epochs"]:
-        text += (f" (+ {row['snapshot_bytes'] / 2**20:.2f} MiB: epochs {', '.join(map(str, row['snapshot_epochs']))}"
+    if epochs := row["snapshot_epochs"]:
+        text += (f" (+ {row['snapshot_bytes'] / 2**20:.2f} MiB: epoch{'s' if len(epochs) > 1 else ''} "
+                 f"{', '.join(map(str, epochs))}"
                  " for Visualize's *Across training*)")
     return text
 

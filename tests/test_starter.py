@@ -352,7 +352,8 @@ def test_a_zoo_import_that_replaces_a_starter_drops_its_shipped_snapshots(tmp_pa
     ship_snapshots(tmp_path / "run-a", "lenet5_demo", [1], root=ckpts)
     export_starter(_run_with_snapshots(tmp_path, "run-b", root, epochs=(1,)), "lenet5_demo", data=str(root),
                    root=fetched, device="cpu")
-    import_zoo(fetched / "starter", results_root=tmp_path / "results", starter_root=ckpts / "starter")
+    import_zoo(fetched / "starter", results_root=tmp_path / "results", starter_root=ckpts / "starter",
+               allow_synthetic=True)  # a synthetic starter is refused without it
     assert not (ckpts / "starter" / "lenet5_demo.epochs").exists()
     assert load_checkpoint(ckpts / "starter" / "lenet5_demo.safetensors").meta.extra["starter"]["source"] == \
         "run-b/best.safetensors"

@@ -130,7 +130,7 @@ def test_zoo_trains_two_members_at_once_and_reports_them(synthetic, tmp_path):
     st = cli("zoo", "status", zoo_id, "--format", "json")
     rows = {row["family"]: row for row in json.loads(st.stdout)["members"]}
     assert rows["googlenet"]["state"] == "done" and rows["googlenet"]["results"]
-    imp = cli("zoo", "import", zoo_id)
+    imp = cli("zoo", "import", zoo_id, "--allow-synthetic")  # a synthetic zoo is refused without it
     assert imp.returncode == 0, imp.stderr
     assert sorted(p.stem for p in (checkpoints_dir() / "results").glob("*.json")) == ["googlenet", "lenet5"]
     assert (checkpoints_dir() / "starter" / "googlenet_tinyimagenet.safetensors").is_file()

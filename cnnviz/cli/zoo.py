@@ -19,10 +19,16 @@ import subprocess
 import sys
 import time
 
+from cnnviz.cli._args import above, at_least, check_output
+from cnnviz.paths import REPO_ROOT
+
 # Seconds a member costs beyond its epochs: starting the worker (imports, the split onto the device, cuDNN's
 # autotuning), collecting its results and exporting its starter. A planning margin, not a measurement: the
 # driver log and the runs' metrics show what it really was.
 OVERHEAD_PER_MEMBER_S = 20.0
+# The repository's docs/zoo.md, wherever the command runs from: the report is that page (its plots sit beside it,
+# its text points at checkpoints/results/, which is the repository's too unless CNNVIZ_CHECKPOINTS moves it).
+DEFAULT_REPORT = REPO_ROOT / "docs" / "zoo.md"
 
 
 def register(sub) -> None:
@@ -36,20 +42,20 @@ def register(sub) -> None:
     q = zsub.add_parser("train", help="train the zoo (prints the zoo id on the first line)")
     q.add_argument("--families", default="core", help="core (default: the seven), all, or a list: resnet18,nin")
     g = q.add_mutually_exclusive_group()
-    g.add_argument("--epochs", type=int, help="epochs for every member (default 10)")
-    g.add_argument("--budget-s", type=float, help="seconds for the whole zoo: the epochs are planned from a "
-                                                   "measured training rate of each member")
-    q.add_argument("--overhead-s", type=float, default=None,
+    g.add_argument("--epochs", type=at_least(1), help="epochs for every member (default 10)")
+    g.add_argument("--budget-s", type=above(0), help="seconds for the whole zoo, measuring the training rates "
+                                                      "included: the epochs are planned from each member's rate")
+    q.add_argument("--overhead-s", type=at_least(0.0), default=None,
                    help="seconds of the budget kept for starting workers, evaluating and exporting "
                         "(default 20 per member, divided by the concurrency)")
-    q.add_argument("--concurrency", type=int, default=1, help="members training at once on the device")
-    q.add_argument("--batch-size", type=int)
+    q.add_argument("--concurrency", type=at_least(1), default=1, help="members training at once on the device")
+    q.add_argument("--batch-size", type=at_least(1))
     q.add_argument("--data", default=None, help="auto (Tiny ImageNet), synthetic, or a folder / zip")
     q.add_argument("--device", default=None, choices=("auto", "cuda", "cpu", "mps"))
     q.add_argument("--compile", action="store_true", default=None, help="torch.compile every member")
     q.add_argument("--no-ema", action="store_true", help="no weight average")
     q.add_argument("--no-tta", action="store_true", help="no flip test-time evaluation")
-    q.add_argument("--max-steps-per-epoch", type=int, help="cut epochs short (smoke tests)")
+    q.add_argument("--max-steps-per-epoch", type=at_least(1), help="cut epochs short (smoke tests)")
     q.add_argument("--seed", type=int)
     q.add_argument("--keep-snapshots", action="store_true", default=None,
                    help="also keep every epoch's weights in each run folder (Visualize's 'across training')")
@@ -65,11 +71,16 @@ def register(sub) -> None:
 
     q = zsub.add_parser("import", help="copy a zoo's results and starters into checkpoints/ (checked first)")
     q.add_argument("source", help="a zoo id or folder, or a folder of fetched files")
+    q.add_argument("--allow-synthetic", action="store_true",
+                   help="also import results and starters not trained on Tiny ImageNet (refused without it: "
+                        "they would replace the Tiny ImageNet zoo's files of the same family)")
     q.set_defaults(func=_import)
 
     q = zsub.add_parser("report", help="write docs/zoo.md and its plots from checkpoints/results/")
     q.add_argument("--results", default=None, help="folder of result files (default: checkpoints/results)")
-    q.add_argument("--out", default="docs/zoo.md")
+    q.add_argument("--out", default=str(DEFAULT_REPORT),
+                   help="the report; its plots go beside it (default: %(default)s, the repository's docs/zoo.md "
+                        "wherever the command runs from)")
     q.add_argument("--bench", default=None, help="bench_zoo JSON with the card's matmul ceiling (for MFU)")
     q.set_defaults(func=_report)
 
@@ -82,10 +93,12 @@ def _members(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
-    for r in rows:
-        variant = ", ".join(f"{k}={v}" for k, v in r["variant"].items()) or "-"
+    variants = [", ".join(f"{k}={v}" for k, v in r["variant"].items()) or "-" for r in rows]
+    width = max(map(len, variants))  # the widest (GoogLeNet's) sets the column, so that the others line up
+    for r, variant in zip(rows, variants, strict=True):
         extra = " (extra)" if r["extra"] else ""
-        print(f"{r['family']:<10} {r['arch']:<10} {variant:<22} {r['optimizer']:<5} lr {r['lr']:<6g}{extra}")
+        print(f"{r['family']:<10} {r['arch']:<10} {variant:<{width}} {r['optimizer']:<5} lr {r['lr']:<6g}"
+              f"{extra}")
         print(f"{'':<10} {r['why']}")
     return 0
 
@@ -114,21 +127,30 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         zoo_dir = driver.resolve_zoo(args.resume)
     else:
-        members = parse_families(args.families)
+        try:
+            members = parse_families(args.families)
+        except ValueError as e:
+            raise ValueError(f"--families {args.families!r}: {e}") from None
         recipe = _recipe(args)
-        budget, calibration = args.budget_s, None
+        if args.concurrency > driver.MAX_CONCURRENCY:  # create_zoo refuses it too, but after the calibration
+            raise ValueError(f"--concurrency {args.concurrency}: at most {driver.MAX_CONCURRENCY} members train at "
+                             "once")
+        budget, calibration, spent = args.budget_s, None, 0.0
         overhead = args.overhead_s
         if budget is not None:
-            if not budget > 0:
-                raise ValueError(f"the budget must be a positive number of seconds (got {budget:g})")
             if overhead is None:  # per member: start a worker, load the data, evaluate, export
                 overhead = OVERHEAD_PER_MEMBER_S * len(members) / max(1, args.concurrency)
-            print(f"measuring the training rate of {len(members)} member(s)...", file=sys.stderr)
+            n = len(members)
+            print(f"measuring the training rate of {n} member{'s' if n != 1 else ''}...", file=sys.stderr)
             t = time.monotonic()
             calibration = driver.calibrate(members, recipe, progress=lambda s: print(s, file=sys.stderr))
-            budget -= time.monotonic() - t  # the measurement is spent from the same budget
-        zoo_dir = driver.create_zoo(members, recipe, budget_s=budget, concurrency=args.concurrency,
-                                    export=args.export, calibration=calibration, overhead_s=overhead or 0.0)
+            spent = time.monotonic() - t  # the measurement is spent from the same budget
+        try:
+            zoo_dir = driver.create_zoo(members, recipe, budget_s=budget, concurrency=args.concurrency,
+                                        export=args.export, calibration=calibration, overhead_s=overhead or 0.0,
+                                        spent_s=spent)
+        except driver.BudgetTooSmall as e:  # the budget as the user typed it, then the numbers
+            raise ValueError(f"--budget-s {args.budget_s:g} is {e.reason}") from None
     print(zoo_dir.name, flush=True)
     if args.detach:
         with open(zoo_dir / "driver.out", "ab") as out:
@@ -170,14 +192,22 @@ def _import(args: argparse.Namespace) -> int:
     src = Path(args.source)
     if not src.is_dir():
         src = driver.resolve_zoo(args.source)
-    done = import_zoo(src)
+    done = import_zoo(src, allow_synthetic=args.allow_synthetic)
     print(json.dumps(done))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from cnnviz.zoo.report import write_report
 
+    # The library reads a missing folder as "no zoo yet" (a fresh clone); a folder the user named must be there.
+    if args.results is not None and not Path(args.results).is_dir():
+        what = "is not a folder" if Path(args.results).exists() else "does not exist"
+        raise ValueError(f"--results {args.results!r} {what}: give the folder of result files (default: "
+                         "checkpoints/results)")
+    check_output(args.out, "--out")
     out = write_report(results=args.results, out=args.out, bench=args.bench)
     print(out)
     return 0

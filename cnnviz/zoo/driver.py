@@ -35,13 +35,19 @@ from cnnviz.zoo.recipe import Member, Recipe, config_for, member
 
 ZOO_ID_RE = re.compile(r"^zoo-[A-Za-z0-9._-]{1,60}$")
 FORMAT = "cnnviz-zoo/1"
+MAX_CONCURRENCY = 16
 # Evaluation passes per epoch when the recipe has a weight average and flip TTA: the average, its flipped
 # images, and the live weights. An evaluation forward costs about a third of a training step's image.
 _EVAL_COST = 1 / 3
 
 
 class BudgetTooSmall(ValueError):
-    """A time budget in which not even one epoch of every member fits."""
+    """A time budget in which not even one epoch of every member fits. ``reason`` is the message without the
+    budget it starts with ("too small to finish ..."), for a caller that names the budget as the user gave it."""
+
+    def __init__(self, budget_s: float, reason: str):
+        super().__init__(f"a budget of {budget_s:g} s is {reason}")
+        self.reason = reason
 
 
 def zoo_root(root: str | Path | None = None) -> Path:
@@ -87,24 +93,33 @@ def epoch_seconds(images_per_s: float, train_images: int, val_images: int, eval_
 
 
 def plan_epochs(budget_s: float, calibration: dict[str, dict[str, float]], concurrency: int = 1,
-                overhead_s: float = 0.0) -> int:
+                overhead_s: float = 0.0, spent_s: float = 0.0) -> int:
     """The most epochs that every member can train within ``budget_s`` seconds of wall time, one after another
     (concurrency is not counted on: whatever it gains is margin). ``overhead_s`` is what the plan keeps aside
-    (starting each worker, loading the data, the final evaluation). Raises :class:`BudgetTooSmall` with the
-    numbers when not even one epoch fits."""
+    (starting each worker, loading the data, the final evaluation); ``spent_s`` what the budget has already
+    paid (measuring the rates). Raises :class:`BudgetTooSmall` with the numbers when not even one epoch fits."""
     del concurrency
     per_epoch = sum(c["epoch_s"] for c in calibration.values())
-    usable = budget_s - overhead_s
+    usable = budget_s - spent_s - overhead_s
     epochs = math.floor(usable / per_epoch) if per_epoch > 0 else 0
     if epochs < 1:
-        worst = ", ".join(f"{f} {c['epoch_s']:.0f} s" for f, c in
+        worst = ", ".join(f"{f} {_seconds(c['epoch_s'])} s" for f, c in
                           sorted(calibration.items(), key=lambda kv: -kv[1]["epoch_s"]))
-        raise BudgetTooSmall(
-            f"a budget of {budget_s:.0f} s is too small to finish one epoch of every family: one epoch of all "
-            f"{len(calibration)} takes about {per_epoch + overhead_s:.0f} s on this device ({worst}, plus "
-            f"{overhead_s:.0f} s to start and evaluate); give at least {math.ceil(per_epoch + overhead_s)} s, "
-            "or fewer families")
+        spent = f"measuring the training rate took {_seconds(spent_s)} s of it, and " if spent_s else ""
+        several = len(calibration) > 1
+        raise BudgetTooSmall(budget_s, (
+            f"too small to finish one epoch of every family: {spent}one epoch of "
+            f"{f'all {len(calibration)}' if several else next(iter(calibration), 'it')} takes about "
+            f"{_seconds(per_epoch + overhead_s)} s on this device ({worst}, plus {_seconds(overhead_s)} s to start "
+            f"and evaluate); give at least {math.ceil(spent_s + per_epoch + overhead_s)} s"
+            f"{', or fewer families' if several else ''}"))
     return epochs
+
+
+def _seconds(s: float) -> str:
+    """``"40"``, ``"2.5"``, ``"under 0.1"``: a short time keeps a decimal (a LeNet-5 epoch of the synthetic set
+    is no "0 s")."""
+    return f"{s:.0f}" if s >= 10 else f"{s:.1f}" if s >= 0.1 else "under 0.1"
 
 
 def calibrate(members: list[Member], recipe: Recipe, *, steps: int = 10, warmup: int = 3,
@@ -179,13 +194,14 @@ def _sync(dev) -> None:
 # ------------------------------------------------------------------------------------------ the manifest
 def create_zoo(members: list[Member], recipe: Recipe, *, budget_s: float | None = None, concurrency: int = 1,
                export: bool = False, calibration: dict | None = None, overhead_s: float = 0.0,
-               root: str | Path | None = None, zoo_id: str | None = None) -> Path:
+               spent_s: float = 0.0, root: str | Path | None = None, zoo_id: str | None = None) -> Path:
     """Write a new zoo's manifest (no run starts yet). With ``budget_s``, the epochs come from ``calibration``
-    (measured here by :func:`calibrate` when not given) through :func:`plan_epochs`."""
+    (measured here by :func:`calibrate` when not given) through :func:`plan_epochs`; ``spent_s`` is what the
+    budget already paid (a calibration measured by the caller)."""
     if not members:
         raise ValueError("the zoo needs at least one family")
-    if not isinstance(concurrency, int) or not 1 <= concurrency <= 16:
-        raise ValueError(f"concurrency must be a whole number from 1 to 16 (got {concurrency!r})")
+    if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValueError(f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY} (got {concurrency!r})")
     for m in members:
         config_for(m, recipe, "zoo-check")  # every config valid before anything is written
     plan: dict[str, Any] = {"epochs_from": "given"}
@@ -195,8 +211,8 @@ def create_zoo(members: list[Member], recipe: Recipe, *, budget_s: float | None 
         if missing:
             raise ValueError(f"the calibration has no measurement for {', '.join(missing)}")
         recipe.epochs = plan_epochs(budget_s, {m.family: calibration[m.family] for m in members}, concurrency,
-                                    overhead_s)
-        plan = {"epochs_from": "budget", "budget_s": budget_s, "overhead_s": overhead_s,
+                                    overhead_s, spent_s)
+        plan = {"epochs_from": "budget", "budget_s": budget_s, "calibration_s": spent_s, "overhead_s": overhead_s,
                 "estimated_s": sum(calibration[m.family]["epoch_s"] for m in members) * recipe.epochs}
     if calibration and concurrency > 1:  # longest first packs K lanes best (LPT scheduling)
         members = sorted(members, key=lambda m: -calibration.get(m.family, {}).get("epoch_s", 0))
@@ -276,7 +292,8 @@ def run_zoo(zoo_dir: str | Path, *, poll_s: float = 2.0, echo: Callable[[str], N
                 _log(zoo_dir, f"{fam}: {info.state}: {info.message}", echo)
                 continue
             best = max((m.get("val_top1", 0) for m in info.metrics), default=0)
-            _log(zoo_dir, f"{fam}: done, {len(info.metrics)} epochs, best val top-1 {best:.2%}", echo)
+            n = len(info.metrics)
+            _log(zoo_dir, f"{fam}: done, {n} epoch{'s' if n != 1 else ''}, best val top-1 {best:.2%}", echo)
             finished.append((fam, run_dir))
     _update(zoo_dir, finished=time.time(), wall_s=time.time() - t0)
     _log(zoo_dir, "zoo finished: " + ", ".join(f"{f} {s}" for f, s in states.items()), echo)
@@ -332,7 +349,7 @@ def _ensure_running(zoo_dir: Path, manifest: dict, m: Member, recipe: Recipe, ru
                              extra={"zoo": manifest["id"], "zoo_family": m.family})
         _update(zoo_dir, runs={m.family: run_id})
         _log(zoo_dir, f"{m.family}: started {run_id} ({m.arch}, {cfg.optimizer} lr {cfg.lr:g}, "
-                      f"{cfg.epochs} epochs)", echo)
+                      f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''})", echo)
         return run_dir
     except (ValueError, OSError, RuntimeError) as e:
         _update(zoo_dir, states={m.family: f"not started: {e}"})

@@ -145,8 +145,9 @@ def member_order(family: str) -> int:
 
 
 def parse_families(text: str | None) -> list[Member]:
-    """``"core"`` (default), ``"all"``, or a comma-separated list of families, in the table's order."""
-    text = (text or "core").strip().lower()
+    """``"core"`` (``None``: the default), ``"all"``, or a comma-separated list of families, in the table's order.
+    An empty text is refused, not read as the default: ``--families ''`` trained all seven for minutes."""
+    text = "core" if text is None else text.strip().lower()
     if text == "core":
         return [m for m in MEMBERS if not m.extra]
     if text == "all":

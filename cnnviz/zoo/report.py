@@ -16,9 +16,13 @@ from typing import Any
 
 from cnnviz.fsutil import atomic_write_text
 from cnnviz.palette import model_colours
+from cnnviz.paths import REPO_ROOT
 from cnnviz.summary import human, percent
 from cnnviz.zoo.recipe import MEMBERS, member, member_order, settings_since
-from cnnviz.zoo.results import list_results, results_dir
+from cnnviz.zoo.results import TINY_IMAGENET, dataset_of, list_results, results_dir
+
+# The repository's page (its plots beside it), not one relative to wherever the command runs.
+DEFAULT_OUT = REPO_ROOT / "docs" / "zoo.md"
 
 # Published from-scratch Tiny ImageNet top-1 (val unless stated), each with its source. Only figures whose
 # source we could read are listed; none exists that we found for LeNet-5, ZFNet, NiN or GoogLeNet.
@@ -97,6 +101,7 @@ def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None,
             "macs": macs,
             "epochs": r.get("epochs"), "train_s": r.get("train_time_s"), "wall_s": r.get("wall_time_s"),
             "images_per_s": ips, "flops_per_s": flops_per_s, "mfu": mfu, "mfu_missing": mfu_missing, "device": r.get("device_name"), "config": r.get("config") or {},
+            "dataset": dataset_of(r.get("wnids"), (r.get("config") or {}).get("data")), "val_n": r.get("val_n"),
         })
     return out
 
@@ -121,7 +126,7 @@ def starter_rows(root: str | Path | None = None) -> list[dict[str, Any]]:
                     "arch": r["arch"] + "".join(f", {k}={v}" for k, v in changed.items()),
                     "top1": r["val_top1"], "top5": r["val_top5"], "val_n": r["val_n"], "params": params,
                     "macs": macs, "epochs": r["epochs"], "config": r["train_config"], "dtype": r["dtype"],
-                    "bytes": r["bytes"]})
+                    "bytes": r["bytes"], "dataset": r["dataset"]})
     return sorted(out, key=lambda r: (member_order(r["family"]), r["name"]))
 
 
@@ -140,17 +145,44 @@ def starter_lines(table: list[dict[str, Any]]) -> list[str]:
         c = r["config"]
         how = (f"{c.get('optimizer', '?')} lr {c.get('lr', float('nan')):g}, batch {c.get('batch_size', '?')}, "
                f"{c.get('schedule', '?')}, warm-up {c.get('warmup_epochs', float('nan')):g} ep") if c else "n/a"
-        lines.append(f"| {r['family']} ({r['arch']}) | `{r['name']}` | {percent(r['top1'])} | {percent(r['top5'])} | "
+        lines.append(f"| {r['family']} ({r['arch']}) | `{r['name']}` | {_top1(r)} | {percent(r['top5'])} | "
                      f"{_human(r['params'])} | {_human(r['macs'])} | {r['epochs']} | {how} | "
                      f"{r['dtype']}, {r['bytes'] / 2**20:.1f} MiB |")
-    n = sorted({int(r.get("val_n") or 0) for r in table})
-    lines += ["", f"Top-1 and top-5 were measured from each shipped (compressed) file on "
-              f"{'/'.join(f'{k:,}' for k in n)} val images when it was exported; the README's starter section says "
-              "how long each took and what compression cost."]
+    lines += ["", f"Top-1 and top-5 were measured from each shipped (compressed) file on {_val_images(table)} "
+              "when it was exported; the README's starter section says how long each took and what compression "
+              "cost."] + _other_data_lines(table)
     missing = [m.family for m in MEMBERS if not m.extra and m.family not in {r["family"] for r in table}]
     if missing:
         lines += ["", f"No starter yet: {', '.join(missing)}."]
     return lines
+
+
+def _top1(row: dict[str, Any]) -> str:
+    """The top-1 cell, with the data named when it is not Tiny ImageNet: such a row is no Tiny ImageNet figure."""
+    other = row.get("dataset", TINY_IMAGENET) != TINY_IMAGENET
+    return percent(row["top1"]) + (f" ({row['dataset']})" if other else "")
+
+
+def _val_images(table: list[dict[str, Any]]) -> str:
+    """``"10,000 val images"``: the Tiny ImageNet rows' counts where there are such rows (the others' are named by
+    :func:`_other_data_lines`), else every row's; ``"the val images"`` when none was recorded."""
+    tiny = [r for r in table if r.get("dataset", TINY_IMAGENET) == TINY_IMAGENET]
+    n = sorted({int(r["val_n"]) for r in tiny or table if r.get("val_n")})
+    return f"{'/'.join(f'{k:,}' for k in n)} val images" if n else "the val images"
+
+
+def _other_data_lines(table: list[dict[str, Any]], how: str = "") -> list[str]:
+    """A warning naming every row not trained on Tiny ImageNet; ``how`` says how it got here."""
+    other = []
+    for r in table:
+        if r.get("dataset", TINY_IMAGENET) != TINY_IMAGENET:
+            n = f"; {int(r['val_n']):,} val images" if r.get("val_n") else ""
+            label = f"`{r['name']}`" if r.get("name") else r["family"]  # a starter by its name
+            other.append(f"{label} ({r['dataset']}{n})")
+    if not other:
+        return []
+    return ["", f"**Not Tiny ImageNet:** {', '.join(other)}.{how} These numbers say nothing about Tiny ImageNet "
+                "and compare with no other row or published figure."]
 
 
 def recipe_lines(table: list[dict[str, Any]]) -> list[str]:
@@ -273,8 +305,9 @@ def write_plots(table: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         for r in pts:
             ax.scatter(r[key], 100 * r["top1"], s=40, color=colours[r["family"]],
                        marker=markers[r.get("device") or UNKNOWN_DEVICE])
-            ax.annotate(r["family"], (r[key], 100 * r["top1"]), textcoords="offset points", xytext=(5, 4),
-                        fontsize=9)
+            other = r.get("dataset", TINY_IMAGENET) != TINY_IMAGENET  # no Tiny ImageNet point: say so by it
+            ax.annotate(r["family"] + (f" ({r['dataset'].split(',')[0]})" if other else ""),
+                        (r[key], 100 * r["top1"]), textcoords="offset points", xytext=(5, 4), fontsize=9)
         if len(devices) > 1:
             for d in devices:
                 ax.scatter([], [], marker=markers[d], color="grey", s=40, label=f"trained on {d}")
@@ -291,8 +324,9 @@ def write_plots(table: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("val top-1 (%)")
         named = [d for d in devices if d != UNKNOWN_DEVICE]
-        ax.set_title(f"Tiny ImageNet, one recipe{' on ' + ', '.join(named) if len(named) == 1 else ''}",
-                     fontsize=10)
+        data = "Tiny ImageNet" if all(r.get("dataset", TINY_IMAGENET) == TINY_IMAGENET for r in pts) else \
+            "not all on Tiny ImageNet"
+        ax.set_title(f"{data}, one recipe{' on ' + ', '.join(named) if len(named) == 1 else ''}", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
         path = out_dir / name
@@ -302,19 +336,42 @@ def write_plots(table: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     return paths
 
 
-def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.md",
+def read_bench(path: str | Path) -> dict[str, Any]:
+    """A ``bench/bench_zoo.py device`` file, checked: ``ValueError`` naming the file and what was expected."""
+    expected = "the JSON object `bench/bench_zoo.py device --out` writes"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ValueError(f"the bench file {str(path)!r} cannot be read ({e.strerror or e})") from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"the bench file {str(path)!r} is not valid JSON ({e}): expected {expected}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"the bench file {str(path)!r} holds a JSON {type(data).__name__}: expected {expected}")
+    ceiling, tricks = data.get("bf16_matmul_flops"), data.get("tricks", [])
+    if ceiling is not None and (type(ceiling) not in (int, float) or ceiling <= 0):  # bool is no number here
+        raise ValueError(f"the bench file {str(path)!r}: bf16_matmul_flops is {ceiling!r}, not a positive number")
+    if not isinstance(tricks, list) or not all(
+            isinstance(t, dict) and {"family", "setting"} <= set(t) and ("error" in t or "images_per_s" in t)
+            for t in tricks):
+        raise ValueError(f"the bench file {str(path)!r}: its tricks are not a list of {{family, setting, "
+                         "images_per_s or error} entries")
+    return data
+
+
+def write_report(results: str | Path | None = None, out: str | Path = DEFAULT_OUT,
                  bench: str | Path | None = None, starters: str | Path | None = None) -> Path:
-    """Write the report (and its plots beside it) from the result files; returns its path. ``starters``: the
-    checkpoints folder whose shipped starters the report lists while no zoo has run (default: the usual one)."""
+    """Write the report (and its plots beside it) from the result files; returns its path. ``out`` defaults to
+    the repository's ``docs/zoo.md`` (:data:`DEFAULT_OUT`), from whatever folder it runs. ``starters``: the
+    checkpoints folder whose shipped starters the report lists while no zoo has run (default: the usual one).
+    A row not trained on Tiny ImageNet (imported with ``--allow-synthetic``) is marked as such."""
+    bench_data = read_bench(bench) if bench else {}  # a bad file is refused before anything is written
+    ceiling = bench_data.get("bf16_matmul_flops")
     found = list_results(results or results_dir())
-    ceiling, bench_data = None, {}
-    if bench:
-        bench_data = json.loads(Path(bench).read_text())
-        ceiling = bench_data.get("bf16_matmul_flops")
     table = rows(found, ceiling, bench_data.get("device_name") if ceiling else None)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["# The zoo: every family on Tiny ImageNet under one recipe", "",
+    on_tiny = all(r["dataset"] == TINY_IMAGENET for r in table)
+    lines = [f"# The zoo: every family{' on Tiny ImageNet' if on_tiny else ''} under one recipe", "",
              "Generated by `python -m cnnviz zoo report` from the result files in `checkpoints/results/`; "
              "do not edit by hand.", ""]
     if not table:
@@ -327,15 +384,17 @@ def write_report(results: str | Path | None = None, out: str | Path = "docs/zoo.
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in table:
             pub = "; ".join(f"{p['top1']:.1f}% [{i + 1}]" for i, p in enumerate(PUBLISHED.get(r["family"], [])))
+            if r["dataset"] != TINY_IMAGENET:  # the published figures are Tiny ImageNet's
+                pub = "- (not Tiny ImageNet)"
             mfu = f"n/a ({r['mfu_missing'] or 'no MACs or rate'})" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
             lines.append(
-                f"| {r['family']} ({r['arch']}) | {percent(r['top1'])} | {percent(r['top5'])} | {percent(r['top1_tta'])} | "
+                f"| {r['family']} ({r['arch']}) | {_top1(r)} | {percent(r['top5'])} | {percent(r['top1_tta'])} | "
                 f"{percent(r['top1_raw'])} | {_human(r['params'])}{_extra(r['training_only'])} | {_human(r['macs'])} | "
                 f"{r['epochs']} | "
                 f"{r['train_s']:.0f} | {r['images_per_s']:,.0f} | {_tflops(r['flops_per_s'])} | {mfu} | "
                 f"{r['device']} | {pub or '-'} |")
-        n = sorted({int(r.get("val_n") or 0) for r in found})
-        lines += ["", f"Top-1 and top-5 are measured on all {'/'.join(f'{k:,}' for k in n)} val images from the "
+        lines += _other_data_lines(table, " Imported with `zoo import --allow-synthetic`.")
+        lines += ["", f"Top-1 and top-5 are measured on all {_val_images(table)} from the "
                   "best epoch's checkpoint (with the weight average) by the same code as Compare's evaluation; "
                   "the flip-TTA and no-EMA columns are the training run's own evaluation of that epoch. "
                   "TFLOP/s is the model's useful work per second in training: 6 FLOPs per MAC (2 forward, 4 "

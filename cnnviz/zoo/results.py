@@ -11,6 +11,7 @@ row sums), training time, throughput, peak memory and the device. Shipped result
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from cnnviz.training.folder import RunFolder
 
 FORMAT = "cnnviz-zoo-result/1"
 RESULTS_DIR_NAME = "results"
+TINY_IMAGENET = "Tiny ImageNet"
 
 
 def results_dir(root: str | Path | None = None) -> Path:
@@ -118,6 +120,21 @@ def list_results(root: str | Path | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def dataset_of(wnids: list[str] | None, data: str | None = None) -> str:
+    """:data:`TINY_IMAGENET` when ``wnids`` are its 200 classes, else what the data was, for a reader:
+    ``"synthetic data, 4 classes"`` (``data``, the run's ``--data``, is "synthetic", or the classes are the
+    synthetic set's ``s0000001`` ...) or ``"not Tiny ImageNet, 10 classes"``. The classes decide, not the data
+    spec: the real dataset may be given as "auto" or as any folder."""
+    from cnnviz.imagenet.tiny_classes import TINY_TO_IMAGENET
+
+    wnids = list(wnids or [])
+    if len(wnids) == len(TINY_TO_IMAGENET) and set(wnids) == set(TINY_TO_IMAGENET):
+        return TINY_IMAGENET
+    synthetic = data == "synthetic" or (wnids and all(re.fullmatch(r"s\d{7}", str(w)) for w in wnids))
+    kind = "synthetic data" if synthetic else "not Tiny ImageNet"
+    return f"{kind}, {len(wnids)} classes" if wnids else f"{kind}, no classes recorded"
+
+
 def per_class_accuracy(result: dict[str, Any]) -> np.ndarray:
     c = np.asarray(result["confusion"], dtype=np.int64)
     support = c.sum(1)
@@ -126,10 +143,15 @@ def per_class_accuracy(result: dict[str, Any]) -> np.ndarray:
 
 
 def import_zoo(source: str | Path, *, results_root: str | Path | None = None,
-               starter_root: str | Path | None = None) -> dict[str, list[str]]:
+               starter_root: str | Path | None = None, allow_synthetic: bool = False) -> dict[str, list[str]]:
     """Copy a zoo's result files and starters (a zoo folder, or the flat folder a GPU call brought back) into
     ``checkpoints/results/`` and ``checkpoints/starter/``. Every file is checked first (results parse, starters
-    load with their checksum); nothing is copied when one is bad."""
+    load with their checksum); nothing is copied when one is bad.
+
+    Those folders hold the Tiny ImageNet zoo (docs/zoo.md, Compare, the shipped starters), and a member's files
+    are named by its family alone: a smoke zoo on the synthetic set would replace the real ``lenet5.json`` and
+    ``lenet5_tinyimagenet``. So a result or starter whose classes are not Tiny ImageNet's is refused unless
+    ``allow_synthetic`` (``--allow-synthetic``); docs/zoo.md then marks its rows."""
     from cnnviz.checkpoint import checkpoint_paths, load_checkpoint
     from cnnviz.starter import drop_stale_snapshots, starter_dir
 
@@ -142,10 +164,20 @@ def import_zoo(source: str | Path, *, results_root: str | Path | None = None,
     starters = sorted(starter_src.glob("*.safetensors"))
     if not result_files and not starters:
         raise ValueError(f"{src} holds no zoo results or starters")
+    other = []
     for p in result_files:
-        read_result(p)
+        r = read_result(p)
+        if (dataset := dataset_of(r["wnids"], (r.get("config") or {}).get("data"))) != TINY_IMAGENET:
+            other.append(f"{p.name} ({dataset})")
     for w in starters:
-        load_checkpoint(w)  # raises CheckpointError for a damaged or tampered file
+        meta = load_checkpoint(w).meta  # raises CheckpointError for a damaged or tampered file
+        if (dataset := dataset_of(meta.classes, meta.trained_on)) != TINY_IMAGENET:
+            other.append(f"{w.name} ({dataset})")
+    if other and not allow_synthetic:
+        raise ValueError(f"not trained on Tiny ImageNet: {', '.join(other)}; nothing was imported: "
+                         "checkpoints/results and checkpoints/starter hold the Tiny ImageNet zoo, whose files of the "
+                         "same family these would replace (--allow-synthetic imports them anyway, marked as such "
+                         "in docs/zoo.md)")
     dest_r, dest_s = Path(results_root or results_dir()), Path(starter_root or starter_dir())
     dest_r.mkdir(parents=True, exist_ok=True)
     dest_s.mkdir(parents=True, exist_ok=True)
