@@ -22,7 +22,7 @@ The per-family choices, in short:
   rate (1.5e-3) kept it at chance for a whole epoch, where 5e-4 reached 5.8%, and three times GoogLeNet's (3e-3)
   reached 3.7% in three epochs against 10.7%; without batch norm a larger step holds them on the plateau. Whether
   NiN's rate is too low (its conv1 moved only 0.19 of its initial norm in 10 epochs) is for a GPU session to
-  measure: one NiN epoch takes about two hours here.
+  measure: one NiN epoch takes about half an hour on the 2-core dev CPU (57-65 images/s), and a sweep needs several.
 * AlexNet and ZFNet use He ("kaiming") initialisation instead of the papers' N(0, 0.01): with N(0, 0.01) the
   signal shrinks about 100x by fc8 at 64x64 (measured at init: logits' std 6e-4 against 0.04), and the
   papers' networks needed 90 epochs to recover from that. The model cards list init as an option.
