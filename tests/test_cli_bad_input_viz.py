@@ -207,3 +207,16 @@ def test_image_and_index_together_are_refused(files, capsys, cmd, extra):
     rc, err = run(["viz", cmd, *ck(files), "--image", files / "img.png", "--index", "1", "--data", files / "tin",
                    "--out", files / "x.png", *extra], capsys)
     assert rc == 2 and "not allowed with argument" in err
+
+
+def test_arch_only_options_beside_a_checkpoint_are_refused(files, capsys):
+    """--classes/--input-size/--seed shape a random --arch model; with a checkpoint they were silently ignored."""
+    out = str(files / "never.png")
+    assert main(["viz", "filters", "--checkpoint", str(files / "l5.safetensors"), "--classes", "10",
+                 "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "--classes shape a randomly initialised --arch model" in err
+    assert not (files / "never.png").exists()
+    drawn = files / "random_filters.png"
+    assert main(["viz", "filters", "--arch", "lenet5", "--classes", "10", "--seed", "3", "--out", str(drawn)]) == 0
+    assert drawn.exists()

@@ -93,10 +93,11 @@ def _model_args(q) -> None:
     src.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint or a catalog name "
                      "(starter/lenet5_tinyimagenet, imagenet/vgg16)")
     src.add_argument("--arch", metavar="ARCH", help="a randomly initialised architecture (python -m cnnviz list)")
-    q.add_argument("--classes", type=at_least(1), default=200, help="classes of a --arch model (default 200)")
-    q.add_argument("--input-size", type=at_least(1), default=64,
-                   help="input side of a --arch model (default 64)")
-    q.add_argument("--seed", type=int, default=0, help="initialisation seed of a --arch model")
+    # None when not given: a checkpoint has its own classes and input size, so giving them with --checkpoint is
+    # refused (they were silently ignored); --arch takes ARCH_DEFAULTS.
+    q.add_argument("--classes", type=at_least(1), help="classes of a --arch model (default 200)")
+    q.add_argument("--input-size", type=at_least(1), help="input side of a --arch model (default 64)")
+    q.add_argument("--seed", type=at_least(0), help="initialisation seed of a --arch model (default 0)")
 
 
 def _register_invariance(vsub) -> None:
@@ -148,6 +149,7 @@ def _invariance(args) -> int:
     _check_outputs(args)
     for p in args.image or ():
         _check_image(p)
+    _arch_only(args)
     subject = _subject(args)
     if args.image:
         xs = [prepare(_open_image(p), subject.meta)[0] for p in args.image]
@@ -179,12 +181,25 @@ def _invariance(args) -> int:
     return 0
 
 
+ARCH_DEFAULTS = {"classes": 200, "input_size": 64, "seed": 0}  # a randomly initialised --arch model: Tiny ImageNet's
+
+
+def _arch_only(args) -> None:
+    """Refuse --classes/--input-size/--seed beside --checkpoint (they shape a --arch model only)."""
+    if getattr(args, "checkpoint", None):
+        given = [f"--{k.replace('_', '-')}" for k in ARCH_DEFAULTS if getattr(args, k, None) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} shape a randomly initialised --arch model; a checkpoint has its "
+                             "own classes and input size: leave them out")
+
+
 def _subject(args):
     from cnnviz.device import pick_device
     from cnnviz.viz.session import checkpoint_subject, random_subject
 
     if args.arch:
-        subject = random_subject(args.arch, args.classes, args.input_size, args.seed)
+        arch = {k: v if (v := getattr(args, k, None)) is not None else d for k, d in ARCH_DEFAULTS.items()}
+        subject = random_subject(args.arch, arch["classes"], arch["input_size"], arch["seed"])
         subject.model.to(pick_device(args.device))
         return subject
     from cnnviz.catalog import resolve_checkpoint
@@ -300,6 +315,7 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "top9":
         check_folder(args.cache_dir, "--cache-dir")
     methods = _methods(args.methods) if cmd == "attribution" else ()
+    _arch_only(args)
     subject = _subject(args)
     model = subject.model
     if subject.note:
