@@ -118,3 +118,12 @@ def test_a_misspelt_option_gets_its_own_commands_usage(capsys):
     assert "usage: python -m cnnviz list " in err and "unrecognized arguments: --fromat json" in err
     err = _argparse_error(["runs", "list", "--fast"], capsys)
     assert "usage: python -m cnnviz runs list " in err
+
+
+def test_compare_evaluates_a_synthetic_run_on_its_own_dataset(tmp_path, capsys):
+    """compare --evaluate looked only for Tiny ImageNet, so a run trained on the synthetic set could not be
+    evaluated; it now follows the page's plan (each model on the val split of the dataset it was trained on)."""
+    run = _finished_run(tmp_path, capsys).rsplit("/", 1)[-1]
+    assert main(["compare", run, "--evaluate", "1", "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    assert f"{run}: top-1 " in err and "on 2 val images" in err  # 2 classes x 1 image each

@@ -139,17 +139,22 @@ def run_compare(args: argparse.Namespace) -> int:
         raise FileNotFoundError("nothing to compare: no runs or starter checkpoints in the checkpoints folder")
     evals = {}
     if args.evaluate:
-        from cnnviz.data import find_dataset, load_split
+        from cnnviz.data import load_split
+        from cnnviz.views.compare import evaluation_plan
 
-        root = find_dataset()
-        if root is None:
-            raise FileNotFoundError("no Tiny ImageNet dataset found: run `python -m cnnviz data prepare` first")
-        split = load_split(root, "val")
-        idx = cmp.subset_indices(split.labels, args.evaluate)
-        for e in entries:
-            if e.checkpoint is not None:
-                evals[e.id] = cmp.cached_evaluation(e.checkpoint, split.images[idx], split.labels[idx],
-                                                    split.wnids, split.class_names)
+        # The page's plan: models of one set of classes, each evaluated on the val split of the dataset it was
+        # trained on (a synthetic run on the synthetic set; the CLI looked only for Tiny ImageNet).
+        plan = evaluation_plan(entries)
+        if plan.refusal:
+            raise ValueError(plan.refusal)
+        evals.update(cmp.stored_evaluations(entries))  # zoo results: measured on the whole val split already
+        if plan.root is None and plan.entries:
+            raise FileNotFoundError(plan.missing)
+        split = load_split(plan.root, "val") if plan.entries else None
+        idx = cmp.subset_indices(split.labels, args.evaluate) if split is not None else None
+        for e in plan.entries:
+            evals[e.id] = cmp.cached_evaluation(e.checkpoint, split.images[idx], split.labels[idx],
+                                                split.wnids, split.class_names)
     df = cmp.curves_frame(entries) if args.curves else cmp.compare_table(entries).frame
     if args.format == "json":
         print(df.to_json(orient="records", indent=2))
