@@ -127,3 +127,11 @@ def test_compare_evaluates_a_synthetic_run_on_its_own_dataset(tmp_path, capsys):
     assert main(["compare", run, "--evaluate", "1", "--format", "csv"]) == 0
     err = capsys.readouterr().err
     assert f"{run}: top-1 " in err and "on 2 val images" in err  # 2 classes x 1 image each
+
+
+def test_a_resumed_zoo_names_the_options_it_ignores(capsys):
+    """A zoo resumes with its own recipe (zoo.json): --families/--epochs given beside --resume were dropped
+    silently. The note comes before the zoo is looked up, so a missing zoo shows it too."""
+    assert main(["zoo", "train", "--resume", "no-such-zoo", "--families", "nin", "--epochs", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "ignored --families, --epochs" in err and "'no-such-zoo' is not a zoo id" in err

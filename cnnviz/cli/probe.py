@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(result.rows()))
     else:
-        print(f"{subject.name}: {result.train_images:,} train / {result.val_images:,} val images, "
+        # What the user typed (a run's checkpoint is "RUN/best"; its subject's name is only "best")
+        shown = args.checkpoint or f"{args.arch} (random weights)"
+        print(f"{shown}: {result.train_images:,} train / {result.val_images:,} val images, "
               f"{result.num_classes} classes; {result.classifier}")
         print(f"{'layer':<28} {'features':>8} {'val top-1':>9} {'train top-1':>11}")
         for r in result.rows():

@@ -125,6 +125,13 @@ def _train(args: argparse.Namespace) -> int:
     from cnnviz.zoo.recipe import parse_families
 
     if args.resume:
+        parser = getattr(args, "_parser", None)  # set by cnnviz.__main__: the defaults tell what was typed
+        ignored = [f"--{k.replace('_', '-')}" for k, v in vars(args).items() if parser is not None
+                   and not k.startswith("_") and not k.endswith("command") and k not in ("resume", "detach", "func")
+                   and v != parser.get_default(k)]
+        if ignored:  # a zoo resumes with its own recipe and members (zoo.json)
+            print(f"note: a resumed zoo keeps its own recipe and members; ignored {', '.join(ignored)}",
+                  file=sys.stderr)
         zoo_dir = driver.resolve_zoo(args.resume)
     else:
         try:
