@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The zoo's report, the repository's own page wherever `zoo report` runs from (its plots sit beside it, and its
+# text points at checkpoints/results/, the repository's too unless CNNVIZ_CHECKPOINTS moves it). Not movable.
+ZOO_REPORT = REPO_ROOT / "docs" / "zoo.md"
 
 
 def checkpoints_dir() -> Path:

@@ -44,14 +44,8 @@ def register(sub) -> None:
     c.set_defaults(func=run_compare)
 
 
-def _resolve(spec: str):
-    """A path or a catalog name (starter/..., RUN/best, imagenet/...) -> (weights path, display name)."""
-    from cnnviz.catalog import resolve_checkpoint
-
-    return resolve_checkpoint(spec)
-
-
 def run(args: argparse.Namespace) -> int:
+    from cnnviz.catalog import resolve_checkpoint
     from cnnviz.checkpoint import CheckpointError, load_checkpoint
     from cnnviz.device import pick_device
     from cnnviz.images import ImageError, open_image, safe_display_name
@@ -62,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     models = []
     for spec in args.checkpoint:
-        path, name = _resolve(spec)
+        path, name = resolve_checkpoint(spec)
         try:
             models.append((name, load_checkpoint(path, device)))
         except CheckpointError as e:

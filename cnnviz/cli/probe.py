@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from cnnviz.cli._args import at_least, check_output
+from cnnviz.cli._args import at_least, check_folder, check_output
 
 DESCRIPTION = ("Fit a linear classifier on each layer's features and report its accuracy, to see how "
                "discriminative each layer is (Zeiler & Fergus Section 5, Table 6).")
@@ -45,7 +45,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnviz.cli.viz import _subject, check_folder, dataset_root
+    from cnnviz.cli.viz import _subject, dataset_root
     from cnnviz.data import load_split
     from cnnviz.viz.probes import probe
     from cnnviz.viz.session import mean_std

@@ -81,22 +81,9 @@ def _root(args: argparse.Namespace):
     return Path(args.out).expanduser().resolve() if getattr(args, "out", None) else checkpoints_dir()
 
 
-def _check_data(spec: str) -> None:
-    """Refuse a dataset that is not there before a run folder exists (a run that can only fail was left in
-    `runs list`). The worker resolves it again and records a failure if it has gone since."""
-    from pathlib import Path
-
-    from cnnviz.data import find_dataset
-
-    spec = (spec or "auto").strip()
-    if spec == "auto" and find_dataset(None) is None:
-        raise ValueError("Tiny ImageNet was not found: run `python -m cnnviz data prepare --source download` "
-                         "(or --source PATH to a zip), or train on the synthetic set (--data synthetic)")
-    if spec not in ("auto", "synthetic") and not Path(spec).expanduser().exists():
-        raise ValueError(f"--data {spec}: the dataset path does not exist")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
+    from cnnviz.cli._args import typed_options
+    from cnnviz.data import check_data
     from cnnviz.training import jobs
     from cnnviz.training.config import TrainConfig, code_version, config_from_args
     from cnnviz.training.folder import RunFolder
@@ -113,9 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from cnnviz.fsutil import atomic_write_json, read_json
 
         cfg = None  # run_training reads config.json and checks it
-        ignored = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
-                   if k not in ("epochs", "resume", "out", "force", "detach", "func", "command") and not k.startswith("_")
-                   and v not in (None, False, [])]
+        ignored = typed_options(args, keep=("epochs", "resume", "out", "force", "detach"))
         if ignored:  # a run resumes with its own config.json; only --epochs changes it
             print(f"note: a resumed run keeps its own settings; ignored {', '.join(ignored)}", file=sys.stderr)
         if args.epochs is not None:
@@ -131,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.force:
             cfg.allow_concurrent = True
         cfg.validate()
-        _check_data(cfg.data)
+        check_data(cfg.data)  # before a run folder exists: a run that can only fail stayed in `runs list`
         if args.detach:
             try:
                 print(jobs.start(cfg, root=root, force=args.force))
@@ -249,10 +234,10 @@ def cmd_runs_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cnnviz.cli.predicting import _resolve  # a path or a catalog name (starter/..., imagenet/...)
+    from cnnviz.catalog import resolve_checkpoint  # a path or a catalog name (starter/..., imagenet/...)
     from cnnviz.training.evaluate import evaluate_checkpoint
 
-    r = evaluate_checkpoint(_resolve(args.checkpoint)[0], data=args.data, device=args.device,
+    r = evaluate_checkpoint(resolve_checkpoint(args.checkpoint)[0], data=args.data, device=args.device,
                             batch_size=args.batch_size)
     if args.format == "json":
         print(json.dumps({k: r[k] for k in ("checkpoint", "top1", "top5", "n")}))

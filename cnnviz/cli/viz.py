@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cnnviz.cli._args import at_least, check_output
+from cnnviz.cli._args import at_least, check_folder, check_output
 
 COMMANDS = ("filters", "maps", "deconv", "top9", "occlusion", "attribution")
 # The options each subcommand reads; argparse refuses the others rather than accepting and ignoring them
@@ -240,15 +240,6 @@ def _check_outputs(args) -> None:
     file must not be written when the next cannot be."""
     for option in ("out", "save_array", "stats"):
         check_output(getattr(args, option, None), "--" + option.replace("_", "-"))
-
-
-def check_folder(path: str | None, option: str) -> None:
-    """``ValueError`` when a cache folder (created on first use) is a file or lies under one."""
-    if path is None or Path(path).is_dir():
-        return
-    if Path(path).exists():
-        raise ValueError(f"{option} {path!r} is a file, not a folder")
-    check_output(path, option)  # a file where one of its parent folders should be
 
 
 def _check_image(path: str) -> None:

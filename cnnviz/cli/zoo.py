@@ -19,16 +19,13 @@ import subprocess
 import sys
 import time
 
-from cnnviz.cli._args import above, at_least, check_output
-from cnnviz.paths import REPO_ROOT
+from cnnviz.cli._args import above, at_least, check_output, typed_options
+from cnnviz.paths import ZOO_REPORT
 
 # Seconds a member costs beyond its epochs: starting the worker (imports, the split onto the device, cuDNN's
 # autotuning), collecting its results and exporting its starter. A planning margin, not a measurement: the
 # driver log and the runs' metrics show what it really was.
 OVERHEAD_PER_MEMBER_S = 20.0
-# The repository's docs/zoo.md, wherever the command runs from: the report is that page (its plots sit beside it,
-# its text points at checkpoints/results/, which is the repository's too unless CNNVIZ_CHECKPOINTS moves it).
-DEFAULT_REPORT = REPO_ROOT / "docs" / "zoo.md"
 
 
 def register(sub) -> None:
@@ -78,7 +75,7 @@ def register(sub) -> None:
 
     q = zsub.add_parser("report", help="write docs/zoo.md and its plots from checkpoints/results/")
     q.add_argument("--results", default=None, help="folder of result files (default: checkpoints/results)")
-    q.add_argument("--out", default=str(DEFAULT_REPORT),
+    q.add_argument("--out", default=str(ZOO_REPORT),
                    help="the report; its plots go beside it (default: %(default)s, the repository's docs/zoo.md "
                         "wherever the command runs from)")
     q.add_argument("--bench", default=None, help="bench_zoo JSON with the card's matmul ceiling (for MFU)")
@@ -125,10 +122,7 @@ def _train(args: argparse.Namespace) -> int:
     from cnnviz.zoo.recipe import parse_families
 
     if args.resume:
-        parser = getattr(args, "_parser", None)  # set by cnnviz.__main__: the defaults tell what was typed
-        ignored = [f"--{k.replace('_', '-')}" for k, v in vars(args).items() if parser is not None
-                   and not k.startswith("_") and not k.endswith("command") and k not in ("resume", "detach", "func")
-                   and v != parser.get_default(k)]
+        ignored = typed_options(args, keep=("resume", "detach"))
         if ignored:  # a zoo resumes with its own recipe and members (zoo.json)
             print(f"note: a resumed zoo keeps its own recipe and members; ignored {', '.join(ignored)}",
                   file=sys.stderr)

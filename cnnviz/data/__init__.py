@@ -30,12 +30,12 @@ from cnnviz.data.download import OFFICIAL_MD5, OFFICIAL_URL, download
 from cnnviz.data.errors import DatasetError, Progress
 from cnnviz.data.layout import DIRNAME, find_dataset, is_dataset_root, read_source, read_wnids
 from cnnviz.data.pipeline import BatchPipeline
-from cnnviz.data.prepare import prepare, resolve_data, synthetic_root
+from cnnviz.data.prepare import check_data, prepare, resolve_data, synthetic_root
 from cnnviz.data.synthetic import make_synthetic, synthetic_classes
 
 __all__ = [
     "DIRNAME", "FORMAT_VERSION", "OFFICIAL_MD5", "OFFICIAL_URL", "BatchPipeline", "CacheStatus", "DatasetError",
-    "Progress", "Split", "build_cache", "cache_status", "download", "ensure_cache", "find_dataset",
+    "Progress", "check_data", "Split", "build_cache", "cache_status", "download", "ensure_cache", "find_dataset",
     "is_dataset_root", "load_split", "make_synthetic", "prepare", "read_source", "read_wnids", "resolve_data",
     "synthetic_classes", "synthetic_root",
 ]

@@ -116,22 +116,29 @@ def synthetic_root() -> Path:
     return Path(found)
 
 
+def check_data(spec: str | None) -> None:
+    """The cheap part of :func:`resolve_data` (no decoding, no preparing): :class:`DatasetError` when ``spec``
+    names nothing on this machine, "auto" without a Tiny ImageNet or a path that does not exist. ``train`` calls
+    it before a run folder exists (a run that can only fail stayed in `runs list`)."""
+    spec = (spec or "auto").strip()
+    if spec == "auto" and find_dataset(None) is None:
+        raise DatasetError("Tiny ImageNet was not found: run `python -m cnnviz data prepare --source "
+                           "download` (or --source PATH to a zip), or train on the synthetic set "
+                           "(--data synthetic)")
+    if spec not in ("auto", "synthetic") and not Path(spec).expanduser().exists():
+        raise DatasetError(f"the dataset path {Path(spec).expanduser()} does not exist")
+
+
 def resolve_data(spec: str | None) -> Path:
     """A Tiny-ImageNet-layout root for ``auto`` / ``synthetic`` / a folder or zip; :class:`DatasetError` with
     the fix otherwise."""
+    check_data(spec)
     spec = (spec or "auto").strip()
     if spec == "synthetic":
         return synthetic_root()
     if spec == "auto":
-        root = find_dataset(None)
-        if root is None:
-            raise DatasetError("Tiny ImageNet was not found: run `python -m cnnviz data prepare --source "
-                               "download` (or --source PATH to a zip), or train on the synthetic set "
-                               "(--data synthetic)")
-        return Path(root)
+        return Path(find_dataset(None))
     path = Path(spec).expanduser()
-    if not path.exists():
-        raise DatasetError(f"the dataset path {path} does not exist")
     root = find_dataset(path)
     if root is None and path.is_file():
         root = prepare(path)

@@ -16,13 +16,10 @@ from typing import Any
 
 from cnnviz.fsutil import atomic_write_text
 from cnnviz.palette import model_colours
-from cnnviz.paths import REPO_ROOT
+from cnnviz.paths import ZOO_REPORT
 from cnnviz.summary import human, percent
 from cnnviz.zoo.recipe import MEMBERS, member, member_order, settings_since
 from cnnviz.zoo.results import TINY_IMAGENET, dataset_of, list_results, results_dir
-
-# The repository's page (its plots beside it), not one relative to wherever the command runs.
-DEFAULT_OUT = REPO_ROOT / "docs" / "zoo.md"
 
 # Published from-scratch Tiny ImageNet top-1 (val unless stated), each with its source. Only figures whose
 # source we could read are listed; none exists that we found for LeNet-5, ZFNet, NiN or GoogLeNet.
@@ -358,10 +355,10 @@ def read_bench(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def write_report(results: str | Path | None = None, out: str | Path = DEFAULT_OUT,
+def write_report(results: str | Path | None = None, out: str | Path = ZOO_REPORT,
                  bench: str | Path | None = None, starters: str | Path | None = None) -> Path:
     """Write the report (and its plots beside it) from the result files; returns its path. ``out`` defaults to
-    the repository's ``docs/zoo.md`` (:data:`DEFAULT_OUT`), from whatever folder it runs. ``starters``: the
+    the repository's ``docs/zoo.md`` (:data:`cnnviz.paths.ZOO_REPORT`), from whatever folder it runs. ``starters``: the
     checkpoints folder whose shipped starters the report lists while no zoo has run (default: the usual one).
     A row not trained on Tiny ImageNet (imported with ``--allow-synthetic``) is marked as such."""
     bench_data = read_bench(bench) if bench else {}  # a bad file is refused before anything is written

@@ -11,7 +11,6 @@ row sums), training time, throughput, peak memory and the device. Shipped result
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from pathlib import Path
@@ -124,13 +123,16 @@ def dataset_of(wnids: list[str] | None, data: str | None = None) -> str:
     """:data:`TINY_IMAGENET` when ``wnids`` are its 200 classes, else what the data was, for a reader:
     ``"synthetic data, 4 classes"`` (``data``, the run's ``--data``, is "synthetic", or the classes are the
     synthetic set's ``s0000001`` ...) or ``"not Tiny ImageNet, 10 classes"``. The classes decide, not the data
-    spec: the real dataset may be given as "auto" or as any folder."""
+    spec: the real dataset may be given as "auto" or as any folder. Stricter than :func:`cnnviz.catalog.dataset_of`
+    (which calls any 200 ImageNet wnids Tiny ImageNet) for Tiny ImageNet; the synthetic set is its call."""
+    from cnnviz.catalog import SYNTHETIC_NAME
+    from cnnviz.catalog import dataset_of as catalog_dataset
     from cnnviz.imagenet.tiny_classes import TINY_TO_IMAGENET
 
     wnids = list(wnids or [])
     if len(wnids) == len(TINY_TO_IMAGENET) and set(wnids) == set(TINY_TO_IMAGENET):
         return TINY_IMAGENET
-    synthetic = data == "synthetic" or (wnids and all(re.fullmatch(r"s\d{7}", str(w)) for w in wnids))
+    synthetic = catalog_dataset({"classes": [str(w) for w in wnids]}, {"data": data or ""}).name == SYNTHETIC_NAME
     kind = "synthetic data" if synthetic else "not Tiny ImageNet"
     return f"{kind}, {len(wnids)} classes" if wnids else f"{kind}, no classes recorded"
 
