@@ -161,6 +161,32 @@ def test_attribution_unknown_method_names_the_option(files, capsys):
     assert rc == 2 and "--methods: unknown method 'nope'" in err
 
 
+# 6b. attribution's --layer is Grad-CAM's layer, as the page's "Grad-CAM layer" picks it
+def test_attribution_layer_picks_grad_cams_layer(files, capsys):
+    out = files / "cam.png"
+    rc = main([str(a) for a in ["viz", "attribution", *ck(files), "--image", files / "img.png", "--out", out,
+                                "--methods", "grad_cam", "--layer", "features.c1", "--save-array", files / "cam.npy"]])
+    printed = capsys.readouterr().out
+    assert rc == 0 and out.exists() and "Grad-CAM at features.c1" in printed
+    assert np.load(files / "cam.npy").shape == (1, 64, 64)
+
+
+@pytest.mark.parametrize("layer,message", [
+    ("nope", "no layer named 'nope' in this model; conv layers are: features.c1"),
+    ("f6", "Grad-CAM needs a layer whose output is a map (channels x height x width); f6's is 84"),
+])
+def test_attribution_bad_layer_is_named(files, capsys, layer, message):
+    rc, err = run(["viz", "attribution", *ck(files), "--image", files / "img.png", "--out", files / "a.png",
+                   "--methods", "saliency,grad_cam", "--layer", layer], capsys)
+    assert rc == 2 and message in err and not (files / "a.png").exists()
+
+
+def test_attribution_layer_without_grad_cam_is_refused(files, capsys, no_work):
+    rc, err = run(["viz", "attribution", *ck(files), "--image", files / "img.png", "--out", files / "a.png",
+                   "--methods", "saliency", "--layer", "features.c1"], capsys)
+    assert rc == 2 and "--layer names Grad-CAM's layer: add grad_cam or guided_grad_cam to --methods" in err
+
+
 # 7. counts name their option
 @pytest.mark.parametrize("argv,option", [
     (["probe", "--arch", "lenet5", "--train-per-class", "0"], "--train-per-class"),
@@ -188,7 +214,7 @@ def test_help_describes_the_command_in_plain_words(capsys, argv, words):
 # 9. options a subcommand does not use are refused, not ignored
 @pytest.mark.parametrize("cmd,extra", [
     ("maps", ["--channel", "1"]), ("top9", ["--image", "img.png"]), ("top9", ["--index", "1"]),
-    ("attribution", ["--layer", "features.c1"]), ("attribution", ["--channel", "1"]),
+    ("attribution", ["--channel", "1"]),
 ])
 def test_options_a_subcommand_ignores_are_refused(files, capsys, cmd, extra):
     rc, err = run(["viz", cmd, *ck(files), "--out", files / "x.png", *extra], capsys)

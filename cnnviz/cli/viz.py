@@ -2,7 +2,8 @@
 [--image PATH] [--layer NAME] [--channel K] [--data PATH] --out FILE.png [--save-array FILE.npy]``, and
 ``python -m cnnviz viz invariance ... --transform translate|scale|rotate --out FIG.png [--save-array FILE.npz]``.
 
-Layer names are the dotted module paths of ``python -m cnnviz table``. ``--save-array`` writes the numbers
+Layer names are the dotted module paths of ``python -m cnnviz table``; attribution's ``--layer`` is Grad-CAM's
+(the page's "Grad-CAM layer"). ``--save-array`` writes the numbers
 behind the figure (``.npy``, no pickle): filters: the weights ``out x in x kh x kw``; maps: ``C x h x w``;
 deconv: the projection in input space ``C x H x W`` (the network's input size); top9: ``C x 9 x 4``
 (value, image index, y, x); occlusion: the probability map ``n_y x n_x``; attribution: ``methods x H x W``;
@@ -21,8 +22,9 @@ from cnnviz.cli._args import at_least, check_folder, check_output
 COMMANDS = ("filters", "maps", "deconv", "top9", "occlusion", "attribution")
 # The options each subcommand reads; argparse refuses the others rather than accepting and ignoring them
 # (but see filters' hidden input options in register()).
-# Attribution has no --layer/--channel (Grad-CAM picks its own layer); top9 scans the val set, so no --image.
-WITH_LAYER = ("filters", "maps", "deconv", "top9", "occlusion")
+# Attribution's --layer is Grad-CAM's layer (as the page's "Grad-CAM layer"), and it has no --channel; top9 scans
+# the val set, so no --image.
+WITH_LAYER = ("filters", "maps", "deconv", "top9", "occlusion", "attribution")
 WITH_CHANNEL = ("filters", "deconv", "top9", "occlusion")
 WITH_IMAGE = ("maps", "deconv", "occlusion", "attribution")
 DESCRIPTION = ("Draw a network the Zeiler & Fergus way, as PNG files: filters, feature maps, deconvnet "
@@ -43,7 +45,8 @@ def register(sub) -> None:
         q = vsub.add_parser(name, help=helps[name], description=helps[name])
         _model_args(q)
         if name in WITH_LAYER:
-            q.add_argument("--layer", metavar="NAME", help="layer name (the table's name column)")
+            q.add_argument("--layer", metavar="NAME", help="Grad-CAM's layer (default: the last conv stage with maps "
+                           "of at least 4x4)" if name == "attribution" else "layer name (the table's name column)")
         if name in WITH_CHANNEL:
             q.add_argument("--channel", type=int, metavar="K", help="feature map (default: the strongest)")
         if name in WITH_IMAGE:
@@ -306,6 +309,9 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "top9":
         check_folder(args.cache_dir, "--cache-dir")
     methods = _methods(args.methods) if cmd == "attribution" else ()
+    if cmd == "attribution" and args.layer and not {"grad_cam", "guided_grad_cam"} & set(methods):
+        raise ValueError("--layer names Grad-CAM's layer: add grad_cam or guided_grad_cam to --methods, or leave "
+                       "--layer out")
     _arch_only(args)
     subject = _subject(args)
     model = subject.model
@@ -327,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "top9":
         return _top9(args, subject)
     x, seen = _image(args, subject)
-    layer = None if cmd == "attribution" else args.layer or _default_layer(subject)  # attribution: no --layer
+    layer = args.layer if cmd == "attribution" else args.layer or _default_layer(subject)
     if cmd == "maps":
         fm = viz.feature_maps(model, x, layer)
         _save(args, vv.maps_figure(fm), fm.maps)
@@ -348,8 +354,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"p({subject.class_name(r.target)}) = {r.base_prob:.3f} unoccluded, min {r.prob.min():.3f}")
         _save(args, vv.occlusion_figure(seen, r, subject), r.prob)
     elif cmd == "attribution":
-        a = viz.attribute(model, x, args.target, methods)
-        print(f"explaining {subject.class_name(a.target)}")
+        a = viz.attribute(model, x, args.target, methods, cam_layer=layer)
+        cam = f"; Grad-CAM at {a.cam_layer}" if {"grad_cam", "guided_grad_cam"} & set(methods) else ""
+        print(f"explaining {subject.class_name(a.target)}{cam}")
         _save(args, vv.attribution_figure(seen, a, subject), np.stack([a.maps[m] for m in methods]))
     return 0
 

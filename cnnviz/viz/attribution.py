@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from cnnviz.viz.hooks import private_view
+from cnnviz.viz.hooks import get_module, private_view
 from cnnviz.viz.layers import output_shapes
 
 METHODS = ("saliency", "deconvnet", "guided_backprop", "integrated_gradients", "grad_cam", "guided_grad_cam")
@@ -159,6 +159,12 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | None = None, meth
     if not 0 <= target < logits.shape[1]:
         raise ValueError(f"class {target} does not exist: the model has {logits.shape[1]} classes")
     if any(m in methods for m in ("grad_cam", "guided_grad_cam")):
+        if cam_layer:  # a name typed by the user (the CLI's --layer): checked before any work
+            get_module(view, cam_layer)
+            shape = output_shapes(view, tuple(x.shape[1:])).get(cam_layer)
+            if shape is None or len(shape) != 3:
+                raise ValueError(f"Grad-CAM needs a layer whose output is a map (channels x height x width); "
+                                 f"{cam_layer}'s is {'x'.join(map(str, shape)) if shape else 'not used at evaluation'}")
         cam_layer = cam_layer or default_cam_layer(view, tuple(x.shape[1:]))
     raw: dict[str, torch.Tensor] = {}
     maps: dict[str, np.ndarray] = {}
@@ -178,12 +184,12 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | None = None, meth
                 a = IntegratedGradients(view).attribute(xi, baselines=torch.zeros_like(xi), target=target,
                                                         n_steps=ig_steps, internal_batch_size=ig_steps)
             elif m == "grad_cam":
-                layer = dict(view.named_modules())[cam_layer]
+                layer = get_module(view, cam_layer)
                 cam = LayerGradCam(view, layer).attribute(xi, target=target, relu_attributions=True)
                 cam_size = tuple(int(v) for v in cam.shape[2:])
                 a = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
             else:  # guided_grad_cam
-                layer = dict(view.named_modules())[cam_layer]
+                layer = get_module(view, cam_layer)
                 a = GuidedGradCam(view, layer).attribute(xi, target=target)
             raw[m] = a.detach()
             maps[m] = a.detach()[0, 0].float().cpu().numpy() if m == "grad_cam" else _reduce(a)
