@@ -47,6 +47,9 @@ def register(sub) -> None:
                         "(default 20 per member, divided by the concurrency)")
     q.add_argument("--concurrency", type=at_least(1), default=1, help="members training at once on the device")
     q.add_argument("--batch-size", type=at_least(1))
+    q.add_argument("--lr", metavar="FAMILY=LR[,...]",
+                   help="a member's learning rate for 256 images instead of its own (a sweep: one zoo per rate); "
+                        "its result and docs/zoo.md say so")
     q.add_argument("--data", default=None, help="auto (Tiny ImageNet), synthetic, or a folder / zip")
     q.add_argument("--device", default=None, choices=("auto", "cuda", "cpu", "mps"))
     q.add_argument("--compile", action="store_true", default=None, help="torch.compile every member")
@@ -119,7 +122,7 @@ def _recipe(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     from cnnviz.zoo import driver
-    from cnnviz.zoo.recipe import parse_families
+    from cnnviz.zoo.recipe import parse_families, parse_lr_override
 
     if args.resume:
         ignored = typed_options(args, keep=("resume", "detach"))
@@ -133,6 +136,10 @@ def _train(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise ValueError(f"--families {args.families!r}: {e}") from None
         recipe = _recipe(args)
+        try:
+            recipe.lr_override = parse_lr_override(args.lr, members)
+        except ValueError as e:
+            raise ValueError(f"--lr {args.lr!r}: {e}") from None
         if args.concurrency > driver.MAX_CONCURRENCY:  # create_zoo refuses it too, but after the calibration
             raise ValueError(f"--concurrency {args.concurrency}: at most {driver.MAX_CONCURRENCY} members train at "
                              "once")

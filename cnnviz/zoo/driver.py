@@ -316,7 +316,9 @@ def _collect(zoo_dir: Path, manifest: dict, fam: str, run_dir: Path, echo) -> st
             _update(zoo_dir, states={fam: f"export failed: {e}"})
             _log(zoo_dir, f"{fam}: exporting its starter failed: {type(e).__name__}: {e}", echo)
     try:
-        collect_result(run_dir, fam, zoo_dir / "results", zoo_id=manifest["id"], starter=starter)
+        override = (manifest["recipe"].get("lr_override") or {}).get(fam)  # a sweep's rate, said in the result
+        collect_result(run_dir, fam, zoo_dir / "results", zoo_id=manifest["id"], starter=starter,
+                       lr_override=override)
         _log(zoo_dir, f"{fam}: results written", echo)
         return state
     except Exception as e:  # noqa: BLE001 - one member's failure must not stop the others

@@ -21,8 +21,10 @@ The per-family choices, in short:
   and GoogLeNet (docs/benchmarks.md, "ZFNet's and GoogLeNet's AdamW rates"): on the real data three times ZFNet's
   rate (1.5e-3) kept it at chance for a whole epoch, where 5e-4 reached 5.8%, and three times GoogLeNet's (3e-3)
   reached 3.7% in three epochs against 10.7%; without batch norm a larger step holds them on the plateau. Whether
-  NiN's rate is too low (its conv1 moved only 0.19 of its initial norm in 10 epochs) is for a GPU session to
-  measure: one NiN epoch takes about half an hour on the 2-core dev CPU (57-65 images/s), and a sweep needs several.
+  NiN's rate is too low (its conv1 moved only 0.19 of its initial norm in 10 epochs) is still open: one NiN epoch
+  takes about 26 minutes on the 2-core dev CPU, and a sweep needs several epochs per rate. A sweep is one zoo per
+  rate, ``zoo train --families nin --lr nin=0.003`` (:attr:`Recipe.lr_override`); the result file and docs/zoo.md
+  say when a member trained at a rate other than its own.
 * AlexNet and ZFNet use He ("kaiming") initialisation instead of the papers' N(0, 0.01): with N(0, 0.01) the
   signal shrinks about 100x by fc8 at 64x64 (measured at init: logits' std 6e-4 against 0.04), and the
   papers' networks needed 90 epochs to recover from that. The model cards list init as an option.
@@ -183,6 +185,9 @@ class Recipe:
     # Not a training setting: every member also keeps each epoch's weights (epochs/epoch_NNN), for Visualize's
     # "across training" view and for a starter that ships some of them (cnnviz.starter).
     keep_snapshots: bool = False
+    # A member's learning rate (for 256 images) instead of its own, by family: a sweep's setting
+    # (``--lr nin=0.003``). Its result file records it (``lr_override``) and docs/zoo.md says so on its row.
+    lr_override: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -193,11 +198,44 @@ class Recipe:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def parse_lr_override(text: str | None, members: list[Member]) -> dict[str, float]:
+    """``"nin=0.003,zfnet=1e-3"`` -> ``{"nin": 0.003, "zfnet": 0.001}`` (for 256 images), for families among
+    ``members``; ``ValueError`` naming what is wrong (the CLI prefixes ``--lr``)."""
+    if text is None:
+        return {}
+    out: dict[str, float] = {}
+    chosen = [m.family for m in members]
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        family, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or not family or not value:
+            raise ValueError(f"{item!r} is not FAMILY=LR (for example nin=0.003)")
+        family = member(family.lower()).family  # an unknown family names the zoo's
+        if family not in chosen:
+            raise ValueError(f"{family} is not among the families being trained ({', '.join(chosen)})")
+        try:
+            lr = float(value)
+        except ValueError:
+            raise ValueError(f"{family}'s rate {value!r} is not a number") from None
+        if not (lr > 0 and lr < float("inf")):
+            raise ValueError(f"{family}'s rate must be more than 0, not {value}")
+        out[family] = lr
+    if not out:
+        raise ValueError("no FAMILY=LR given (for example nin=0.003)")
+    return out
+
+
+def member_lr(m: Member, recipe: Recipe) -> float:
+    """The learning rate ``m`` trains at under ``recipe``, for 256 images: its own, or the recipe's override."""
+    return float((recipe.lr_override or {}).get(m.family, m.lr))
+
+
 def config_for(m: Member, recipe: Recipe, zoo_id: str) -> TrainConfig:
     """The run configuration of one member under ``recipe`` (validated)."""
     cfg = TrainConfig(
         arch=m.arch, variant=dict(m.variant), data=recipe.data, epochs=int(recipe.epochs),
-        batch_size=int(recipe.batch_size), lr=m.lr * recipe.batch_size / 256, optimizer=m.optimizer,
+        batch_size=int(recipe.batch_size), lr=member_lr(m, recipe) * recipe.batch_size / 256, optimizer=m.optimizer,
         weight_decay=m.weight_decay, schedule=recipe.schedule,
         warmup_epochs=default_warmup(recipe.epochs, recipe.warmup_fraction), label_smoothing=recipe.label_smoothing,
         augment=recipe.augment, device=recipe.device, seed=recipe.seed, amp=recipe.amp,

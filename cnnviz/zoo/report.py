@@ -9,6 +9,7 @@ counted, as usual for MFU. Without a measured ceiling the MFU column says so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -98,6 +99,7 @@ def rows(results: list[dict[str, Any]], ceiling_flops: float | None = None,
             "macs": macs,
             "epochs": r.get("epochs"), "train_s": r.get("train_time_s"), "wall_s": r.get("wall_time_s"),
             "images_per_s": ips, "flops_per_s": flops_per_s, "mfu": mfu, "mfu_missing": mfu_missing, "device": r.get("device_name"), "config": r.get("config") or {},
+            "lr_override": r.get("lr_override"),
             "dataset": dataset_of(r.get("wnids"), (r.get("config") or {}).get("data")), "val_n": r.get("val_n"),
         })
     return out
@@ -198,7 +200,11 @@ def recipe_lines(table: list[dict[str, Any]]) -> list[str]:
     for row in table:
         c, m = row["config"], member(row["family"])
         variant = ", ".join(f"{k}={v}" for k, v in (c.get("variant") or {}).items()) or "-"
-        why = m.why
+        why, override = m.why, row.get("lr_override")
+        if isinstance(override, (int, float)):  # a sweep's rate (zoo train --lr): not the member's own
+            why += (f" **Trained at an lr other than the member's:** {override:g} for 256 images (`zoo train --lr "
+                    f"{row['family']}={override:g}`), where the member's own is {m.lr:g}.")
+            m = dataclasses.replace(m, lr=float(override))  # what else changed, against the rate it was given
         if changed := settings_since(m, c):  # the member has changed since this result was trained
             why += f" **This result predates that:** it trained with {changed[0]}; the zoo now trains {changed[1]}."
         lr, wd = (format(c[k], "g") if isinstance(c.get(k), (int, float)) else "-" for k in ("lr", "weight_decay"))

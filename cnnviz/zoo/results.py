@@ -33,9 +33,11 @@ def results_dir(root: str | Path | None = None) -> Path:
 
 
 def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo_id: str | None = None,
-                   batch_size: int = 500, starter: dict[str, Any] | None = None) -> Path:
+                   batch_size: int = 500, starter: dict[str, Any] | None = None,
+                   lr_override: float | None = None) -> Path:
     """Evaluate the run's ``best`` checkpoint on the whole val split (confusion matrix) and write
-    ``out_dir/<family>.json``; returns its path."""
+    ``out_dir/<family>.json``; returns its path. ``lr_override``: the zoo's ``--lr`` for this family (for 256
+    images), when it trained at a rate other than its member's own; the report says so on its row."""
     from cnnviz.checkpoint import load_checkpoint
     from cnnviz.data import load_split, resolve_data
     from cnnviz.device import pick_device
@@ -70,6 +72,7 @@ def collect_result(run_dir: str | Path, family: str, out_dir: str | Path, *, zoo
         "wnids": list(val.wnids), "class_names": list(val.class_names),
         "confusion": ev.confusion.astype(int).tolist(), "top5_correct": int(ev.top5_correct),
         "starter": starter,  # the exported file's own evaluation and size, when one was exported
+        "lr_override": lr_override,
         "collected": time.time(),
     }
     out = Path(out_dir) / f"{family}.json"
