@@ -18,11 +18,12 @@ st.set_page_config(page_title="cnnviz: the classic CNNs", page_icon=str(Path(__f
 
 from app_pages._shared import render_sidebar  # noqa: E402
 
-# The default page is served at "/"; every other page at its file's name. Its own name is taken by a hidden page
-# that sends /architectures (a guessed or an old link, like /training for Training) to "/", where Streamlit would
-# otherwise pop up "Page not found" over it.
+# The default page is served at "/" (Streamlit gives a default page the empty path whatever url_path says);
+# every other page at its file's name. Hidden pages send /architectures (its own name: a guessed or an old link,
+# like /training for Training) and /home (the usual guess for a first page) to "/", where Streamlit would
+# otherwise pop up "Page not found".
 home = st.Page("app_pages/architectures.py", title="Architectures", icon=":material/account_tree:", default=True,
-               url_path="home",
+               url_path="start",
                help="Every network's per-layer table, its charts and block diagram; the families side by side.")
 pages = [
     home,
@@ -35,7 +36,8 @@ pages = [
             help="Upload images and see each trained network's top-5 guesses side by side."),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:",
             help="Trained models side by side: the zoo's table, curves, accuracy against cost, confusions."),
-    st.Page(lambda: st.switch_page(home), title="Architectures", url_path="architectures", visibility="hidden"),
+    *(st.Page(lambda: st.switch_page(home), title="Architectures", url_path=path, visibility="hidden")
+      for path in ("architectures", "home")),
 ]
 navigation = st.navigation(pages)
 render_sidebar()

@@ -33,10 +33,12 @@ def test_fresh_start_every_page_is_clean(app_server, page, tmp_path):
         assert errors.count() == 0, f"{name}: {errors.first.inner_text()}"
         assert "Error" not in page.get_by_test_id("stMain").inner_text().split(), name
         shot(page, tmp_path, f"fresh_{name.lower()}")
-    # Typed or bookmarked like the others (/training, /compare), the first page's own name lands on it too.
-    page.goto(server.url + "/architectures")
-    page.get_by_role("heading", name="Architectures").first.wait_for()
-    wait_idle(page)
-    assert page.get_by_text("Page not found").count() == 0
-    assert_no_errors(page)
+    # Typed or bookmarked like the others (/training, /compare), the first page's own name lands on it too, and
+    # so does /home, the usual guess for a first page.
+    for path in ("/architectures", "/home"):
+        page.goto(server.url + path)
+        page.get_by_role("heading", name="Architectures").first.wait_for()
+        wait_idle(page)
+        assert page.get_by_text("Page not found").count() == 0, path
+        assert_no_errors(page)
     assert not page.js_errors, page.js_errors
