@@ -25,6 +25,11 @@ def test_start_a_synthetic_run_and_watch_it_finish(app_server, page, tmp_path, t
     field = page.get_by_role("spinbutton", name="Epochs", exact=True)
     expect(field).to_have_value("5")  # the synthetic demo's default (issue 11); 2 are enough here
     field.fill("2")
+    field.press("Enter")  # a typed value confirmed with Enter: no run yet, only Start starts one
+    wait_idle(page)
+    page.wait_for_timeout(1000)
+    expect(page.get_by_text("No runs yet")).to_be_visible()
+    assert not [p for p in (base / "checkpoints").glob("lenet5-*")]
     field.press("Tab")
     page.get_by_role("button", name="Start").click()
     wait_idle(page)
