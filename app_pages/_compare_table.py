@@ -13,6 +13,7 @@ COLUMNS = {
     # Numbers are written by cf.TABLE_FORMATS (1.05G, 25.10%), through the Styler below, not by a column format.
     "best_val_top1": st.column_config.NumberColumn("best val top-1"),
     "best_val_top5": st.column_config.NumberColumn("best val top-5"),
+    "shipped_top1": st.column_config.NumberColumn("shipped file top-1", help=cf.SHIPPED_HELP),
     "params": st.column_config.NumberColumn(help=cf.COUNT_HELP),
     "training-only params": st.column_config.NumberColumn(help=cf.COUNT_HELP),
     "macs": st.column_config.NumberColumn("MACs", help=cf.MACS_HELP),

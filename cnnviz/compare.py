@@ -71,6 +71,10 @@ class CompareEntry:
     # A zoo result's confusion matrix over the whole val split, measured when it was trained: its per-class
     # view needs no evaluation (and no weights).
     evaluation: EvalResult | None = None
+    # Val top-1 of the starter file Visualize and Predict load (compressed: int8, SVD), measured from that file on
+    # the whole val split: a zoo member's best val top-1 is its uncompressed weights', so the same network shows
+    # 42.03% here and 40.5% there; the table puts both side by side. None: no shipped file here.
+    shipped_top1: float | None = None
 
     @property
     def input_size(self) -> int | None:
@@ -132,6 +136,7 @@ def list_entries(root: str | Path | None = None) -> list[CompareEntry]:
             config=dict(info.meta.train_config), metrics=[metrics] if metrics else [],
             history=[h for h in info.meta.extra.get("history") or [] if isinstance(h, dict)],
             checkpoint=info.path, meta=info.meta,
+            shipped_top1=metrics.get("val_top1") if info.kind == "starter" else None,
             problems=[f"best val top-1/top-5 are {info.meta.extra['metrics_note']}"] if info.kind == "imagenet"
             else []))
     zoo = _zoo_entries(root)
@@ -162,7 +167,8 @@ def _zoo_entries(root: Path) -> list[CompareEntry]:
         out.append(CompareEntry(id=f"zoo/{r['family']}", kind="zoo", arch=r["arch"], model_args=args,
                                 config=dict(r.get("config") or {}), metrics=history, history=history,
                                 status={"device": r.get("device"), "device_name": r.get("device_name")},
-                                checkpoint=weights if weights.is_file() else None, meta=meta, evaluation=ev))
+                                checkpoint=weights if weights.is_file() else None, meta=meta, evaluation=ev,
+                                shipped_top1=starter.get("top1") if weights.is_file() else None))
     return out
 
 
@@ -273,6 +279,7 @@ def entry_row(entry: CompareEntry) -> dict[str, Any]:
         "best_val_top1": max(top1) if top1 else None, "best_val_top5": max(top5) if top5 else None,
         **({"best_val_top1": entry.evaluation.top1, "best_val_top5": entry.evaluation.top5}  # docs/zoo.md's
            if entry.evaluation is not None else {}),
+        "shipped_top1": entry.shipped_top1,
         "device": entry.status.get("device_name") or entry.status.get("device"),  # what the time was on
         "train_time_s": training_seconds(trained),  # the same numbers as docs/zoo.md's (steps only)
         "images_per_s": training_rate(trained),
@@ -301,6 +308,8 @@ def compare_table(entries: Sequence[CompareEntry]) -> CompareTable:
     frame = pd.DataFrame(rows)
     if "training-only params" in frame and not frame["training-only params"].fillna(0).any():
         frame = frame.drop(columns="training-only params")  # only GoogLeNet-style models with their heads
+    if "shipped_top1" in frame and frame["shipped_top1"].isna().all():
+        frame = frame.drop(columns="shipped_top1")  # only starters and the zoo members that shipped one
     return CompareTable(frame=frame, differing=differing)
 
 

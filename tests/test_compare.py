@@ -98,6 +98,30 @@ def test_compare_and_docs_zoo_give_the_shipped_zoo_the_same_time_and_rate():
     assert {a: d for a, d in zip(starters["arch"], starters["device"], strict=True)} == devices
 
 
+def test_a_zoo_member_shows_its_shipped_files_accuracy_beside_its_own():
+    """The same network read 42.03% on Compare (the zoo's uncompressed weights) and 40.5% on Visualize and Predict
+    (the compressed starter file they load), with nothing saying why: the table gives both, and the shipped
+    file's number is the one its starter row and the other pages show."""
+    shipped = REPO / "checkpoints"
+    results = sorted((shipped / "results").glob("*.json"))
+    if not results:
+        pytest.skip("no zoo result files in checkpoints/results")
+    entries = list_entries(shipped)
+    df = compare_table([e for e in entries if e.kind in ("zoo", "starter")]).frame.set_index("model")
+    for path in results:
+        r = json.loads(path.read_text())
+        if not (shipped / "starter" / str((r.get("starter") or {}).get("checkpoint"))).is_file():
+            continue
+        row, starter = df.loc[f"zoo/{r['family']}"], df.loc[f"starter/{r['starter']['name']}"]
+        assert row["best_val_top1"] == pytest.approx(r["val_top1"]), r["family"]
+        assert row["shipped_top1"] == pytest.approx(r["starter"]["top1"]) == starter["shipped_top1"], r["family"]
+        assert starter["best_val_top1"] == pytest.approx(starter["shipped_top1"]), r["family"]
+
+
+def test_runs_alone_have_no_shipped_file_column(runs):
+    assert "shipped_top1" not in compare_table([e for e in list_entries() if e.kind == "run"]).frame
+
+
 def test_entries_are_runs_then_starters(runs):
     entries = list_entries()
     assert sorted(e.id for e in entries if e.kind == "run") == ["run-a", "run-b"]

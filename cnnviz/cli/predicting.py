@@ -98,7 +98,8 @@ def _readable(df) -> str:
         return "-" if v is None or v != v else fmt(v)
 
     shown = [("model", "model", str), ("dataset", "dataset", str), ("epochs", "epochs", lambda v: f"{int(v)}"),
-             ("best_val_top1", "top-1", percent), ("best_val_top5", "top-5", percent), ("params", "params", human),
+             ("best_val_top1", "top-1", percent), ("best_val_top5", "top-5", percent),
+             ("shipped_top1", "shipped file top-1", percent), ("params", "params", human),
              ("macs", "MACs", human), ("train_time_s", "train time", duration_text),
              ("images_per_s", "img/s", lambda v: f"{v:,.0f}"), ("device", "device", str)]
     cols = [(key, title, fmt) for key, title, fmt in shown if key in df.columns]
