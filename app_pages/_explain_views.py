@@ -18,7 +18,8 @@ from cnnviz.viz.occlusion import slider_ranges
 from cnnviz.viz.scan_cost import progress_text, scan_note
 
 SANITY_CAPTION = ("original model (top) and the same methods with every weight re-initialised (bottom); Spearman "
-                  "rank correlation of |maps|:")
+                  "rank correlation of |maps| (Adebayo et al.'s measure), and the same with each map's share in the "
+                  "distance to the image border taken out (a partial correlation), which the reading goes by:")
 
 
 def top9_view(ctx: Context) -> None:

@@ -104,6 +104,23 @@ def test_spearman():
     assert np.isnan(spearman(a, np.ones(10)))
 
 
+def test_the_border_fade_alone_does_not_make_two_maps_similar():
+    """Two unrelated maps that both fade towards the image border (as every CNN's do at 64x64: fewer units see
+    an edge pixel) correlate strongly by plain Spearman; with the border taken out they do not. Maps that share
+    their own pattern still correlate with it taken out."""
+    from cnnviz.viz.attribution import border_distance, spearman_without_border
+
+    rng = np.random.default_rng(0)
+    fade = (np.minimum(border_distance(64, 64), 16) + 1) ** 2  # a rim 16 pixels wide
+    a, b = fade * rng.random((64, 64)), fade * rng.random((64, 64))
+    assert spearman(a, b) > 0.5 and abs(spearman_without_border(a, b)) < 0.1
+    pattern = rng.random((64, 64))
+    a, b = fade * (pattern + 0.3 * rng.random((64, 64))), fade * (pattern + 0.3 * rng.random((64, 64)))
+    assert spearman_without_border(a, b) > 0.8
+    assert np.isnan(spearman_without_border(a, np.ones_like(a)))
+    assert border_distance(4, 5).tolist() == [[0, 0, 0, 0, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]]
+
+
 def test_sanity_check_guided_backprop_barely_changes_gradient_does():
     # Adebayo et al.: after re-initialising every weight, guided backprop still looks like the image (high rank
     # correlation with the original map), the plain gradient does not. Shown on VGG-11 (the effect needs depth).
@@ -219,6 +236,9 @@ def test_sanity_check_scores_are_never_empty():
     scores = dict(zip(table.method, table["rank correlation, original vs randomised"], strict=True))
     assert scores["Grad-CAM"].startswith("n/a: this layer's map is 1x1"), scores
     assert float(scores["Saliency (gradient)"]) == pytest.approx(sc.scores.spearman_abs[0], abs=0.005)
+    inner = dict(zip(table.method, table["without the border's fade"], strict=True))
+    assert inner["Grad-CAM"].startswith("n/a: this layer's map is 1x1")
+    assert float(inner["Saliency (gradient)"]) == pytest.approx(sc.scores.spearman_abs_no_border[0], abs=0.005)
     # original (top row) and randomised (bottom row) side by side in one figure
     fig = sanity_figure(seen, sc, subject)
     from cnnviz.views.visualize import attribution_figure

@@ -128,7 +128,8 @@ SANITY_BUTTON = "Sanity check: randomise the weights"
 SANITY_INTRO = ("Sanity check (Adebayo et al. 2018): a map that explains the model should change when its weights "
                 "are randomised. In their experiments gradients and Grad-CAM did; guided backprop and guided "
                 f"Grad-CAM barely changed - they mostly reconstruct the image. \"{SANITY_BUTTON}\" measures it for "
-                "this model and image.")
+                "this model and image, also with the border taken out: at 64x64 every map fades towards the "
+                "image's edges whatever the weights, and that alone makes two unrelated maps correlate.")
 
 
 def attribution_caption(subject: Subject, attrs) -> str:
@@ -146,8 +147,13 @@ def sanity_figure(seen: np.ndarray, check, subject: Subject | None = None, cell:
     model's (bottom row), each randomised map titled with its rank correlation to the original."""
     name = subject.class_name(check.original.target) if subject is not None else f"class {check.original.target}"
     last = check.scores[check.scores.step == check.scores.step.max()]
-    scores = {r.method: ("n/a" if r.note or not np.isfinite(r.spearman_abs) else f"{r.spearman_abs:.2f}")
-              for r in last.itertuples()}
+    def score(r) -> str:
+        if r.note or not np.isfinite(r.spearman_abs):
+            return "n/a"
+        inner = r.spearman_abs_no_border
+        return f"{r.spearman_abs:.2f}" + (f"; {inner:.2f} without the border" if np.isfinite(inner) else "")
+
+    scores = {r.method: score(r) for r in last.itertuples()}
     image = _titled(seen, "image (the model's input)", cell)
     top = render.side_by_side([image] + _attribution_panels(check.original, name, cell, "original: "))
     blank = np.full((8, cell, 3), 255, np.uint8)
