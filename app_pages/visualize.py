@@ -53,20 +53,28 @@ if carried is not None:
     right.caption(f"Image: **{md_escape(safe_display_name(carried[0]))}** (your last upload, here or on Predict)")
     right.button("Use a validation or demo image instead", on_click=_images.show_validation_images)
 split = val_split_cached()
-idx = None
-try:
-    if upload is not None or carried is not None:
-        image, label = open_image(upload.getvalue() if upload is not None else carried[1]), None
-    elif split is not None:
+idx, prepared = None, None
+if upload is not None or carried is not None:
+    try:
+        prepared, label = session.prepare(open_image(upload.getvalue() if upload is not None else carried[1]),
+                                          subject.meta), None
+    except (ImageError, ValueError) as e:
+        # The page stays usable on its validation (or demo) image below; the file is named, nothing else is lost.
+        show_error(f"This image cannot be used: {e}. The figures below use a "
+                   f"{'validation' if split is not None else 'demo'} image until you remove it or upload another.", e)
+if prepared is None:
+    if split is not None:
         idx = int(right.number_input("Validation image", 0, len(split.images) - 1, key=_images.VIZ_VAL_INDEX))
         truth = int(split.labels[idx])
         image, label = split.images[idx], session.class_index(subject.meta, split.wnids[truth], truth)
     else:
         image, label = session.demo_image(), None
-    x, seen = session.prepare(image, subject.meta)
-except (ImageError, ValueError) as e:
-    show_error(f"This image cannot be used: {e}", e)
-    st.stop()
+    try:
+        prepared = session.prepare(image, subject.meta)
+    except (ImageError, ValueError) as e:
+        show_error(f"This image cannot be used: {e}", e)
+        st.stop()
+x, seen = prepared
 layers = session.layer_choices(subject)
 layer = left.selectbox("Layer", layers, index=layers.index(session.default_layer(subject)),
                        help="Default: the deepest layer whose maps are at least 8x8.")

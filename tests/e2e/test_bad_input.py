@@ -169,6 +169,10 @@ def test_visualize_page_refuses_bad_images_then_works(server, page, tmp_path):
         expect(msg.filter(has_text=words)).to_have_count(1)  # (the previous file's message is replaced)
         wait_idle(page)
         expect(msg).to_have_count(1)
+        # the page stays whole: its figures go on with a validation or demo image until the file is replaced
+        expect(msg.filter(has_text="The figures below use a")).to_have_count(1)
+        expect(page.get_by_text("What the network saw").first).to_be_visible()
+        expect(page.get_by_role("tab", name="Deconvnet")).to_be_visible()
         assert_no_errors(page)
     page.locator(UPLOAD).set_input_files(_files({"good.png": image_bytes("PNG", (90, 70), seed=5)}))
     wait_idle(page)
