@@ -78,11 +78,17 @@ def maps_view(ctx: Context) -> None:
 def deconv_view(ctx: Context) -> None:
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     channel = left.number_input("Feature map (empty = the most active)", 0, None, None, key="dc_ch")
-    guided = right.toggle("Guided backprop beside it", key="dc_guided",
-                          help="Springenberg et al. 2015: the same way back, but each ReLU also stops the signal "
-                               "where it was off in the forward pass. Shown anyway where the deconvnet's picture "
-                               "would be the same for every image.")
-    dc = vv.deconv_figure(ctx.subject, ctx.x, ctx.seen, ctx.layer, channel, with_guided=guided)
+    what = ("Springenberg et al. 2015: the same way back, but each ReLU also stops the signal where it was off in "
+            "the forward pass.")
+    asked = bool(st.session_state.get("dc_guided", False))
+    dc = vv.deconv_figure(ctx.subject, ctx.x, ctx.seen, ctx.layer, channel, with_guided=asked)
+    if dc.guided is not None and not asked:  # shown anyway: the switch says so rather than reading "off"
+        right.toggle("Guided backprop beside it", value=True, disabled=True, key="dc_guided_forced",
+                     help=f"{what} Shown here whatever the switch: the deconvnet's picture of this unit is the same "
+                          "for every image, and guided backprop's is the one that comes from this image.")
+    else:
+        right.toggle("Guided backprop beside it", key="dc_guided",
+                     help=f"{what} Shown anyway where the deconvnet's picture would be the same for every image.")
     whole_image_note(ctx, dc.box)
     st.image(dc.image, caption=dc.caption(ctx.subject))
     downloads("deconvnet", dc.image, dc.projection.image)

@@ -315,6 +315,9 @@ def test_deconvnet_without_max_pooling_says_so_and_adds_guided_backprop():
     caption = next(c for i in _open(at, "Deconvnet").get("image") for c in i.captions if "deconvnet" in c)
     assert "This projection is the same for every image: no max-pooling lies below layer3" in caption, caption
     assert "Guided backprop (right; Springenberg et al. 2015)" in caption, caption
+    # the switch says the panel is there (it read "off" beside it), and that it cannot be turned off here
+    switch = at.toggle(key="dc_guided_forced")
+    assert switch.value is True and switch.disabled and "whatever the switch" in switch.help
     labels = [getattr(d.proto, "label", "") for d in at.get("download_button")]
     assert ".npy" in labels and "Guided backprop .npy" in labels, labels  # both projections, as arrays
 
