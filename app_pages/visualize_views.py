@@ -107,7 +107,10 @@ def training_view(ctx: Context) -> None:
                        "on the Training page (`--keep-snapshots` on the command line); it estimates an epoch's "
                        "time before you start (measured on a 2-core CPU: LeNet-5 2,800-4,300 images/s, ZFNet "
                        "66-88, for Tiny ImageNet's 100,000).")
-    epoch = st.select_slider("Epoch", [s.epoch for s in snaps], key="trn_epoch")
+    # Buttons, not a slider: the snapshots are a few uneven epochs (LeNet-5's 1, 2, 5, 10), and a slider labelled
+    # only its ends hid the ones in between.
+    epochs = [s.epoch for s in snaps]
+    epoch = st.radio("Epoch", epochs, key="trn_epoch", horizontal=True, format_func=lambda e: f"after epoch {e}")
     figs = vv.epoch_figures(ctx.load(next(s.path for s in snaps if s.epoch == epoch)), epoch, ctx.x, ctx.seen,
                             ctx.layer)
     # Fixed widths: a caption wider than its image (epoch 1's "barely trained" note) stretches the image, and

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from cnnviz.catalog import CheckpointInfo, most_accurate
+from cnnviz.checkpoint import CheckpointMeta
 from cnnviz.views.projection import (  # noqa: F401  (re-exported: the pages and the CLI read them from here)
     DeconvFigure,
     box_text,
@@ -334,9 +335,13 @@ def epoch_figures(ckpt, epoch: int, x: torch.Tensor, seen: np.ndarray, layer: st
     snap = Subject(ckpt.model, ckpt.meta, f"epoch {epoch}", None)
     dc = deconv_figure(snap, x, seen, layer)
     note = fixed_projection_note(dc.projection, dc.guided is not None)
-    return EpochFigures(filter_grid(snap.model).image, snap.caption(f"first-layer filters after epoch {epoch}"),
-                        dc.projection, dc.image,
-                        snap.caption(f"strongest projection of {layer}, epoch {epoch}" + (f". {note}" if note else "")))
+    # Every epoch's accuracy, not only a barely trained one's (whose note already gives it): the epochs are compared.
+    top1 = CheckpointMeta.of(ckpt.meta).metrics.get("val_top1")
+    accuracy = f" (val top-1 {top1:.1%})" if isinstance(top1, (int, float)) and snap.note is None else ""
+    return EpochFigures(filter_grid(snap.model).image,
+                        snap.caption(f"first-layer filters after epoch {epoch}{accuracy}"), dc.projection, dc.image,
+                        snap.caption(f"strongest projection of {layer}, epoch {epoch}{accuracy}"
+                                     + (f". {note}" if note else "")))
 
 
 # ----------------------------------------------------------------------------------------------- invariance

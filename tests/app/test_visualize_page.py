@@ -122,10 +122,10 @@ def test_across_training_slider_over_a_real_runs_epoch_snapshots(tmp_path_factor
     _run(at)
     at.selectbox[0].select(next(o for o in at.selectbox[0].options if o.startswith(f"{run.name}/best")))
     _open(at, "Across training")
-    slider = at.select_slider[0]
-    assert list(slider.options) == ["1", "2"]
+    epochs = at.radio(key="trn_epoch")
+    assert list(epochs.options) == ["after epoch 1", "after epoch 2"]  # every epoch named, not a slider's ends
     assert "first-layer filters after epoch 1" in _captions(at)
-    slider.set_value(2)
+    epochs.set_value(2)
     _run(at)
     assert "first-layer filters after epoch 2" in _captions(at)
     assert "strongest projection of" in _captions(at)
@@ -151,12 +151,15 @@ def test_across_training_on_a_starter_that_ships_snapshots(tmp_path_factory):
     at.selectbox[0].select(next(o for o in at.selectbox[0].options if o.startswith("starter/lenet5_demo")))
     _open(at, "Across training")
     assert not at.info or not any("no per-epoch snapshots" in i.value for i in at.info)
-    slider = at.select_slider[0]
-    assert list(slider.options) == ["1", "2", "3"]
+    epochs = at.radio(key="trn_epoch")
+    assert list(epochs.options) == ["after epoch 1", "after epoch 2", "after epoch 3"]
     assert "first-layer filters after epoch 1" in _captions(at)
-    slider.set_value(3)
+    epochs.set_value(3)
     _run(at)
     assert "first-layer filters after epoch 3" in _captions(at)
+    # every epoch's caption gives its accuracy (a barely trained one's in its note, the others' beside the epoch)
+    caption = next(c for i in at.get("image") for c in i.captions if "first-layer filters after epoch 3" in c)
+    assert "val top-1" in caption, caption
 
 
 def test_top9_scan_from_a_synthetic_validation_set(checkpoint):
