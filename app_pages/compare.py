@@ -121,7 +121,9 @@ with image_tab:
         st.info("Upload an image, or prepare Tiny ImageNet on the Training page to pick a validation image.")
     if img is not None:
         st.image(img, width=128, caption=caption)
-        depth = st.slider("Feature-map depth (0 = first layer, 1 = last)", 0.0, 1.0, 0.5, 0.25)
+        depth = st.slider("Feature-map depth (0 = first block, 1 = last)", 0.0, 1.0, 0.5, 0.25,
+                          help="Through each model's hidden blocks with maps (AlexNet's conv1 to conv5, ResNet's stem "
+                               "and four stages): the same fraction of the way through every network.")
         with_occ = st.checkbox("Occlusion maps (slower)", value=False)
         models = []
         for e in (e for e in sel if e.checkpoint is not None):
@@ -139,7 +141,7 @@ with image_tab:
             if v.prediction is not None:
                 col.plotly_chart(topk_figure(v.prediction, truth=v.truth), key=f"same-{v.model}")
             if v.maps is not None:
-                col.image(v.maps, caption=f"{v.layer} ({v.depth}), strongest maps first")
+                col.image(v.maps, caption=cf.maps_caption(v))
             if v.occlusion is not None:
                 col.image(v.occlusion, width=192, caption="occlusion: bright = hiding it lowers the top class")
             if v.error:

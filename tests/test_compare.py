@@ -332,7 +332,7 @@ def test_markdown_escapes_pipes_and_blanks_nan():
 
 def test_same_image_views_leave_the_models_untouched(tmp_path):
     from cnnviz.images import open_image
-    from cnnviz.views.compare import same_image
+    from cnnviz.views.compare import maps_caption, same_image
     from tests.predict_helpers import image_bytes
 
     a = load_checkpoint(make_checkpoint(tmp_path / "a", seed=1))
@@ -341,7 +341,9 @@ def test_same_image_views_leave_the_models_untouched(tmp_path):
     img = open_image(image_bytes("PNG", (100, 70)))
     views = same_image([("a", a.model, a.meta), ("b", b.model, b.meta)], img, depth=0.0, occlusion_size=8)
     assert [v.model for v in views] == ["a", "b"] and all(v.error is None for v in views)
-    assert views[0].depth.startswith("layer 1 of ") and views[0].maps.dtype == np.uint8
+    assert views[0].depth.startswith("block 1 of ") and views[0].maps.dtype == np.uint8
+    lo, hi = views[0].maps_range
+    assert lo <= 0 < hi and "one scale (black = " in maps_caption(views[0])
     assert views[0].occlusion.shape == (64, 64, 3)
     assert len(views[0].prediction.predictions) == 5
     deep = same_image([("a", a.model, a.meta)], img, depth=1.0, occlusion_size=None)[0]
@@ -522,3 +524,24 @@ def test_table_numbers_keep_the_digits_docs_zoo_md_shows():
         ["1.05G", "7.24M", "78.2K", "-", "-"]
     # only the columns a table has (Styler.format refuses the others)
     assert set(table_formats(pd.DataFrame(columns=["model", "macs", "best_val_top5"]))) == {"macs", "best_val_top5"}
+
+
+@pytest.mark.parametrize("family", ["lenet5", "alexnet", "zfnet", "vgg16", "googlenet", "resnet18", "nin"])
+def test_same_image_depths_are_block_outputs_with_maps(family):
+    """Compare's same-image grids at one depth showed a conv's raw output (negative values) for one model beside
+    a ReLU's for another: the depths are now each hidden block's output, rectified, and never a 1x1 "map" (a
+    global pool ends ResNet's layer4 and LeNet-5's c5: the map it averages is shown)."""
+    from cnnviz.models import create_model
+    from cnnviz.views.compare import depth_layers
+    from cnnviz.viz import feature_maps
+    from cnnviz.zoo.recipe import member
+
+    m = member(family)
+    torch.manual_seed(0)
+    model = create_model(m.arch, num_classes=200, input_size=64, **m.variant).eval()
+    layers = depth_layers(model, (3, 64, 64))
+    assert len(layers) >= 2, layers
+    x = torch.randn(1, 3, 64, 64)
+    for name, label in layers:
+        maps = feature_maps(model, x, name).maps
+        assert maps.shape[1] * maps.shape[2] > 1 and maps.min() >= 0, (name, label, maps.shape)

@@ -235,9 +235,10 @@ class SameImageView:
 
     model: str
     prediction: Any  # cnnviz.predict.PredictResult
-    layer: str | None = None  # the layer whose maps are shown
-    depth: str = ""  # "layer 3 of 8"
-    maps: np.ndarray | None = None  # uint8 grid of the strongest feature maps
+    layer: str | None = None  # the layer whose maps are shown: a hidden block's output
+    depth: str = ""  # "block 3 of 5: conv3 (relu3)"
+    maps: np.ndarray | None = None  # uint8 grid of the strongest feature maps, one scale for all of them
+    maps_range: tuple[float, float] | None = None  # the activations black and white stand for in ``maps``
     occlusion: np.ndarray | None = None  # uint8 overlay: red = hiding this region lowers the top class most
     error: str | None = None
     truth: str | None = None  # the image's true wnid, when it is known and among this model's classes
@@ -255,10 +256,55 @@ def validation_image(split: Any, index: int) -> tuple[Any, str, str]:
             str(split.wnids[truth]))
 
 
+def depth_layers(model: torch.nn.Module, input_size: tuple[int, int, int]) -> list[tuple[str, str]]:
+    """``(layer, label)`` of the depths the same-image view steps through: each hidden block's output whose output
+    is a map (:func:`cnnviz.viz.depth.blocks`: ZFNet's conv1..conv5, ResNet's stem and four stages), so that a
+    depth is the same kind of layer in every model. Stepping through every layer instead put a conv's raw output
+    (negative values) in one model beside a ReLU's in another at one depth. A model that declares no blocks:
+    every layer with a map, named as it is."""
+    from cnnviz.viz.depth import blocks
+    from cnnviz.viz.layers import output_shapes
+
+    if not getattr(model, "feature_info", None):
+        return [(n, n) for n in map_layers(model, input_size)]
+    shapes = output_shapes(model, input_size)  # in the order the layers finish
+    order, modules, out = list(shapes), dict(model.named_modules()), []
+    for b in blocks(model, input_size):
+        if len(b.shape) != 3:
+            continue  # fc blocks
+        if b.shape[1] * b.shape[2] > 1:
+            out.append((b.output, b.label))
+            continue
+        # A global pool ends the block (ResNet's layer4, GoogLeNet's inception5b, LeNet-5's c5): show the map it
+        # averages. A container block's own output is that map (a stage, an Inception module's concatenation);
+        # after a single conv it is the last layer with a map between the conv and the pool (its ReLU).
+        def is_map(n: str) -> bool:
+            return len(shapes.get(n, ())) == 3 and shapes[n][1] * shapes[n][2] > 1
+
+        if list(modules[b.name].children()) and is_map(b.name):
+            out.append((b.name, b.name))
+            continue
+        between = [n for n in order[order.index(b.name) + 1:order.index(b.output)]
+                   if is_map(n) and not list(modules[n].children())]
+        if between:
+            out.append((between[-1], f"{b.name} ({between[-1].rsplit('.', 1)[-1]})"))
+        elif is_map(b.name):
+            out.append((b.name, b.name))
+    return out
+
+
+def maps_caption(view: SameImageView) -> str:
+    """What the same-image grid shows: the layer, its depth, the order and the one scale of its grey levels."""
+    lo, hi = view.maps_range or (0.0, 0.0)
+    black = "0" if lo == 0 else f"{lo:.3g}"
+    return (f"{view.layer} ({view.depth}): the strongest maps first, on one scale (black = {black}, white = {hi:.3g}; "
+            "a black tile is a map that stays at zero on this image)")
+
+
 def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *, depth: float = 0.5, k: int = 5,
                max_maps: int = 16, occlusion_size: int | None = 8, truth: str | None = None) -> list[SameImageView]:
-    """The same PIL image through several models: top-``k``, the feature maps of the layer at relative
-    ``depth`` (0 = first spatial layer, 1 = last) and, unless ``occlusion_size`` is None, an occlusion map
+    """The same PIL image through several models: top-``k``, the feature maps of the hidden block at relative
+    ``depth`` (0 = the first block with maps, 1 = the last: :func:`depth_layers`) and, unless ``occlusion_size`` is None, an occlusion map
     (Zeiler & Fergus) of the top class. Uses :mod:`cnnviz.viz`, which never mutates the shared models.
 
     ``truth`` (the image's true wnid) is kept on each view whose model has that class among its outputs, so
@@ -276,11 +322,15 @@ def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *,
         try:
             size = int(meta["input_size"])
             x, seen = network_input(img, meta)
-            layers = map_layers(model, (x.shape[1], size, size))
+            layers = depth_layers(model, (x.shape[1], size, size))
             if layers:
                 i = round(min(1.0, max(0.0, depth)) * (len(layers) - 1))
-                view.layer, view.depth = layers[i], f"layer {i + 1} of {len(layers)}"
-                view.maps = feature_maps(model, x, view.layer).grid(max_maps=max_maps, cell=40)
+                (view.layer, label), what = layers[i], "block" if getattr(model, "feature_info", None) else "layer"
+                view.depth = f"{what} {i + 1} of {len(layers)}" + (f": {label}" if label != view.layer else "")
+                fm = feature_maps(model, x, view.layer)
+                view.maps = fm.grid(max_maps=max_maps, cell=40, shared_scale=True)
+                shown = fm.maps[fm.order[:max_maps]]
+                view.maps_range = (min(float(shown.min()), 0.0), float(shown.max()))
             if occlusion_size:
                 square = min(size, max(1, round(occlusion_size * size / 64)))  # 28 at 224: 15x15 positions
                 occ = occlusion(model, x, pred.top1.index, size=square, stride=max(1, square // 2))
