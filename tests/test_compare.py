@@ -408,6 +408,21 @@ def test_per_class_bars_of_classes_with_the_same_short_name_stay_apart():
     assert len(set(bar.x)) == 2 and list(bar.y) == [1.0, 0.9]
 
 
+def test_bubble_chart_says_what_its_bubble_sizes_are():
+    """LeNet-5 (78K parameters) drew the biggest bubble: area is training time, and it trained on a CPU. The
+    chart names the smallest and largest bubble with their times, and the hover gives each model's."""
+    from cnnviz.views.compare import bubble_figure
+
+    table = pd.DataFrame([{"model": m, "arch": m, "macs": macs, "params": p, "best_val_top1": t, "train_time_s": s}
+                          for m, macs, p, t, s in (("zoo/lenet5", 7.2e6, 7.8e4, 0.25, 283.0),
+                                                   ("zoo/zfnet", 1.05e9, 5.9e7, 0.42, 70.0),
+                                                   ("zoo/vgg16", 1.28e9, 4.1e7, 0.46, 91.0))])
+    fig = bubble_figure(table)
+    keys = [a.text for a in fig.layout.annotations if a.text.startswith("bubble area")]
+    assert keys == ["bubble area: training time, from 1m 10s (zoo/zfnet) to 4m 43s (zoo/lenet5)"]
+    assert all("train_time_s" in t.hovertemplate or "training time" in t.hovertemplate for t in fig.data)
+
+
 def test_bubble_labels_avoid_the_plot_edge_other_bubbles_and_each_other():
     """The zoo's AlexNet, ZFNet and VGG sit close in MACs and accuracy: with plotly's one rule ("top center"
     for every label) their names were drawn on top of each other. Each label now takes the first place that

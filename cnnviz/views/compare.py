@@ -47,7 +47,7 @@ from cnnviz.views.charts import (
     short_name,
     unique_labels,
 )
-from cnnviz.views.format import COUNT_NOTE
+from cnnviz.views.format import COUNT_NOTE, duration_text
 from cnnviz.viz import feature_maps, map_layers, occlusion
 from cnnviz.viz.render import colormap, overlay
 
@@ -184,8 +184,9 @@ def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1"
     # coloured by model, as on the curves and per-class charts; each bubble is named, so no legend
     fig = px.scatter(df, x=x, y=y, size="_size", color="model", text="model", log_x=True, size_max=32,
                      color_discrete_map=model_colours(table["model"].astype(str)),
-                     hover_data={"_size": False, "arch": True, "params": True, "macs": True}, labels=labels,
-                     opacity=0.75)
+                     hover_data={"_size": False, "arch": True, "params": True, "macs": True,
+                                 **({size_col: ":.0f"} if size_col == "train_time_s" else {})},
+                     labels=labels, opacity=0.75)
     fig.update_traces(marker_sizemin=6)  # a 7-second demo run stays visible
     biggest = float(df["_size"].max()) or 1.0  # plotly's area-scaled markers: diameter ~ sqrt(size), 6 to 32 px
     radii = [max(6.0, 32 * math.sqrt(max(float(v), 0.0) / biggest)) / 2 for v in df["_size"]]
@@ -193,6 +194,13 @@ def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1"
                                                 list(df["model"].astype(str))), strict=True))
     fig.for_each_trace(lambda t: t.update(textposition=[places[m] for m in t.text], cliponaxis=False))
     fig.update_layout(height=380, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%", showlegend=False)
+    if len(df) and size_col in df:  # the bubbles' key, in the chart: which model the largest and smallest are
+        lo, hi = df.loc[df["_size"].idxmin()], df.loc[df["_size"].idxmax()]
+        value = (lambda v: duration_text(float(v))) if size_col == "train_time_s" else (lambda v: human(float(v)))
+        key = (f"bubble area: {labels.get(size_col, size_col).replace(' (s)', '')}, from {value(lo[size_col])} "
+               f"({lo['model']}) to {value(hi[size_col])} ({hi['model']})")
+        fig.add_annotation(text=key, xref="paper", yref="paper", x=0, y=1.02, xanchor="left", yanchor="bottom",
+                           showarrow=False, font=dict(size=11, color="#555"))
     readable_log_axis(fig, list(df[x].astype(float)))
     note_left_out(fig, left_out)
     return fig
