@@ -67,3 +67,20 @@ def test_resnet18_starter_has_moved_from_its_random_start():
     mv = filter_movement(ck.model, ck.meta, "conv1")
     assert mv.smoothness == pytest.approx(0.11, abs=0.01) and mv.random_smoothness == pytest.approx(-0.14, abs=0.01)
     assert mv.distance == pytest.approx(0.58, abs=0.02) and not mv.near_start
+
+
+def test_a_first_layer_that_moved_but_stayed_noisy_is_called_so():
+    """The Visualize page opens on ZFNet's conv1: moved 0.60 from its start, yet barely smoother (+0.16), so the
+    picture is mostly noise while its caption spoke only of smooth edges and colour blobs. Such a first layer is
+    now called mostly noise-like; a smooth one (AlexNet's) and a deeper layer are not."""
+    from cnnviz.checkpoint import load_checkpoint
+
+    paths = {n: REPO / "checkpoints" / "starter" / f"{n}_tinyimagenet.safetensors" for n in ("zfnet", "alexnet")}
+    if not all(p.exists() for p in paths.values()):
+        pytest.skip("the ZFNet and AlexNet starters are not in this checkout")
+    zf, alex = (load_checkpoint(paths[n]) for n in ("zfnet", "alexnet"))
+    mv = filter_movement(zf.model, zf.meta)
+    assert mv.mostly_noise and not mv.near_start and "still mostly noise-like" in mv.sentence()
+    assert not filter_movement(alex.model, alex.meta).mostly_noise
+    deeper = filter_movement(zf.model, zf.meta, "features.conv2")
+    assert not deeper.first_layer and not deeper.mostly_noise
