@@ -39,11 +39,15 @@ def top9_view(ctx: Context) -> None:
         st.session_state["top9"] = (subject.name, layer, top)
     hit = st.session_state.get("top9")
     if hit and hit[:2] == (subject.name, layer):
-        channel = st.number_input("Feature map", 0, hit[2].channels - 1, int(hit[2].values[:, 0].argmax()))
+        channel = st.number_input("Feature map", 0, hit[2].channels - 1, int(hit[2].values[:, 0].argmax()),
+                                  help="Default: the map whose strongest activation over the whole validation set is "
+                                       "the largest. (Feature maps and Deconvnet start on the strongest map for "
+                                       "the image above, so their default can differ.)")
         top9 = viz.patches(subject.model, split.images, hit[2], channel, mean=mean, std=std,
                            input_size=subject.input_size[1], channels=subject.input_size[0])
         fig = top9.image(cell=96)  # 64x64 images: patches of at most 48 px, drawn 2x so a patch can be read
         st.image(fig, caption=subject.caption(vv.top9_caption(layer, top9)))
+        st.dataframe(vv.top9_table(top9, split), hide_index=True)  # each hit's activation, image and class
         downloads("top9", fig, None, hit[2].to_csv())
 
 

@@ -125,6 +125,22 @@ GUIDED_NOTE = ("Guided backprop (right; Springenberg et al. 2015): the deconvnet
                "the max-pools.")
 
 
+def top9_table(figure, split=None):
+    """The numbers behind ZF Fig. 2's nine hits, strongest first (row-major in the figure): the activation, the
+    val image it came from and that image's true class (when the split is given), and where the receptive field
+    lies, so a reader can tell what the unit responds to without guessing from 32-pixel crops."""
+    import pandas as pd
+
+    rows = []
+    for rank, (value, image, box) in enumerate(zip(figure.values, figure.images, figure.boxes, strict=True), 1):
+        row = {"rank": rank, "activation": round(float(value), 4), "val image": int(image)}
+        if split is not None:
+            row["true class"] = str(split.class_names[int(split.labels[int(image)])])
+        row["receptive field (x0, y0, x1, y1)"] = f"({box[1]}, {box[0]}, {box[3]}, {box[2]})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def top9_caption(layer: str, figure) -> str:
     """What ZF Fig. 2 (a :class:`cnnviz.viz.top9.Top9Figure`) shows, and why its projections are guided
     backprop's when the deconvnet's would be one picture for every image."""

@@ -29,6 +29,7 @@ from cnnviz.views.projection import (  # noqa: F401  (re-exported: the pages and
     has_lrn,
     projection_figure,
     top9_caption,
+    top9_table,
 )
 from cnnviz.viz import probes, render
 from cnnviz.viz.attribution import LABELS

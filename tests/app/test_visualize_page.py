@@ -172,6 +172,14 @@ def test_top9_scan_from_a_synthetic_validation_set(checkpoint):
     _button(at, "Scan the validation set").click()
     _run(at)
     assert "receptive-field patches" in _captions(at)
+    # the nine hits' numbers: activation (strongest first), which val image, its true class
+    hits = at.dataframe[-1].value
+    assert list(hits.columns[:4]) == ["rank", "activation", "val image", "true class"]
+    assert hits["activation"].is_monotonic_decreasing and hits["val image"].between(0, 11).all()
+    from cnnviz.data import load_split
+
+    val = load_split(data_dir() / "tiny-imagenet-200", "val")
+    assert list(hits["true class"]) == [val.class_names[val.labels[i]] for i in hits["val image"]]
     assert any("12 images in" in p.proto.text for p in at.get("progress"))  # the finished bar: count and time
     assert any("top9" in d.proto.id and d.proto.label == "CSV"
                for d in at.get("download_button"))
