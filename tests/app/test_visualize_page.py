@@ -169,6 +169,7 @@ def test_top9_scan_from_a_synthetic_validation_set(checkpoint):
     make_synthetic(data_dir() / "tiny-imagenet-200", num_classes=3, train_per_class=2, val_per_class=4)
     at = _open(_run(AppTest.from_file(PAGE, default_timeout=240)), "Top-9")
     assert any(n.label == "Validation image" for n in at.number_input)
+    assert "after its own preprocessing): validation image 0, true class " in _captions(at)  # what it shows
     _button(at, "Scan the validation set").click()
     _run(at)
     assert "receptive-field patches" in _captions(at)
