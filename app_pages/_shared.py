@@ -92,6 +92,9 @@ def md_escape(text: str) -> str:
 
 
 
+MODEL_DEFAULT = "model default"  # a variant option's None (the model picks), as its selectbox shows it
+
+
 def variant_widgets(card, key_prefix: str, columns: int = 4) -> dict:
     """One widget per variant option a model card's form offers (its structured ``form_options``); all values."""
     values, cols = {}, st.columns(columns)
@@ -106,8 +109,13 @@ def variant_widgets(card, key_prefix: str, columns: int = 4) -> dict:
             values[spec.name] = col.number_input(spec.name, step=1 if spec.kind == "int" else None,
                                                  help=spec.help, key=key)
         else:
-            values[spec.name] = col.selectbox(spec.name, spec.choices, help=spec.help, key=key,
-                                              format_func=lambda v: "model default" if v is None else str(v))
+            # None as an option shows Streamlit's empty "Choose an option" (a widget value of None means nothing
+            # chosen), so "the model's default" is a named option here and None again in the returned values.
+            options = [MODEL_DEFAULT if v is None else v for v in spec.choices]
+            if st.session_state.get(key) is None and MODEL_DEFAULT in options:
+                st.session_state[key] = MODEL_DEFAULT
+            chosen = col.selectbox(spec.name, options, help=spec.help, key=key, format_func=str)
+            values[spec.name] = None if chosen == MODEL_DEFAULT else chosen
     return values
 
 

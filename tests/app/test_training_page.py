@@ -149,6 +149,8 @@ def test_choosing_the_synthetic_set_updates_the_defaults_at_once():
     assert at.selectbox(key="train_data").value.spec == "auto"  # Tiny ImageNet is there: it comes first
     assert (at.number_input(key="train_epochs").value, at.number_input(key="train_batch").value) == (30, 256)
     assert at.selectbox(key="train_lenet5_variant").value == "paper"
+    # an option whose default is "the model decides" (None) shows that, not Streamlit's empty "Choose an option"
+    assert at.selectbox(key="train_lenet5_output").value == "model default"
     at.selectbox(key="train_data").set_value(SYNTHETIC_LABEL)
     _run(at)  # no Start: the form is not submitted
     assert (at.number_input(key="train_epochs").value, at.number_input(key="train_batch").value) == (5, 32)
