@@ -98,8 +98,9 @@ def probe_figure(results: Sequence, relative_depth: bool = False, height: int = 
                           "<br>train top-1 %{customdata[2]:.1f}%<extra>" + r.name + "</extra>"))
     if results:
         chance = 100 * max(r.chance for r in results)
+        # above the line: chance (0.5% for 200 classes) lies on the x axis, and a label below it covered the ticks
         fig.add_hline(y=chance, line_dash="dash", line_color="grey", annotation_text=f"chance ({chance:.1f}%)",
-                      annotation_position="bottom right")
+                      annotation_position="top right")
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend_title_text="checkpoint",
                       xaxis_title="relative depth (0 = first hidden block, 1 = last)" if relative_depth
                       else "depth (hidden block, shallow to deep)", yaxis_title="val top-1 of a linear probe (%)",
