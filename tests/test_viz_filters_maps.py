@@ -177,6 +177,18 @@ def test_deconv_figure_says_when_the_projection_is_the_same_for_every_image():
         asked.caption(zf)
 
 
+def test_a_map_that_stays_at_zero_is_a_black_tile_not_grey():
+    """Compare's same-image grid showed a flat grey tile nobody could explain: a dead ReLU map, constant, which
+    the per-map normalisation turned into mid-grey. Each map on its own scale has black = its lowest."""
+    from cnnviz.viz.maps import FeatureMaps
+
+    maps = np.zeros((2, 4, 4), np.float32)
+    maps[0, 1, 2] = 3.0  # a live map with one hot unit; map 1 never fires
+    grid = FeatureMaps("relu", maps, np.array([3.0, 0.0]), np.array([0, 1]), "max").grid(cell=4)
+    tiles = [grid[:, :grid.shape[1] // 2], grid[:, grid.shape[1] // 2:]]
+    assert tiles[0].max() == 255 and tiles[1][tiles[1] < 250].max() == 0  # (the grid's white padding aside)
+
+
 def test_feature_grid_has_a_colour_bar():
     from cnnviz.views import visualize as vv
     from cnnviz.viz import session

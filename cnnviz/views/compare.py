@@ -245,8 +245,7 @@ class SameImageView:
     prediction: Any  # cnnviz.predict.PredictResult
     layer: str | None = None  # the layer whose maps are shown: a hidden block's output
     depth: str = ""  # "block 3 of 5: conv3 (relu3)"
-    maps: np.ndarray | None = None  # uint8 grid of the strongest feature maps, one scale for all of them
-    maps_range: tuple[float, float] | None = None  # the activations black and white stand for in ``maps``
+    maps: np.ndarray | None = None  # uint8 grid of the strongest feature maps, each on its own scale
     occlusion: np.ndarray | None = None  # uint8 overlay: red = hiding this region lowers the top class most
     error: str | None = None
     truth: str | None = None  # the image's true wnid, when it is known and among this model's classes
@@ -302,11 +301,9 @@ def depth_layers(model: torch.nn.Module, input_size: tuple[int, int, int]) -> li
 
 
 def maps_caption(view: SameImageView) -> str:
-    """What the same-image grid shows: the layer, its depth, the order and the one scale of its grey levels."""
-    lo, hi = view.maps_range or (0.0, 0.0)
-    black = "0" if lo == 0 else f"{lo:.3g}"
-    return (f"{view.layer} ({view.depth}): the strongest maps first, on one scale (black = {black}, white = {hi:.3g}; "
-            "a black tile is a map that stays at zero on this image)")
+    """What the same-image grid shows: the layer, its depth, the order and the scale of its grey levels."""
+    return (f"{view.layer} ({view.depth}): the strongest maps first, each on its own scale (black = its lowest, "
+            "white = its highest; an all-black tile is a map that stays at zero on this image)")
 
 
 def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *, depth: float = 0.5, k: int = 5,
@@ -335,10 +332,9 @@ def same_image(models: Sequence[tuple[str, torch.nn.Module, dict]], img: Any, *,
                 i = round(min(1.0, max(0.0, depth)) * (len(layers) - 1))
                 (view.layer, label), what = layers[i], "block" if getattr(model, "feature_info", None) else "layer"
                 view.depth = f"{what} {i + 1} of {len(layers)}" + (f": {label}" if label != view.layer else "")
-                fm = feature_maps(model, x, view.layer)
-                view.maps = fm.grid(max_maps=max_maps, cell=40, shared_scale=True)
-                shown = fm.maps[fm.order[:max_maps]]
-                view.maps_range = (min(float(shown.min()), 0.0), float(shown.max()))
+                # each map on its own scale, as Visualize's Feature maps: on one scale a few strong maps left
+                # the rest black, and the point here is what each model's maps pick out of the image
+                view.maps = feature_maps(model, x, view.layer).grid(max_maps=max_maps, cell=40)
             if occlusion_size:
                 square = min(size, max(1, round(occlusion_size * size / 64)))  # 28 at 224: 15x15 positions
                 occ = occlusion(model, x, pred.top1.index, size=square, stride=max(1, square // 2))

@@ -24,14 +24,17 @@ class FeatureMaps:
 
     def grid(self, max_maps: int = 64, cell: int = 48, shared_scale: bool = False) -> np.ndarray:
         """The strongest ``max_maps`` maps as a grey grid, strongest first (row-major). Each map is scaled to
-        its own range unless ``shared_scale`` (then black = 0, white = the largest activation shown)."""
+        its own range unless ``shared_scale`` (then black = 0, white = the largest activation shown). A map that
+        is constant on this image (a unit whose ReLU never fires) is black, all of it at its lowest: the
+        normalisation's mid-grey for a constant read as a map with something in it."""
         idx = self.order[:max_maps]
         if shared_scale:
             hi = max(float(self.maps[idx].max()), 1e-12)
             lo = min(float(self.maps[idx].min()), 0.0)
             tiles = [render.to_uint8((self.maps[c] - lo) / (hi - lo), mode=None) for c in idx]
         else:
-            tiles = [render.to_uint8(self.maps[c]) for c in idx]
+            tiles = [render.to_uint8(self.maps[c]) if np.ptp(self.maps[c]) > 0
+                     else np.zeros(self.maps[c].shape, np.uint8) for c in idx]
         return render.grid(tiles, cell=cell, pad=2)
 
     def table(self):
