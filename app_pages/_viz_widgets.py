@@ -11,12 +11,12 @@ from cnnviz.viz.trained import filter_movement
 
 
 def downloads(name: str, png, array=None, csv: str | None = None) -> None:
-    cols = st.columns(3)
-    cols[0].download_button("PNG", render.png_bytes(png), f"{name}.png", "image/png", key=f"png-{name}")
+    row = st.container(horizontal=True)  # side by side under their figure (three columns spread them apart)
+    row.download_button("PNG", render.png_bytes(png), f"{name}.png", "image/png", key=f"png-{name}")
     if array is not None:
-        cols[1].download_button(".npy", render.npy_bytes(array), f"{name}.npy", key=f"npy-{name}")
+        row.download_button(".npy", render.npy_bytes(array), f"{name}.npy", key=f"npy-{name}")
     if csv is not None:
-        cols[2].download_button("CSV", csv, f"{name}.csv", "text/csv", key=f"csv-{name}")
+        row.download_button("CSV", csv, f"{name}.csv", "text/csv", key=f"csv-{name}")
 
 
 def class_picker(ctx: vv.Context, key: str, label: str = "Class") -> int:
