@@ -9,6 +9,7 @@ from cnnviz import compare as cmp
 from cnnviz.checkpoint import CheckpointError
 from cnnviz.images import ALLOWED_EXTENSIONS, ImageError, open_image, safe_display_name
 from cnnviz.views import compare as cf
+from cnnviz.views import same_image as si
 from cnnviz.views.predict import topk_figure
 from cnnviz.zoo.report import recipe_markdown
 
@@ -115,7 +116,7 @@ with image_tab:
         except ImageError as err:
             st.error(f"{md_escape(safe_display_name(given[0]))}: {md_escape(err)}")
     elif split is not None:
-        img, caption, truth = cf.validation_image(split, st.number_input("Validation image", 0, len(split) - 1,
+        img, caption, truth = si.validation_image(split, st.number_input("Validation image", 0, len(split) - 1,
                                                                           key="cmp_val"))
     else:
         st.info("Upload an image, or prepare Tiny ImageNet on the Training page to pick a validation image.")
@@ -132,7 +133,7 @@ with image_tab:
                 models.append((e.id, ck.model, ck.meta))
             except (CheckpointError, OSError) as err:
                 show_error(f"{e.id} cannot be used: {err}", err)
-        views = cf.same_image(models, img, depth=depth, occlusion_size=8 if with_occ else None,
+        views = si.same_image(models, img, depth=depth, occlusion_size=8 if with_occ else None,
                               truth=truth) if models else []
         # rows of at most 4: seven models side by side cut the class names and the percentages off
         cols = [c for i in range(0, len(views), 4) for c in st.columns(min(4, len(views)))][:len(views)]
@@ -141,7 +142,7 @@ with image_tab:
             if v.prediction is not None:
                 col.plotly_chart(topk_figure(v.prediction, truth=v.truth), key=f"same-{v.model}")
             if v.maps is not None:
-                col.image(v.maps, caption=cf.maps_caption(v))
+                col.image(v.maps, caption=si.maps_caption(v))
             if v.occlusion is not None:
                 col.image(v.occlusion, width=192, caption="occlusion: bright = hiding it lowers the top class")
             if v.error:

@@ -49,9 +49,7 @@ if zoo is not None:
               help="The settings the zoo trains this family with (docs/zoo.md); change any before Start.")
     if st.session_state.get("train_zoo_applied") == arch:
         st.caption(md_escape(zoo[1]))
-# Enter in a field does not submit: a run (an hour an epoch on a CPU) starts only from the Start button. With
-# Streamlit's default, Enter after typing the epochs started a run, and Start then a second one.
-with st.form("train_form", enter_to_submit=False):
+with st.form("train_form", enter_to_submit=False):  # only Start starts a run (Enter in a field did, then Start again)
     variant = variant_widgets(get_card(arch), "train")
     c = st.columns(4)
     epochs = c[0].number_input("Epochs", 1, 1000, key="train_epochs")

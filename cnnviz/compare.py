@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -411,18 +410,3 @@ def most_confused(ev: EvalResult, n: int = 10) -> pd.DataFrame:
         rows.append({"true_wnid": ev.wnids[t], "true": ev.names[t], "predicted_wnid": ev.wnids[p],
                      "predicted": ev.names[p], "count": int(cm[t, p]), "share": float(cm[t, p] / max(1, support[t]))})
     return pd.DataFrame(rows, columns=["true_wnid", "true", "predicted_wnid", "predicted", "count", "share"])
-
-
-# ----------------------------------------------------------------------------------------------- Markdown
-def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
-    """A GitHub Markdown table (no extra dependency)."""
-    def cell(v: Any) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        if isinstance(v, float):
-            return floatfmt.format(v)
-        return str(v).replace("|", "\\|").replace("\n", " ")
-    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
-    sep = "| " + " | ".join("---" for _ in df.columns) + " |"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body]) + "\n"

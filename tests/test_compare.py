@@ -24,7 +24,6 @@ from cnnviz.compare import (
     most_confused,
     per_class_frame,
     subset_indices,
-    to_markdown,
 )
 from cnnviz.models import create_model
 from cnnviz.paths import checkpoints_dir
@@ -32,6 +31,7 @@ from cnnviz.training.evaluate import EvalResult, class_mapping
 from cnnviz.training.evaluate import evaluate_images as evaluate  # the image-set face of the one evaluation
 from cnnviz.training.runs import training_rate, training_seconds
 from cnnviz.views.compare import TABLE_FORMATS, export_bundle, fold_shared_columns, table_formats
+from cnnviz.views.format import to_markdown
 from tests.predict_helpers import default_arch, make_checkpoint, write_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -332,7 +332,7 @@ def test_markdown_escapes_pipes_and_blanks_nan():
 
 def test_same_image_views_leave_the_models_untouched(tmp_path):
     from cnnviz.images import open_image
-    from cnnviz.views.compare import maps_caption, same_image
+    from cnnviz.views.same_image import maps_caption, same_image
     from tests.predict_helpers import image_bytes
 
     a = load_checkpoint(make_checkpoint(tmp_path / "a", seed=1))
@@ -457,8 +457,8 @@ def test_same_image_colours_the_true_class_only_for_a_model_that_has_it(tmp_path
     """A validation image's true class reaches the bars of each model trained on it (green true class, red
     wrong top-1); a model with other classes keeps plain bars instead of a "not in the top 5" that blames it."""
     from cnnviz.data import load_split, make_synthetic
-    from cnnviz.views.compare import same_image, validation_image
     from cnnviz.views.predict import CORRECT, NEUTRAL, topk_figure
+    from cnnviz.views.same_image import same_image, validation_image
 
     root = make_synthetic(tmp_path / "syn", num_classes=8, train_per_class=2, val_per_class=2)
     val = load_split(root, "val")
@@ -546,7 +546,7 @@ def test_same_image_depths_are_block_outputs_with_maps(family):
     a ReLU's for another: the depths are now each hidden block's output, rectified, and never a 1x1 "map" (a
     global pool ends ResNet's layer4 and LeNet-5's c5: the map it averages is shown)."""
     from cnnviz.models import create_model
-    from cnnviz.views.compare import depth_layers
+    from cnnviz.views.same_image import depth_layers
     from cnnviz.viz import feature_maps
     from cnnviz.zoo.recipe import member
 

@@ -128,7 +128,7 @@ def test_compare_lists_it_with_its_dataset_and_torchvisions_accuracy(resnet18):
 
 
 def test_same_image_scales_the_occluder_to_224(resnet18, monkeypatch):
-    from cnnviz.views import compare as cmp
+    from cnnviz.views import same_image as cmp
 
     calls = {}
 

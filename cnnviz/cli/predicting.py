@@ -156,7 +156,9 @@ def run_compare(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(df.to_csv(index=False))
     elif args.format == "markdown":
-        sys.stdout.write(cmp.to_markdown(df))
+        from cnnviz.views.format import to_markdown
+
+        sys.stdout.write(to_markdown(df))
     elif args.curves:
         print(df.to_string(index=False))
     else:

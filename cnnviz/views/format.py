@@ -8,16 +8,20 @@ formatter, so the two can be compared by eye. Counts use K/M/G (powers of 1000).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 # Defined once in cnnviz.summary (the CLI's text and Markdown tables use them too); views take them from here.
 from cnnviz.summary import MACS_NOTE, human, human_bytes
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 UNITS_NOTE = "Memory uses decimal units (1 MB = 10^6 bytes)."
 # Streamlit's "compact" number columns write billions with B where our own formatter writes G; tables say which.
 COMPACT_NOTE = "K/M/B = thousand/million/billion"
 COUNT_NOTE = "K/M/G = thousand/million/billion"  # cnnviz's own formatter, human()
 __all__ = ["COMPACT_NOTE", "COUNT_NOTE", "MACS_NOTE", "UNITS_NOTE", "duration_text", "human", "human_bytes", "pair_text",
-           "shape_text", "size_text"]
+           "shape_text", "size_text", "to_markdown"]
 
 
 def size_text(n: float | None) -> str:
@@ -48,3 +52,18 @@ def duration_text(seconds: float | None) -> str:
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
+    """A GitHub Markdown table of ``df`` (no extra dependency): Compare's export bundle and ``python -m cnnviz
+    compare --format markdown``."""
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if isinstance(v, float):
+            return floatfmt.format(v)
+        return str(v).replace("|", "\\|").replace("\n", " ")
+    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    sep = "| " + " | ".join("---" for _ in df.columns) + " |"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"
