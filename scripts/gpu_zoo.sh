@@ -46,6 +46,11 @@
 #      launch, K=2: the new ZFNet replaces the shipped one, same recipe), then
 #        run "SKIP_DATALOADER=1 RANK_SWEEP=zfnet bash scripts/gpu_zoo.sh final"   (~1 min on top)
 #      compress_zfnet.md comes back: put its table in docs/benchmarks.md's "Compressed checkpoints" by hand.
+#   4. Optional, with 2: NiN at three times its rate, which a one-epoch CPU sweep favoured (docs/benchmarks.md,
+#      "NiN's AdamW rate"; NiN took ~75 s of H200 in the first zoo). In 2's launch use FAMILIES=googlenet,nin,
+#      K=2 and ZOO_ARGS='--lr nin=0.003'. Before unpack, if nin.json's val_top1 is below the shipped 0.2787, delete
+#      nin.json and nin_tinyimagenet.* from the fetched folder (the shipped NiN stays); else it ships, docs/zoo.md
+#      marks its rate, and set the member's lr to 3e-3 in cnnviz/zoo/recipe.py.
 # Last rehearsed end to end on 2026-12-07 (`rehearse`, 29 min on 2 cores): it found the plain final call stopping at
 # "RANK_SWEEP: unbound variable" (set -u), fixed; tests/test_gpu_script.py runs the final call without it.
 # If a call fails: rerun the same call once (parts already on the machine are kept while it is warm); if the

@@ -77,6 +77,8 @@ def test_the_report_says_a_member_trained_at_another_rate(tmp_path):
     assert "predates" not in line
     plain = next(ln for ln in recipe_lines(rows([result])) if ln.startswith("| nin |"))
     assert "other than the member's" not in plain
+    own = {**result, "lr_override": result["config"]["lr"] / scale}  # a sweep's baseline arm: --lr nin=0.001
+    assert "other than the member's" not in next(ln for ln in recipe_lines(rows([own])) if ln.startswith("| nin |"))
     # the rate alone differing, without the override recorded, is still called out of date (as before)
     stale = {**result, "config": {**result["config"], "lr": 0.003 * scale}}
     assert "predates" in next(ln for ln in recipe_lines(rows([stale])) if ln.startswith("| nin |"))
