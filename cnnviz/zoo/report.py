@@ -201,8 +201,7 @@ def recipe_lines(table: list[dict[str, Any]]) -> list[str]:
         c, m = row["config"], member(row["family"])
         variant = ", ".join(f"{k}={v}" for k, v in (c.get("variant") or {}).items()) or "-"
         why, override = m.why, row.get("lr_override")
-        # a sweep's rate (zoo train --lr), unless it was the member's own (a sweep's baseline arm)
-        if isinstance(override, (int, float)) and abs(override - m.lr) > 1e-9 * max(1.0, m.lr):
+        if isinstance(override, (int, float)) and abs(override - m.lr) > 1e-9 * max(1.0, m.lr):  # a sweep's other rate
             why += (f" **Trained at an lr other than the member's:** {override:g} for 256 images (`zoo train --lr "
                     f"{row['family']}={override:g}`), where the member's own is {m.lr:g}.")
             m = dataclasses.replace(m, lr=float(override))  # what else changed, against the rate it was given
