@@ -78,10 +78,10 @@ x, seen = prepared
 layers = session.layer_choices(subject)
 layer = left.selectbox("Layer", layers, index=layers.index(session.default_layer(subject)),
                        help="Default: the deepest layer whose maps are at least 8x8.")
-truth = f": validation image {idx}, true class {split.class_names[int(split.labels[idx])]}" if idx is not None else ""
+shown = f": validation image {idx}, true class {split.class_names[truth]}" if idx is not None else ""
 # A fixed width: Streamlit widens an image to a caption longer than it (the true class made it fill the column).
 right.image(render.upscale(seen, max(128, seen.shape[0])), width=max(320, seen.shape[1]),
-            caption=f"What the network saw ({seen.shape[0]}x{seen.shape[1]}, after its own preprocessing){md_escape(truth)}")
+            caption=f"What the network saw ({seen.shape[0]}x{seen.shape[1]}, after its own preprocessing){md_escape(shown)}")
 
 ctx = Context(subject, x, seen, layer, layers, label, split, infos.get(choice), infos, load_checkpoint_cached, _random,
               val_index=idx)

@@ -297,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cnnviz import viz
     from cnnviz.views import visualize as vv
+    from cnnviz.viz.attribution import CAM_METHODS
 
     cmd = args.viz_command
     _check_outputs(args)
@@ -309,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "top9":
         check_folder(args.cache_dir, "--cache-dir")
     methods = _methods(args.methods) if cmd == "attribution" else ()
-    if cmd == "attribution" and args.layer and not {"grad_cam", "guided_grad_cam"} & set(methods):
+    if cmd == "attribution" and args.layer and not CAM_METHODS & set(methods):
         raise ValueError("--layer names Grad-CAM's layer: add grad_cam or guided_grad_cam to --methods, or leave "
                        "--layer out")
     _arch_only(args)
@@ -355,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
         _save(args, vv.occlusion_figure(seen, r, subject), r.prob)
     elif cmd == "attribution":
         a = viz.attribute(model, x, args.target, methods, cam_layer=layer)
-        cam = f"; Grad-CAM at {a.cam_layer}" if {"grad_cam", "guided_grad_cam"} & set(methods) else ""
+        cam = f"; Grad-CAM at {a.cam_layer}" if CAM_METHODS & set(methods) else ""
         print(f"explaining {subject.class_name(a.target)}{cam}")
         _save(args, vv.attribution_figure(seen, a, subject), np.stack([a.maps[m] for m in methods]))
     return 0

@@ -190,9 +190,9 @@ def bubble_figure(table: pd.DataFrame, x: str = "macs", y: str = "best_val_top1"
     fig.update_layout(height=380, margin=dict(l=0, r=10, t=30, b=0), yaxis_tickformat=".0%", showlegend=False)
     if len(df) and size_col in df:  # the bubbles' key, in the chart: which model the largest and smallest are
         lo, hi = df.loc[df["_size"].idxmin()], df.loc[df["_size"].idxmax()]
-        value = (lambda v: duration_text(float(v))) if size_col == "train_time_s" else (lambda v: human(float(v)))
-        key = (f"bubble area: {labels.get(size_col, size_col).replace(' (s)', '')}, from {value(lo[size_col])} "
-               f"({lo['model']}) to {value(hi[size_col])} ({hi['model']})")
+        name, value = ("training time", duration_text) if size_col == "train_time_s" else ("parameters", human)
+        key = (f"bubble area: {name}, from {value(float(lo[size_col]))} ({lo['model']}) to "
+               f"{value(float(hi[size_col]))} ({hi['model']})")
         fig.add_annotation(text=key, xref="paper", yref="paper", x=0, y=1.02, xanchor="left", yanchor="bottom",
                            showarrow=False, font=dict(size=11, color="#555"))
     readable_log_axis(fig, list(df[x].astype(float)))

@@ -136,7 +136,7 @@ def top9_table(figure, split=None):
         row = {"rank": rank, "activation": round(float(value), 4), "val image": int(image)}
         if split is not None:
             row["true class"] = str(split.class_names[int(split.labels[int(image)])])
-        row["receptive field (x0, y0, x1, y1)"] = f"({box[1]}, {box[0]}, {box[3]}, {box[2]})"
+        row["receptive field"] = box_text(box)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -56,18 +56,19 @@ def depth_layers(model: torch.nn.Module, input_size: tuple[int, int, int]) -> li
         return [(n, n) for n in map_layers(model, input_size)]
     shapes = output_shapes(model, input_size)  # in the order the layers finish
     order, modules, out = list(shapes), dict(model.named_modules()), []
+
+    def is_map(n: str) -> bool:
+        return len(shapes.get(n, ())) == 3 and shapes[n][1] * shapes[n][2] > 1
+
     for b in blocks(model, input_size):
         if len(b.shape) != 3:
             continue  # fc blocks
-        if b.shape[1] * b.shape[2] > 1:
+        if is_map(b.output):
             out.append((b.output, b.label))
             continue
         # A global pool ends the block (ResNet's layer4, GoogLeNet's inception5b, LeNet-5's c5): show the map it
         # averages. A container block's own output is that map (a stage, an Inception module's concatenation);
         # after a single conv it is the last layer with a map between the conv and the pool (its ReLU).
-        def is_map(n: str) -> bool:
-            return len(shapes.get(n, ())) == 3 and shapes[n][1] * shapes[n][2] > 1
-
         if list(modules[b.name].children()) and is_map(b.name):
             out.append((b.name, b.name))
             continue

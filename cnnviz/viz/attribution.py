@@ -48,6 +48,7 @@ from cnnviz.viz.layers import output_shapes
 # 16 and the page showed one map with two different peaks, 0.068 and 0.072, under one label).
 IG_STEPS = 32
 METHODS = ("saliency", "deconvnet", "guided_backprop", "integrated_gradients", "grad_cam", "guided_grad_cam")
+CAM_METHODS = frozenset({"grad_cam", "guided_grad_cam"})  # the methods that look at a layer (cam_layer)
 LABELS = {"saliency": "Saliency (gradient)", "deconvnet": "Deconvnet", "guided_backprop": "Guided backprop",
           "integrated_gradients": "Integrated gradients", "grad_cam": "Grad-CAM",
           "guided_grad_cam": "Guided Grad-CAM"}
@@ -130,7 +131,7 @@ class Attributions:
 
     def blank(self, method: str) -> str | None:
         """Why ``method``'s map is not a picture (see :func:`blank_reason`), or None."""
-        cam = self.cam_size if method in ("grad_cam", "guided_grad_cam") else None
+        cam = self.cam_size if method in CAM_METHODS else None
         return blank_reason(self.maps[method], cam)
 
 
@@ -166,7 +167,7 @@ def attribute(model: nn.Module, x: torch.Tensor, target: int | None = None, meth
         target = int(logits.argmax(1))
     if not 0 <= target < logits.shape[1]:
         raise ValueError(f"class {target} does not exist: the model has {logits.shape[1]} classes")
-    if any(m in methods for m in ("grad_cam", "guided_grad_cam")):
+    if CAM_METHODS & set(methods):
         if cam_layer:  # a name typed by the user (the CLI's --layer): checked before any work
             get_module(view, cam_layer)
             shape = output_shapes(view, tuple(x.shape[1:])).get(cam_layer)
