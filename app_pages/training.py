@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app_pages._data_widgets import prepare_panel
+from app_pages._run_widgets import act, await_starting_run
 from app_pages._shared import md_escape, show_error, variant_widgets
 from cnnviz import get_card, list_models
 from cnnviz.paths import checkpoints_dir
@@ -77,18 +78,18 @@ with st.form("train_form", enter_to_submit=False):  # only Start starts a run (E
     start = st.form_submit_button("Start", type="primary")
 if start:
     try:
-        cfg = tv.config_from_form(dict(arch=arch, variant=variant, data=data.spec, epochs=int(epochs),
-                                       batch_size=int(batch), optimizer=optimizer, lr=lr, schedule=schedule,
-                                       warmup_epochs=warmup, label_smoothing=smoothing, weight_decay=wd,
-                                       device=device, seed=int(seed), keep_snapshots=snaps, ema_decay=ema,
-                                       tta_flip=tta))
+        cfg = tv.config_from_form(dict(
+            arch=arch, variant=variant, data=data.spec, epochs=int(epochs), batch_size=int(batch), optimizer=optimizer,
+            lr=lr, schedule=schedule, warmup_epochs=warmup, label_smoothing=smoothing, weight_decay=wd, device=device,
+            seed=int(seed), keep_snapshots=snaps, ema_decay=ema, tta_flip=tta))
         st.session_state["train_run"] = jobs.start(cfg, force=force).name
     except (ValueError, RuntimeError, OSError) as e:
         show_error(f"Training did not start: {e}", e)
 
 runs = list_runs()
-if not runs:
+if not await_starting_run(device, runs) and not runs:
     st.info("No runs yet: choose an architecture and press Start.")
+if not runs:
     st.stop()
 ids = [r.id for r in runs]
 if st.session_state.get("train_run") not in ids:
@@ -100,15 +101,6 @@ if st.session_state.get("train_labels") != labels:
     st.session_state["train_labels"] = labels
     st.session_state["train_run"] = st.session_state["train_run"]
 run_id = st.selectbox("Run", ids, key="train_run", format_func=lambda i: f"{i} ({labels[i]})")
-
-
-def act(action, *args, **kw):
-    try:
-        action(*args, **kw)
-    except (ValueError, RuntimeError, OSError) as e:
-        show_error(str(e), e)
-        return
-    st.rerun()
 
 
 @st.fragment(run_every=2.0 if read_run(checkpoints_dir() / run_id).active else None)

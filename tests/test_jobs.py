@@ -94,6 +94,30 @@ def test_two_quick_starts_give_one_job_then_force_allows_a_second(synthetic):
         assert read_run(run).state == "stopped"
 
 
+def test_a_refusal_before_the_folder_exists_names_the_coming_run(synthetic, monkeypatch):
+    """Two quick Start clicks run the page twice at once (CI, 2026-12-07): the second was refused while the first
+    held the device lock but had no folder yet, said "another training job (unknown)" and showed "no runs yet".
+    The lock names the run from the moment it is taken, so the page can wait for that folder."""
+    from cnnviz.views.training import starting_run
+
+    cfg, seen = tiny_config(epochs=3), {}
+    real_create_run = jobs.create_run
+
+    def create_run(config, root, run_id):  # the moment between the lock and the folder
+        with pytest.raises(jobs.JobBusy) as refused:
+            jobs.start(cfg)
+        seen.update(message=str(refused.value), starting=starting_run("cpu", list_runs()))
+        return real_create_run(config, root, run_id=run_id)
+
+    monkeypatch.setattr(jobs, "create_run", create_run)
+    run = jobs.start(cfg, env=SLOW)
+    assert f"another training job ({run.name})" in seen["message"]
+    assert seen["starting"] == run.name  # the page polls for this folder
+    assert starting_run("cpu", list_runs()) is None  # listed now: nothing to wait for
+    assert jobs.stop(run, kill=True, wait=10)
+    assert starting_run("cpu", list_runs()) is None  # the device is free again
+
+
 def test_kill_9_mid_epoch_then_resume_loses_and_duplicates_nothing(synthetic):
     run = jobs.start(tiny_config(epochs=2), env=SLOW)
     info = wait_for(lambda: in_epoch(run, 2, 3), what="epoch 2 to be under way")

@@ -178,6 +178,23 @@ def config_from_form(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig(variant=variant, **fields).validate()
 
 
+def starting_run(device: str, runs: list[RunInfo], root: str | Path | None = None) -> str | None:
+    """The run whose job holds ``device``'s lock while its folder is not among ``runs`` yet: a run being
+    created (the first of two quick Start clicks, or one just started from the CLI). None when the device is
+    free or its job's run is listed. :func:`cnnviz.training.jobs.start` names the run in the lock before it
+    makes the folder; a lock from an older version names none ("unknown")."""
+    from cnnviz.training.jobs import device_busy
+
+    try:
+        holder = device_busy(device, root)
+    except (OSError, RuntimeError, ValueError):  # an unusable device choice: the form's Start says why
+        return None
+    if holder is None:
+        return None
+    run = str(holder.get("run") or "unknown")
+    return None if run in {r.id for r in runs} else run
+
+
 def progress(info: RunInfo) -> tuple[float, str]:
     """``(fraction, text)`` for a progress bar: epoch/step, and the ETA while running."""
     st = info.status

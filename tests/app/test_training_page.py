@@ -5,6 +5,7 @@ fragment's run_every) is not ticked by AppTest: tests/e2e/test_training.py cover
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -98,6 +99,26 @@ def test_busy_device_is_a_clean_message(monkeypatch):
     at = _run(AppTest.from_file(PAGE))
     _start(at)
     assert "Training did not start: another training job (other-run)" in at.error[0].value
+
+
+def test_a_job_holding_the_device_before_its_folder_exists_is_awaited_not_no_runs_yet():
+    """The second of two quick Start clicks reruns the page while the first start holds the device lock but has
+    not made its folder: the page says which run is starting (and polls for it, a fragment AppTest does not
+    tick), never "no runs yet" and nothing more; once the folder exists it shows the run."""
+    from cnnviz.fsutil import try_lock
+    from cnnviz.training.locks import device_lock_path
+
+    fd = try_lock(device_lock_path("cpu"), {"run": "lenet5-coming"})
+    try:
+        at = _run(AppTest.from_file(PAGE))
+        assert [i.value.replace("\\", "") for i in at.info] == ["Starting lenet5-coming: it appears here in a moment."]
+        _fake_run("lenet5-coming", state="queued", pid=None, epochs_done=0)
+        _run(at)
+        assert at.selectbox(key="train_run").value == "lenet5-coming"
+        assert not any(i.value.startswith("Starting") for i in at.info)
+    finally:
+        os.close(fd)
+    assert "No runs yet" not in [i.value for i in _run(AppTest.from_file(PAGE)).info]
 
 
 def test_dead_worker_shows_failed_with_resume_curves_and_memory():

@@ -3,6 +3,7 @@ report progress and finish on its own (no clicks), with curves; a reload re-atta
 
 from __future__ import annotations
 
+import os
 import re
 
 from playwright.sync_api import expect
@@ -88,6 +89,34 @@ def test_double_start_reload_stop_resume(app_server, page, tmp_path, tmp_path_fa
     assert len(metrics) == 3  # nothing lost or repeated across the stop
     assert_no_errors(page)
     assert not page.js_errors, page.js_errors
+
+
+def test_a_run_still_being_created_is_awaited_and_shown_when_its_folder_appears(app_server, page, tmp_path,
+                                                                               tmp_path_factory):
+    """CI, 2026-12-07: the second of two quick Start clicks ran while the first held the device lock but had no
+    folder yet; the page said "no runs yet" and never looked again, though the run trained. Now it names the
+    coming run and polls (a fragment, 1 s) until its folder is there. Here the test holds the lock itself."""
+    from cnnviz.fsutil import try_lock
+    from cnnviz.training.locks import device_lock_path
+    from cnnviz.training.runs import create_run
+    from tests._synthetic import tiny_config
+
+    base = tmp_path / "app"
+    install_synthetic(tmp_path_factory, base / "data")
+    server = app_server(base=base)
+    fd = try_lock(device_lock_path("cpu", server.checkpoints), {"run": "lenet5-coming"})
+    try:
+        page.goto(server.url + "/training")
+        wait_idle(page)
+        expect(page.get_by_text("Starting lenet5-coming: it appears here in a moment.")).to_be_visible()
+        expect(page.get_by_text("No runs yet")).to_have_count(0)
+        create_run(tiny_config(epochs=2).to_dict(), server.checkpoints, run_id="lenet5-coming")
+        run_box = page.get_by_role("combobox", name="Run", exact=True)
+        expect(run_box).to_have_value(re.compile(r"^lenet5-coming"), timeout=15_000)  # no click: the poll found it
+        expect(page.get_by_text("Starting lenet5-coming")).to_have_count(0)
+        assert_no_errors(page)
+    finally:
+        os.close(fd)
 
 
 def _no_axis_title_overlaps_a_subplot_title(chart) -> None:
