@@ -48,6 +48,8 @@ def test_short_run_learns_and_writes_every_file(synthetic):
     assert last["val_top1"] >= 2 / NUM_CLASSES, "no better than chance on a learnable set"
     assert 0 <= last["val_top1"] <= last["val_top5"] <= 1
     assert last["elapsed_s"] >= first["elapsed_s"] > 0 and last["peak_mem_bytes"] > 0
+    # the process before its first step (a CPU run): the Training page shows what training added beyond it
+    assert 0 < last["base_mem_bytes"] <= last["peak_mem_bytes"]
     st = info.status
     assert st["state"] == "done" and st["total_epochs"] == 4 and st["steps_per_epoch"] == 10
     from cnnviz.device import device_name  # what Compare says the run's seconds were on: this CPU, by name

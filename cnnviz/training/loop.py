@@ -19,6 +19,7 @@ import math
 import os
 import random
 import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,12 @@ from cnnviz.training.optim import WeightAverage, compute_loss, lr_at, make_optim
 from cnnviz.training.runs import read_metrics
 
 log = logging.getLogger("cnnviz.train")  # the run's log: the worker sends it to train.log
+
+
+def _peak_rss_bytes() -> int:
+    """The process's peak resident memory so far: ``ru_maxrss`` is KiB on Linux, bytes on macOS."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
 class Trainer:
@@ -294,6 +301,9 @@ class Trainer:
         self._session_step0 = self.global_step
         self._session_t0 = time.time()
         dev = self.device
+        # Off CUDA the peak is the process's (Python, PyTorch, the data set held in memory): what it was before
+        # the first step lets the Training page show what training itself added, beside the layer-table estimate.
+        base_mem = None if dev.type == "cuda" else _peak_rss_bytes()
         # Evaluation stays fp32 on the CPU (see evaluate): the recorded val accuracy is then the one that
         # `cnnviz evaluate` and Predict reproduce on any CPU, with or without bf16 kernels.
         amp = cfg.amp and bf16_autocast_ok(dev)
@@ -371,8 +381,9 @@ class Trainer:
                 self._check(force=True)
                 raise TrainingFailed("nan", "the validation loss is NaN or infinite; lower the learning rate")
             seen = max(1.0, sums[2].item())
-            peak = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
-                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+            peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _peak_rss_bytes()
+            if base_mem is not None:
+                extra["base_mem_bytes"] = base_mem
             self.epoch += 1
             self.step_in_epoch = 0
             self._partial.zero_()

@@ -224,13 +224,16 @@ def run_curves_figure(metrics: list[dict[str, Any]], height: int = 520) -> go.Fi
 def memory_comparison(info: RunInfo) -> dict[str, Any]:
     """Measured peak memory (last epoch) beside the layer-table estimate for the run's model and batch.
 
-    ``{"measured", "measured_kind", "estimate", "estimate_parts", "note"}``; figures are bytes or None.
+    ``{"measured", "measured_kind", "base", "estimate", "estimate_parts", "note"}``; figures are bytes or
+    None. ``base`` (runs off CUDA, recorded since 2026-12-07): the process's peak before its first training
+    step, so that ``measured - base`` is what training added, the part the table estimates.
     """
     cfg = info.config
-    out: dict[str, Any] = {"measured": None, "measured_kind": None, "estimate": None, "estimate_parts": {},
-                           "note": ""}
+    out: dict[str, Any] = {"measured": None, "measured_kind": None, "base": None, "estimate": None,
+                           "estimate_parts": {}, "note": ""}
     if info.metrics:
         out["measured"] = info.metrics[-1].get("peak_mem_bytes")
+        out["base"] = info.metrics[-1].get("base_mem_bytes")  # off CUDA: the process before its first step
         dev = str(info.status.get("device") or "")
         out["measured_kind"] = ("peak CUDA memory allocated" if dev.startswith("cuda")
                                 else "peak process memory (RSS, includes the data set and Python)")
@@ -255,8 +258,18 @@ def memory_texts(mem: dict[str, Any]) -> tuple[str, str, str]:
     """``(value, help, caption)`` of the page's peak-memory metric from :func:`memory_comparison`: the measured
     peak and the table estimate, both in the one unit system (:func:`cnnviz.views.format.size_text`)."""
     measured, estimate = size_text(mem["measured"]), size_text(mem["estimate"])
-    return (measured, f"{mem['measured_kind']}; table estimate {estimate} ({mem['note']})",
-            f"Memory: measured {measured} ({mem['measured_kind']}) vs. table estimate {estimate}.")
+    help_text = f"{mem['measured_kind']}; table estimate {estimate} ({mem['note']})"
+    base = mem.get("base")
+    if base is None or mem["measured"] is None:
+        return measured, help_text, f"Memory: measured {measured} ({mem['measured_kind']}) vs. table estimate {estimate}."
+    # A CPU run's peak is mostly PyTorch, Python and the data set in memory: without the part that was there
+    # before the first step, a 1 GB peak beside a 13 MB estimate read like a bug.
+    added = max(0, int(mem["measured"]) - int(base))
+    return (measured, help_text,
+            f"Memory: the process peaked at {measured}; {size_text(base)} of it was there before the first step "
+            f"(Python, PyTorch, the data set in memory), so training added {size_text(added)}. The layer table "
+            f"estimates {estimate} for the network's training (float32 weights, gradients, optimizer state and "
+            f"every layer's output).")
 
 
 # ------------------------------------------------------------------------------------ time per epoch

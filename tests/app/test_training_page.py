@@ -134,6 +134,19 @@ def test_dead_worker_shows_failed_with_resume_curves_and_memory():
     assert any("table estimate" in c.value for c in at.caption)
 
 
+def test_a_cpu_runs_memory_says_what_training_added_beyond_the_process():
+    """A CPU run's peak is the whole process (PyTorch, Python, the data): 1 GB beside a 13 MB estimate read like
+    a bug. Runs that record the process before their first step say what training itself added."""
+    run = _fake_run("cpu-run", state="done")
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    lines[-1].update(peak_mem_bytes=1_070_000_000, base_mem_bytes=1_020_000_000)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    at = _run(AppTest.from_file(PAGE))
+    said = next(c.value for c in at.caption if c.value.startswith("Memory:"))
+    assert "peaked at 1.07GB" in said and "1.02GB of it was there before the first step" in said, said
+    assert "training added 50MB" in said and "The layer table estimates" in said, said
+
+
 def test_torn_status_and_a_deleted_folder_do_not_break_the_page():
     _fake_run("torn-run", torn=True)
     at = _run(AppTest.from_file(PAGE))
