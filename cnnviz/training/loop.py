@@ -50,6 +50,16 @@ def _peak_rss_bytes() -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
+def _rss_now_bytes() -> int:
+    """The resident memory in use now (Linux: ``/proc/self/statm``), else the peak so far. Not the peak on
+    Linux: setting up (imports, reading the data) peaks above what stays in use, and training fits in that."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return _peak_rss_bytes()
+
+
 class Trainer:
     """Trains the run in ``run_dir`` (whose ``config.json`` it was given) to the end, a stop, or a failure."""
 
@@ -301,9 +311,9 @@ class Trainer:
         self._session_step0 = self.global_step
         self._session_t0 = time.time()
         dev = self.device
-        # Off CUDA the peak is the process's (Python, PyTorch, the data set held in memory): what it was before
+        # Off CUDA the peak is the process's (Python, PyTorch, the data set held in memory): what is in use before
         # the first step lets the Training page show what training itself added, beside the layer-table estimate.
-        base_mem = None if dev.type == "cuda" else _peak_rss_bytes()
+        base_mem = None if dev.type == "cuda" else _rss_now_bytes()
         # Evaluation stays fp32 on the CPU (see evaluate): the recorded val accuracy is then the one that
         # `cnnviz evaluate` and Predict reproduce on any CPU, with or without bf16 kernels.
         amp = cfg.amp and bf16_autocast_ok(dev)

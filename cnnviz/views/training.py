@@ -225,8 +225,9 @@ def memory_comparison(info: RunInfo) -> dict[str, Any]:
     """Measured peak memory (last epoch) beside the layer-table estimate for the run's model and batch.
 
     ``{"measured", "measured_kind", "base", "estimate", "estimate_parts", "note"}``; figures are bytes or
-    None. ``base`` (runs off CUDA, recorded since 2026-12-07): the process's peak before its first training
-    step, so that ``measured - base`` is what training added, the part the table estimates.
+    None. ``base`` (runs off CUDA, recorded since 2026-12-07): the process's resident memory just before its
+    first training step, so that ``measured - base`` is about what training added, the part the table
+    estimates.
     """
     cfg = info.config
     out: dict[str, Any] = {"measured": None, "measured_kind": None, "base": None, "estimate": None,
@@ -264,12 +265,17 @@ def memory_texts(mem: dict[str, Any]) -> tuple[str, str, str]:
         return measured, help_text, f"Memory: measured {measured} ({mem['measured_kind']}) vs. table estimate {estimate}."
     # A CPU run's peak is mostly PyTorch, Python and the data set in memory: without the part that was there
     # before the first step, a 1 GB peak beside a 13 MB estimate read like a bug.
-    added = max(0, int(mem["measured"]) - int(base))
-    return (measured, help_text,
-            f"Memory: the process peaked at {measured}; {size_text(base)} of it was there before the first step "
-            f"(Python, PyTorch, the data set in memory), so training added {size_text(added)}. The layer table "
-            f"estimates {estimate} for the network's training (float32 weights, gradients, optimizer state and "
-            f"every layer's output).")
+    added = int(mem["measured"]) - int(base)
+    network = (f"the layer table estimates {estimate} for the network itself (float32 weights, gradients, "
+               "optimizer state and every layer's output)")
+    if added > 0:
+        share = (f"so training used up to {size_text(added)} more. Of that, {network}; the rest is PyTorch's "
+                 "working memory (kernel workspaces, its allocator's caches, the batches being prepared).")
+    else:
+        share = (f"and the peak came while setting up (imports, reading the data), not from training: "
+                 f"{network}.")
+    return (measured, help_text, f"Memory: the process peaked at {measured}; {size_text(base)} was in use "
+                                 f"before the first step (Python, PyTorch, the data set in memory), {share}")
 
 
 # ------------------------------------------------------------------------------------ time per epoch
