@@ -6,6 +6,8 @@ import functools
 import os
 import platform
 import re
+import resource
+import sys
 from pathlib import Path
 
 import torch
@@ -105,3 +107,19 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "CPU"
+
+
+def process_peak_rss() -> int:
+    """The process's peak resident memory so far: ``ru_maxrss`` is KiB on Linux, bytes on macOS."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def process_rss() -> int:
+    """The resident memory in use now (Linux: ``/proc/self/statm``), else the peak so far. Not the peak on
+    Linux: setting up (imports, reading the data) peaks above what stays in use, and training fits in that."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return process_peak_rss()

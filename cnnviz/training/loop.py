@@ -18,8 +18,6 @@ import logging
 import math
 import os
 import random
-import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from cnnviz import checkpoint  # module attribute: tests replace checkpoint.save_checkpoint to fill the disk
 from cnnviz.data import BatchPipeline, load_split, resolve_data
-from cnnviz.device import bf16_autocast_ok, device_name, pick_device
+from cnnviz.device import bf16_autocast_ok, device_name, pick_device, process_peak_rss, process_rss
 from cnnviz.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from cnnviz.models import InputSizeError, create_model
 from cnnviz.training.config import TrainConfig
@@ -42,22 +40,6 @@ from cnnviz.training.optim import WeightAverage, compute_loss, lr_at, make_optim
 from cnnviz.training.runs import read_metrics
 
 log = logging.getLogger("cnnviz.train")  # the run's log: the worker sends it to train.log
-
-
-def _peak_rss_bytes() -> int:
-    """The process's peak resident memory so far: ``ru_maxrss`` is KiB on Linux, bytes on macOS."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024)
-
-
-def _rss_now_bytes() -> int:
-    """The resident memory in use now (Linux: ``/proc/self/statm``), else the peak so far. Not the peak on
-    Linux: setting up (imports, reading the data) peaks above what stays in use, and training fits in that."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return _peak_rss_bytes()
 
 
 class Trainer:
@@ -313,7 +295,7 @@ class Trainer:
         dev = self.device
         # Off CUDA the peak is the process's (Python, PyTorch, the data set held in memory): what is in use before
         # the first step lets the Training page show what training itself added, beside the layer-table estimate.
-        base_mem = None if dev.type == "cuda" else _rss_now_bytes()
+        base_mem = None if dev.type == "cuda" else process_rss()
         # Evaluation stays fp32 on the CPU (see evaluate): the recorded val accuracy is then the one that
         # `cnnviz evaluate` and Predict reproduce on any CPU, with or without bf16 kernels.
         amp = cfg.amp and bf16_autocast_ok(dev)
@@ -391,7 +373,7 @@ class Trainer:
                 self._check(force=True)
                 raise TrainingFailed("nan", "the validation loss is NaN or infinite; lower the learning rate")
             seen = max(1.0, sums[2].item())
-            peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _peak_rss_bytes()
+            peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else process_peak_rss()
             if base_mem is not None:
                 extra["base_mem_bytes"] = base_mem
             self.epoch += 1
