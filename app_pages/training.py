@@ -87,9 +87,10 @@ if start:
         show_error(f"Training did not start: {e}", e)
 
 runs = list_runs()
-if not await_starting_run(device, runs) and not runs:
-    st.info("No runs yet: choose an architecture and press Start.")
+waiting = await_starting_run(device, runs)  # a run whose folder is not there yet: shown once it is
 if not runs:
+    if not waiting:
+        st.info("No runs yet: choose an architecture and press Start.")
     st.stop()
 ids = [r.id for r in runs]
 if st.session_state.get("train_run") not in ids:

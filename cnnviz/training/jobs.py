@@ -115,8 +115,7 @@ def start(config, root: str | Path | None = None, force: bool = False, env: dict
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(dict(config)).validate()
     root = Path(root) if root is not None else checkpoints_dir()
     key = device_key(cfg.device)
-    settings = {**cfg.to_dict(), **code_version(), **(extra or {})}
-    run_id = run_id or new_run_id(settings.get("arch", "run"), settings.get("name"))
+    run_id = run_id or new_run_id(cfg.arch, cfg.name)
     # Take the device lock before the folder exists: a refused start (a second click) leaves nothing behind.
     # The lock names the run at once, so a refusal in that moment says which run is coming (the Training
     # page waits for that folder to appear instead of saying "no runs yet").
@@ -129,7 +128,7 @@ def start(config, root: str | Path | None = None, force: bool = False, env: dict
         if held is None:
             raise JobBusy(busy_message(key, lock_holder(device_lock_path(key, root))))
     try:
-        run_dir = create_run(settings, root, run_id=run_id)
+        run_dir = create_run({**cfg.to_dict(), **code_version(), **(extra or {})}, root, run_id=run_id)
     except BaseException:
         if held is not None:
             os.close(held)
