@@ -65,18 +65,32 @@ def read_json(path: str | Path) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ flock locks
-def try_lock(path: Path, info: dict[str, Any] | None = None) -> int | None:
-    """Take an exclusive ``flock`` on ``path`` without waiting: the open descriptor, or None when held.
+# A flock has no read-only test, so :func:`is_locked` takes the lock for a few microseconds to see whether it
+# can. A start (or another page's probe) that came in that moment would see a holder that is not there ("another
+# job (unknown) is running"), so every attempt retries for this long before it says "held". A real holder holds
+# for the whole life of its process, so the retry only costs a held lock's callers this much per call.
+PROBE_PATIENCE_S = 0.02
+_RETRY_EVERY_S = 0.002
+
+
+def try_lock(path: Path, info: dict[str, Any] | None = None, patience_s: float = PROBE_PATIENCE_S) -> int | None:
+    """Take an exclusive ``flock`` on ``path`` without waiting for a holder: the open descriptor, or None when
+    held. It retries for ``patience_s`` (a momentary :func:`is_locked` probe is not a holder).
 
     ``info`` (who holds it) is written into the file for messages; the lock itself is the flock, not the file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(_RETRY_EVERY_S)
     if info is not None:
         write_lock_info(fd, info)
     return fd

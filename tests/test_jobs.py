@@ -118,6 +118,25 @@ def test_a_refusal_before_the_folder_exists_names_the_coming_run(synthetic, monk
     assert starting_run("cpu", list_runs()) is None  # the device is free again
 
 
+def test_a_momentary_probe_of_the_device_lock_neither_refuses_a_start_nor_shows_a_phantom_job(synthetic):
+    """A flock has no read-only test: ``is_locked`` (the Training page, on every render) takes the lock for a
+    moment. A start or another tab's probe in that moment must not see a job that is not there."""
+    from cnnviz.fsutil import try_lock
+    from cnnviz.training.locks import device_key, device_lock_path
+
+    path = device_lock_path(device_key("cpu"), checkpoints_dir())
+    probe = try_lock(path)  # what is_locked holds while it looks (the lock is free: taken at once)
+    threading.Timer(0.005, os.close, [probe]).start()
+    assert jobs.device_busy("cpu") is None  # a second probe in that moment sees a free device
+    probe = try_lock(path)
+    threading.Timer(0.005, os.close, [probe]).start()
+    run = jobs.start(tiny_config(epochs=3), env=SLOW)  # and a start in that moment is not refused
+    assert jobs.device_busy("cpu")["run"] == run.name
+    with pytest.raises(jobs.JobBusy, match=run.name):  # a real holder still refuses, after the short retry
+        jobs.start(tiny_config(epochs=3))
+    assert jobs.stop(run, kill=True, wait=10)
+
+
 def test_kill_9_mid_epoch_then_resume_loses_and_duplicates_nothing(synthetic):
     run = jobs.start(tiny_config(epochs=2), env=SLOW)
     info = wait_for(lambda: in_epoch(run, 2, 3), what="epoch 2 to be under way")
