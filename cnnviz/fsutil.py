@@ -65,10 +65,11 @@ def read_json(path: str | Path) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ flock locks
-# A flock has no read-only test, so :func:`is_locked` takes the lock for a few microseconds to see whether it
-# can. A start (or another page's probe) that came in that moment would see a holder that is not there ("another
-# job (unknown) is running"), so every attempt retries for this long before it says "held". A real holder holds
-# for the whole life of its process, so the retry only costs a held lock's callers this much per call.
+# A flock has no read-only test, so :func:`is_locked` takes a *shared* lock for a few microseconds to see
+# whether it can: probes never collide with each other (the Training page probes on every render), and a real
+# holder's exclusive lock refuses a probe at once. A start that came in a probe's moment would still see a holder
+# that is not there ("another job (unknown) is running"), so an exclusive take retries for this long before it
+# says "held". A real holder holds for the whole life of its process: the retry costs a refused start 20 ms.
 PROBE_PATIENCE_S = 0.02
 _RETRY_EVERY_S = 0.002
 
@@ -112,14 +113,18 @@ def lock_holder(path: Path) -> dict[str, Any]:
 
 
 def is_locked(path: Path) -> bool:
-    """Whether a live process holds the flock on ``path``."""
-    if not Path(path).exists():
+    """Whether a live process holds the flock on ``path`` (a shared probe: see :data:`PROBE_PATIENCE_S`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
         return False
-    fd = try_lock(Path(path))
-    if fd is None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
         return True
-    os.close(fd)
-    return False
+    finally:
+        os.close(fd)  # closing the descriptor drops the probe's shared lock
 
 
 # ------------------------------------------------------------------------------------------ detached processes

@@ -121,15 +121,22 @@ def test_a_refusal_before_the_folder_exists_names_the_coming_run(synthetic, monk
 def test_a_momentary_probe_of_the_device_lock_neither_refuses_a_start_nor_shows_a_phantom_job(synthetic):
     """A flock has no read-only test: ``is_locked`` (the Training page, on every render) takes the lock for a
     moment. A start or another tab's probe in that moment must not see a job that is not there."""
-    from cnnviz.fsutil import try_lock
+    import fcntl
+
     from cnnviz.training.locks import device_key, device_lock_path
 
     path = device_lock_path(device_key("cpu"), checkpoints_dir())
-    probe = try_lock(path)  # what is_locked holds while it looks (the lock is free: taken at once)
-    threading.Timer(0.005, os.close, [probe]).start()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+    def probe_for_5_ms() -> None:  # what is_locked holds while it looks: a shared flock
+        fd = os.open(path, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        threading.Timer(0.005, os.close, [fd]).start()
+
+    probe_for_5_ms()
     assert jobs.device_busy("cpu") is None  # a second probe in that moment sees a free device
-    probe = try_lock(path)
-    threading.Timer(0.005, os.close, [probe]).start()
+    probe_for_5_ms()
     run = jobs.start(tiny_config(epochs=3), env=SLOW)  # and a start in that moment is not refused
     assert jobs.device_busy("cpu")["run"] == run.name
     with pytest.raises(jobs.JobBusy, match=run.name):  # a real holder still refuses, after the short retry
